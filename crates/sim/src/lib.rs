@@ -1,0 +1,1 @@
+//! AICPW placeholder

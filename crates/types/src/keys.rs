@@ -1,0 +1,107 @@
+//! Account keys: an ed25519 signing key, and an X25519 key derived from the same secret seed.
+
+use crate::tx::{SignedTx, Tx};
+use crate::AccountId;
+use ed25519_dalek::{Signer, SigningKey};
+use hkdf::Hkdf;
+use rand_core::{OsRng, RngCore};
+use serde::{Deserialize, Serialize};
+use sha2::Sha256;
+use std::path::Path;
+
+#[derive(Debug, thiserror::Error)]
+pub enum KeyError {
+    #[error("cannot read or write key file {path}: {source}")]
+    Io { path: String, source: std::io::Error },
+    #[error("key file {path} is not a valid AICPW key file: {reason}")]
+    Invalid { path: String, reason: String },
+}
+
+/// A key file on disk: JSON with the hex secret seed and, for people, the address.
+#[derive(Serialize, Deserialize)]
+struct KeyFile {
+    secret_key: String,
+    address: String,
+}
+
+#[derive(Clone)]
+pub struct Keypair {
+    signing: SigningKey,
+}
+
+impl Keypair {
+    pub fn generate() -> Keypair {
+        let mut seed = [0u8; 32];
+        OsRng.fill_bytes(&mut seed);
+        Keypair::from_seed(seed)
+    }
+    pub fn from_seed(seed: [u8; 32]) -> Keypair {
+        Keypair { signing: SigningKey::from_bytes(&seed) }
+    }
+    /// The deterministic dev account number `index`: the same on every machine, never for real money.
+    pub fn dev(index: u32) -> Keypair {
+        let mut hasher = blake3::Hasher::new_derive_key("aicpw 2026-11 dev account seed");
+        hasher.update(&index.to_le_bytes());
+        Keypair::from_seed(*hasher.finalize().as_bytes())
+    }
+    pub fn account(&self) -> AccountId {
+        AccountId(self.signing.verifying_key().to_bytes())
+    }
+    pub fn sign(&self, tx: Tx) -> SignedTx {
+        let signature = self.signing.sign(&tx.signing_bytes()).to_bytes();
+        SignedTx { tx, signature }
+    }
+    /// The X25519 secret for sealed boxes, derived from the seed with HKDF-SHA256.
+    pub fn x25519_secret(&self) -> x25519_dalek::StaticSecret {
+        let hk = Hkdf::<Sha256>::new(Some(b"aicpw x25519"), self.signing.as_bytes());
+        let mut okm = [0u8; 32];
+        hk.expand(b"aicpw 2026-11 x25519 key v1", &mut okm)
+            .expect("32 bytes is a valid HKDF-SHA256 output length");
+        x25519_dalek::StaticSecret::from(okm)
+    }
+    pub fn x25519_public(&self) -> [u8; 32] {
+        x25519_dalek::PublicKey::from(&self.x25519_secret()).to_bytes()
+    }
+
+    pub fn save(&self, path: &Path) -> Result<(), KeyError> {
+        let file = KeyFile {
+            secret_key: hex::encode(self.signing.as_bytes()),
+            address: self.account().to_string(),
+        };
+        let text = serde_json::to_string_pretty(&file).expect("a key file always serializes");
+        write_private(path, &text)
+            .map_err(|source| KeyError::Io { path: path.display().to_string(), source })
+    }
+
+    pub fn load(path: &Path) -> Result<Keypair, KeyError> {
+        let name = path.display().to_string();
+        let text = std::fs::read_to_string(path)
+            .map_err(|source| KeyError::Io { path: name.clone(), source })?;
+        let invalid = |reason: String| KeyError::Invalid { path: name.clone(), reason };
+        let file: KeyFile = serde_json::from_str(&text).map_err(|e| invalid(e.to_string()))?;
+        let mut seed = [0u8; 32];
+        hex::decode_to_slice(file.secret_key.trim(), &mut seed)
+            .map_err(|_| invalid("secret_key must be 64 hex characters".into()))?;
+        let keypair = Keypair::from_seed(seed);
+        if keypair.account().to_string() != file.address {
+            return Err(invalid("address does not match secret_key".into()));
+        }
+        Ok(keypair)
+    }
+}
+
+fn write_private(path: &Path, text: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+        std::fs::create_dir_all(parent)?;
+    }
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)?;
+    file.write_all(text.as_bytes())?;
+    file.sync_all()
+}

@@ -1,0 +1,116 @@
+//! Domain rejections: one enum, stable numeric codes shown by the API and the CLI.
+//!
+//! Codes never change meaning once released. 1xx: the transaction itself; 2xx: accounts and money;
+//! 3xx: staking; 4xx: provider nodes; 5xx: tasks; 6xx: verification; 9xx: the node around the ledger.
+
+use serde::Serialize;
+
+macro_rules! rejects {
+    ($($variant:ident = $code:literal, $message:literal;)*) => {
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+        pub enum Reject { $($variant,)* }
+
+        impl Reject {
+            pub const ALL: &'static [Reject] = &[$(Reject::$variant,)*];
+            /// The stable numeric code.
+            pub fn code(self) -> u16 {
+                match self { $(Reject::$variant => $code,)* }
+            }
+            /// The stable machine-readable name, in snake case.
+            pub fn name(self) -> &'static str {
+                match self { $(Reject::$variant => stringify!($variant),)* }
+            }
+            pub fn message(self) -> &'static str {
+                match self { $(Reject::$variant => $message,)* }
+            }
+            pub fn from_code(code: u16) -> Option<Reject> {
+                match code { $($code => Some(Reject::$variant),)* _ => None }
+            }
+        }
+    };
+}
+
+rejects! {
+    Malformed = 100, "the transaction could not be decoded";
+    Oversize = 101, "the transaction is larger than the limit";
+    BadSignature = 102, "the signature does not match the signer";
+    WrongChain = 103, "the transaction is for another chain";
+    FieldTooLong = 104, "a field is longer than its limit";
+    InvalidField = 105, "a field has an invalid value";
+    FeeTooLow = 106, "the fee is below the network minimum";
+    NonceReplayed = 200, "the nonce was already used: replayed transaction";
+    NonceGap = 201, "the nonce is ahead of the account's next nonce";
+    InsufficientBalance = 202, "the balance does not cover the amount and fee";
+    AmountOverflow = 203, "the amount overflows";
+    ZeroAmount = 204, "the amount must be positive";
+    UnknownAccount = 205, "no such account";
+    InsufficientStake = 300, "not enough bonded stake";
+    NothingToWithdraw = 301, "no unbonded stake has matured yet";
+    UnbondingQueueFull = 302, "too many unbonding entries; withdraw first";
+    StakeLocked = 303, "the stake backs registered nodes or running work";
+    UnknownNode = 400, "no such node";
+    NotNodeOwner = 401, "the signer does not own this node";
+    NodeLimitReached = 402, "the account has registered the maximum number of nodes";
+    NodeBusy = 403, "the node has work in progress";
+    NodeNotActive = 404, "the node is frozen, ejected or deregistered";
+    UnknownTask = 500, "no such task";
+    NotTaskRequester = 501, "the signer did not submit this task";
+    NotAssignedProvider = 502, "the signer's node is not assigned to this task";
+    InvalidTaskState = 503, "the task is not in a state that allows this";
+    BudgetTooLow = 504, "the budget does not cover the time limit at the maximum price";
+    InvalidRating = 505, "ratings are 1 to 5";
+    AlreadyRated = 506, "the task was already rated";
+    TooManyKeyGrants = 507, "too many sealed key grants";
+    LeaseNotExpired = 508, "the lease has not expired yet";
+    TasksPendingFull = 509, "the market's queue of pending tasks is full";
+    UnknownChallenge = 600, "no such challenge";
+    ChallengeClosed = 601, "the challenge's deadline has passed or it was answered";
+    BadCommitment = 602, "the revealed result does not match its commitment";
+    DisputeWindowClosed = 603, "the dispute window has closed";
+    NotEligibleVoter = 604, "the signer may not vote on this";
+    MempoolFull = 900, "the mempool is full; retry later";
+    DuplicateTransaction = 901, "the transaction is already in the mempool";
+    NotFound = 902, "no such object";
+}
+
+impl std::fmt::Display for Reject {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "reject {} {}: {}", self.code(), self.name(), self.message())
+    }
+}
+
+impl std::error::Error for Reject {}
+
+impl Serialize for Reject {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeStruct;
+        let mut st = s.serialize_struct("Reject", 3)?;
+        st.serialize_field("code", &self.code())?;
+        st.serialize_field("name", self.name())?;
+        st.serialize_field("message", self.message())?;
+        st.end()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::BTreeSet;
+
+    #[test]
+    fn every_code_is_unique_and_round_trips() {
+        let codes: BTreeSet<u16> = Reject::ALL.iter().map(|r| r.code()).collect();
+        assert_eq!(codes.len(), Reject::ALL.len());
+        for reject in Reject::ALL {
+            assert_eq!(Reject::from_code(reject.code()), Some(*reject));
+        }
+    }
+
+    #[test]
+    fn released_codes_keep_their_meaning() {
+        assert_eq!(Reject::BadSignature.code(), 102);
+        assert_eq!(Reject::NonceReplayed.code(), 200);
+        assert_eq!(Reject::InsufficientBalance.code(), 202);
+        assert_eq!(Reject::Oversize.code(), 101);
+    }
+}

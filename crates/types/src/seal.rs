@@ -1,0 +1,118 @@
+//! Sealed boxes and content encryption: X25519 key agreement, HKDF-SHA256, ChaCha20-Poly1305.
+//!
+//! `seal` encrypts to a recipient's X25519 public key with a fresh ephemeral key, so only the
+//! recipient can open it. `encrypt` encrypts bulk content under a random 32-byte content key; the
+//! content key is what gets sealed to providers.
+
+use chacha20poly1305::aead::{Aead, KeyInit};
+use chacha20poly1305::{ChaCha20Poly1305, Key, Nonce};
+use hkdf::Hkdf;
+use rand_core::{OsRng, RngCore};
+use sha2::Sha256;
+use x25519_dalek::{EphemeralSecret, PublicKey, StaticSecret};
+
+/// Bytes a sealed box adds to its plaintext: ephemeral public key and tag.
+pub const SEAL_OVERHEAD: usize = 32 + 16;
+/// Bytes `encrypt` adds: nonce and tag.
+pub const ENCRYPT_OVERHEAD: usize = 12 + 16;
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SealError {
+    #[error("ciphertext is too short")]
+    TooShort,
+    #[error("decryption failed: wrong key or tampered ciphertext")]
+    Decrypt,
+}
+
+fn box_key(shared: &[u8; 32], ephemeral: &[u8; 32], recipient: &[u8; 32]) -> Key {
+    let mut salt = [0u8; 64];
+    salt[..32].copy_from_slice(ephemeral);
+    salt[32..].copy_from_slice(recipient);
+    let hk = Hkdf::<Sha256>::new(Some(&salt), shared);
+    let mut key = [0u8; 32];
+    hk.expand(b"aicpw 2026-11 sealed box v1", &mut key)
+        .expect("32 bytes is a valid HKDF-SHA256 output length");
+    Key::from(key)
+}
+
+/// Seals `plaintext` to `recipient`: ephemeral public key, then ciphertext and tag. The key is
+/// used once, so a fixed nonce is safe.
+pub fn seal(recipient: &[u8; 32], plaintext: &[u8]) -> Vec<u8> {
+    let ephemeral = EphemeralSecret::random_from_rng(OsRng);
+    let ephemeral_public = PublicKey::from(&ephemeral).to_bytes();
+    let shared = ephemeral.diffie_hellman(&PublicKey::from(*recipient));
+    let cipher = ChaCha20Poly1305::new(&box_key(shared.as_bytes(), &ephemeral_public, recipient));
+    let body = cipher
+        .encrypt(&Nonce::default(), plaintext)
+        .expect("ChaCha20-Poly1305 encrypts any in-memory length");
+    let mut out = ephemeral_public.to_vec();
+    out.extend_from_slice(&body);
+    out
+}
+
+pub fn open(secret: &StaticSecret, sealed: &[u8]) -> Result<Vec<u8>, SealError> {
+    if sealed.len() < SEAL_OVERHEAD {
+        return Err(SealError::TooShort);
+    }
+    let (ephemeral, body) = sealed.split_at(32);
+    let ephemeral: [u8; 32] = ephemeral.try_into().map_err(|_| SealError::TooShort)?;
+    let recipient = PublicKey::from(secret).to_bytes();
+    let shared = secret.diffie_hellman(&PublicKey::from(ephemeral));
+    let cipher = ChaCha20Poly1305::new(&box_key(shared.as_bytes(), &ephemeral, &recipient));
+    cipher.decrypt(&Nonce::default(), body).map_err(|_| SealError::Decrypt)
+}
+
+pub fn random_key() -> [u8; 32] {
+    let mut key = [0u8; 32];
+    OsRng.fill_bytes(&mut key);
+    key
+}
+
+/// Encrypts content under a 32-byte key: random nonce, then ciphertext and tag.
+pub fn encrypt(key: &[u8; 32], plaintext: &[u8]) -> Vec<u8> {
+    let mut nonce = [0u8; 12];
+    OsRng.fill_bytes(&mut nonce);
+    let cipher = ChaCha20Poly1305::new(&Key::from(*key));
+    let body = cipher
+        .encrypt(&Nonce::from(nonce), plaintext)
+        .expect("ChaCha20-Poly1305 encrypts any in-memory length");
+    let mut out = nonce.to_vec();
+    out.extend_from_slice(&body);
+    out
+}
+
+pub fn decrypt(key: &[u8; 32], ciphertext: &[u8]) -> Result<Vec<u8>, SealError> {
+    if ciphertext.len() < ENCRYPT_OVERHEAD {
+        return Err(SealError::TooShort);
+    }
+    let (nonce, body) = ciphertext.split_at(12);
+    let nonce: [u8; 12] = nonce.try_into().map_err(|_| SealError::TooShort)?;
+    let cipher = ChaCha20Poly1305::new(&Key::from(*key));
+    cipher.decrypt(&Nonce::from(nonce), body).map_err(|_| SealError::Decrypt)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::Keypair;
+
+    #[test]
+    fn sealed_box_opens_only_for_its_recipient() {
+        let alice = Keypair::dev(1);
+        let mallory = Keypair::dev(2);
+        let sealed = seal(&alice.x25519_public(), b"content key");
+        assert_eq!(open(&alice.x25519_secret(), &sealed), Ok(b"content key".to_vec()));
+        assert_eq!(open(&mallory.x25519_secret(), &sealed), Err(SealError::Decrypt));
+    }
+
+    #[test]
+    fn tampered_ciphertext_is_rejected() {
+        let key = random_key();
+        let mut ciphertext = encrypt(&key, b"weights");
+        assert_eq!(decrypt(&key, &ciphertext), Ok(b"weights".to_vec()));
+        let last = ciphertext.len() - 1;
+        ciphertext[last] ^= 1;
+        assert_eq!(decrypt(&key, &ciphertext), Err(SealError::Decrypt));
+        assert_eq!(decrypt(&key, &[0u8; 5]), Err(SealError::TooShort));
+    }
+}

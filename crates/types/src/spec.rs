@@ -1,0 +1,215 @@
+//! The task file (YAML, version 1) a requester writes; see docs/task-spec.md.
+
+use crate::task::{MatchStrategy, Runtime, TaskKind, Verification, REPLICAS_MAX};
+use crate::{Amount, Resources};
+use serde::{Deserialize, Serialize};
+
+/// Largest task file accepted, in bytes.
+pub const TASK_FILE_BYTES_MAX: usize = 64 * 1024;
+pub const NAME_BYTES_MAX: usize = 64;
+pub const ARGS_MAX: usize = 64;
+pub const PATHS_MAX: usize = 64;
+/// Longest time limit: 7 days.
+pub const TIME_LIMIT_SECS_MAX: u64 = 7 * 24 * 3600;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum NetworkAccess {
+    #[default]
+    None,
+    Full,
+}
+
+fn default_true() -> bool {
+    true
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TaskFile {
+    pub version: u32,
+    pub name: String,
+    #[serde(default)]
+    pub kind: TaskKind,
+    #[serde(default)]
+    pub runtime: Runtime,
+    /// Container image reference; only for `runtime: container`.
+    #[serde(default)]
+    pub image: Option<String>,
+    pub command: String,
+    #[serde(default)]
+    pub args: Vec<String>,
+    #[serde(default)]
+    pub inputs: Vec<String>,
+    #[serde(default)]
+    pub outputs: Vec<String>,
+    #[serde(default)]
+    pub resources: Resources,
+    pub time_limit_secs: u64,
+    pub budget: Amount,
+    pub max_price_per_hour: Amount,
+    #[serde(default)]
+    pub verification: Verification,
+    #[serde(default)]
+    pub strategy: MatchStrategy,
+    #[serde(default)]
+    pub reputation_min: u16,
+    #[serde(default = "default_true")]
+    pub encrypt: bool,
+    #[serde(default)]
+    pub network: NetworkAccess,
+}
+
+/// A task file error that names the line (when known) and the field.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("task file line {line}: field `{field}`: {message}")]
+pub struct SpecError {
+    pub line: usize,
+    pub field: String,
+    pub message: String,
+}
+
+impl TaskFile {
+    pub fn parse(text: &str) -> Result<TaskFile, SpecError> {
+        if text.len() > TASK_FILE_BYTES_MAX {
+            return Err(SpecError {
+                line: 1,
+                field: "(file)".into(),
+                message: format!(
+                    "file is {} bytes, the limit is {TASK_FILE_BYTES_MAX}",
+                    text.len()
+                ),
+            });
+        }
+        let file: TaskFile = serde_yaml_ng::from_str(text).map_err(|e| {
+            let message = e.to_string();
+            let field = field_named_in(&message).unwrap_or_else(|| "(document)".into());
+            let line = e.location().map(|l| l.line()).unwrap_or_else(|| line_of(text, &field));
+            SpecError { line, field, message }
+        })?;
+        file.validate().map_err(|(field, message)| SpecError {
+            line: line_of(text, field),
+            field: field.into(),
+            message,
+        })?;
+        Ok(file)
+    }
+
+    fn validate(&self) -> Result<(), (&'static str, String)> {
+        let fail = |field, message: &str| Err((field, message.to_string()));
+        if self.version != 1 {
+            return fail("version", "only version 1 is supported");
+        }
+        let name_ok = |c: char| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.');
+        if self.name.is_empty()
+            || self.name.len() > NAME_BYTES_MAX
+            || !self.name.chars().all(name_ok)
+        {
+            return fail("name", "1 to 64 characters of letters, digits, '-', '_' or '.'");
+        }
+        if self.command.trim().is_empty() {
+            return fail("command", "must not be empty");
+        }
+        if self.args.len() > ARGS_MAX {
+            return fail("args", "at most 64 arguments");
+        }
+        if self.inputs.len() > PATHS_MAX || self.outputs.len() > PATHS_MAX {
+            return fail("inputs", "at most 64 inputs and 64 outputs");
+        }
+        if let Some(bad) = self.outputs.iter().find(|o| !is_relative_plain_path(o)) {
+            return Err(("outputs", format!("`{bad}` must be a relative path without `..`")));
+        }
+        if self.time_limit_secs == 0 || self.time_limit_secs > TIME_LIMIT_SECS_MAX {
+            return fail("time_limit_secs", "must be between 1 and 604800 (7 days)");
+        }
+        if self.budget.is_zero() {
+            return fail("budget", "must be positive");
+        }
+        if self.max_price_per_hour.is_zero() {
+            return fail("max_price_per_hour", "must be positive");
+        }
+        if let Verification::Replicas(k) = self.verification {
+            if !(2..=REPLICAS_MAX).contains(&k) {
+                return fail("verification", "replicas must be between 2 and 7");
+            }
+        }
+        match (self.runtime, &self.image) {
+            (Runtime::Container, None) => fail("image", "a container task needs an image"),
+            (Runtime::Sandbox, Some(_)) => fail("image", "only container tasks take an image"),
+            _ => Ok(()),
+        }
+    }
+}
+
+/// A path inside a task's directories: relative, no `..`, no empty parts.
+pub fn is_relative_plain_path(path: &str) -> bool {
+    !path.is_empty()
+        && !path.starts_with('/')
+        && path.split('/').all(|part| !part.is_empty() && part != "." && part != "..")
+}
+
+fn field_named_in(message: &str) -> Option<String> {
+    let path_prefix = message.split_once(": ").map(|(head, _)| head);
+    if let Some(path) =
+        path_prefix.filter(|p| p.chars().all(|c| c.is_alphanumeric() || "_.".contains(c)))
+    {
+        return path.split('.').next().map(str::to_string);
+    }
+    let start = message.find('`')? + 1;
+    let end = start + message[start..].find('`')?;
+    Some(message[start..end].to_string())
+}
+
+fn line_of(text: &str, field: &str) -> usize {
+    text.lines()
+        .position(|line| line.trim_start().starts_with(&format!("{field}:")))
+        .map_or(1, |index| index + 1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = "version: 1\nname: t\ncommand: python3\nargs: [a.py]\ntime_limit_secs: 10\nbudget: \"100\"\nmax_price_per_hour: \"36000\"\n";
+
+    #[test]
+    fn a_minimal_file_parses_with_private_defaults() {
+        let file = TaskFile::parse(GOOD).expect("valid");
+        assert!(file.encrypt);
+        assert_eq!(file.network, NetworkAccess::None);
+        assert_eq!(file.verification, Verification::None);
+    }
+
+    #[test]
+    fn unknown_keys_name_their_line_and_field() {
+        let err = TaskFile::parse(&format!("{GOOD}gpus: 3\n")).expect_err("unknown key");
+        assert_eq!(err.line, 8);
+        assert!(err.message.contains("gpus"), "{err}");
+    }
+
+    #[test]
+    fn bad_values_name_their_line_and_field() {
+        let text = GOOD.replace("time_limit_secs: 10", "time_limit_secs: 0");
+        let err = TaskFile::parse(&text).expect_err("zero limit");
+        assert_eq!((err.line, err.field.as_str()), (5, "time_limit_secs"));
+        let text = format!("{GOOD}verification: {{replicas: 9}}\n");
+        assert_eq!(TaskFile::parse(&text).expect_err("k").field, "verification");
+        let text = format!("{GOOD}outputs: [\"../etc/passwd\"]\n");
+        assert_eq!(TaskFile::parse(&text).expect_err("path").field, "outputs");
+    }
+
+    #[test]
+    fn replicas_and_full_network_parse() {
+        let text = format!("{GOOD}verification: {{replicas: 3}}\nnetwork: full\n");
+        let file = TaskFile::parse(&text).expect("valid");
+        assert_eq!(file.verification, Verification::Replicas(3));
+        assert_eq!(file.network, NetworkAccess::Full);
+    }
+
+    #[test]
+    fn malformed_yaml_and_oversize_files_are_errors() {
+        assert!(TaskFile::parse("version: [1\n").is_err());
+        let big = "#".repeat(TASK_FILE_BYTES_MAX + 1);
+        assert_eq!(TaskFile::parse(&big).expect_err("big").field, "(file)");
+    }
+}

@@ -1,0 +1,324 @@
+//! Transactions, signed transactions and blocks.
+
+use crate::codec::{CodecError, Decode, Decoder, Encode, Encoder};
+use crate::task::{hex_array, FailureReason, TaskTerms};
+use crate::{codec_struct, AccountId, Amount, Hardware, Hash32, NodeId, TaskId};
+use ed25519_dalek::{Signature, VerifyingKey};
+use serde::{Deserialize, Serialize};
+
+/// Largest encoded signed transaction, in bytes.
+pub const TX_BYTES_MAX: usize = 64 * 1024;
+/// Most transactions in one block.
+pub const BLOCK_TXS_MAX: usize = 16_384;
+/// Domain separation for transaction signatures.
+const TX_SIGNING_CONTEXT: &str = "aicpw 2026-11 transaction signature v1";
+
+/// The task's content key sealed to one node's X25519 key, so that node alone can open the inputs.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KeyGrant {
+    pub node: NodeId,
+    #[serde(with = "hex_bytes")]
+    pub sealed_key: Vec<u8>,
+}
+codec_struct!(KeyGrant { node, sealed_key });
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum TxBody {
+    Transfer {
+        to: AccountId,
+        amount: Amount,
+    },
+    Bond {
+        amount: Amount,
+    },
+    Unbond {
+        amount: Amount,
+    },
+    Withdraw,
+    RegisterNode {
+        hardware: Hardware,
+        #[serde(with = "hex_array")]
+        x25519_key: [u8; 32],
+        endpoint: String,
+        price_per_hour: Amount,
+    },
+    UpdateNode {
+        node: NodeId,
+        hardware: Hardware,
+        #[serde(with = "hex_array")]
+        x25519_key: [u8; 32],
+        endpoint: String,
+        price_per_hour: Amount,
+    },
+    DeregisterNode {
+        node: NodeId,
+    },
+    NodeHeartbeat {
+        node: NodeId,
+    },
+    SubmitTask {
+        terms: TaskTerms,
+        key_grants: Vec<KeyGrant>,
+    },
+    CancelTask {
+        task: TaskId,
+    },
+    TaskHeartbeat {
+        task: TaskId,
+        node: NodeId,
+        progress_permille: u16,
+    },
+    CommitResult {
+        task: TaskId,
+        node: NodeId,
+        result_cid: String,
+        output_hash: Hash32,
+    },
+    ReportFailure {
+        task: TaskId,
+        node: NodeId,
+        reason: FailureReason,
+    },
+    AcceptResult {
+        task: TaskId,
+    },
+    RateTask {
+        task: TaskId,
+        stars: u8,
+    },
+    SettleExpired {
+        task: TaskId,
+    },
+    GrantKeys {
+        task: TaskId,
+        key_grants: Vec<KeyGrant>,
+    },
+}
+
+macro_rules! tx_body_codec {
+    ($($tag:literal => $variant:ident { $($field:ident),* }),* $(,)?) => {
+        impl Encode for TxBody {
+            fn encode(&self, e: &mut Encoder) {
+                match self {
+                    $(TxBody::$variant { $($field),* } => {
+                        e.tag($tag);
+                        $($field.encode(e);)*
+                    })*
+                }
+            }
+        }
+        impl Decode for TxBody {
+            fn decode(d: &mut Decoder<'_>) -> Result<Self, CodecError> {
+                match d.tag()? {
+                    $($tag => Ok(TxBody::$variant { $($field: Decode::decode(d)?),* }),)*
+                    tag => Err(CodecError::UnknownTag { what: "TxBody", tag }),
+                }
+            }
+        }
+    };
+}
+
+tx_body_codec! {
+    0 => Transfer { to, amount },
+    1 => Bond { amount },
+    2 => Unbond { amount },
+    3 => Withdraw {},
+    4 => RegisterNode { hardware, x25519_key, endpoint, price_per_hour },
+    5 => UpdateNode { node, hardware, x25519_key, endpoint, price_per_hour },
+    6 => DeregisterNode { node },
+    7 => NodeHeartbeat { node },
+    8 => SubmitTask { terms, key_grants },
+    9 => CancelTask { task },
+    10 => TaskHeartbeat { task, node, progress_permille },
+    11 => CommitResult { task, node, result_cid, output_hash },
+    12 => ReportFailure { task, node, reason },
+    13 => AcceptResult { task },
+    14 => RateTask { task, stars },
+    15 => SettleExpired { task },
+    16 => GrantKeys { task, key_grants },
+}
+
+impl TxBody {
+    /// The transaction type's name, as in JSON.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            TxBody::Transfer { .. } => "transfer",
+            TxBody::Bond { .. } => "bond",
+            TxBody::Unbond { .. } => "unbond",
+            TxBody::Withdraw => "withdraw",
+            TxBody::RegisterNode { .. } => "register_node",
+            TxBody::UpdateNode { .. } => "update_node",
+            TxBody::DeregisterNode { .. } => "deregister_node",
+            TxBody::NodeHeartbeat { .. } => "node_heartbeat",
+            TxBody::SubmitTask { .. } => "submit_task",
+            TxBody::CancelTask { .. } => "cancel_task",
+            TxBody::TaskHeartbeat { .. } => "task_heartbeat",
+            TxBody::CommitResult { .. } => "commit_result",
+            TxBody::ReportFailure { .. } => "report_failure",
+            TxBody::AcceptResult { .. } => "accept_result",
+            TxBody::RateTask { .. } => "rate_task",
+            TxBody::SettleExpired { .. } => "settle_expired",
+            TxBody::GrantKeys { .. } => "grant_keys",
+        }
+    }
+}
+
+/// An unsigned transaction.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Tx {
+    pub chain_id: String,
+    pub signer: AccountId,
+    pub nonce: u64,
+    pub fee: Amount,
+    pub body: TxBody,
+}
+codec_struct!(Tx { chain_id, signer, nonce, fee, body });
+
+impl Tx {
+    /// The bytes that are signed: a domain tag, then the canonical encoding.
+    pub fn signing_bytes(&self) -> Vec<u8> {
+        let mut e = Encoder::default();
+        e.bytes_fixed(TX_SIGNING_CONTEXT.as_bytes());
+        self.encode(&mut e);
+        e.bytes
+    }
+    pub fn id(&self) -> Hash32 {
+        Hash32::of(&self.to_bytes())
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SignedTx {
+    pub tx: Tx,
+    #[serde(with = "hex_array")]
+    pub signature: [u8; 64],
+}
+codec_struct!(SignedTx { tx, signature });
+
+impl SignedTx {
+    /// Verifies this one signature; for many at once use [`verify_batch`].
+    pub fn verify_signature(&self) -> bool {
+        let Ok(key) = VerifyingKey::from_bytes(&self.tx.signer.0) else {
+            return false;
+        };
+        let signature = Signature::from_bytes(&self.signature);
+        key.verify_strict(&self.tx.signing_bytes(), &signature).is_ok()
+    }
+}
+
+/// Verifies many signatures at once; returns, for each transaction, whether its signature is valid.
+/// One batch check covers the common all-valid case; only a failed batch is checked one by one.
+pub fn verify_batch(txs: &[SignedTx]) -> Vec<bool> {
+    let messages: Vec<Vec<u8>> = txs.iter().map(|s| s.tx.signing_bytes()).collect();
+    let keys: Option<Vec<VerifyingKey>> =
+        txs.iter().map(|s| VerifyingKey::from_bytes(&s.tx.signer.0).ok()).collect();
+    if let Some(keys) = keys {
+        let signatures: Vec<Signature> =
+            txs.iter().map(|s| Signature::from_bytes(&s.signature)).collect();
+        let refs: Vec<&[u8]> = messages.iter().map(Vec::as_slice).collect();
+        if ed25519_dalek::verify_batch(&refs, &signatures, &keys).is_ok() {
+            return vec![true; txs.len()];
+        }
+    }
+    txs.iter().map(SignedTx::verify_signature).collect()
+}
+
+/// What the block producer gives the ledger besides the transactions: the ledger reads no clock.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BlockEnv {
+    pub chain_id: String,
+    pub height: u64,
+    pub time_ms: u64,
+    pub proposer: AccountId,
+    /// Unpredictable before the block is made; drives audits, challenges and tie-breaks.
+    pub randomness: Hash32,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BlockHeader {
+    pub chain_id: String,
+    pub height: u64,
+    pub parent: Hash32,
+    pub time_ms: u64,
+    pub proposer: AccountId,
+    pub randomness: Hash32,
+    pub tx_root: Hash32,
+    pub state_root: Hash32,
+    pub tx_count: u32,
+}
+codec_struct!(BlockHeader {
+    chain_id,
+    height,
+    parent,
+    time_ms,
+    proposer,
+    randomness,
+    tx_root,
+    state_root,
+    tx_count
+});
+
+impl BlockHeader {
+    pub fn hash(&self) -> Hash32 {
+        Hash32::of(&self.to_bytes())
+    }
+    pub fn env(&self) -> BlockEnv {
+        BlockEnv {
+            chain_id: self.chain_id.clone(),
+            height: self.height,
+            time_ms: self.time_ms,
+            proposer: self.proposer,
+            randomness: self.randomness,
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Block {
+    pub header: BlockHeader,
+    pub txs: Vec<SignedTx>,
+}
+
+impl Encode for Block {
+    fn encode(&self, e: &mut Encoder) {
+        assert!(self.txs.len() <= BLOCK_TXS_MAX, "a block holds at most {BLOCK_TXS_MAX} txs");
+        self.header.encode(e);
+        (self.txs.len() as u32).encode(e);
+        for tx in &self.txs {
+            tx.encode(e);
+        }
+    }
+}
+impl Decode for Block {
+    fn decode(d: &mut Decoder<'_>) -> Result<Self, CodecError> {
+        let header = BlockHeader::decode(d)?;
+        let count = u32::decode(d)? as usize;
+        if count > BLOCK_TXS_MAX {
+            return Err(CodecError::TooLong { length: count, limit: BLOCK_TXS_MAX });
+        }
+        let txs = (0..count).map(|_| SignedTx::decode(d)).collect::<Result<_, _>>()?;
+        Ok(Block { header, txs })
+    }
+}
+
+/// The root committing to a block's transactions: BLAKE3 over their ids in order.
+pub fn tx_root(txs: &[SignedTx]) -> Hash32 {
+    let mut hasher = blake3::Hasher::new();
+    for tx in txs {
+        hasher.update(&Hash32::of(&tx.to_bytes()).0);
+    }
+    Hash32(*hasher.finalize().as_bytes())
+}
+
+/// Hex serialization for byte vectors in JSON.
+pub mod hex_bytes {
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(v: &[u8], s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&hex::encode(v))
+    }
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error> {
+        hex::decode(String::deserialize(d)?).map_err(serde::de::Error::custom)
+    }
+}
