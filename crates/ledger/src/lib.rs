@@ -1,1 +1,110 @@
-//! AICPW placeholder
+//! AICPW ledger: the pure, deterministic state machine (no I/O, no clock, no threads, no floats).
+//!
+//! A transaction goes through a stateless check, a stateful check (nonce, fee) and execution on a
+//! scratch copy ([`delta::Delta`]) that is committed only when every step succeeded.
+
+pub mod bank;
+pub mod block;
+pub mod check;
+pub mod delta;
+pub mod event;
+pub mod market;
+pub mod registry;
+pub mod reputation;
+mod root;
+pub mod staking;
+pub mod state;
+
+#[cfg(test)]
+mod tests;
+
+pub use block::{begin_block, end_block};
+pub use event::Event;
+pub use state::{Genesis, Params, State};
+
+use aicpw_types::{AccountId, BlockEnv, Hash32, Reject, SignedTx, TxBody};
+use delta::Delta;
+use serde::Serialize;
+
+/// What an accepted transaction did.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Receipt {
+    pub tx_id: Hash32,
+    pub kind: &'static str,
+    pub events: Vec<Event>,
+}
+
+/// Checks the signature, then applies. Nodes that verify signatures in batches call
+/// [`apply_verified`] instead.
+pub fn apply(state: &mut State, tx: &SignedTx, env: &BlockEnv) -> Result<Receipt, Reject> {
+    check::stateless(tx, &env.chain_id)?;
+    if !tx.verify_signature() {
+        return Err(Reject::BadSignature);
+    }
+    apply_verified(state, tx, env)
+}
+
+/// Applies a transaction whose signature the caller has already verified.
+pub fn apply_verified(state: &mut State, tx: &SignedTx, env: &BlockEnv) -> Result<Receipt, Reject> {
+    check::stateless(tx, &env.chain_id)?;
+    let mut delta = Delta::new(state, env);
+    charge(&mut delta, &tx.tx)?;
+    execute(&mut delta, tx.tx.signer, &tx.tx.body)?;
+    let events = state.commit(delta.into_changes());
+    Ok(Receipt { tx_id: tx.tx.id(), kind: tx.tx.body.kind(), events })
+}
+
+/// The stateful check: the nonce is the next one and the fee is paid to the block's proposer.
+fn charge(delta: &mut Delta<'_>, tx: &aicpw_types::Tx) -> Result<(), Reject> {
+    let mut account = delta.account(&tx.signer);
+    if tx.nonce < account.nonce {
+        return Err(Reject::NonceReplayed);
+    }
+    if tx.nonce > account.nonce {
+        return Err(Reject::NonceGap);
+    }
+    if tx.fee < delta.base.params.fee_min {
+        return Err(Reject::FeeTooLow);
+    }
+    account.balance = account.balance.checked_sub(tx.fee).ok_or(Reject::InsufficientBalance)?;
+    account.nonce += 1;
+    delta.set_account(tx.signer, account);
+    bank::credit(delta, delta.env.proposer, tx.fee)
+}
+
+fn execute(delta: &mut Delta<'_>, who: AccountId, body: &TxBody) -> Result<(), Reject> {
+    use registry::Offer;
+    match body.clone() {
+        TxBody::Transfer { to, amount } => bank::transfer(delta, who, to, amount),
+        TxBody::Bond { amount } => staking::bond(delta, who, amount),
+        TxBody::Unbond { amount } => staking::unbond(delta, who, amount),
+        TxBody::Withdraw => staking::withdraw(delta, who),
+        TxBody::RegisterNode { hardware, x25519_key, endpoint, price_per_hour } => {
+            let offer = Offer { hardware, x25519_key, endpoint, price_per_hour };
+            registry::register(delta, who, offer).map(|_| ())
+        }
+        TxBody::UpdateNode { node, hardware, x25519_key, endpoint, price_per_hour } => {
+            let offer = Offer { hardware, x25519_key, endpoint, price_per_hour };
+            registry::update(delta, who, node, offer)
+        }
+        TxBody::DeregisterNode { node } => registry::deregister(delta, who, node),
+        TxBody::NodeHeartbeat { node } => registry::heartbeat(delta, who, node),
+        TxBody::SubmitTask { terms, key_grants } => {
+            market::submit(delta, who, terms, key_grants).map(|_| ())
+        }
+        TxBody::CancelTask { task } => market::cancel(delta, who, task),
+        TxBody::TaskHeartbeat { task, node, progress_permille } => {
+            market::heartbeat(delta, who, task, node, progress_permille)
+        }
+        TxBody::CommitResult { task, node, result_cid, output_hash } => {
+            market::commit_result(delta, who, task, node, result_cid, output_hash)
+        }
+        TxBody::ReportFailure { task, node, reason } => {
+            market::report_failure(delta, who, task, node, reason)
+        }
+        TxBody::AcceptResult { task } => market::accept(delta, who, task),
+        TxBody::RateTask { task, stars } => market::rate(delta, who, task, stars),
+        TxBody::SettleExpired { task } => market::settle_expired(delta, task),
+        TxBody::GrantKeys { task, key_grants } => market::grant_keys(delta, who, task, key_grants),
+    }
+}

@@ -71,6 +71,10 @@ rejects! {
     MempoolFull = 900, "the mempool is full; retry later";
     DuplicateTransaction = 901, "the transaction is already in the mempool";
     NotFound = 902, "no such object";
+    ContentMismatch = 903, "the content does not match its CID";
+    PayloadTooLarge = 904, "the request body is larger than the limit";
+    BadRequest = 905, "the request could not be parsed";
+    Unavailable = 906, "the node cannot serve this now";
 }
 
 impl std::fmt::Display for Reject {

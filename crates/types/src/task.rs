@@ -178,6 +178,7 @@ pub enum FailureReason {
     AttemptsExhausted,
     NoEligibleProvider,
     NodeDeregistered,
+    DiskLimitExceeded,
 }
 codec_unit_enum!(FailureReason {
     CancelledByRequester = 1,
@@ -192,7 +193,8 @@ codec_unit_enum!(FailureReason {
     ResultRejected = 10,
     AttemptsExhausted = 11,
     NoEligibleProvider = 12,
-    NodeDeregistered = 13
+    NodeDeregistered = 13,
+    DiskLimitExceeded = 14
 });
 
 impl FailureReason {
@@ -205,6 +207,7 @@ impl FailureReason {
                 | FailureReason::MemoryLimitExceeded
                 | FailureReason::CpuLimitExceeded
                 | FailureReason::ProcessLimitExceeded
+                | FailureReason::DiskLimitExceeded
                 | FailureReason::TaskExitedWithError
         )
     }

@@ -1,0 +1,95 @@
+//! Stateless checks: everything about a transaction that needs no state.
+
+use aicpw_types::codec::Encode;
+use aicpw_types::hardware::GPU_MODEL_BYTES_MAX;
+use aicpw_types::spec::NAME_BYTES_MAX;
+use aicpw_types::task::{Verification, REPLICAS_MAX};
+use aicpw_types::tx::TX_BYTES_MAX;
+use aicpw_types::{Reject, SignedTx, TaskTerms, TxBody};
+
+pub const ENDPOINT_BYTES_MAX: usize = 256;
+pub const CID_BYTES_MAX: usize = 128;
+pub const KEY_GRANTS_MAX: usize = 64;
+pub const SEALED_KEY_BYTES: usize = 32 + aicpw_types::seal::SEAL_OVERHEAD;
+pub const CHAIN_ID_BYTES_MAX: usize = 64;
+
+fn longer(text: &str, max: usize) -> Result<(), Reject> {
+    if text.len() > max {
+        return Err(Reject::FieldTooLong);
+    }
+    Ok(())
+}
+
+fn positive(amount: aicpw_types::Amount) -> Result<(), Reject> {
+    if amount.is_zero() {
+        return Err(Reject::ZeroAmount);
+    }
+    Ok(())
+}
+
+fn check_terms(terms: &TaskTerms) -> Result<(), Reject> {
+    longer(&terms.name, NAME_BYTES_MAX)?;
+    longer(&terms.inputs_cid, CID_BYTES_MAX)?;
+    longer(&terms.resources.gpu_model, GPU_MODEL_BYTES_MAX)?;
+    if terms.name.is_empty() || terms.inputs_cid.is_empty() || terms.time_limit_secs == 0 {
+        return Err(Reject::InvalidField);
+    }
+    if terms.reputation_min > 1000 {
+        return Err(Reject::InvalidField);
+    }
+    if let Verification::Replicas(k) = terms.verification {
+        if !(2..=REPLICAS_MAX).contains(&k) {
+            return Err(Reject::InvalidField);
+        }
+    }
+    positive(terms.budget)?;
+    positive(terms.max_price_per_hour)
+}
+
+fn check_grants(grants: &[aicpw_types::tx::KeyGrant]) -> Result<(), Reject> {
+    if grants.len() > KEY_GRANTS_MAX {
+        return Err(Reject::TooManyKeyGrants);
+    }
+    if grants.iter().any(|g| g.sealed_key.len() != SEALED_KEY_BYTES) {
+        return Err(Reject::InvalidField);
+    }
+    Ok(())
+}
+
+/// Size, chain and field checks; the signature is checked separately (in batches by the node).
+pub fn stateless(tx: &SignedTx, chain_id: &str) -> Result<(), Reject> {
+    if tx.to_bytes().len() > TX_BYTES_MAX {
+        return Err(Reject::Oversize);
+    }
+    if tx.tx.chain_id != chain_id {
+        return Err(Reject::WrongChain);
+    }
+    match &tx.tx.body {
+        TxBody::Transfer { amount, .. } | TxBody::Bond { amount } | TxBody::Unbond { amount } => {
+            positive(*amount)
+        }
+        TxBody::RegisterNode { hardware, endpoint, price_per_hour, .. }
+        | TxBody::UpdateNode { hardware, endpoint, price_per_hour, .. } => {
+            longer(endpoint, ENDPOINT_BYTES_MAX)?;
+            longer(&hardware.gpu_model, GPU_MODEL_BYTES_MAX)?;
+            positive(*price_per_hour)
+        }
+        TxBody::SubmitTask { terms, key_grants } => {
+            check_terms(terms)?;
+            check_grants(key_grants)
+        }
+        TxBody::GrantKeys { key_grants, .. } => check_grants(key_grants),
+        TxBody::TaskHeartbeat { progress_permille, .. } if *progress_permille > 1000 => {
+            Err(Reject::InvalidField)
+        }
+        TxBody::CommitResult { result_cid, .. } => {
+            longer(result_cid, CID_BYTES_MAX)?;
+            if result_cid.is_empty() {
+                return Err(Reject::InvalidField);
+            }
+            Ok(())
+        }
+        TxBody::RateTask { stars, .. } if !(1..=5).contains(stars) => Err(Reject::InvalidRating),
+        _ => Ok(()),
+    }
+}

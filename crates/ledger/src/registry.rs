@@ -1,0 +1,104 @@
+//! Provider nodes: register with hardware, X25519 key, endpoint and price; update; deregister.
+
+use crate::delta::Delta;
+use crate::event::Event;
+use crate::reputation;
+use crate::state::{Node, NodeStatus, Reputation};
+use aicpw_types::{AccountId, Amount, ComputeUnits, Hardware, NodeId, Reject};
+
+pub struct Offer {
+    pub hardware: Hardware,
+    pub x25519_key: [u8; 32],
+    pub endpoint: String,
+    pub price_per_hour: Amount,
+}
+
+pub fn register(delta: &mut Delta<'_>, owner: AccountId, offer: Offer) -> Result<NodeId, Reject> {
+    let params = &delta.base.params;
+    let mut account = delta.account(&owner);
+    if account.nodes >= params.nodes_per_account_max {
+        return Err(Reject::NodeLimitReached);
+    }
+    let needed = params.node_stake_min.0.saturating_mul(u128::from(account.nodes) + 1);
+    if account.staked.0 < needed {
+        return Err(Reject::InsufficientStake);
+    }
+    account.nodes += 1;
+    delta.set_account(owner, account);
+    let mut meta = delta.meta();
+    let id = NodeId(meta.next_node);
+    meta.next_node += 1;
+    delta.set_meta(meta);
+    let now = delta.env.time_ms;
+    delta.set_node(Node {
+        id,
+        owner,
+        hardware: offer.hardware,
+        x25519_key: offer.x25519_key,
+        endpoint: offer.endpoint,
+        price_per_hour: offer.price_per_hour,
+        status: NodeStatus::Active,
+        online: true,
+        last_seen_ms: now,
+        // Until a capacity challenge proves more, a node is credited with nothing.
+        proven_units: ComputeUnits(0),
+        running: 0,
+        reputation: Reputation { score_permille: reputation::NEW_SCORE_PERMILLE, ..Default::default() },
+    });
+    delta.emit(Event::NodeRegistered { node: id, owner });
+    Ok(id)
+}
+
+pub fn owned_node(delta: &Delta<'_>, who: &AccountId, id: NodeId) -> Result<Node, Reject> {
+    let node = delta.node(id)?;
+    if node.owner != *who {
+        return Err(Reject::NotNodeOwner);
+    }
+    Ok(node)
+}
+
+pub fn update(delta: &mut Delta<'_>, who: AccountId, id: NodeId, offer: Offer) -> Result<(), Reject> {
+    let mut node = owned_node(delta, &who, id)?;
+    if node.status == NodeStatus::Ejected {
+        return Err(Reject::NodeNotActive);
+    }
+    if node.running > 0 && offer.hardware != node.hardware {
+        return Err(Reject::NodeBusy);
+    }
+    node.hardware = offer.hardware;
+    node.x25519_key = offer.x25519_key;
+    node.endpoint = offer.endpoint;
+    node.price_per_hour = offer.price_per_hour;
+    delta.set_node(node);
+    delta.emit(Event::NodeUpdated { node: id });
+    Ok(())
+}
+
+pub fn deregister(delta: &mut Delta<'_>, who: AccountId, id: NodeId) -> Result<(), Reject> {
+    let mut node = owned_node(delta, &who, id)?;
+    if node.running > 0 {
+        return Err(Reject::NodeBusy);
+    }
+    if node.status == NodeStatus::Ejected {
+        return Err(Reject::NodeNotActive);
+    }
+    node.status = NodeStatus::Ejected;
+    node.online = false;
+    delta.set_node(node);
+    let mut account = delta.account(&who);
+    account.nodes = account.nodes.saturating_sub(1);
+    delta.set_account(who, account);
+    delta.emit(Event::NodeDeregistered { node: id });
+    Ok(())
+}
+
+pub fn heartbeat(delta: &mut Delta<'_>, who: AccountId, id: NodeId) -> Result<(), Reject> {
+    let mut node = owned_node(delta, &who, id)?;
+    if node.status != NodeStatus::Active {
+        return Err(Reject::NodeNotActive);
+    }
+    node.online = true;
+    node.last_seen_ms = delta.env.time_ms;
+    delta.set_node(node);
+    Ok(())
+}

@@ -1,0 +1,78 @@
+//! Bonded stake: bond, unbond with a delay, withdraw, and slashing by the ledger's own rules.
+
+use crate::delta::Delta;
+use crate::event::Event;
+use crate::state::{Unbonding, UNBONDING_ENTRIES_MAX};
+use aicpw_types::{AccountId, Amount, Reject};
+
+pub fn bond(delta: &mut Delta<'_>, who: AccountId, amount: Amount) -> Result<(), Reject> {
+    let mut account = delta.account(&who);
+    account.balance = account.balance.checked_sub(amount).ok_or(Reject::InsufficientBalance)?;
+    account.staked = account.staked.checked_add(amount).ok_or(Reject::AmountOverflow)?;
+    delta.set_account(who, account);
+    delta.emit(Event::Bonded { account: who, amount });
+    Ok(())
+}
+
+/// Stake that must stay bonded for the account's registered nodes.
+pub fn stake_required(delta: &Delta<'_>, who: &AccountId) -> Amount {
+    let nodes = delta.account(who).nodes;
+    Amount(delta.base.params.node_stake_min.0.saturating_mul(u128::from(nodes)))
+}
+
+pub fn unbond(delta: &mut Delta<'_>, who: AccountId, amount: Amount) -> Result<(), Reject> {
+    let required = stake_required(delta, &who);
+    let mut account = delta.account(&who);
+    let remaining = account.staked.checked_sub(amount).ok_or(Reject::InsufficientStake)?;
+    if remaining < required {
+        return Err(Reject::StakeLocked);
+    }
+    if account.unbonding.len() >= UNBONDING_ENTRIES_MAX {
+        return Err(Reject::UnbondingQueueFull);
+    }
+    let release_height = delta.env.height.saturating_add(delta.base.params.unbonding_blocks);
+    account.staked = remaining;
+    account.unbonding.push(Unbonding { amount, release_height });
+    delta.set_account(who, account);
+    delta.emit(Event::Unbonded { account: who, amount, release_height });
+    Ok(())
+}
+
+pub fn withdraw(delta: &mut Delta<'_>, who: AccountId) -> Result<(), Reject> {
+    let height = delta.env.height;
+    let mut account = delta.account(&who);
+    let (matured, waiting): (Vec<_>, Vec<_>) =
+        account.unbonding.drain(..).partition(|u| u.release_height <= height);
+    if matured.is_empty() {
+        return Err(Reject::NothingToWithdraw);
+    }
+    let amount = Amount(matured.iter().map(|u| u.amount.0).sum());
+    account.unbonding = waiting;
+    account.balance = account.balance.checked_add(amount).ok_or(Reject::AmountOverflow)?;
+    delta.set_account(who, account);
+    delta.emit(Event::Withdrawn { account: who, amount });
+    Ok(())
+}
+
+/// Takes up to `amount` from the account's bonded stake, then from its unbonding entries (so
+/// unbonding cannot dodge a penalty), and burns it. Returns what was taken. Only ledger rules call
+/// this; no transaction can.
+pub fn slash(delta: &mut Delta<'_>, who: AccountId, amount: Amount, reason: &str) -> Amount {
+    let mut account = delta.account(&who);
+    let from_stake = account.staked.min(amount);
+    account.staked = account.staked.saturating_sub(from_stake);
+    let mut taken = from_stake;
+    for entry in account.unbonding.iter_mut().rev() {
+        let take = entry.amount.min(amount.saturating_sub(taken));
+        entry.amount = entry.amount.saturating_sub(take);
+        taken = Amount(taken.0 + take.0);
+    }
+    account.unbonding.retain(|u| !u.amount.is_zero());
+    delta.set_account(who, account);
+    let mut meta = delta.meta();
+    meta.supply = meta.supply.saturating_sub(taken);
+    meta.burned = Amount(meta.burned.0.saturating_add(taken.0));
+    delta.set_meta(meta);
+    delta.emit(Event::Slashed { account: who, amount: taken, reason: reason.to_string() });
+    taken
+}
