@@ -1,1 +1,321 @@
-fn main() {}
+//! The `aicpw` command: run a node or a provider, send transactions, submit tasks, query the
+//! ledger, use the content store, run the demo and the benchmarks.
+
+mod bench_dispatch;
+mod bench_ledger;
+mod bench_match;
+mod commands;
+mod demo;
+mod requester;
+
+use clap::{Args, Parser, Subcommand};
+use std::path::PathBuf;
+
+#[derive(Parser)]
+#[command(name = "aicpw", version, about = "AICPW: a decentralized marketplace for AI compute")]
+struct Cli {
+    /// The node's API address.
+    #[arg(long, global = true, env = "AICPW_NODE", default_value = "http://127.0.0.1:8645")]
+    node: String,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run or check a node.
+    #[command(subcommand)]
+    Node(NodeCommand),
+    /// Create and show account keys.
+    #[command(subcommand)]
+    Keys(KeysCommand),
+    /// Send a transaction (waits until it is committed unless --no-wait).
+    #[command(subcommand)]
+    Tx(TxCommand),
+    /// Read the ledger.
+    #[command(subcommand)]
+    Query(QueryCommand),
+    /// Submit, follow and collect tasks.
+    #[command(subcommand)]
+    Task(TaskCommand),
+    /// Run a provider agent, or ask why a node gets no work.
+    #[command(subcommand)]
+    Provider(ProviderCommand),
+    /// Put files into the node's content store and get them back.
+    #[command(subcommand)]
+    Store(StoreCommand),
+    /// Start a local network (node, 3 providers, requester), run a real task end to end, settle.
+    Demo {
+        /// Print the summary as JSON.
+        #[arg(long)]
+        json: bool,
+        /// Keep the temporary directory (logs, data) instead of deleting it.
+        #[arg(long)]
+        keep: bool,
+    },
+    /// Measure throughput and latency.
+    #[command(subcommand)]
+    Bench(BenchCommand),
+}
+
+#[derive(Subcommand)]
+enum NodeCommand {
+    /// Start a node: the single sequencer of a local network, with its API and content store.
+    Start {
+        #[arg(long)]
+        data_dir: PathBuf,
+        #[arg(long, default_value = "127.0.0.1:8645")]
+        listen: String,
+        /// Create a dev chain with funded, deterministic accounts (see `keys dev`) if new.
+        #[arg(long)]
+        dev: bool,
+        /// Key of the account that receives block fees (default: dev account 0 on dev chains).
+        #[arg(long)]
+        proposer_key: Option<PathBuf>,
+    },
+    /// Re-execute the stored block log from genesis and check it ends at the stored state root.
+    Replay {
+        #[arg(long)]
+        data_dir: PathBuf,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Subcommand)]
+enum KeysCommand {
+    /// Make a new random key.
+    New {
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Show a key file's address (on the last line).
+    Show { file: PathBuf },
+    /// Write the N deterministic dev keys funded by a dev genesis (dev-0.json ...).
+    Dev {
+        count: u32,
+        #[arg(long)]
+        out: PathBuf,
+    },
+}
+
+#[derive(Args)]
+struct Send {
+    /// Return once the node accepted the transaction, without waiting for its block.
+    #[arg(long)]
+    no_wait: bool,
+}
+
+#[derive(Subcommand)]
+enum TxCommand {
+    /// Move tokens to another account.
+    Transfer {
+        #[arg(long)]
+        from: PathBuf,
+        #[arg(long)]
+        to: String,
+        /// Amount in base units.
+        #[arg(long)]
+        amount: String,
+        #[command(flatten)]
+        send: Send,
+    },
+    /// Bond stake (needed to register provider nodes).
+    Bond {
+        #[arg(long)]
+        key: PathBuf,
+        #[arg(long)]
+        amount: String,
+        #[command(flatten)]
+        send: Send,
+    },
+    /// Start unbonding stake; it becomes withdrawable after the unbonding delay.
+    Unbond {
+        #[arg(long)]
+        key: PathBuf,
+        #[arg(long)]
+        amount: String,
+        #[command(flatten)]
+        send: Send,
+    },
+    /// Move matured unbonded stake back to the balance.
+    Withdraw {
+        #[arg(long)]
+        key: PathBuf,
+        #[command(flatten)]
+        send: Send,
+    },
+}
+
+#[derive(Subcommand)]
+enum QueryCommand {
+    /// An account: balance, nonce, stake (amounts in base units).
+    Account {
+        address: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// A provider node.
+    Node {
+        id: u64,
+        #[arg(long)]
+        json: bool,
+    },
+    /// A task.
+    Task {
+        id: u64,
+        #[arg(long)]
+        json: bool,
+    },
+    /// A block by height, or `latest`.
+    Block {
+        height: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// The chain: height, state root, supply.
+    Status {
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Subcommand)]
+enum TaskCommand {
+    /// Upload a task's inputs (sealed), lock its budget in escrow, print the task id.
+    Submit {
+        file: PathBuf,
+        #[arg(long)]
+        key: PathBuf,
+    },
+    /// Show a task.
+    Show {
+        id: u64,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Follow a task's progress until it has a result or ends.
+    Watch { id: u64 },
+    /// Download, check and decrypt a task's result, then accept it (which pays the provider).
+    Result {
+        id: u64,
+        #[arg(long)]
+        key: PathBuf,
+        #[arg(long)]
+        out: PathBuf,
+        /// Do not accept the result on the ledger.
+        #[arg(long)]
+        no_accept: bool,
+    },
+    /// Cancel a task: in full refund while queued; a running task pays for the time used.
+    Cancel {
+        id: u64,
+        #[arg(long)]
+        key: PathBuf,
+    },
+    /// Rate the provider of a completed task, 1 to 5.
+    Rate {
+        id: u64,
+        stars: u8,
+        #[arg(long)]
+        key: PathBuf,
+    },
+    /// Explain why a task waits: which requirement no node meets.
+    Why {
+        id: u64,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Subcommand)]
+enum ProviderCommand {
+    /// Register this machine (bonding the stake if needed) and run assigned tasks in the sandbox.
+    Start {
+        #[arg(long)]
+        key: PathBuf,
+        /// Stake to keep bonded, in base units (at least the network's node minimum).
+        #[arg(long, default_value = "1000000000")]
+        stake: String,
+        #[arg(long)]
+        work_dir: PathBuf,
+        /// Price per hour of this machine, in base units.
+        #[arg(long, default_value = "3600000")]
+        price: String,
+    },
+    /// Explain why a node gets no work.
+    Why {
+        node: u64,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Subcommand)]
+enum StoreCommand {
+    /// Add a file or directory; prints its CID (the same as `ipfs add`).
+    Add {
+        path: PathBuf,
+        #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u8).range(0..=1))]
+        cid_version: u8,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Get a file or directory by CID, checking every block.
+    Get {
+        cid: String,
+        #[arg(long)]
+        out: PathBuf,
+    },
+}
+
+#[derive(Subcommand)]
+enum BenchCommand {
+    /// Signed transfers per second through decode, batch verify, apply and durable commit.
+    Ledger {
+        #[arg(long)]
+        json: bool,
+        #[arg(long, default_value_t = 1_000_000)]
+        accounts: usize,
+        #[arg(long, default_value_t = 200_000)]
+        txs: usize,
+    },
+    /// Submit → running latency on the embedded default, over the real HTTP API.
+    Dispatch {
+        #[arg(long)]
+        json: bool,
+        #[arg(long, default_value_t = 200)]
+        tasks: usize,
+    },
+    /// Placements per second of the matcher on a synthetic population.
+    Match {
+        #[arg(long, default_value_t = 100_000)]
+        nodes: usize,
+        #[arg(long, default_value_t = 10_000)]
+        tasks: usize,
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+fn main() {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    if let Err(error) = commands::run(&cli.node, cli.command) {
+        let code = error
+            .downcast_ref::<aicpw_provider::client::ClientError>()
+            .and_then(|e| e.reject())
+            .map(|r| format!(" (code {})", r.code()))
+            .unwrap_or_default();
+        eprintln!("error{code}: {error:#}");
+        std::process::exit(1);
+    }
+}

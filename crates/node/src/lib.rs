@@ -1,1 +1,92 @@
-//! AICPW placeholder
+//! AICPW node: the single sequencer of the embedded default, its mempool, durable block store in
+//! redb, content store, and HTTP API.
+
+pub mod api;
+pub mod chain;
+pub mod db;
+pub mod service;
+
+use aicpw_ledger::{Genesis, Params};
+use aicpw_store::Store;
+use aicpw_types::{Amount, Keypair};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+pub use chain::{Chain, ChainError};
+pub use service::Shared;
+
+/// The chain id of dev networks.
+pub const DEV_CHAIN_ID: &str = "aicpw-dev";
+/// Dev accounts in the dev genesis, and what each holds.
+pub const DEV_ACCOUNTS: u32 = 16;
+pub const DEV_ACCOUNT_TOKENS: u64 = 1_000_000;
+
+/// The dev genesis: deterministic, funded accounts (`Keypair::dev(0..DEV_ACCOUNTS)`).
+pub fn dev_genesis() -> Genesis {
+    Genesis {
+        chain_id: DEV_CHAIN_ID.into(),
+        params: Params::default(),
+        accounts: (0..DEV_ACCOUNTS)
+            .map(|i| (Keypair::dev(i).account(), Amount::tokens(DEV_ACCOUNT_TOKENS)))
+            .collect(),
+    }
+}
+
+pub struct NodeConfig {
+    pub data_dir: PathBuf,
+    pub listen: SocketAddr,
+    /// A genesis for a new data directory; `None` requires an existing chain.
+    pub genesis: Option<Genesis>,
+    /// The account that receives fees for the blocks this node makes.
+    pub proposer: Keypair,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum NodeError {
+    #[error(transparent)]
+    Service(#[from] service::ServiceError),
+    #[error("cannot listen on {addr}: {source}")]
+    Listen { addr: SocketAddr, source: std::io::Error },
+    #[error("HTTP server: {0}")]
+    Serve(std::io::Error),
+}
+
+/// A node that is open and listening but not yet serving: `local_addr` is known (port 0 works).
+pub struct Bound {
+    pub shared: Arc<Shared>,
+    listener: tokio::net::TcpListener,
+}
+
+impl Bound {
+    pub async fn open(config: NodeConfig) -> Result<Bound, NodeError> {
+        let chain = Chain::open(&config.data_dir, config.genesis.as_ref())
+            .map_err(service::ServiceError::from)?;
+        let store =
+            Store::open(config.data_dir.join("store")).map_err(service::ServiceError::from)?;
+        let shared = Shared::new(chain, store, config.proposer.account());
+        let listener = tokio::net::TcpListener::bind(config.listen)
+            .await
+            .map_err(|source| NodeError::Listen { addr: config.listen, source })?;
+        Ok(Bound { shared, listener })
+    }
+
+    pub fn local_addr(&self) -> Option<SocketAddr> {
+        self.listener.local_addr().ok()
+    }
+
+    /// Serves the API and makes blocks until `shutdown` resolves or block production fails.
+    pub async fn serve(self, shutdown: impl std::future::Future<Output = ()> + Send + 'static) -> Result<(), NodeError> {
+        let producer = tokio::spawn(self.shared.clone().run_producer());
+        let app = api::router(self.shared.clone());
+        let server = axum::serve(self.listener, app).with_graceful_shutdown(shutdown);
+        tokio::select! {
+            served = server => served.map_err(NodeError::Serve),
+            produced = producer => match produced {
+                Ok(Ok(())) => Ok(()),
+                Ok(Err(e)) => Err(service::ServiceError::from(e).into()),
+                Err(join) => std::panic::resume_unwind(join.into_panic()),
+            },
+        }
+    }
+}

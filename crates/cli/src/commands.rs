@@ -1,0 +1,259 @@
+//! What each command does.
+
+use crate::{
+    bench_dispatch, bench_ledger, bench_match, demo, requester, BenchCommand, Command, KeysCommand,
+    NodeCommand, ProviderCommand, QueryCommand, StoreCommand, TaskCommand, TxCommand,
+};
+use aicpw_provider::client::Client;
+use aicpw_types::{AccountId, Amount, Keypair, TxBody};
+use anyhow::{bail, Context, Result};
+use serde_json::Value;
+use std::path::Path;
+
+pub fn run(node: &str, command: Command) -> Result<()> {
+    let client = Client::new(node);
+    match command {
+        Command::Node(command) => node_command(command),
+        Command::Keys(command) => keys(command),
+        Command::Tx(command) => tx(&client, command),
+        Command::Query(command) => query(&client, command),
+        Command::Task(command) => task(&client, command),
+        Command::Provider(command) => provider(&client, command),
+        Command::Store(command) => store(&client, command),
+        Command::Demo { json, keep } => demo::run(json, keep),
+        Command::Bench(command) => bench(command),
+    }
+}
+
+pub fn load_key(path: &Path) -> Result<Keypair> {
+    Ok(Keypair::load(path)?)
+}
+
+fn amount(text: &str) -> Result<Amount> {
+    text.parse().with_context(|| format!("`{text}` is not an amount in base units"))
+}
+
+/// Prints JSON, or the given human lines.
+fn show(json: bool, value: &Value, human: impl FnOnce(&Value) -> String) {
+    if json {
+        println!("{}", serde_json::to_string_pretty(value).unwrap_or_default());
+    } else {
+        println!("{}", human(value));
+    }
+}
+
+fn node_command(command: NodeCommand) -> Result<()> {
+    match command {
+        NodeCommand::Start { data_dir, listen, dev, proposer_key } => {
+            let listen = listen.parse().with_context(|| format!("bad --listen `{listen}`"))?;
+            let proposer = match proposer_key {
+                Some(path) => load_key(&path)?,
+                None => Keypair::dev(0),
+            };
+            let genesis = dev.then(aicpw_node::dev_genesis);
+            let runtime = tokio::runtime::Runtime::new()?;
+            runtime.block_on(async move {
+                let config = aicpw_node::NodeConfig { data_dir, listen, genesis, proposer };
+                let bound = aicpw_node::Bound::open(config).await?;
+                let addr = bound.local_addr().context("no local address")?;
+                println!("listening on http://{addr}");
+                let shutdown = async {
+                    // Ctrl-C ends the node; its blocks are already durable.
+                    let _ = tokio::signal::ctrl_c().await;
+                };
+                bound.serve(shutdown).await?;
+                anyhow::Ok(())
+            })
+        }
+        NodeCommand::Replay { data_dir, json } => {
+            let chain = aicpw_node::Chain::open(&data_dir, None)?;
+            let stored = chain.head().map(|h| h.state_root).unwrap_or_default();
+            let replayed = chain.replay()?;
+            let value = serde_json::json!({
+                "height": chain.height(),
+                "stored_root": stored,
+                "replayed_root": replayed,
+                "matches": stored == replayed,
+            });
+            show(json, &value, |v| {
+                format!("height {}: replayed root {} {}", v["height"], v["replayed_root"],
+                    if v["matches"] == true { "matches the stored root" } else { "DIFFERS from the stored root" })
+            });
+            if stored != replayed {
+                bail!("the replayed state root differs from the stored one");
+            }
+            Ok(())
+        }
+    }
+}
+
+fn keys(command: KeysCommand) -> Result<()> {
+    match command {
+        KeysCommand::New { out } => {
+            let key = Keypair::generate();
+            key.save(&out)?;
+            println!("{}", key.account());
+        }
+        KeysCommand::Show { file } => {
+            let key = load_key(&file)?;
+            println!("x25519 key: {}", hex::encode(key.x25519_public()));
+            println!("{}", key.account());
+        }
+        KeysCommand::Dev { count, out } => {
+            for i in 0..count {
+                let key = Keypair::dev(i);
+                let path = out.join(format!("dev-{i}.json"));
+                key.save(&path)?;
+                println!("{} {}", path.display(), key.account());
+            }
+        }
+    }
+    Ok(())
+}
+
+fn print_committed(value: &Value) {
+    match value["height"].as_u64() {
+        Some(height) => println!("committed in block {height}: {}", value["tx_id"].as_str().unwrap_or("")),
+        None => println!("accepted: {}", value["tx_id"].as_str().unwrap_or("")),
+    }
+}
+
+fn tx(client: &Client, command: TxCommand) -> Result<()> {
+    let (key, body, send) = match command {
+        TxCommand::Transfer { from, to, amount: a, send } => {
+            let to: AccountId = to.parse().with_context(|| format!("`{to}` is not an address"))?;
+            (from, TxBody::Transfer { to, amount: amount(&a)? }, send)
+        }
+        TxCommand::Bond { key, amount: a, send } => (key, TxBody::Bond { amount: amount(&a)? }, send),
+        TxCommand::Unbond { key, amount: a, send } => (key, TxBody::Unbond { amount: amount(&a)? }, send),
+        TxCommand::Withdraw { key, send } => (key, TxBody::Withdraw, send),
+    };
+    let value = client.send(&load_key(&key)?, body, !send.no_wait)?;
+    print_committed(&value);
+    Ok(())
+}
+
+fn query(client: &Client, command: QueryCommand) -> Result<()> {
+    match command {
+        QueryCommand::Account { address, json } => {
+            let address: AccountId = address.parse().with_context(|| format!("`{address}` is not an address"))?;
+            let v = client.get(&format!("/v1/accounts/{address}"))?;
+            let v = serde_json::json!({ "address": v["address"], "balance": v["balance"],
+                "nonce": v["nonce"], "staked": v["staked"] });
+            show(json, &v, |v| format!("address {}\nbalance {}\nstaked  {}\nnonce   {}",
+                v["address"].as_str().unwrap_or(""), v["balance"].as_str().unwrap_or(""),
+                v["staked"].as_str().unwrap_or(""), v["nonce"]));
+        }
+        QueryCommand::Node { id, json } => {
+            let v = client.get(&format!("/v1/nodes/{id}"))?;
+            show(json, &v, |v| serde_json::to_string_pretty(v).unwrap_or_default());
+        }
+        QueryCommand::Task { id, json } => {
+            let v = client.get(&format!("/v1/tasks/{id}"))?;
+            show(json, &v, requester::describe_task);
+        }
+        QueryCommand::Block { height, json } => {
+            let v = client.get(&format!("/v1/blocks/{height}"))?;
+            show(json, &v, |v| format!("block {} {}\ntxs {}\nstate root {}", v["header"]["height"],
+                v["hash"].as_str().unwrap_or(""), v["header"]["tx_count"], v["header"]["state_root"].as_str().unwrap_or("")));
+        }
+        QueryCommand::Status { json } => {
+            let v = client.get("/v1/status")?;
+            show(json, &v, |v| serde_json::to_string_pretty(v).unwrap_or_default());
+        }
+    }
+    Ok(())
+}
+
+fn task(client: &Client, command: TaskCommand) -> Result<()> {
+    match command {
+        TaskCommand::Submit { file, key } => {
+            let id = requester::submit(client, &load_key(&key)?, &file, true)?;
+            println!("submitted task");
+            println!("{id}");
+        }
+        TaskCommand::Show { id, json } => {
+            let v = client.get(&format!("/v1/tasks/{id}"))?;
+            show(json, &v, requester::describe_task);
+        }
+        TaskCommand::Watch { id } => {
+            let state = requester::watch(client, id, true)?;
+            println!("task {id}: {state}");
+        }
+        TaskCommand::Result { id, key, out, no_accept } => {
+            let fetched = requester::fetch_result(client, &load_key(&key)?, id, &out, !no_accept)?;
+            for file in &fetched.files {
+                println!("{}", out.join(file).display());
+            }
+            println!("result {} verified and decrypted into {}", fetched.cid, out.display());
+        }
+        TaskCommand::Cancel { id, key } => {
+            let task = aicpw_types::TaskId(id);
+            print_committed(&client.send(&load_key(&key)?, TxBody::CancelTask { task }, true)?);
+        }
+        TaskCommand::Rate { id, stars, key } => {
+            let task = aicpw_types::TaskId(id);
+            print_committed(&client.send(&load_key(&key)?, TxBody::RateTask { task, stars }, true)?);
+        }
+        TaskCommand::Why { id, json } => {
+            let v = client.get(&format!("/v1/tasks/{id}/why"))?;
+            show(json, &v, |v| serde_json::to_string_pretty(v).unwrap_or_default());
+        }
+    }
+    Ok(())
+}
+
+fn provider(client: &Client, command: ProviderCommand) -> Result<()> {
+    match command {
+        ProviderCommand::Start { key, stake, work_dir, price } => {
+            let executor = aicpw_provider::executor::SandboxExecutor::new(Default::default())?;
+            aicpw_provider::executor::sandbox_available()?;
+            let config = aicpw_provider::agent::AgentConfig {
+                key: load_key(&key)?,
+                stake: amount(&stake)?,
+                price_per_hour: amount(&price)?,
+                endpoint: format!("agent:{}", work_dir.display()),
+                work_dir,
+                hardware: None,
+            };
+            let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+            aicpw_provider::agent::run(client.base(), config, std::sync::Arc::new(executor), stop, |node| {
+                println!("provider node {node} registered and serving");
+            })?;
+            Ok(())
+        }
+        ProviderCommand::Why { node, json } => {
+            let v = client.get(&format!("/v1/nodes/{node}/why"))?;
+            show(json, &v, |v| serde_json::to_string_pretty(v).unwrap_or_default());
+            Ok(())
+        }
+    }
+}
+
+fn store(client: &Client, command: StoreCommand) -> Result<()> {
+    match command {
+        StoreCommand::Add { path, cid_version, json } => {
+            let cid = requester::store_add(client, &path, cid_version)?;
+            show(json, &serde_json::json!({ "cid": cid }), |v| v["cid"].as_str().unwrap_or("").to_string());
+        }
+        StoreCommand::Get { cid, out } => {
+            requester::store_get(client, &cid, &out)?;
+            println!("{}", out.display());
+        }
+    }
+    Ok(())
+}
+
+fn bench(command: BenchCommand) -> Result<()> {
+    let (json, value) = match command {
+        BenchCommand::Ledger { json, accounts, txs } => (json, bench_ledger::run(accounts, txs)?),
+        BenchCommand::Dispatch { json, tasks } => (json, bench_dispatch::run(tasks)?),
+        BenchCommand::Match { nodes, tasks, seed, json } => (json, bench_match::run(nodes, tasks, seed)),
+    };
+    show(json, &value, |v| {
+        v.as_object()
+            .map(|map| map.iter().map(|(k, v)| format!("{k:>24}  {v}")).collect::<Vec<_>>().join("\n"))
+            .unwrap_or_default()
+    });
+    Ok(())
+}

@@ -1,0 +1,320 @@
+//! The HTTP JSON API: submit signed transactions, query state, stream events, store content.
+
+use crate::service::Shared;
+use aicpw_ledger::block::task_request;
+use aicpw_store::{AddOptions, Cid};
+use aicpw_types::codec::Decode;
+use aicpw_types::tx::TX_BYTES_MAX;
+use aicpw_types::{AccountId, NodeId, Reject, SignedTx, TaskId};
+use axum::body::{Body, Bytes};
+use axum::extract::{DefaultBodyLimit, Path, Query, State};
+use axum::http::{header, StatusCode};
+use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post, put};
+use axum::{Json, Router};
+use futures_util::stream::Stream;
+use serde::Deserialize;
+use serde_json::{json, Value};
+use std::sync::Arc;
+use tokio_stream::wrappers::BroadcastStream;
+use tokio_stream::StreamExt;
+
+/// Largest upload to the content store through the API.
+pub const STORE_UPLOAD_BYTES_MAX: usize = 256 * 1024 * 1024;
+/// Most items a list query returns.
+pub const LIST_ITEMS_MAX: usize = 1_000;
+
+type SharedState = Arc<Shared>;
+
+/// An error as the API shows it: the stable reject code, its name and message.
+pub struct ApiError(pub Reject);
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let status = match self.0 {
+            Reject::NotFound | Reject::UnknownAccount | Reject::UnknownNode | Reject::UnknownTask => {
+                StatusCode::NOT_FOUND
+            }
+            Reject::Oversize | Reject::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            Reject::MempoolFull | Reject::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+            Reject::BadRequest | Reject::Malformed => StatusCode::BAD_REQUEST,
+            _ => StatusCode::UNPROCESSABLE_ENTITY,
+        };
+        (status, Json(json!({ "error": self.0 }))).into_response()
+    }
+}
+
+impl From<Reject> for ApiError {
+    fn from(reject: Reject) -> Self {
+        ApiError(reject)
+    }
+}
+
+type ApiResult = Result<Json<Value>, ApiError>;
+
+fn to_json(value: impl serde::Serialize) -> ApiResult {
+    serde_json::to_value(value).map(Json).map_err(|_| ApiError(Reject::Unavailable))
+}
+
+pub fn router(shared: SharedState) -> Router {
+    Router::new()
+        .route("/v1/status", get(status))
+        .route("/v1/tx", post(submit_tx).layer(DefaultBodyLimit::disable()))
+        .route("/v1/accounts/{address}", get(account))
+        .route("/v1/nodes", get(nodes))
+        .route("/v1/nodes/{id}", get(node))
+        .route("/v1/nodes/{id}/why", get(node_why))
+        .route("/v1/tasks", get(tasks))
+        .route("/v1/tasks/{id}", get(task))
+        .route("/v1/tasks/{id}/why", get(task_why))
+        .route("/v1/blocks/{height}", get(block))
+        .route("/v1/events", get(events))
+        .route("/store", put(store_put).layer(DefaultBodyLimit::max(STORE_UPLOAD_BYTES_MAX)))
+        .route("/store/car", put(store_put_car).layer(DefaultBodyLimit::max(STORE_UPLOAD_BYTES_MAX)))
+        .route("/store/{cid}", get(store_get))
+        .route("/store/{cid}/car", get(store_get_car))
+        .with_state(shared)
+}
+
+async fn status(State(s): State<SharedState>) -> ApiResult {
+    let mempool = s.mempool_len();
+    let chain = s.chain();
+    let state = chain.state();
+    let head = chain.head();
+    Ok(Json(json!({
+        "chain_id": chain.genesis().chain_id,
+        "height": chain.height(),
+        "block_hash": head.map(|h| h.hash()),
+        "state_root": head.map(|h| h.state_root),
+        "time_ms": head.map(|h| h.time_ms),
+        "supply": state.meta.supply,
+        "burned": state.meta.burned,
+        "accounts": state.accounts.len(),
+        "nodes": state.nodes.len(),
+        "tasks": state.tasks.len(),
+        "queued": state.index.queued.len(),
+        "mempool": mempool,
+    })))
+}
+
+#[derive(Deserialize)]
+struct SubmitQuery {
+    #[serde(default)]
+    wait: bool,
+}
+
+async fn submit_tx(
+    State(s): State<SharedState>,
+    Query(q): Query<SubmitQuery>,
+    body: Body,
+) -> ApiResult {
+    // Read at most the limit, so an oversize body gets its own code and costs little.
+    let body = axum::body::to_bytes(body, TX_BYTES_MAX).await.map_err(|_| Reject::Oversize)?;
+    let tx = SignedTx::from_bytes(&body).map_err(|_| Reject::Malformed)?;
+    let (id, waiter) = s.submit(tx, q.wait)?;
+    match waiter {
+        None => Ok(Json(json!({ "tx_id": id, "status": "pending" }))),
+        Some(waiter) => match waiter.await {
+            Ok(Ok(committed)) => to_json(committed),
+            Ok(Err(reject)) => Err(reject.into()),
+            Err(_) => Err(Reject::Unavailable.into()),
+        },
+    }
+}
+
+fn parse<T: std::str::FromStr>(text: &str) -> Result<T, ApiError> {
+    text.parse().map_err(|_| ApiError(Reject::BadRequest))
+}
+
+async fn account(State(s): State<SharedState>, Path(address): Path<String>) -> ApiResult {
+    let id: AccountId = parse(&address)?;
+    let chain = s.chain();
+    let account = chain.state().accounts.get(&id).cloned().unwrap_or_default();
+    Ok(Json(json!({
+        "address": id,
+        "balance": account.balance,
+        "nonce": account.nonce,
+        "staked": account.staked,
+        "unbonding": account.unbonding,
+        "nodes": account.nodes,
+    })))
+}
+
+async fn nodes(State(s): State<SharedState>) -> ApiResult {
+    let chain = s.chain();
+    let list: Vec<_> = chain.state().nodes.values().take(LIST_ITEMS_MAX).collect();
+    to_json(list)
+}
+
+async fn node(State(s): State<SharedState>, Path(id): Path<u64>) -> ApiResult {
+    let chain = s.chain();
+    to_json(chain.state().nodes.get(&NodeId(id)).ok_or(Reject::UnknownNode)?)
+}
+
+async fn node_why(State(s): State<SharedState>, Path(id): Path<u64>) -> ApiResult {
+    let chain = s.chain();
+    let state = chain.state();
+    let node = state.nodes.get(&NodeId(id)).ok_or(Reject::UnknownNode)?;
+    let pending: Vec<_> = state
+        .index
+        .queued
+        .iter()
+        .take(LIST_ITEMS_MAX)
+        .filter_map(|t| state.tasks.get(t))
+        .map(task_request)
+        .collect();
+    let explanation = state.index.matcher.explain_node(node.id, &pending);
+    to_json(json!({ "node": node.id, "status": node.status, "online": node.online,
+        "running": node.running, "explanation": explanation }))
+}
+
+#[derive(Deserialize)]
+struct TaskFilter {
+    requester: Option<String>,
+    /// Tasks whose current lease is on this node.
+    node: Option<u64>,
+    state: Option<String>,
+}
+
+async fn tasks(State(s): State<SharedState>, Query(filter): Query<TaskFilter>) -> ApiResult {
+    let requester: Option<AccountId> = filter.requester.as_deref().map(parse).transpose()?;
+    let chain = s.chain();
+    let list: Vec<_> = chain
+        .state()
+        .tasks
+        .values()
+        .rev()
+        .filter(|t| requester.is_none_or(|r| t.requester == r))
+        .filter(|t| filter.node.is_none_or(|n| t.lease.as_ref().is_some_and(|l| l.node.0 == n)))
+        .filter(|t| {
+            filter.state.as_deref().is_none_or(|want| {
+                serde_json::to_value(t.state).ok().and_then(|v| v.as_str().map(|s| s == want))
+                    == Some(true)
+            })
+        })
+        .take(LIST_ITEMS_MAX)
+        .collect();
+    to_json(list)
+}
+
+async fn task(State(s): State<SharedState>, Path(id): Path<u64>) -> ApiResult {
+    let chain = s.chain();
+    to_json(chain.state().tasks.get(&TaskId(id)).ok_or(Reject::UnknownTask)?)
+}
+
+async fn task_why(State(s): State<SharedState>, Path(id): Path<u64>) -> ApiResult {
+    let chain = s.chain();
+    let state = chain.state();
+    let task = state.tasks.get(&TaskId(id)).ok_or(Reject::UnknownTask)?;
+    let explanation = state.index.matcher.explain_task(&task_request(task));
+    to_json(json!({ "task": task.id, "state": task.state, "reason": task.failure,
+        "attempts": task.attempts, "explanation": explanation }))
+}
+
+async fn block(State(s): State<SharedState>, Path(height): Path<String>) -> ApiResult {
+    let chain = s.chain();
+    let height = if height == "latest" { chain.height() } else { parse(&height)? };
+    let block = chain.block(height).map_err(|_| Reject::Unavailable)?.ok_or(Reject::NotFound)?;
+    let txs: Vec<Value> = block
+        .txs
+        .iter()
+        .map(|t| json!({ "tx_id": t.tx.id(), "kind": t.tx.body.kind(), "signer": t.tx.signer }))
+        .collect();
+    Ok(Json(json!({ "hash": block.header.hash(), "header": block.header, "txs": txs })))
+}
+
+#[derive(Deserialize)]
+struct EventFilter {
+    task: Option<u64>,
+}
+
+async fn events(
+    State(s): State<SharedState>,
+    Query(filter): Query<EventFilter>,
+) -> Sse<impl Stream<Item = Result<SseEvent, std::convert::Infallible>>> {
+    let stream = BroadcastStream::new(s.events.subscribe()).filter_map(move |item| match item {
+        Ok(value) => {
+            let wanted =
+                filter.task.is_none_or(|t| value.get("task").and_then(Value::as_u64) == Some(t));
+            wanted.then(|| Ok(SseEvent::default().data(value.to_string())))
+        }
+        Err(_) => Some(Ok(SseEvent::default().event("lagged").data("{}"))),
+    });
+    Sse::new(stream).keep_alive(KeepAlive::new().interval(std::time::Duration::from_secs(1)))
+}
+
+#[derive(Deserialize)]
+struct StoreQuery {
+    /// The CID the uploader expects; the upload is rejected if the content has another.
+    expect: Option<String>,
+    #[serde(default = "one")]
+    cid_version: u8,
+}
+
+fn one() -> u8 {
+    1
+}
+
+async fn store_put(
+    State(s): State<SharedState>,
+    Query(q): Query<StoreQuery>,
+    body: Bytes,
+) -> ApiResult {
+    let options = match q.cid_version {
+        0 => AddOptions::default(),
+        1 => AddOptions::cid_v1(),
+        _ => return Err(Reject::BadRequest.into()),
+    };
+    let expect: Option<Cid> = q.expect.as_deref().map(parse).transpose()?;
+    let shared = s.clone();
+    let cid = tokio::task::spawn_blocking(move || shared.store.add_bytes(&body, &options))
+        .await
+        .map_err(|_| Reject::Unavailable)?
+        .map_err(|_| Reject::Unavailable)?;
+    if expect.is_some_and(|e| e != cid) {
+        return Err(Reject::ContentMismatch.into());
+    }
+    Ok(Json(json!({ "cid": cid.to_string() })))
+}
+
+async fn store_get(State(s): State<SharedState>, Path(cid): Path<String>) -> Result<Response, ApiError> {
+    let cid: Cid = parse(&cid)?;
+    let shared = s.clone();
+    let bytes = tokio::task::spawn_blocking(move || {
+        let mut out = Vec::new();
+        shared.store.read_to_writer(&cid, &mut out).map(|_| out)
+    })
+    .await
+    .map_err(|_| Reject::Unavailable)?
+    .map_err(|_| Reject::NotFound)?;
+    Ok(([(header::CONTENT_TYPE, "application/octet-stream")], Body::from(bytes)).into_response())
+}
+
+/// Imports a CAR file (every block is checked against its CID); returns its roots.
+async fn store_put_car(State(s): State<SharedState>, body: Bytes) -> ApiResult {
+    let shared = s.clone();
+    let roots = tokio::task::spawn_blocking(move || shared.store.import_car(body.as_ref()))
+        .await
+        .map_err(|_| Reject::Unavailable)?
+        .map_err(|_| Reject::ContentMismatch)?;
+    let roots: Vec<String> = roots.iter().map(ToString::to_string).collect();
+    Ok(Json(json!({ "roots": roots })))
+}
+
+/// Exports the DAG under a CID as a CAR file, for clients that check every block themselves.
+async fn store_get_car(
+    State(s): State<SharedState>,
+    Path(cid): Path<String>,
+) -> Result<Response, ApiError> {
+    let cid: Cid = parse(&cid)?;
+    let shared = s.clone();
+    let bytes = tokio::task::spawn_blocking(move || {
+        let mut out = Vec::new();
+        shared.store.export_car(&cid, &mut out).map(|_| out)
+    })
+    .await
+    .map_err(|_| Reject::Unavailable)?
+    .map_err(|_| Reject::NotFound)?;
+    Ok(([(header::CONTENT_TYPE, "application/vnd.ipld.car")], Body::from(bytes)).into_response())
+}

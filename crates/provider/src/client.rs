@@ -1,0 +1,218 @@
+//! The node's HTTP API as a client sees it: used by the provider agent and the `aicpw` CLI.
+
+use aicpw_types::codec::Encode;
+use aicpw_types::{AccountId, Amount, Keypair, Reject, SignedTx, Tx, TxBody};
+use serde_json::Value;
+use std::io::{BufRead, BufReader, Read};
+use std::sync::Mutex;
+use std::time::Duration;
+
+/// Largest response body read into memory (content downloads stream to a writer instead).
+pub const RESPONSE_BYTES_MAX: u64 = 64 * 1024 * 1024;
+/// Longest a request may take, except event streams.
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
+/// The fee the client pays per transaction.
+pub const FEE: Amount = Amount(10);
+
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    #[error("cannot reach the node at {url}: {message}")]
+    Unreachable { url: String, message: String },
+    #[error("rejected: {} {}: {}", .0.code(), .0.name(), .0.message())]
+    Rejected(Reject),
+    #[error("unexpected answer from the node: {0}")]
+    Protocol(String),
+}
+
+impl ClientError {
+    pub fn reject(&self) -> Option<Reject> {
+        match self {
+            ClientError::Rejected(reject) => Some(*reject),
+            _ => None,
+        }
+    }
+}
+
+pub struct Client {
+    base: String,
+    agent: ureq::Agent,
+    /// The next nonce per signer this client will use, so it can send several transactions
+    /// without waiting for each block.
+    nonces: Mutex<std::collections::BTreeMap<AccountId, u64>>,
+    chain_id: Mutex<Option<String>>,
+}
+
+fn error_from(url: &str, error: ureq::Error) -> ClientError {
+    match error {
+        ureq::Error::Status(_, response) => {
+            let body: Value = response.into_json().unwrap_or_default();
+            let code = body["error"]["code"].as_u64().and_then(|c| u16::try_from(c).ok());
+            match code.and_then(Reject::from_code) {
+                Some(reject) => ClientError::Rejected(reject),
+                None => ClientError::Protocol(body.to_string()),
+            }
+        }
+        ureq::Error::Transport(t) => {
+            ClientError::Unreachable { url: url.to_string(), message: t.to_string() }
+        }
+    }
+}
+
+impl Client {
+    pub fn new(base: &str) -> Client {
+        let agent = ureq::AgentBuilder::new().timeout_connect(Duration::from_secs(5)).build();
+        Client {
+            base: base.trim_end_matches('/').to_string(),
+            agent,
+            nonces: Mutex::new(Default::default()),
+            chain_id: Mutex::new(None),
+        }
+    }
+
+    pub fn base(&self) -> &str {
+        &self.base
+    }
+
+    fn read_json(response: ureq::Response) -> Result<Value, ClientError> {
+        let mut text = String::new();
+        response
+            .into_reader()
+            .take(RESPONSE_BYTES_MAX)
+            .read_to_string(&mut text)
+            .map_err(|e| ClientError::Protocol(e.to_string()))?;
+        serde_json::from_str(&text).map_err(|e| ClientError::Protocol(e.to_string()))
+    }
+
+    pub fn get(&self, path: &str) -> Result<Value, ClientError> {
+        let url = format!("{}{path}", self.base);
+        let response =
+            self.agent.get(&url).timeout(REQUEST_TIMEOUT).call().map_err(|e| error_from(&url, e))?;
+        Self::read_json(response)
+    }
+
+    pub fn chain_id(&self) -> Result<String, ClientError> {
+        let mut cached = self.chain_id.lock().expect("no panics while holding the lock");
+        if let Some(id) = cached.as_ref() {
+            return Ok(id.clone());
+        }
+        let status = self.get("/v1/status")?;
+        let id = status["chain_id"]
+            .as_str()
+            .ok_or_else(|| ClientError::Protocol("status has no chain_id".into()))?
+            .to_string();
+        *cached = Some(id.clone());
+        Ok(id)
+    }
+
+    pub fn submit(&self, tx: &SignedTx, wait: bool) -> Result<Value, ClientError> {
+        let url = format!("{}/v1/tx?wait={wait}", self.base);
+        let response = self
+            .agent
+            .post(&url)
+            .timeout(REQUEST_TIMEOUT)
+            .set("content-type", "application/octet-stream")
+            .send_bytes(&tx.to_bytes())
+            .map_err(|e| error_from(&url, e))?;
+        Self::read_json(response)
+    }
+
+    fn next_nonce(&self, who: AccountId) -> Result<u64, ClientError> {
+        if let Some(nonce) = self.nonces.lock().expect("no panics while locked").get(&who) {
+            return Ok(*nonce);
+        }
+        let account = self.get(&format!("/v1/accounts/{who}"))?;
+        account["nonce"].as_u64().ok_or_else(|| ClientError::Protocol("account has no nonce".into()))
+    }
+
+    /// Signs `body` with the next nonce and submits it; with `wait`, returns once it is committed.
+    /// A nonce conflict (another client used the key) refreshes the nonce and retries once.
+    pub fn send(&self, key: &Keypair, body: TxBody, wait: bool) -> Result<Value, ClientError> {
+        let who = key.account();
+        let chain_id = self.chain_id()?;
+        for attempt in 0..2 {
+            let nonce = self.next_nonce(who)?;
+            let tx = Tx { chain_id: chain_id.clone(), signer: who, nonce, fee: FEE, body: body.clone() };
+            let result = self.submit(&key.sign(tx), wait);
+            let mut nonces = self.nonces.lock().expect("no panics while locked");
+            match &result {
+                Ok(_) => {
+                    nonces.insert(who, nonce + 1);
+                }
+                Err(e) => {
+                    // Whether the node took it is unknown after some errors: ask it next time.
+                    nonces.remove(&who);
+                    let stale = matches!(e.reject(), Some(Reject::NonceReplayed | Reject::NonceGap));
+                    if stale && attempt == 0 {
+                        continue;
+                    }
+                }
+            }
+            return result;
+        }
+        unreachable!("the loop returns on its second pass")
+    }
+
+    /// PUTs raw bytes to `path` and returns the JSON answer.
+    pub fn put_bytes(&self, path: &str, bytes: &[u8]) -> Result<Value, ClientError> {
+        let url = format!("{}{path}", self.base);
+        let response = self
+            .agent
+            .put(&url)
+            .timeout(REQUEST_TIMEOUT)
+            .send_bytes(bytes)
+            .map_err(|e| error_from(&url, e))?;
+        Self::read_json(response)
+    }
+
+    /// GETs raw bytes from `path`, at most a bundle's size.
+    pub fn get_bytes(&self, path: &str) -> Result<Vec<u8>, ClientError> {
+        let url = format!("{}{path}", self.base);
+        let response =
+            self.agent.get(&url).timeout(REQUEST_TIMEOUT).call().map_err(|e| error_from(&url, e))?;
+        let mut bytes = Vec::new();
+        response
+            .into_reader()
+            .take(aicpw_types::bundle::BUNDLE_BYTES_MAX + 1024 * 1024)
+            .read_to_end(&mut bytes)
+            .map_err(|e| ClientError::Protocol(e.to_string()))?;
+        Ok(bytes)
+    }
+
+    /// Stores one blob (CIDv1, raw leaves) and returns its CID.
+    pub fn put_store(&self, bytes: &[u8]) -> Result<String, ClientError> {
+        let value = self.put_bytes("/store?cid_version=1", bytes)?;
+        value["cid"].as_str().map(str::to_string).ok_or_else(|| ClientError::Protocol(value.to_string()))
+    }
+
+    pub fn get_store(&self, cid: &str) -> Result<Vec<u8>, ClientError> {
+        self.get_bytes(&format!("/store/{cid}"))
+    }
+
+    /// Follows the node's event stream (optionally one task's), calling `on_event` for each event
+    /// (and with `Value::Null` for each keep-alive) until it returns `false`.
+    pub fn follow_events(
+        &self,
+        task: Option<u64>,
+        mut on_event: impl FnMut(&Value) -> bool,
+    ) -> Result<(), ClientError> {
+        let mut url = format!("{}/v1/events", self.base);
+        if let Some(task) = task {
+            url.push_str(&format!("?task={task}"));
+        }
+        let response = self.agent.get(&url).call().map_err(|e| error_from(&url, e))?;
+        let reader = BufReader::new(response.into_reader());
+        for line in reader.lines() {
+            let line = line.map_err(|e| ClientError::Protocol(e.to_string()))?;
+            // Keep-alive comments arrive as `Value::Null`, so a caller can re-check state often.
+            let event = match line.strip_prefix("data:") {
+                Some(data) => serde_json::from_str::<Value>(data.trim()).unwrap_or_default(),
+                None if line.starts_with(':') => Value::Null,
+                None => continue,
+            };
+            if !on_event(&event) {
+                return Ok(());
+            }
+        }
+        Err(ClientError::Protocol("the event stream ended".into()))
+    }
+}

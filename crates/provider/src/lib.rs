@@ -1,0 +1,7 @@
+//! AICPW provider agent: registers a machine, runs assigned tasks in a sandbox, answers challenges.
+
+pub mod agent;
+pub mod challenge;
+pub mod client;
+pub mod executor;
+pub mod hardware;
