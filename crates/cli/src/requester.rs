@@ -218,8 +218,11 @@ pub fn describe_task(task: &Value) -> String {
     if let Some(reason) = task["failure"].as_str() {
         lines.push(format!("reason    {reason}"));
     }
-    if let Some(lease) = task["lease"].as_object() {
+    if let (Some("running"), Some(lease)) = (task["state"].as_str(), task["lease"].as_object()) {
         lines.push(format!("node      {} ({}‰ done)", lease["node"], lease["progress_permille"]));
+    }
+    if let Some(node) = task["result"]["node"].as_u64() {
+        lines.push(format!("ran on    node {node}"));
     }
     lines.push(format!("budget    {}", task["terms"]["budget"].as_str().unwrap_or("")));
     lines.push(format!("escrow    {}", task["escrow"].as_str().unwrap_or("")));
