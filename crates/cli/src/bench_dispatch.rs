@@ -18,7 +18,13 @@ fn register_providers(client: &Client) -> Result<()> {
     for i in 1..=PROVIDERS {
         let key = Keypair::dev(i);
         client.send(&key, TxBody::Bond { amount: Amount::tokens(1_000) }, false)?;
-        let hardware = Hardware { cpu_cores: 64, memory_mb: 262_144, disk_mb: 1_000_000, bandwidth_mbps: 10_000, ..Default::default() };
+        let hardware = Hardware {
+            cpu_cores: 64,
+            memory_mb: 262_144,
+            disk_mb: 1_000_000,
+            bandwidth_mbps: 10_000,
+            ..Default::default()
+        };
         let body = TxBody::RegisterNode {
             hardware,
             x25519_key: key.x25519_public(),
@@ -81,7 +87,11 @@ pub fn run(tasks: usize) -> Result<Value> {
     let mut seen: HashMap<u64, Instant> = HashMap::new();
     for n in 0..tasks {
         let started = Instant::now();
-        let committed = client.send(&requester, TxBody::SubmitTask { terms: terms(n), key_grants: vec![] }, true)?;
+        let committed = client.send(
+            &requester,
+            TxBody::SubmitTask { terms: terms(n), key_grants: vec![] },
+            true,
+        )?;
         let id = committed["events"]
             .as_array()
             .and_then(|e| e.iter().find(|e| e["event"] == "task_submitted"))
@@ -91,7 +101,8 @@ pub fn run(tasks: usize) -> Result<Value> {
             if let Some(at) = seen.remove(&id) {
                 break at;
             }
-            let (task, at) = assigned.recv_timeout(Duration::from_secs(10)).context("task never assigned")?;
+            let (task, at) =
+                assigned.recv_timeout(Duration::from_secs(10)).context("task never assigned")?;
             seen.insert(task, at);
         };
         latencies.push(at.duration_since(started).as_secs_f64() * 1000.0);

@@ -76,8 +76,16 @@ fn node_command(command: NodeCommand) -> Result<()> {
                 "matches": stored == replayed,
             });
             show(json, &value, |v| {
-                format!("height {}: replayed root {} {}", v["height"], v["replayed_root"],
-                    if v["matches"] == true { "matches the stored root" } else { "DIFFERS from the stored root" })
+                format!(
+                    "height {}: replayed root {} {}",
+                    v["height"],
+                    v["replayed_root"],
+                    if v["matches"] == true {
+                        "matches the stored root"
+                    } else {
+                        "DIFFERS from the stored root"
+                    }
+                )
             });
             if stored != replayed {
                 bail!("the replayed state root differs from the stored one");
@@ -113,7 +121,9 @@ fn keys(command: KeysCommand) -> Result<()> {
 
 fn print_committed(value: &Value) {
     match value["height"].as_u64() {
-        Some(height) => println!("committed in block {height}: {}", value["tx_id"].as_str().unwrap_or("")),
+        Some(height) => {
+            println!("committed in block {height}: {}", value["tx_id"].as_str().unwrap_or(""))
+        }
         None => println!("accepted: {}", value["tx_id"].as_str().unwrap_or("")),
     }
 }
@@ -124,8 +134,12 @@ fn tx(client: &Client, command: TxCommand) -> Result<()> {
             let to: AccountId = to.parse().with_context(|| format!("`{to}` is not an address"))?;
             (from, TxBody::Transfer { to, amount: amount(&a)? }, send)
         }
-        TxCommand::Bond { key, amount: a, send } => (key, TxBody::Bond { amount: amount(&a)? }, send),
-        TxCommand::Unbond { key, amount: a, send } => (key, TxBody::Unbond { amount: amount(&a)? }, send),
+        TxCommand::Bond { key, amount: a, send } => {
+            (key, TxBody::Bond { amount: amount(&a)? }, send)
+        }
+        TxCommand::Unbond { key, amount: a, send } => {
+            (key, TxBody::Unbond { amount: amount(&a)? }, send)
+        }
         TxCommand::Withdraw { key, send } => (key, TxBody::Withdraw, send),
     };
     let value = client.send(&load_key(&key)?, body, !send.no_wait)?;
@@ -136,13 +150,20 @@ fn tx(client: &Client, command: TxCommand) -> Result<()> {
 fn query(client: &Client, command: QueryCommand) -> Result<()> {
     match command {
         QueryCommand::Account { address, json } => {
-            let address: AccountId = address.parse().with_context(|| format!("`{address}` is not an address"))?;
+            let address: AccountId =
+                address.parse().with_context(|| format!("`{address}` is not an address"))?;
             let v = client.get(&format!("/v1/accounts/{address}"))?;
             let v = serde_json::json!({ "address": v["address"], "balance": v["balance"],
                 "nonce": v["nonce"], "staked": v["staked"] });
-            show(json, &v, |v| format!("address {}\nbalance {}\nstaked  {}\nnonce   {}",
-                v["address"].as_str().unwrap_or(""), v["balance"].as_str().unwrap_or(""),
-                v["staked"].as_str().unwrap_or(""), v["nonce"]));
+            show(json, &v, |v| {
+                format!(
+                    "address {}\nbalance {}\nstaked  {}\nnonce   {}",
+                    v["address"].as_str().unwrap_or(""),
+                    v["balance"].as_str().unwrap_or(""),
+                    v["staked"].as_str().unwrap_or(""),
+                    v["nonce"]
+                )
+            });
         }
         QueryCommand::Node { id, json } => {
             let v = client.get(&format!("/v1/nodes/{id}"))?;
@@ -154,8 +175,15 @@ fn query(client: &Client, command: QueryCommand) -> Result<()> {
         }
         QueryCommand::Block { height, json } => {
             let v = client.get(&format!("/v1/blocks/{height}"))?;
-            show(json, &v, |v| format!("block {} {}\ntxs {}\nstate root {}", v["header"]["height"],
-                v["hash"].as_str().unwrap_or(""), v["header"]["tx_count"], v["header"]["state_root"].as_str().unwrap_or("")));
+            show(json, &v, |v| {
+                format!(
+                    "block {} {}\ntxs {}\nstate root {}",
+                    v["header"]["height"],
+                    v["hash"].as_str().unwrap_or(""),
+                    v["header"]["tx_count"],
+                    v["header"]["state_root"].as_str().unwrap_or("")
+                )
+            });
         }
         QueryCommand::Status { json } => {
             let v = client.get("/v1/status")?;
@@ -193,7 +221,11 @@ fn task(client: &Client, command: TaskCommand) -> Result<()> {
         }
         TaskCommand::Rate { id, stars, key } => {
             let task = aicpw_types::TaskId(id);
-            print_committed(&client.send(&load_key(&key)?, TxBody::RateTask { task, stars }, true)?);
+            print_committed(&client.send(
+                &load_key(&key)?,
+                TxBody::RateTask { task, stars },
+                true,
+            )?);
         }
         TaskCommand::Why { id, json } => {
             let v = client.get(&format!("/v1/tasks/{id}/why"))?;
@@ -217,9 +249,15 @@ fn provider(client: &Client, command: ProviderCommand) -> Result<()> {
                 hardware: None,
             };
             let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-            aicpw_provider::agent::run(client.base(), config, std::sync::Arc::new(executor), stop, |node| {
-                println!("provider node {node} registered and serving");
-            })?;
+            aicpw_provider::agent::run(
+                client.base(),
+                config,
+                std::sync::Arc::new(executor),
+                stop,
+                |node| {
+                    println!("provider node {node} registered and serving");
+                },
+            )?;
             Ok(())
         }
         ProviderCommand::Why { node, json } => {
@@ -234,7 +272,9 @@ fn store(client: &Client, command: StoreCommand) -> Result<()> {
     match command {
         StoreCommand::Add { path, cid_version, json } => {
             let cid = requester::store_add(client, &path, cid_version)?;
-            show(json, &serde_json::json!({ "cid": cid }), |v| v["cid"].as_str().unwrap_or("").to_string());
+            show(json, &serde_json::json!({ "cid": cid }), |v| {
+                v["cid"].as_str().unwrap_or("").to_string()
+            });
         }
         StoreCommand::Get { cid, out } => {
             requester::store_get(client, &cid, &out)?;
@@ -248,11 +288,15 @@ fn bench(command: BenchCommand) -> Result<()> {
     let (json, value) = match command {
         BenchCommand::Ledger { json, accounts, txs } => (json, bench_ledger::run(accounts, txs)?),
         BenchCommand::Dispatch { json, tasks } => (json, bench_dispatch::run(tasks)?),
-        BenchCommand::Match { nodes, tasks, seed, json } => (json, bench_match::run(nodes, tasks, seed)),
+        BenchCommand::Match { nodes, tasks, seed, json } => {
+            (json, bench_match::run(nodes, tasks, seed))
+        }
     };
     show(json, &value, |v| {
         v.as_object()
-            .map(|map| map.iter().map(|(k, v)| format!("{k:>24}  {v}")).collect::<Vec<_>>().join("\n"))
+            .map(|map| {
+                map.iter().map(|(k, v)| format!("{k:>24}  {v}")).collect::<Vec<_>>().join("\n")
+            })
             .unwrap_or_default()
     });
     Ok(())

@@ -59,7 +59,16 @@ pub fn start_provider(url: &str, root: &Path, index: u32, price: u64) -> Result<
     Keypair::dev(index).save(&key)?;
     let log = std::fs::File::create(root.join(format!("provider-{index}.log")))?;
     Command::new(std::env::current_exe()?)
-        .args(["--node", url, "provider", "start", "--stake", "1000000000", "--price", &price.to_string()])
+        .args([
+            "--node",
+            url,
+            "provider",
+            "start",
+            "--stake",
+            "1000000000",
+            "--price",
+            &price.to_string(),
+        ])
         .arg("--key")
         .arg(&key)
         .arg("--work-dir")

@@ -16,11 +16,13 @@ use std::path::Path;
 pub const KEY_GRANTS_MAX: usize = 64;
 
 fn read_task_file(file: &Path) -> Result<TaskFile> {
-    let size = std::fs::metadata(file).with_context(|| format!("cannot read {}", file.display()))?.len();
+    let size =
+        std::fs::metadata(file).with_context(|| format!("cannot read {}", file.display()))?.len();
     if size > TASK_FILE_BYTES_MAX as u64 {
         bail!("{}: {size} bytes, the limit is {TASK_FILE_BYTES_MAX}", file.display());
     }
-    let text = std::fs::read_to_string(file).with_context(|| format!("cannot read {}", file.display()))?;
+    let text =
+        std::fs::read_to_string(file).with_context(|| format!("cannot read {}", file.display()))?;
     TaskFile::parse(&text).map_err(|e| anyhow!("{}: {e}", file.display()))
 }
 
@@ -30,12 +32,18 @@ fn grant_candidates(client: &Client, spec: &TaskFile) -> Result<Vec<(NodeId, [u8
     let mut fit: Vec<(u128, NodeId, [u8; 32])> = Vec::new();
     for node in nodes.as_array().into_iter().flatten() {
         let hardware: Hardware = serde_json::from_value(node["hardware"].clone())?;
-        let price: u128 = node["price_per_hour"].as_str().and_then(|p| p.parse().ok()).unwrap_or(u128::MAX);
+        let price: u128 =
+            node["price_per_hour"].as_str().and_then(|p| p.parse().ok()).unwrap_or(u128::MAX);
         let key = node["x25519_key"].as_str().and_then(|k| hex::decode(k).ok());
-        let (Some(id), Some(key)) = (node["id"].as_u64(), key.and_then(|k| <[u8; 32]>::try_from(k).ok())) else {
+        let (Some(id), Some(key)) =
+            (node["id"].as_u64(), key.and_then(|k| <[u8; 32]>::try_from(k).ok()))
+        else {
             continue;
         };
-        if node["status"] == "active" && hardware.satisfies(&spec.resources) && price <= spec.max_price_per_hour.0 {
+        if node["status"] == "active"
+            && hardware.satisfies(&spec.resources)
+            && price <= spec.max_price_per_hour.0
+        {
             fit.push((price, NodeId(id), key));
         }
     }
@@ -59,10 +67,15 @@ pub fn submit(client: &Client, key: &Keypair, file: &Path, show: bool) -> Result
     let mut files = Vec::new();
     for input in &spec.inputs {
         let path = base.join(input);
-        let name = path.file_name().and_then(|n| n.to_str()).context("an input has no file name")?;
+        let name =
+            path.file_name().and_then(|n| n.to_str()).context("an input has no file name")?;
         bundle::collect(&path, name, &mut files).with_context(|| format!("input {input}"))?;
     }
-    let manifest = Manifest { command: spec.command.clone(), args: spec.args.clone(), outputs: spec.outputs.clone() };
+    let manifest = Manifest {
+        command: spec.command.clone(),
+        args: spec.args.clone(),
+        outputs: spec.outputs.clone(),
+    };
     let plain = bundle::pack(&manifest, &files)?;
     let (blob, key_grants) = if spec.encrypt {
         let content_key = seal::random_key();
@@ -74,7 +87,8 @@ pub fn submit(client: &Client, key: &Keypair, file: &Path, show: bool) -> Result
     } else {
         (plain, Vec::new())
     };
-    let bar = spinner(format!("uploading {} input bytes (sealed: {})", blob.len(), spec.encrypt), show);
+    let bar =
+        spinner(format!("uploading {} input bytes (sealed: {})", blob.len(), spec.encrypt), show);
     let inputs_cid = client.put_store(&blob)?;
     bar.finish_with_message(format!("inputs stored as {inputs_cid}"));
     let terms = TaskTerms {
@@ -119,10 +133,16 @@ pub fn watch(client: &Client, id: u64, show: bool) -> Result<String> {
     if !settled(&state) {
         client.follow_events(Some(id), |event| {
             match event["event"].as_str() {
-                Some("task_assigned") => bar.set_message(format!("running on node {}", event["node"])),
-                Some("task_progress") => bar.set_position(event["progress_permille"].as_u64().unwrap_or(0)),
+                Some("task_assigned") => {
+                    bar.set_message(format!("running on node {}", event["node"]))
+                }
+                Some("task_progress") => {
+                    bar.set_position(event["progress_permille"].as_u64().unwrap_or(0))
+                }
                 Some("task_requeued") => bar.set_message(format!(
-                    "node {} gave it up ({}); requeued", event["node"], event["reason"].as_str().unwrap_or("")
+                    "node {} gave it up ({}); requeued",
+                    event["node"],
+                    event["reason"].as_str().unwrap_or("")
                 )),
                 _ => {}
             }
@@ -147,17 +167,27 @@ pub struct Fetched {
 
 /// Downloads a result, checks its CID and the provider's output commitment, decrypts it into
 /// `out`, and (with `accept`) accepts it on the ledger, which pays the provider.
-pub fn fetch_result(client: &Client, key: &Keypair, id: u64, out: &Path, accept: bool) -> Result<Fetched> {
+pub fn fetch_result(
+    client: &Client,
+    key: &Keypair,
+    id: u64,
+    out: &Path,
+    accept: bool,
+) -> Result<Fetched> {
     let task = client.get(&format!("/v1/tasks/{id}"))?;
     let state = state_of(&task);
     let result = &task["result"];
-    let cid = result["result_cid"].as_str().with_context(|| format!("task {id} is {state}: it has no result"))?;
+    let cid = result["result_cid"]
+        .as_str()
+        .with_context(|| format!("task {id} is {state}: it has no result"))?;
     let blob = client.get_store(cid)?;
     let scratch = tempfile::tempdir()?;
     let computed = Store::open(scratch.path())?.add_bytes(&blob, &AddOptions::cid_v1())?;
     if computed.to_string() != cid {
-        return Err(anyhow!(aicpw_provider::client::ClientError::Rejected(Reject::ContentMismatch)))
-            .with_context(|| format!("downloaded content has CID {computed}, the ledger says {cid}"));
+        return Err(anyhow!(aicpw_provider::client::ClientError::Rejected(
+            Reject::ContentMismatch
+        )))
+        .with_context(|| format!("downloaded content has CID {computed}, the ledger says {cid}"));
     }
     let sealed_len = 32 + seal::SEAL_OVERHEAD;
     if blob.len() < sealed_len {
@@ -168,7 +198,8 @@ pub fn fetch_result(client: &Client, key: &Keypair, id: u64, out: &Path, accept:
     let content_key: [u8; 32] = content_key.try_into().map_err(|_| anyhow!("bad content key"))?;
     let plain = seal::decrypt(&content_key, &blob[sealed_len..])?;
     let (manifest, files) = bundle::unpack(&plain)?;
-    let outputs: Vec<(String, Vec<u8>)> = files.iter().filter(|(p, _)| !p.starts_with("logs/")).cloned().collect();
+    let outputs: Vec<(String, Vec<u8>)> =
+        files.iter().filter(|(p, _)| !p.starts_with("logs/")).cloned().collect();
     let output_hash = Hash32::of(&bundle::pack(&manifest, &outputs)?);
     if result["output_hash"].as_str() != Some(output_hash.to_string().as_str()) {
         bail!("the result does not match the output hash the provider committed");
@@ -186,11 +217,14 @@ pub fn store_add(client: &Client, path: &Path, cid_version: u8) -> Result<String
     let options = if cid_version == 0 { AddOptions::default() } else { AddOptions::cid_v1() };
     let scratch = tempfile::tempdir()?;
     let local = Store::open(scratch.path())?;
-    let cid = local.add_path(path, &options).with_context(|| format!("cannot add {}", path.display()))?;
+    let cid =
+        local.add_path(path, &options).with_context(|| format!("cannot add {}", path.display()))?;
     let mut car = Vec::new();
     local.export_car(&cid, &mut car)?;
     let answer = client.put_bytes("/store/car", &car)?;
-    if answer["roots"].as_array().and_then(|r| r.first()).and_then(Value::as_str) != Some(cid.to_string().as_str()) {
+    if answer["roots"].as_array().and_then(|r| r.first()).and_then(Value::as_str)
+        != Some(cid.to_string().as_str())
+    {
         bail!("the node stored another root: {answer}");
     }
     Ok(cid.to_string())

@@ -55,9 +55,18 @@ impl Net {
     /// Starts a provider agent for dev account `index`; returns its position in `providers`.
     fn provider(&mut self, index: u32, price: u64) -> usize {
         let key = self.key(index);
-        let log = std::fs::File::create(self.dir.path().join(format!("provider-{index}.log"))).expect("log");
+        let log = std::fs::File::create(self.dir.path().join(format!("provider-{index}.log")))
+            .expect("log");
         let child = aicpw()
-            .args(["--node", &self.url, "provider", "start", "--price", &price.to_string(), "--key"])
+            .args([
+                "--node",
+                &self.url,
+                "provider",
+                "start",
+                "--price",
+                &price.to_string(),
+                "--key",
+            ])
             .arg(key)
             .arg("--work-dir")
             .arg(self.dir.path().join(format!("provider-{index}")))
@@ -71,7 +80,8 @@ impl Net {
 
     fn wait_nodes(&self, count: usize) {
         wait_until("providers registered", Duration::from_secs(30), || {
-            self.client.get("/v1/nodes").ok().and_then(|n| n.as_array().map(Vec::len)).unwrap_or(0) >= count
+            self.client.get("/v1/nodes").ok().and_then(|n| n.as_array().map(Vec::len)).unwrap_or(0)
+                >= count
         });
     }
 
@@ -99,7 +109,13 @@ impl Net {
 
     fn submit(&self, file: &Path) -> u64 {
         let key = self.key(0);
-        let out = self.cli(&["task", "submit", file.to_str().expect("utf-8"), "--key", key.to_str().expect("utf-8")]);
+        let out = self.cli(&[
+            "task",
+            "submit",
+            file.to_str().expect("utf-8"),
+            "--key",
+            key.to_str().expect("utf-8"),
+        ]);
         assert!(out.status.success(), "submit: {}", String::from_utf8_lossy(&out.stderr));
         let stdout = String::from_utf8_lossy(&out.stdout);
         stdout.lines().last().and_then(|l| l.trim().parse().ok()).expect("task id on the last line")
@@ -119,7 +135,10 @@ impl Net {
     }
 
     fn balance(&self, index: u32) -> u128 {
-        let account = self.client.get(&format!("/v1/accounts/{}", Keypair::dev(index).account())).expect("account");
+        let account = self
+            .client
+            .get(&format!("/v1/accounts/{}", Keypair::dev(index).account()))
+            .expect("account");
         account["balance"].as_str().and_then(|b| b.parse().ok()).expect("balance")
     }
 }
@@ -142,7 +161,12 @@ open(os.path.join(os.environ['AICPW_OUTPUT_DIR'], 'out.txt'), 'w').write('done')
 #[test]
 fn the_demo_completes_pays_the_provider_and_conserves_supply() {
     let out = aicpw().args(["demo", "--json"]).output().expect("demo runs");
-    assert!(out.status.success(), "demo failed: {}\n{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "demo failed: {}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
     let summary: Value = serde_json::from_slice(&out.stdout).expect("json summary");
     let task = &summary["tasks"][0];
     assert_eq!(task["state"], "completed");
@@ -160,7 +184,9 @@ fn a_task_whose_provider_dies_is_reassigned_completes_and_is_paid_once() {
     let id = net.submit(&net.task_file("slow", SLOW, ""));
     let task = net.wait_state(id, &["running"], Duration::from_secs(10));
     let first = task["lease"]["node"].as_u64().expect("leased");
-    wait_until("progress", Duration::from_secs(10), || net.task(id)["lease"]["progress_permille"].as_u64() > Some(0));
+    wait_until("progress", Duration::from_secs(10), || {
+        net.task(id)["lease"]["progress_permille"].as_u64() > Some(0)
+    });
     let _ = net.providers[cheap].kill(); // SIGKILL: no goodbye, no report
     let task = net.wait_state(id, &["verifying", "completed"], Duration::from_secs(60));
     let second = task["result"]["node"].as_u64().expect("result");
@@ -169,11 +195,23 @@ fn a_task_whose_provider_dies_is_reassigned_completes_and_is_paid_once() {
     assert_eq!(task["excluded"], serde_json::json!([first]));
     let result = net.dir.path().join("result");
     let key = net.key(0);
-    let out = net.cli(&["task", "result", &id.to_string(), "--key", key.to_str().expect("utf-8"), "--out", result.to_str().expect("utf-8")]);
+    let out = net.cli(&[
+        "task",
+        "result",
+        &id.to_string(),
+        "--key",
+        key.to_str().expect("utf-8"),
+        "--out",
+        result.to_str().expect("utf-8"),
+    ]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     assert_eq!(std::fs::read_to_string(result.join("out.txt")).expect("output"), "done");
     let task = net.wait_state(id, &["completed"], Duration::from_secs(10));
-    assert_eq!(amount(&task["paid"]) + amount(&task["refunded"]), 1_000_000, "paid once, the rest refunded");
+    assert_eq!(
+        amount(&task["paid"]) + amount(&task["refunded"]),
+        1_000_000,
+        "paid once, the rest refunded"
+    );
     let node = net.client.get(&format!("/v1/nodes/{first}")).expect("node");
     assert_eq!(node["reputation"]["expired"], 1);
 }
@@ -190,12 +228,18 @@ fn a_task_no_node_can_run_waits_with_a_reason_and_is_refunded_in_full() {
     assert_eq!(net.task(id)["state"], "queued");
     let why = net.cli(&["task", "why", &id.to_string(), "--json"]);
     let why: Value = serde_json::from_slice(&why.stdout).expect("json");
-    assert!(why["explanation"].to_string().to_lowercase().contains("gpu"), "explains the GPU: {why}");
+    assert!(
+        why["explanation"].to_string().to_lowercase().contains("gpu"),
+        "explains the GPU: {why}"
+    );
     let key = net.key(0);
     let out = net.cli(&["task", "cancel", &id.to_string(), "--key", key.to_str().expect("utf-8")]);
     assert!(out.status.success());
     let task = net.task(id);
-    assert_eq!((task["state"].as_str(), task["failure"].as_str()), (Some("cancelled"), Some("cancelled-by-requester")));
+    assert_eq!(
+        (task["state"].as_str(), task["failure"].as_str()),
+        (Some("cancelled"), Some("cancelled-by-requester"))
+    );
     assert_eq!(net.balance(0), before - 20, "everything back but two fees");
 }
 
@@ -205,7 +249,11 @@ fn tasks_that_break_their_limits_are_killed_with_a_reason_and_pay_for_time_used(
     net.provider(1, 3_600_000);
     net.wait_nodes(1);
     let sleepy_path = net.task_file_limited("sleepy", "import time\ntime.sleep(60)\n", "", 2);
-    let hog = net.task_file("hog", "x = bytearray(1024 * 1024 * 1024)\nprint(len(x))\n", "resources: { memory_mb: 64 }\n");
+    let hog = net.task_file(
+        "hog",
+        "x = bytearray(1024 * 1024 * 1024)\nprint(len(x))\n",
+        "resources: { memory_mb: 64 }\n",
+    );
     let sleepy = net.submit(&sleepy_path);
     let hog = net.submit(&hog);
     let task = net.wait_state(sleepy, &["failed"], Duration::from_secs(30));
@@ -242,7 +290,15 @@ fn a_result_whose_bytes_do_not_match_its_cid_is_rejected() {
     assert!(tampered > 0);
     let key = net.key(0);
     let out_dir = net.dir.path().join("result");
-    let out = net.cli(&["task", "result", &id.to_string(), "--key", key.to_str().expect("utf-8"), "--out", out_dir.to_str().expect("utf-8")]);
+    let out = net.cli(&[
+        "task",
+        "result",
+        &id.to_string(),
+        "--key",
+        key.to_str().expect("utf-8"),
+        "--out",
+        out_dir.to_str().expect("utf-8"),
+    ]);
     assert!(!out.status.success(), "a tampered result must not be accepted");
     assert!(!out_dir.join("out.txt").exists());
     assert_eq!(net.task(id)["state"], "verifying", "not accepted, not paid");
@@ -268,12 +324,17 @@ fn a_restarted_provider_finishes_its_task_without_running_it_twice() {
     net.wait_nodes(1);
     let id = net.submit(&net.task_file("slow", SLOW, ""));
     net.wait_state(id, &["running"], Duration::from_secs(10));
-    wait_until("progress", Duration::from_secs(10), || net.task(id)["lease"]["progress_permille"].as_u64() > Some(0));
+    wait_until("progress", Duration::from_secs(10), || {
+        net.task(id)["lease"]["progress_permille"].as_u64() > Some(0)
+    });
     let _ = net.providers[first].kill();
     let _ = net.providers[first].wait();
     net.provider(1, 3_600_000);
     let task = net.wait_state(id, &["verifying"], Duration::from_secs(60));
     assert_eq!(task["attempts"], 1, "the same lease, on the same node");
-    let journal: Value = serde_json::from_slice(&std::fs::read(net.dir.path().join("provider-1/agent.json")).expect("journal")).expect("json");
+    let journal: Value = serde_json::from_slice(
+        &std::fs::read(net.dir.path().join("provider-1/agent.json")).expect("journal"),
+    )
+    .expect("json");
     assert_eq!(journal["done"][id.to_string()], "commit_result");
 }

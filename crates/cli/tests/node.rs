@@ -79,13 +79,22 @@ fn a_killed_node_loses_no_acknowledged_transfer_and_replays_to_its_state_root() 
 
     let node = start_node(dir.path());
     let client = Client::new(&node.url);
-    let account = client.get(&format!("/v1/accounts/{}", Keypair::dev(1).account())).expect("account");
+    let account =
+        client.get(&format!("/v1/accounts/{}", Keypair::dev(1).account())).expect("account");
     let committed = account["nonce"].as_u64().expect("nonce");
     assert!(committed >= acknowledged, "{committed} committed < {acknowledged} acknowledged");
-    assert_eq!(balance(&client, &bob), bob_before + u128::from(committed), "every committed transfer arrived once");
+    assert_eq!(
+        balance(&client, &bob),
+        bob_before + u128::from(committed),
+        "every committed transfer arrived once"
+    );
     drop(node);
 
-    let replay = aicpw().args(["node", "replay", "--json", "--data-dir"]).arg(dir.path()).output().expect("replay");
+    let replay = aicpw()
+        .args(["node", "replay", "--json", "--data-dir"])
+        .arg(dir.path())
+        .output()
+        .expect("replay");
     let report: serde_json::Value = serde_json::from_slice(&replay.stdout).expect("json");
     assert!(replay.status.success(), "replay: {}", String::from_utf8_lossy(&replay.stderr));
     assert_eq!(report["matches"], true);
@@ -99,8 +108,15 @@ fn bad_transactions_get_their_own_codes_and_the_node_keeps_serving() {
     let client = Client::new(&node.url);
     let (alice, bob) = (Keypair::dev(3), Keypair::dev(4));
     let chain_id = client.chain_id().expect("chain id");
-    let tx = |nonce, body| Tx { chain_id: chain_id.clone(), signer: alice.account(), nonce, fee: Amount(10), body };
-    let reject = |result: Result<serde_json::Value, ClientError>| result.expect_err("rejected").reject();
+    let tx = |nonce, body| Tx {
+        chain_id: chain_id.clone(),
+        signer: alice.account(),
+        nonce,
+        fee: Amount(10),
+        body,
+    };
+    let reject =
+        |result: Result<serde_json::Value, ClientError>| result.expect_err("rejected").reject();
 
     let good = alice.sign(tx(0, transfer(&bob, 5)));
     let mut forged = good.clone();
@@ -144,7 +160,9 @@ fn the_cli_exits_non_zero_with_the_reject_code() {
     let bob = Keypair::dev(1).account().to_string();
     let run = |amount: &str| {
         aicpw()
-            .args(["--node", &node.url, "tx", "transfer", "--to", &bob, "--amount", amount, "--from"])
+            .args([
+                "--node", &node.url, "tx", "transfer", "--to", &bob, "--amount", amount, "--from",
+            ])
             .arg(keys.join("dev-0.json"))
             .output()
             .expect("cli")

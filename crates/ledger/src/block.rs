@@ -5,7 +5,9 @@ use crate::delta::Delta;
 use crate::event::Event;
 use crate::market;
 use crate::root::LtHash;
-use crate::state::{entry_bytes, key_bytes, Account, EntryKey, Genesis, Index, Meta, Node, State, Task};
+use crate::state::{
+    entry_bytes, key_bytes, Account, EntryKey, Genesis, Index, Meta, Node, State, Task,
+};
 use aicpw_matcher::{Matcher, TaskRequest};
 use aicpw_types::codec::Encode;
 use aicpw_types::task::MatchStrategy;
@@ -24,7 +26,8 @@ impl State {
             account.balance = Amount(account.balance.0 + amount.0);
             supply = supply.checked_add(amount.0).expect("genesis supply fits in u128");
         }
-        let meta = Meta { chain_id: genesis.chain_id.clone(), supply: Amount(supply), ..Meta::default() };
+        let meta =
+            Meta { chain_id: genesis.chain_id.clone(), supply: Amount(supply), ..Meta::default() };
         State::from_tables(genesis.params.clone(), meta, accounts, BTreeMap::new(), BTreeMap::new())
     }
 
@@ -114,7 +117,10 @@ impl State {
             escrow += task.escrow.0;
         }
         if total + escrow != self.meta.supply.0 {
-            return Err(format!("supply {} != accounts {total} + escrow {escrow}", self.meta.supply));
+            return Err(format!(
+                "supply {} != accounts {total} + escrow {escrow}",
+                self.meta.supply
+            ));
         }
         Ok(())
     }

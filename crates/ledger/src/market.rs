@@ -241,8 +241,13 @@ pub fn commit_result(
     let earned = cost(&task, &lease, now);
     leave_node(delta, &task)?;
     task.state = TaskState::Verifying;
-    task.result =
-        Some(ResultCommit { node, result_cid: result_cid.clone(), output_hash, committed_ms: now, cost: earned });
+    task.result = Some(ResultCommit {
+        node,
+        result_cid: result_cid.clone(),
+        output_hash,
+        committed_ms: now,
+        cost: earned,
+    });
     delta.set_task(task);
     delta.emit(Event::ResultCommitted { task: id, node, result_cid });
     Ok(())

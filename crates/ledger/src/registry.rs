@@ -43,7 +43,10 @@ pub fn register(delta: &mut Delta<'_>, owner: AccountId, offer: Offer) -> Result
         // Until a capacity challenge proves more, a node is credited with nothing.
         proven_units: ComputeUnits(0),
         running: 0,
-        reputation: Reputation { score_permille: reputation::NEW_SCORE_PERMILLE, ..Default::default() },
+        reputation: Reputation {
+            score_permille: reputation::NEW_SCORE_PERMILLE,
+            ..Default::default()
+        },
     });
     delta.emit(Event::NodeRegistered { node: id, owner });
     Ok(id)
@@ -57,7 +60,12 @@ pub fn owned_node(delta: &Delta<'_>, who: &AccountId, id: NodeId) -> Result<Node
     Ok(node)
 }
 
-pub fn update(delta: &mut Delta<'_>, who: AccountId, id: NodeId, offer: Offer) -> Result<(), Reject> {
+pub fn update(
+    delta: &mut Delta<'_>,
+    who: AccountId,
+    id: NodeId,
+    offer: Offer,
+) -> Result<(), Reject> {
     let mut node = owned_node(delta, &who, id)?;
     if node.status == NodeStatus::Ejected {
         return Err(Reject::NodeNotActive);

@@ -42,7 +42,8 @@ mod tests {
         let bad = Reputation { completed: 20, expired: 5, ..Default::default() };
         assert!(score(&good) > score(&bad));
         assert_eq!(score(&good), 1000);
-        let rated = Reputation { completed: 20, rating_sum: 5, rating_count: 5, ..Default::default() };
+        let rated =
+            Reputation { completed: 20, rating_sum: 5, rating_count: 5, ..Default::default() };
         assert_eq!(score(&rated), 840);
     }
 }

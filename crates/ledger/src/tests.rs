@@ -61,7 +61,12 @@ impl Net {
             params: Params::default(),
             accounts: (0..8).map(|i| (key(i).account(), Amount::tokens(100_000))).collect(),
         };
-        Net { state: State::genesis(&genesis), height: 0, time_ms: 1_000, nonces: Default::default() }
+        Net {
+            state: State::genesis(&genesis),
+            height: 0,
+            time_ms: 1_000,
+            nonces: Default::default(),
+        }
     }
 
     fn env(&self) -> BlockEnv {
@@ -76,7 +81,13 @@ impl Net {
 
     fn sign(&mut self, who: u32, body: TxBody) -> SignedTx {
         let nonce = self.nonces.entry(who).or_default();
-        let tx = Tx { chain_id: CHAIN.into(), signer: key(who).account(), nonce: *nonce, fee: Amount(10), body };
+        let tx = Tx {
+            chain_id: CHAIN.into(),
+            signer: key(who).account(),
+            nonce: *nonce,
+            fee: Amount(10),
+            body,
+        };
         *nonce += 1;
         key(who).sign(tx)
     }
@@ -222,7 +233,8 @@ fn a_task_runs_is_paid_for_its_time_and_the_rest_is_refunded() {
     let mut net = Net::new();
     let node = net.provider(1, 3_600_000);
     let before = (net.balance(0), net.balance(1));
-    net.run(0, TxBody::SubmitTask { terms: terms(10_000_000), key_grants: vec![] }).expect("submit");
+    net.run(0, TxBody::SubmitTask { terms: terms(10_000_000), key_grants: vec![] })
+        .expect("submit");
     let id = TaskId(0);
     assert_eq!(net.task(id).state, TaskState::Running, "placed in the block it was submitted");
     assert_eq!(net.task(id).lease.as_ref().map(|l| l.node), Some(node));
@@ -265,11 +277,19 @@ fn a_task_whose_provider_vanishes_is_reassigned_and_paid_once() {
     assert_eq!(task.lease.as_ref().map(|l| l.node), Some(second), "reassigned at once");
     assert_eq!((task.attempts, task.excluded.clone()), (2, vec![first]));
     assert_eq!(net.state.nodes[&first].reputation.expired, 1);
-    let commit =
-        TxBody::CommitResult { task: id, node: first, result_cid: "x".into(), output_hash: Hash32::default() };
+    let commit = TxBody::CommitResult {
+        task: id,
+        node: first,
+        result_cid: "x".into(),
+        output_hash: Hash32::default(),
+    };
     assert_eq!(net.run(1, commit), Err(Reject::NotAssignedProvider), "the old lease is void");
-    let commit =
-        TxBody::CommitResult { task: id, node: second, result_cid: "x".into(), output_hash: Hash32::default() };
+    let commit = TxBody::CommitResult {
+        task: id,
+        node: second,
+        result_cid: "x".into(),
+        output_hash: Hash32::default(),
+    };
     net.run(2, commit).expect("commit");
     net.run(0, TxBody::AcceptResult { task: id }).expect("accept");
     let task = net.task(id);
@@ -289,7 +309,10 @@ fn a_task_no_node_can_run_waits_and_is_refunded_in_full_on_cancel() {
     assert_eq!(net.task(TaskId(0)).state, TaskState::Queued);
     net.run(0, TxBody::CancelTask { task: TaskId(0) }).expect("cancel");
     let task = net.task(TaskId(0));
-    assert_eq!((task.state, task.failure), (TaskState::Cancelled, Some(FailureReason::CancelledByRequester)));
+    assert_eq!(
+        (task.state, task.failure),
+        (TaskState::Cancelled, Some(FailureReason::CancelledByRequester))
+    );
     assert_eq!(net.balance(0), Amount(before.0 - 20), "only fees were spent");
 }
 
@@ -302,7 +325,10 @@ fn a_task_that_breaks_its_limits_pays_for_the_time_used() {
         TxBody::ReportFailure { task: TaskId(0), node, reason: FailureReason::MemoryLimitExceeded };
     net.run(1, failure).expect("report");
     let task = net.task(TaskId(0));
-    assert_eq!((task.state, task.failure), (TaskState::Failed, Some(FailureReason::MemoryLimitExceeded)));
+    assert_eq!(
+        (task.state, task.failure),
+        (TaskState::Failed, Some(FailureReason::MemoryLimitExceeded))
+    );
     assert_eq!(task.paid, Amount(1_000));
     assert_eq!(net.state.nodes[&node].reputation.failed, 0, "the task's fault, not the node's");
 }
@@ -315,11 +341,15 @@ fn a_task_that_fails_on_every_node_ends_with_attempts_exhausted_and_a_full_refun
     for _ in 0..3 {
         let node = net.task(TaskId(0)).lease.as_ref().map(|l| l.node).expect("leased");
         let who = 1 + nodes.iter().position(|n| *n == node).expect("known") as u32;
-        let failure = TxBody::ReportFailure { task: TaskId(0), node, reason: FailureReason::ProviderError };
+        let failure =
+            TxBody::ReportFailure { task: TaskId(0), node, reason: FailureReason::ProviderError };
         net.run(who, failure).expect("report");
     }
     let task = net.task(TaskId(0));
-    assert_eq!((task.state, task.failure), (TaskState::Failed, Some(FailureReason::AttemptsExhausted)));
+    assert_eq!(
+        (task.state, task.failure),
+        (TaskState::Failed, Some(FailureReason::AttemptsExhausted))
+    );
     assert_eq!(task.refunded, Amount(10_000_000));
 }
 
@@ -414,23 +444,32 @@ fn lease_holder(net: &Net, task: u64) -> Option<(u32, NodeId)> {
 
 fn play(net: &mut Net, op: Op) {
     let outcome = match op {
-        Op::Transfer(a, b, n) => net.run(a, TxBody::Transfer { to: key(b).account(), amount: Amount(n) }),
+        Op::Transfer(a, b, n) => {
+            net.run(a, TxBody::Transfer { to: key(b).account(), amount: Amount(n) })
+        }
         Op::Bond(a, n) => net.run(a, TxBody::Bond { amount: Amount(n) }),
         Op::Unbond(a, n) => net.run(a, TxBody::Unbond { amount: Amount(n) }),
         Op::Submit(a, n) => net.run(a, TxBody::SubmitTask { terms: terms(n), key_grants: vec![] }),
         Op::Cancel(a, t) => net.run(a, TxBody::CancelTask { task: TaskId(t) }),
         Op::Commit(t) => match lease_holder(net, t) {
-            Some((who, node)) => net.run(who, TxBody::CommitResult {
-                task: TaskId(t),
-                node,
-                result_cid: "c".into(),
-                output_hash: Hash32::default(),
-            }),
+            Some((who, node)) => net.run(
+                who,
+                TxBody::CommitResult {
+                    task: TaskId(t),
+                    node,
+                    result_cid: "c".into(),
+                    output_hash: Hash32::default(),
+                },
+            ),
             None => return,
         },
         Op::Fail(t, task_fault) => match lease_holder(net, t) {
             Some((who, node)) => {
-                let reason = if task_fault { FailureReason::TimeLimitExceeded } else { FailureReason::ProviderError };
+                let reason = if task_fault {
+                    FailureReason::TimeLimitExceeded
+                } else {
+                    FailureReason::ProviderError
+                };
                 net.run(who, TxBody::ReportFailure { task: TaskId(t), node, reason })
             }
             None => return,

@@ -33,9 +33,10 @@ pub struct ApiError(pub Reject);
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let status = match self.0 {
-            Reject::NotFound | Reject::UnknownAccount | Reject::UnknownNode | Reject::UnknownTask => {
-                StatusCode::NOT_FOUND
-            }
+            Reject::NotFound
+            | Reject::UnknownAccount
+            | Reject::UnknownNode
+            | Reject::UnknownTask => StatusCode::NOT_FOUND,
             Reject::Oversize | Reject::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             Reject::MempoolFull | Reject::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
             Reject::BadRequest | Reject::Malformed => StatusCode::BAD_REQUEST,
@@ -71,7 +72,10 @@ pub fn router(shared: SharedState) -> Router {
         .route("/v1/blocks/{height}", get(block))
         .route("/v1/events", get(events))
         .route("/store", put(store_put).layer(DefaultBodyLimit::max(STORE_UPLOAD_BYTES_MAX)))
-        .route("/store/car", put(store_put_car).layer(DefaultBodyLimit::max(STORE_UPLOAD_BYTES_MAX)))
+        .route(
+            "/store/car",
+            put(store_put_car).layer(DefaultBodyLimit::max(STORE_UPLOAD_BYTES_MAX)),
+        )
         .route("/store/{cid}", get(store_get))
         .route("/store/{cid}/car", get(store_get_car))
         .with_state(shared)
@@ -278,7 +282,10 @@ async fn store_put(
     Ok(Json(json!({ "cid": cid.to_string() })))
 }
 
-async fn store_get(State(s): State<SharedState>, Path(cid): Path<String>) -> Result<Response, ApiError> {
+async fn store_get(
+    State(s): State<SharedState>,
+    Path(cid): Path<String>,
+) -> Result<Response, ApiError> {
     let cid: Cid = parse(&cid)?;
     let shared = s.clone();
     let bytes = tokio::task::spawn_blocking(move || {

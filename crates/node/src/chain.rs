@@ -1,11 +1,15 @@
 //! The chain: ledger state plus its durable block log. Makes blocks (the single sequencer of the
 //! embedded default), and replays the log to check the stored state.
 
-use crate::db::{Db, DbError};
+use crate::db::{checkpoint, Db, DbError, EntryWrite};
+use aicpw_ledger::state::{key_bytes, EntryKey};
 use aicpw_ledger::{Event, Genesis, Receipt, State};
 use aicpw_types::tx::{tx_root, verify_batch};
 use aicpw_types::{AccountId, Block, BlockEnv, BlockHeader, Hash32, Reject, SignedTx};
+use std::collections::BTreeMap;
 use std::path::Path;
+use std::sync::mpsc::{sync_channel, SyncSender, TrySendError};
+use std::sync::{Arc, Mutex};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ChainError {
@@ -17,6 +21,51 @@ pub enum ChainError {
     ReplayDiverged { height: u64, reason: String },
     #[error("cannot create data directory {path}: {source}")]
     DataDir { path: String, source: std::io::Error },
+    #[error("writing a state checkpoint failed: {0}")]
+    Checkpoint(String),
+}
+
+/// A checkpoint is written once this many state entries changed since the last one...
+pub const CHECKPOINT_ENTRIES_MIN: usize = 200_000;
+/// ...or this many blocks were made, which bounds the blocks a restart re-executes.
+pub const CHECKPOINT_BLOCKS_MAX: u64 = 256;
+
+/// Writes state checkpoints on its own thread, so block commits never wait for them.
+struct Checkpointer {
+    sender: Option<SyncSender<(u64, Vec<EntryWrite>)>>,
+    writer: Option<std::thread::JoinHandle<()>>,
+    failure: Arc<Mutex<Option<String>>>,
+}
+
+/// Closing the chain waits for the checkpoint in flight, so the files are free to reopen.
+impl Drop for Checkpointer {
+    fn drop(&mut self) {
+        self.sender.take();
+        if let Some(writer) = self.writer.take() {
+            let _ = writer.join();
+        }
+    }
+}
+
+impl Checkpointer {
+    fn start(database: Arc<redb::Database>) -> Checkpointer {
+        let (sender, receiver) = sync_channel::<(u64, Vec<EntryWrite>)>(1);
+        let failure = Arc::new(Mutex::new(None));
+        let failed = failure.clone();
+        let writer = std::thread::spawn(move || {
+            for (height, entries) in receiver {
+                if let Err(e) = checkpoint(&database, height, entries) {
+                    *failed.lock().expect("no panics while locked") = Some(e.to_string());
+                    return;
+                }
+            }
+        });
+        Checkpointer { sender: Some(sender), writer: Some(writer), failure }
+    }
+
+    fn failure(&self) -> Option<String> {
+        self.failure.lock().expect("no panics while locked").clone()
+    }
 }
 
 /// What one block did.
@@ -33,6 +82,44 @@ pub struct Chain {
     genesis: Genesis,
     state: State,
     head: Option<BlockHeader>,
+    /// Entries changed since the last checkpoint was handed to the writer, encoded as each
+    /// block commits (so a checkpoint costs the block producer nothing when it is due).
+    pending: BTreeMap<Vec<u8>, Option<Vec<u8>>>,
+    checkpoint_height: u64,
+    checkpointer: Checkpointer,
+}
+
+fn record_changes(
+    pending: &mut BTreeMap<Vec<u8>, Option<Vec<u8>>>,
+    state: &State,
+    keys: &[EntryKey],
+) {
+    for key in keys {
+        pending.insert(key_bytes(*key), state.entry(*key));
+    }
+}
+
+/// Executes a stored block on `state`, checking its transactions and state root.
+fn execute_block(state: &mut State, block: &Block) -> Result<Vec<EntryKey>, ChainError> {
+    let height = block.header.height;
+    let env = block.header.env();
+    aicpw_ledger::begin_block(state, &env);
+    let verified = verify_parallel(&block.txs);
+    for (tx, ok) in block.txs.iter().zip(verified) {
+        let result = if ok {
+            aicpw_ledger::apply_verified(state, tx, &env)
+        } else {
+            Err(Reject::BadSignature)
+        };
+        result
+            .map_err(|reject| ChainError::ReplayDiverged { height, reason: reject.to_string() })?;
+    }
+    aicpw_ledger::end_block(state, &env);
+    let (root, changed) = state.finalize_root();
+    if root != block.header.state_root {
+        return Err(ChainError::ReplayDiverged { height, reason: "state root".into() });
+    }
+    Ok(changed)
 }
 
 /// Signatures checked in parallel batches over the machine's cores.
@@ -66,7 +153,8 @@ impl Chain {
             path: data_dir.display().to_string(),
             source,
         })?;
-        let db = Db::open(&data_dir.join("chain.redb"))?;
+        let db = Db::open(data_dir)?;
+        let checkpointer = Checkpointer::start(db.state_database());
         if let Some(loaded) = db.load()? {
             if let Some(wanted) = genesis.filter(|g| g.chain_id != loaded.genesis.chain_id) {
                 return Err(DbError::OtherChain {
@@ -75,13 +163,78 @@ impl Chain {
                 }
                 .into());
             }
-            return Ok(Chain { db, genesis: loaded.genesis, state: loaded.state, head: loaded.head });
+            let mut chain = Chain {
+                db,
+                genesis: loaded.genesis,
+                state: loaded.state,
+                head: loaded.head,
+                pending: BTreeMap::new(),
+                checkpoint_height: loaded.checkpoint_height,
+                checkpointer,
+            };
+            chain.catch_up()?;
+            return Ok(chain);
         }
         let genesis = genesis.ok_or(ChainError::NoGenesis)?.clone();
         let mut state = State::genesis(&genesis);
         state.finalize_root();
-        db.init(&genesis, &state)?;
-        Ok(Chain { db, genesis, state, head: None })
+        let keys: Vec<EntryKey> = std::iter::once(EntryKey::Meta)
+            .chain(state.accounts.keys().map(|id| EntryKey::Account(*id)))
+            .collect();
+        let mut entries = BTreeMap::new();
+        record_changes(&mut entries, &state, &keys);
+        db.init(&genesis, entries.into_iter().collect())?;
+        Ok(Chain {
+            db,
+            genesis,
+            state,
+            head: None,
+            pending: BTreeMap::new(),
+            checkpoint_height: 0,
+            checkpointer,
+        })
+    }
+
+    /// Re-executes the blocks committed after the last checkpoint.
+    fn catch_up(&mut self) -> Result<(), ChainError> {
+        self.state.finalize_root();
+        for height in self.checkpoint_height + 1..=self.height() {
+            let block = self
+                .db
+                .block(height)?
+                .ok_or(ChainError::ReplayDiverged { height, reason: "block missing".into() })?;
+            let changed = execute_block(&mut self.state, &block)?;
+            record_changes(&mut self.pending, &self.state, &changed);
+        }
+        Ok(())
+    }
+
+    /// Hands the entries changed since the last checkpoint to the writer when enough piled up.
+    fn maybe_checkpoint(&mut self, height: u64) -> Result<(), ChainError> {
+        if let Some(failure) = self.checkpointer.failure() {
+            return Err(ChainError::Checkpoint(failure));
+        }
+        let due = self.pending.len() >= CHECKPOINT_ENTRIES_MIN
+            || height.saturating_sub(self.checkpoint_height) >= CHECKPOINT_BLOCKS_MAX;
+        if !due {
+            return Ok(());
+        }
+        let writes: Vec<EntryWrite> = std::mem::take(&mut self.pending).into_iter().collect();
+        let sender = self.checkpointer.sender.as_ref().expect("the sender lives until drop");
+        match sender.try_send((height, writes)) {
+            Ok(()) => {
+                self.checkpoint_height = height;
+                Ok(())
+            }
+            // The writer is busy with the previous checkpoint: try again after the next block.
+            Err(TrySendError::Full((_, writes))) => {
+                self.pending = writes.into_iter().collect();
+                Ok(())
+            }
+            Err(TrySendError::Disconnected(_)) => {
+                Err(ChainError::Checkpoint(self.checkpointer.failure().unwrap_or_default()))
+            }
+        }
     }
 
     pub fn state(&self) -> &State {
@@ -154,8 +307,10 @@ impl Chain {
             tx_count: included.len() as u32,
         };
         let block = Block { header: header.clone(), txs: included };
-        self.db.commit_block(&block, &self.state, &changed)?;
+        self.db.commit_block(&block)?;
         self.head = Some(header.clone());
+        record_changes(&mut self.pending, &self.state, &changed);
+        self.maybe_checkpoint(header.height)?;
         Ok(BlockOutcome { header, receipts, events, rejected })
     }
 
@@ -165,22 +320,12 @@ impl Chain {
         let mut state = State::genesis(&self.genesis);
         let (mut root, _) = state.finalize_root();
         for height in 1..=self.height() {
-            let block = self.db.block(height)?.ok_or(ChainError::ReplayDiverged {
-                height,
-                reason: "block missing".into(),
-            })?;
-            let env = block.header.env();
-            aicpw_ledger::begin_block(&mut state, &env);
-            for tx in &block.txs {
-                aicpw_ledger::apply(&mut state, tx, &env).map_err(|reject| {
-                    ChainError::ReplayDiverged { height, reason: reject.to_string() }
-                })?;
-            }
-            aicpw_ledger::end_block(&mut state, &env);
-            root = state.finalize_root().0;
-            if root != block.header.state_root {
-                return Err(ChainError::ReplayDiverged { height, reason: "state root".into() });
-            }
+            let block = self
+                .db
+                .block(height)?
+                .ok_or(ChainError::ReplayDiverged { height, reason: "block missing".into() })?;
+            execute_block(&mut state, &block)?;
+            root = block.header.state_root;
         }
         Ok(root)
     }

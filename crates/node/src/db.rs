@@ -1,10 +1,13 @@
-//! Durable storage in redb: the block log, the current state's entries and the chain head.
+//! Durable storage in redb: the block log (`chain.redb`) and checkpoints of the state
+//! (`state.redb`).
 //!
-//! One redb write transaction per block (group commit: one fsync per block, not per transaction)
-//! holds the block, every state entry it changed and the new head, so after a crash the database
-//! holds exactly the blocks whose commit returned, and the state that matches them.
+//! Each block is one write transaction of the block log with one fsync (group commit: one per
+//! block, not per transaction); a block is acknowledged only after it. The state is written
+//! separately, as a checkpoint of the entries changed since the previous one, in one transaction
+//! with its height. After a crash the node loads the last checkpoint and re-executes the blocks
+//! after it, so every acknowledged transaction is there and the state equals a replay of the log.
 
-use aicpw_ledger::state::{key_bytes, Account, EntryKey, Meta, Node, Task};
+use aicpw_ledger::state::{Account, Meta, Node, Task};
 use aicpw_ledger::{Genesis, State};
 use aicpw_types::codec::{Decode, Encode};
 use aicpw_types::{Block, BlockHeader};
@@ -17,6 +20,7 @@ const ENTRIES: TableDefinition<&[u8], &[u8]> = TableDefinition::new("entries");
 const CHAIN: TableDefinition<&str, &[u8]> = TableDefinition::new("chain");
 const GENESIS_KEY: &str = "genesis";
 const HEAD_KEY: &str = "head";
+const CHECKPOINT_KEY: &str = "checkpoint_height";
 
 #[derive(Debug, thiserror::Error)]
 pub enum DbError {
@@ -49,24 +53,36 @@ fn corrupt(what: impl std::fmt::Display) -> DbError {
     DbError::Corrupt(what.to_string())
 }
 
-pub struct Db {
-    db: Database,
-}
+/// One state entry to write: key bytes, and the value bytes or `None` to delete it.
+pub type EntryWrite = (Vec<u8>, Option<Vec<u8>>);
 
-/// What a restart finds on disk.
+/// What a restart finds on disk: the genesis, the state at the last checkpoint, and the head.
 pub struct Loaded {
     pub genesis: Genesis,
     pub state: State,
+    pub checkpoint_height: u64,
     pub head: Option<BlockHeader>,
 }
 
+pub struct Db {
+    chain: Database,
+    state: std::sync::Arc<Database>,
+}
+
 impl Db {
-    pub fn open(path: &Path) -> Result<Db, DbError> {
-        Ok(Db { db: Database::create(path)? })
+    pub fn open(dir: &Path) -> Result<Db, DbError> {
+        let chain = Database::create(dir.join("chain.redb"))?;
+        let state = Database::create(dir.join("state.redb"))?;
+        Ok(Db { chain, state: std::sync::Arc::new(state) })
     }
 
-    pub fn genesis(&self) -> Result<Option<Genesis>, DbError> {
-        let read = self.db.begin_read()?;
+    /// The state database, for a checkpoint writer on another thread.
+    pub fn state_database(&self) -> std::sync::Arc<Database> {
+        self.state.clone()
+    }
+
+    fn genesis(&self) -> Result<Option<Genesis>, DbError> {
+        let read = self.chain.begin_read()?;
         let table = match read.open_table(CHAIN) {
             Ok(table) => table,
             Err(redb::TableError::TableDoesNotExist(_)) => return Ok(None),
@@ -76,48 +92,26 @@ impl Db {
         serde_json::from_slice(bytes.value()).map(Some).map_err(corrupt)
     }
 
-    /// Writes the genesis state as the chain's starting point.
-    pub fn init(&self, genesis: &Genesis, state: &State) -> Result<(), DbError> {
+    /// Writes the genesis state as checkpoint 0, then the genesis itself (which marks the chain
+    /// as created, so a crash in between leaves a directory that is simply initialized again).
+    pub fn init(&self, genesis: &Genesis, entries: Vec<EntryWrite>) -> Result<(), DbError> {
+        checkpoint(&self.state, 0, entries)?;
         let json = serde_json::to_vec(genesis).map_err(corrupt)?;
-        let write = self.db.begin_write()?;
+        let write = self.chain.begin_write()?;
         {
-            let mut chain = write.open_table(CHAIN)?;
-            chain.insert(GENESIS_KEY, json.as_slice())?;
-            let mut entries = write.open_table(ENTRIES)?;
-            let mut put = |key: EntryKey| -> Result<(), DbError> {
-                let value = state.entry(key).ok_or_else(|| corrupt("genesis entry missing"))?;
-                entries.insert(key_bytes(key).as_slice(), value.as_slice())?;
-                Ok(())
-            };
-            put(EntryKey::Meta)?;
-            for id in state.accounts.keys() {
-                put(EntryKey::Account(*id))?;
-            }
+            write.open_table(CHAIN)?.insert(GENESIS_KEY, json.as_slice())?;
             write.open_table(BLOCKS)?;
         }
         write.commit()?;
         Ok(())
     }
 
-    /// Commits one block and the state entries it changed, atomically and durably.
-    pub fn commit_block(
-        &self,
-        block: &Block,
-        state: &State,
-        changed: &[EntryKey],
-    ) -> Result<(), DbError> {
-        let write = self.db.begin_write()?;
+    /// Appends one block to the log, atomically and durably.
+    pub fn commit_block(&self, block: &Block) -> Result<(), DbError> {
+        let write = self.chain.begin_write()?;
         {
             let mut blocks = write.open_table(BLOCKS)?;
             blocks.insert(block.header.height, block.to_bytes().as_slice())?;
-            let mut entries = write.open_table(ENTRIES)?;
-            for key in changed {
-                let key_bytes = key_bytes(*key);
-                match state.entry(*key) {
-                    Some(value) => entries.insert(key_bytes.as_slice(), value.as_slice())?,
-                    None => entries.remove(key_bytes.as_slice())?,
-                };
-            }
             let mut chain = write.open_table(CHAIN)?;
             chain.insert(HEAD_KEY, block.header.to_bytes().as_slice())?;
         }
@@ -126,22 +120,27 @@ impl Db {
     }
 
     pub fn block(&self, height: u64) -> Result<Option<Block>, DbError> {
-        let read = self.db.begin_read()?;
+        let read = self.chain.begin_read()?;
         let table = read.open_table(BLOCKS)?;
         let Some(bytes) = table.get(height)? else { return Ok(None) };
         Block::from_bytes(bytes.value()).map(Some).map_err(corrupt)
     }
 
-    /// Loads the state and head written by the last committed block.
+    /// Loads the last checkpoint and the head of the block log.
     pub fn load(&self) -> Result<Option<Loaded>, DbError> {
         let Some(genesis) = self.genesis()? else { return Ok(None) };
-        let read = self.db.begin_read()?;
-        let head = match read.open_table(CHAIN)?.get(HEAD_KEY)? {
+        let head = match self.chain.begin_read()?.open_table(CHAIN)?.get(HEAD_KEY)? {
             Some(bytes) => Some(BlockHeader::from_bytes(bytes.value()).map_err(corrupt)?),
             None => None,
         };
+        let read = self.state.begin_read()?;
+        let checkpoint_height = match read.open_table(CHAIN)?.get(CHECKPOINT_KEY)? {
+            Some(bytes) => u64::from_bytes(bytes.value()).map_err(corrupt)?,
+            None => return Err(corrupt("no checkpoint")),
+        };
         let mut meta = None;
-        let (mut accounts, mut nodes, mut tasks) = (BTreeMap::new(), BTreeMap::new(), BTreeMap::new());
+        let (mut accounts, mut nodes, mut tasks) =
+            (BTreeMap::new(), BTreeMap::new(), BTreeMap::new());
         for item in read.open_table(ENTRIES)?.iter()? {
             let (key, value) = item?;
             let (key, value) = (key.value(), value.value());
@@ -164,7 +163,23 @@ impl Db {
         }
         let meta = meta.ok_or_else(|| corrupt("no meta entry"))?;
         let state = State::from_tables(genesis.params.clone(), meta, accounts, nodes, tasks);
-        Ok(Some(Loaded { genesis, state, head }))
+        Ok(Some(Loaded { genesis, state, checkpoint_height, head }))
     }
+}
 
+/// Writes changed state entries and the height they are current at, in one transaction.
+pub fn checkpoint(state: &Database, height: u64, entries: Vec<EntryWrite>) -> Result<(), DbError> {
+    let write = state.begin_write()?;
+    {
+        let mut table = write.open_table(ENTRIES)?;
+        for (key, value) in &entries {
+            match value {
+                Some(value) => table.insert(key.as_slice(), value.as_slice())?,
+                None => table.remove(key.as_slice())?,
+            };
+        }
+        write.open_table(CHAIN)?.insert(CHECKPOINT_KEY, height.to_bytes().as_slice())?;
+    }
+    write.commit()?;
+    Ok(())
 }

@@ -76,7 +76,10 @@ impl Bound {
     }
 
     /// Serves the API and makes blocks until `shutdown` resolves or block production fails.
-    pub async fn serve(self, shutdown: impl std::future::Future<Output = ()> + Send + 'static) -> Result<(), NodeError> {
+    pub async fn serve(
+        self,
+        shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+    ) -> Result<(), NodeError> {
         let producer = tokio::spawn(self.shared.clone().run_producer());
         let app = api::router(self.shared.clone());
         let server = axum::serve(self.listener, app).with_graceful_shutdown(shutdown);

@@ -77,7 +77,8 @@ fn journal_path(work_dir: &Path) -> PathBuf {
 
 fn load_journal(work_dir: &Path) -> Result<Journal, AgentError> {
     let path = journal_path(work_dir);
-    let state_error = |message: String| AgentError::State { path: path.display().to_string(), message };
+    let state_error =
+        |message: String| AgentError::State { path: path.display().to_string(), message };
     match std::fs::read(&path) {
         Ok(bytes) => serde_json::from_slice(&bytes).map_err(|e| state_error(e.to_string())),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Journal::default()),
@@ -87,7 +88,8 @@ fn load_journal(work_dir: &Path) -> Result<Journal, AgentError> {
 
 fn save_journal(work_dir: &Path, journal: &Journal) -> Result<(), AgentError> {
     let path = journal_path(work_dir);
-    let state_error = |message: String| AgentError::State { path: path.display().to_string(), message };
+    let state_error =
+        |message: String| AgentError::State { path: path.display().to_string(), message };
     let bytes = serde_json::to_vec_pretty(journal).map_err(|e| state_error(e.to_string()))?;
     let temp = path.with_extension("json.tmp");
     std::fs::write(&temp, bytes).map_err(|e| state_error(e.to_string()))?;
@@ -110,7 +112,11 @@ pub fn detected_hardware(work_dir: &Path) -> Result<Hardware, AgentError> {
 
 /// Bonds what is missing of `stake` and registers the node, unless the journal already names a
 /// node of ours that is still active.
-fn register(client: &Client, config: &AgentConfig, journal: &mut Journal) -> Result<NodeId, AgentError> {
+fn register(
+    client: &Client,
+    config: &AgentConfig,
+    journal: &mut Journal,
+) -> Result<NodeId, AgentError> {
     if let Some(node) = journal.node {
         let found = client.get(&format!("/v1/nodes/{node}"));
         if found.is_ok_and(|n| n["status"] == "active") {
@@ -119,7 +125,8 @@ fn register(client: &Client, config: &AgentConfig, journal: &mut Journal) -> Res
     }
     let who = config.key.account();
     let account = client.get(&format!("/v1/accounts/{who}"))?;
-    let staked: Amount = account["staked"].as_str().and_then(|s| s.parse().ok()).unwrap_or_default();
+    let staked: Amount =
+        account["staked"].as_str().and_then(|s| s.parse().ok()).unwrap_or_default();
     if staked < config.stake {
         let amount = config.stake.saturating_sub(staked);
         client.send(&config.key, TxBody::Bond { amount }, true)?;
@@ -178,7 +185,9 @@ pub fn run(
         }
         if last_node_heartbeat.elapsed() >= NODE_HEARTBEAT_INTERVAL {
             last_node_heartbeat = std::time::Instant::now();
-            if let Err(e) = shared.client.send(&shared.config.key, TxBody::NodeHeartbeat { node }, false) {
+            if let Err(e) =
+                shared.client.send(&shared.config.key, TxBody::NodeHeartbeat { node }, false)
+            {
                 tracing::warn!("node heartbeat failed: {e}");
             }
         }
@@ -223,7 +232,8 @@ fn mark_done(shared: &Shared, id: TaskId, outcome: &str) {
 
 /// Takes one leased task to its end: a committed result or a reported failure.
 fn work_on(shared: &Shared, id: TaskId, task: &Value) {
-    let uploaded = shared.journal.lock().expect("no panics while locked").uploaded.get(&id.0).cloned();
+    let uploaded =
+        shared.journal.lock().expect("no panics while locked").uploaded.get(&id.0).cloned();
     let outcome = match uploaded {
         Some((cid, hash)) => Ok(Ok((cid, hash))),
         None => execute(shared, id, task),
@@ -232,7 +242,9 @@ fn work_on(shared: &Shared, id: TaskId, task: &Value) {
         Ok(Ok((result_cid, output_hash))) => {
             TxBody::CommitResult { task: id, node: shared.node, result_cid, output_hash }
         }
-        Ok(Err(reason)) | Err(reason) => TxBody::ReportFailure { task: id, node: shared.node, reason },
+        Ok(Err(reason)) | Err(reason) => {
+            TxBody::ReportFailure { task: id, node: shared.node, reason }
+        }
     };
     let kind = body.kind();
     match shared.client.send(&shared.config.key, body, true) {
@@ -260,7 +272,13 @@ fn execute(shared: &Shared, id: TaskId, task: &Value) -> Result<TaskResult, Fail
         std::fs::create_dir_all(d).map_err(|_| FailureReason::ProviderError)?;
     }
     bundle::write_files(&inputs, &files).map_err(|_| FailureReason::ProviderError)?;
-    let mut request = ExecutionRequest::new(&manifest.command, manifest.args.clone(), &inputs, &outputs, &scratch);
+    let mut request = ExecutionRequest::new(
+        &manifest.command,
+        manifest.args.clone(),
+        &inputs,
+        &outputs,
+        &scratch,
+    );
     request.limits = limits_of(terms);
     request.network = terms["network"].as_bool().unwrap_or(false);
     let progress = Arc::new(AtomicU16::new(0));
@@ -292,7 +310,10 @@ fn execute(shared: &Shared, id: TaskId, task: &Value) -> Result<TaskResult, Fail
     Ok(seal_and_upload(shared, id, task, &manifest, &outputs, &log_text.join("\n")))
 }
 
-fn fetch_inputs(shared: &Shared, task: &Value) -> Result<(Manifest, Vec<(String, Vec<u8>)>), String> {
+fn fetch_inputs(
+    shared: &Shared,
+    task: &Value,
+) -> Result<(Manifest, Vec<(String, Vec<u8>)>), String> {
     let cid = task["terms"]["inputs_cid"].as_str().ok_or("no inputs_cid")?;
     let blob = shared.client.get_store(cid).map_err(|e| e.to_string())?;
     let plain = if task["terms"]["encrypted"].as_bool().unwrap_or(true) {
@@ -302,7 +323,8 @@ fn fetch_inputs(shared: &Shared, task: &Value) -> Result<(Manifest, Vec<(String,
             .and_then(|g| g["sealed_key"].as_str())
             .ok_or("no key grant for this node")?;
         let sealed = hex::decode(grant).map_err(|e| e.to_string())?;
-        let key = seal::open(&shared.config.key.x25519_secret(), &sealed).map_err(|e| e.to_string())?;
+        let key =
+            seal::open(&shared.config.key.x25519_secret(), &sealed).map_err(|e| e.to_string())?;
         let key: [u8; 32] = key.try_into().map_err(|_| "content key is not 32 bytes")?;
         seal::decrypt(&key, &blob).map_err(|e| e.to_string())?
     } else {
@@ -330,7 +352,9 @@ fn limits_of(terms: &Value) -> Limits {
 fn failure_of(termination: Termination) -> Option<FailureReason> {
     match termination {
         Termination::Completed => None,
-        Termination::NonZeroExit | Termination::Signaled => Some(FailureReason::TaskExitedWithError),
+        Termination::NonZeroExit | Termination::Signaled => {
+            Some(FailureReason::TaskExitedWithError)
+        }
         Termination::WallTimeExceeded => Some(FailureReason::TimeLimitExceeded),
         Termination::CpuTimeExceeded => Some(FailureReason::CpuLimitExceeded),
         Termination::MemoryExceeded => Some(FailureReason::MemoryLimitExceeded),
@@ -378,7 +402,8 @@ fn seal_and_upload(
         }
         bundle::collect(&path, name, &mut files).map_err(|_| FailureReason::ProviderError)?;
     }
-    let output_hash = Hash32::of(&bundle::pack(manifest, &files).map_err(|_| FailureReason::ProviderError)?);
+    let output_hash =
+        Hash32::of(&bundle::pack(manifest, &files).map_err(|_| FailureReason::ProviderError)?);
     files.push(("logs/task.log".to_string(), logs.as_bytes().to_vec()));
     let plain = bundle::pack(manifest, &files).map_err(|_| FailureReason::ProviderError)?;
     let result_key = task["terms"]["result_key"].as_str().and_then(|k| hex::decode(k).ok());

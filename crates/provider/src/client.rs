@@ -85,8 +85,12 @@ impl Client {
 
     pub fn get(&self, path: &str) -> Result<Value, ClientError> {
         let url = format!("{}{path}", self.base);
-        let response =
-            self.agent.get(&url).timeout(REQUEST_TIMEOUT).call().map_err(|e| error_from(&url, e))?;
+        let response = self
+            .agent
+            .get(&url)
+            .timeout(REQUEST_TIMEOUT)
+            .call()
+            .map_err(|e| error_from(&url, e))?;
         Self::read_json(response)
     }
 
@@ -121,7 +125,9 @@ impl Client {
             return Ok(*nonce);
         }
         let account = self.get(&format!("/v1/accounts/{who}"))?;
-        account["nonce"].as_u64().ok_or_else(|| ClientError::Protocol("account has no nonce".into()))
+        account["nonce"]
+            .as_u64()
+            .ok_or_else(|| ClientError::Protocol("account has no nonce".into()))
     }
 
     /// Signs `body` with the next nonce and submits it; with `wait`, returns once it is committed.
@@ -131,7 +137,8 @@ impl Client {
         let chain_id = self.chain_id()?;
         for attempt in 0..2 {
             let nonce = self.next_nonce(who)?;
-            let tx = Tx { chain_id: chain_id.clone(), signer: who, nonce, fee: FEE, body: body.clone() };
+            let tx =
+                Tx { chain_id: chain_id.clone(), signer: who, nonce, fee: FEE, body: body.clone() };
             let result = self.submit(&key.sign(tx), wait);
             let mut nonces = self.nonces.lock().expect("no panics while locked");
             match &result {
@@ -141,7 +148,8 @@ impl Client {
                 Err(e) => {
                     // Whether the node took it is unknown after some errors: ask it next time.
                     nonces.remove(&who);
-                    let stale = matches!(e.reject(), Some(Reject::NonceReplayed | Reject::NonceGap));
+                    let stale =
+                        matches!(e.reject(), Some(Reject::NonceReplayed | Reject::NonceGap));
                     if stale && attempt == 0 {
                         continue;
                     }
@@ -167,8 +175,12 @@ impl Client {
     /// GETs raw bytes from `path`, at most a bundle's size.
     pub fn get_bytes(&self, path: &str) -> Result<Vec<u8>, ClientError> {
         let url = format!("{}{path}", self.base);
-        let response =
-            self.agent.get(&url).timeout(REQUEST_TIMEOUT).call().map_err(|e| error_from(&url, e))?;
+        let response = self
+            .agent
+            .get(&url)
+            .timeout(REQUEST_TIMEOUT)
+            .call()
+            .map_err(|e| error_from(&url, e))?;
         let mut bytes = Vec::new();
         response
             .into_reader()
@@ -181,7 +193,10 @@ impl Client {
     /// Stores one blob (CIDv1, raw leaves) and returns its CID.
     pub fn put_store(&self, bytes: &[u8]) -> Result<String, ClientError> {
         let value = self.put_bytes("/store?cid_version=1", bytes)?;
-        value["cid"].as_str().map(str::to_string).ok_or_else(|| ClientError::Protocol(value.to_string()))
+        value["cid"]
+            .as_str()
+            .map(str::to_string)
+            .ok_or_else(|| ClientError::Protocol(value.to_string()))
     }
 
     pub fn get_store(&self, cid: &str) -> Result<Vec<u8>, ClientError> {

@@ -1,0 +1,53 @@
+//! The chain on a real redb file: blocks, checkpoints, restarts and replay.
+
+use aicpw_node::chain::CHECKPOINT_BLOCKS_MAX;
+use aicpw_node::{dev_genesis, Chain};
+use aicpw_types::{Amount, Keypair, Tx, TxBody};
+
+fn transfer(nonce: u64) -> aicpw_types::SignedTx {
+    let (alice, bob) = (Keypair::dev(1), Keypair::dev(2));
+    let body = TxBody::Transfer { to: bob.account(), amount: Amount(1) };
+    alice.sign(Tx {
+        chain_id: "aicpw-dev".into(),
+        signer: alice.account(),
+        nonce,
+        fee: Amount(10),
+        body,
+    })
+}
+
+#[test]
+fn a_reopened_chain_resumes_from_its_checkpoint_and_the_blocks_after_it() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let proposer = Keypair::dev(0).account();
+    let blocks = CHECKPOINT_BLOCKS_MAX + 40;
+    let root = {
+        let mut chain = Chain::open(dir.path(), Some(&dev_genesis())).expect("open");
+        for nonce in 0..blocks {
+            let outcome =
+                chain.produce(vec![transfer(nonce)], 1_000 + nonce, proposer).expect("block");
+            assert_eq!(outcome.receipts.len(), 1, "{:?}", outcome.rejected);
+        }
+        chain.head().expect("head").state_root
+    };
+    let chain = Chain::open(dir.path(), None).expect("reopen");
+    assert_eq!(chain.height(), blocks);
+    assert_eq!(chain.head().expect("head").state_root, root);
+    let alice = &chain.state().accounts[&Keypair::dev(1).account()];
+    assert_eq!(alice.nonce, blocks, "every committed transfer is in the reopened state");
+    assert_eq!(chain.replay().expect("replay"), root);
+}
+
+#[test]
+fn a_data_directory_of_another_chain_is_refused() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    drop(Chain::open(dir.path(), Some(&dev_genesis())).expect("open"));
+    let mut other = dev_genesis();
+    other.chain_id = "elsewhere".into();
+    let error = Chain::open(dir.path(), Some(&other)).err().expect("refused");
+    assert!(error.to_string().contains("belongs to chain aicpw-dev"), "{error}");
+    assert!(
+        Chain::open(tempfile::tempdir().expect("dir").path(), None).is_err(),
+        "no genesis, no chain"
+    );
+}

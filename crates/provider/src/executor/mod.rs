@@ -1,0 +1,73 @@
+//! Runs a task's command in isolation under resource limits, streaming its logs and progress.
+//!
+//! [`Executor`] is the seam between the provider agent and an isolation technology: the agent
+//! builds an [`ExecutionRequest`], calls [`Executor::run`] on a blocking thread, receives
+//! [`ExecutionEvent`]s while the task runs and an [`ExecutionOutcome`] at the end. The embedded
+//! default is [`SandboxExecutor`] (bubblewrap namespaces plus per-process rlimits plus a
+//! process-tree monitor); a container executor can implement the same trait later.
+//!
+//! Inside: `sandbox` (identity, uid slots, self-test), `command` (bubblewrap options and the
+//! wrapper chain), `supervise` (the run loop), `procfs` (process-tree sampling), `logs` (line
+//! bounds, rate limit, progress), `prepare` (request checks, directory hand-over and clean-up),
+//! `verdict` (from observations to a `Termination`).
+
+mod command;
+mod logs;
+mod prepare;
+mod procfs;
+mod sandbox;
+mod supervise;
+mod types;
+mod verdict;
+
+pub use sandbox::{sandbox_available, SandboxConfig, SandboxExecutor};
+pub use types::{
+    CancelToken, ExecutionEvent, ExecutionOutcome, ExecutionRequest, ExecutorError, Limits,
+    LogStream, Termination,
+};
+
+/// Where the task's inputs appear inside the sandbox (read-only); also its working directory.
+pub const SANDBOX_INPUT_DIR: &str = "/task/in";
+/// Where the task writes its results inside the sandbox (read-write).
+pub const SANDBOX_OUTPUT_DIR: &str = "/task/out";
+/// The task's private scratch space inside the sandbox (`$HOME`, `$TMPDIR`).
+pub const SANDBOX_SCRATCH_DIR: &str = "/tmp";
+/// File a task may write a fraction `0..=1` into to report progress; polled by the executor.
+pub const SANDBOX_PROGRESS_FILE: &str = "/tmp/.aicpw-progress";
+/// Name of the progress file inside the scratch directory (host side of `SANDBOX_PROGRESS_FILE`).
+pub const PROGRESS_FILE_NAME: &str = ".aicpw-progress";
+
+/// Longest log line forwarded, in bytes; the rest of a longer line is dropped and marked.
+pub const LOG_LINE_BYTES_MAX: usize = 4096;
+/// Log lines forwarded per second (both streams together, with a burst of the same size);
+/// beyond it lines are counted and dropped, so a chatty task cannot flood the agent.
+pub const LOG_LINES_PER_SECOND_MAX: u32 = 200;
+/// Lines buffered between the pipe readers and the supervising thread.
+pub const LOG_CHANNEL_DEPTH_MAX: usize = 1024;
+
+/// Arguments a request may carry, and their total size in bytes.
+pub const ARGS_COUNT_MAX: usize = 256;
+pub const ARGS_BYTES_MAX: usize = 64 * 1024;
+/// Environment variables a request may carry, and their total size in bytes.
+pub const ENV_COUNT_MAX: usize = 64;
+pub const ENV_BYTES_MAX: usize = 32 * 1024;
+
+/// Largest accepted value of each [`Limits`] field (a sanity bound, not a policy).
+pub const LIMIT_MEMORY_MB_MAX: u64 = 4 * 1024 * 1024;
+pub const LIMIT_PROCESSES_MAX: u32 = 16_384;
+pub const LIMIT_TIME_SECS_MAX: u64 = 30 * 24 * 3600;
+pub const LIMIT_CPU_CORES_MAX: u32 = 4096;
+pub const LIMIT_DISK_MB_MAX: u64 = 64 * 1024 * 1024;
+
+/// The executor abstraction the agent depends on.
+///
+/// `run` blocks until the task has ended and every process it started is gone. Events are
+/// delivered on the calling thread, in order, while the task runs.
+pub trait Executor: Send + Sync {
+    /// Runs `request` to completion (or until a limit or cancellation stops it).
+    fn run(
+        &self,
+        request: &ExecutionRequest,
+        events: &mut dyn FnMut(ExecutionEvent),
+    ) -> Result<ExecutionOutcome, ExecutorError>;
+}

@@ -1,0 +1,259 @@
+//! The embedded executor: bubblewrap namespaces, per-process rlimits, a process-tree monitor.
+//!
+//! Isolation: new PID, IPC, UTS, cgroup and (unless the task asks for network) network
+//! namespaces; a read-only view of the host's `/usr` and a few `/etc` files; a new `/proc`, a
+//! minimal `/dev`; the inputs read-only at `/task/in`, the outputs at `/task/out`, the scratch
+//! directory at `/tmp`; nothing else of the host (no `/root`, `/home`, `/work`, `/etc/shadow`).
+//!
+//! Identity: an agent running as an ordinary user runs bubblewrap unprivileged, which adds a
+//! user namespace. An agent running as root would map the task onto host uid 0, which the
+//! kernel exempts from `RLIMIT_NPROC`; so as root the task instead runs as a dedicated
+//! unprivileged host uid, one per concurrent run (`SandboxConfig`), dropped to with
+//! `setpriv` inside the sandbox after bubblewrap has set up the mounts.
+//!
+//! Limits: a writable cgroup v2 hierarchy with delegated controllers is missing on many
+//! machines a provider runs on (containers, hosts on the hybrid cgroup v1 layout such as the
+//! one this was developed on), so limits are rlimits set with `prlimit` inside the sandbox
+//! (hard per-process bounds: address space, CPU seconds, processes, file size) plus a monitor
+//! that sums CPU time, resident memory and threads over the whole process tree every 50 ms and
+//! kills the sandbox when a total crosses its limit.
+
+use std::fs;
+use std::os::fd::OwnedFd;
+use std::os::unix::fs::{DirBuilderExt, MetadataExt};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use rustix::fs::{FlockOperation, Mode, OFlags};
+
+use super::command::{self, Host};
+use super::{
+    prepare, procfs, supervise, ExecutionEvent, ExecutionOutcome, ExecutionRequest, Executor,
+    ExecutorError, Termination,
+};
+
+/// How a root agent assigns host user ids to tasks.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SandboxConfig {
+    /// First host uid given to tasks (uids need no `/etc/passwd` entry; pick a range no real
+    /// user or other service uses).
+    pub uid_base: u32,
+    /// Runs at once; run `i` uses uid `uid_base + i`, so limits and cleanup are per run.
+    pub uid_slots: u32,
+}
+
+impl Default for SandboxConfig {
+    fn default() -> Self {
+        SandboxConfig { uid_base: 1_600_000_000, uid_slots: 64 }
+    }
+}
+
+/// Who the task runs as.
+#[derive(Debug)]
+enum Identity {
+    /// The agent is root: each run locks a free uid slot.
+    Root { uid_base: u32, uid_slots: u32 },
+    /// The agent is an ordinary user: bubblewrap adds a user namespace.
+    Unprivileged,
+}
+
+/// Where root agents keep the slot lock files. Under `/run`, which only root can write, so
+/// no other user can plant a file or link there; locks held with `flock` vanish with their
+/// process, so a crashed agent leaves nothing stale and several agents never share a uid.
+const SLOT_LOCK_DIR: &str = "/run/aicpw-sandbox";
+
+/// The bubblewrap executor. Cheap to share: one instance serves concurrent runs.
+#[derive(Debug)]
+pub struct SandboxExecutor {
+    host: Host,
+    identity: Identity,
+    allowed_cpus: Vec<u32>,
+    cpu_cursor: AtomicUsize,
+}
+
+impl SandboxExecutor {
+    /// Finds the sandbox tools and decides how tasks are identified. Does not start a
+    /// sandbox: call [`SandboxExecutor::self_test`] (or [`sandbox_available`]) once at
+    /// startup to check that one can start.
+    pub fn new(config: SandboxConfig) -> Result<Self, ExecutorError> {
+        let identity = if rustix::process::geteuid().is_root() {
+            let last = config.uid_base.checked_add(config.uid_slots);
+            if config.uid_slots == 0
+                || config.uid_base == 0
+                || last.is_none_or(|last| last == u32::MAX)
+            {
+                return Err(ExecutorError::invalid(format!("unusable uid range {config:?}")));
+            }
+            Identity::Root { uid_base: config.uid_base, uid_slots: config.uid_slots }
+        } else {
+            Identity::Unprivileged
+        };
+        Ok(SandboxExecutor {
+            host: Host::detect()?,
+            identity,
+            allowed_cpus: procfs::allowed_cpus().unwrap_or_default(),
+            cpu_cursor: AtomicUsize::new(0),
+        })
+    }
+
+    /// Whether tasks run as dedicated host uids (the agent is root).
+    pub fn runs_as_root(&self) -> bool {
+        matches!(self.identity, Identity::Root { .. })
+    }
+
+    /// The CPUs a run asking for `cores` is pinned to; `None` means all allowed CPUs.
+    fn pick_cpus(&self, cores: u32) -> Option<Vec<u32>> {
+        let wanted = usize::try_from(cores).unwrap_or(usize::MAX);
+        let available = self.allowed_cpus.len();
+        if available == 0 || wanted >= available {
+            return None;
+        }
+        // Rotate the starting CPU so that concurrent small runs spread over the machine.
+        let start = self.cpu_cursor.fetch_add(wanted, Ordering::Relaxed);
+        let mut cpus: Vec<u32> = (0..wanted)
+            .map(|offset| self.allowed_cpus[start.wrapping_add(offset) % available])
+            .collect();
+        cpus.sort_unstable();
+        Some(cpus)
+    }
+
+    fn take_slot(&self) -> Result<Option<SlotGuard>, ExecutorError> {
+        let Identity::Root { uid_base, uid_slots } = self.identity else { return Ok(None) };
+        let lock_dir = Path::new(SLOT_LOCK_DIR);
+        fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o755)
+            .create(lock_dir)
+            .map_err(|source| ExecutorError::io(format!("create {SLOT_LOCK_DIR}"), source))?;
+        let metadata = fs::symlink_metadata(lock_dir)
+            .map_err(|source| ExecutorError::io(format!("stat {SLOT_LOCK_DIR}"), source))?;
+        if !metadata.is_dir() || metadata.uid() != 0 || metadata.mode() & 0o022 != 0 {
+            return Err(ExecutorError::SandboxUnavailable {
+                reason: format!(
+                    "{SLOT_LOCK_DIR} must be a directory owned and writable only by root"
+                ),
+            });
+        }
+        for offset in 0..uid_slots {
+            let uid = uid_base.saturating_add(offset);
+            let path = lock_dir.join(format!("uid-{uid}.lock"));
+            let flags = OFlags::RDWR | OFlags::CREATE | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+            let lock =
+                rustix::fs::open(&path, flags, Mode::from_raw_mode(0o600)).map_err(|error| {
+                    ExecutorError::io(format!("open {}", path.display()), error.into())
+                })?;
+            match rustix::fs::flock(&lock, FlockOperation::NonBlockingLockExclusive) {
+                Ok(()) => return Ok(Some(SlotGuard { uid, _lock: lock })),
+                Err(rustix::io::Errno::WOULDBLOCK) => continue,
+                Err(error) => {
+                    return Err(ExecutorError::io(format!("lock {}", path.display()), error.into()))
+                }
+            }
+        }
+        Err(ExecutorError::SlotsExhausted { slots: uid_slots })
+    }
+}
+
+/// A uid slot held for the duration of one run; closing the file releases the lock.
+struct SlotGuard {
+    uid: u32,
+    _lock: OwnedFd,
+}
+
+impl Executor for SandboxExecutor {
+    fn run(
+        &self,
+        request: &ExecutionRequest,
+        events: &mut dyn FnMut(ExecutionEvent),
+    ) -> Result<ExecutionOutcome, ExecutorError> {
+        prepare::validate(request)?;
+        let slot = self.take_slot()?;
+        let sandbox_uid = slot.as_ref().map(|slot| slot.uid);
+        if let Some(uid) = sandbox_uid {
+            prepare::hand_over(request, uid)?;
+        }
+        let cpus = self.pick_cpus(request.limits.cpu_cores);
+        let plan = command::plan(&self.host, request, sandbox_uid, cpus);
+        let outcome = supervise::supervise(&plan, request, events);
+        if matches!(outcome, Err(ExecutorError::StrayProcesses { .. })) {
+            // Processes of this uid survived SIGKILL (stuck in the kernel): keep the slot
+            // locked for the life of the agent rather than hand their uid to another task.
+            std::mem::forget(slot);
+        }
+        // Otherwise the slot is released here, after supervise has verified that no process
+        // of its uid is left, so the next run on it starts with a clean process count.
+        outcome
+    }
+}
+
+impl SandboxExecutor {
+    /// Runs a trivial task in the full sandbox (namespaces, mounts, identity switch,
+    /// rlimits) and reports why it could not, with the hint to run `scripts/setup.sh`.
+    pub fn self_test(&self) -> Result<(), ExecutorError> {
+        let probe = ProbeDirs::create()?;
+        let mut request = ExecutionRequest::new(
+            "true",
+            Vec::new(),
+            probe.path("in"),
+            probe.path("out"),
+            probe.path("scratch"),
+        );
+        request.limits.wall_time_secs = 30;
+        let mut output = Vec::new();
+        let outcome = self.run(&request, &mut |event| {
+            if let ExecutionEvent::Log { line, .. } = event {
+                output.push(line);
+            }
+        })?;
+        if outcome.termination != Termination::Completed {
+            return Err(ExecutorError::SandboxUnavailable {
+                reason: format!(
+                    "a trivial task ended with {} (exit code {:?}): {}",
+                    outcome.termination,
+                    outcome.exit_code,
+                    output.join(" | ")
+                ),
+            });
+        }
+        Ok(())
+    }
+}
+
+/// Checks that a sandbox can start here with the default configuration: the tools exist
+/// and a trivial task runs to completion (see [`SandboxExecutor::self_test`]).
+pub fn sandbox_available() -> Result<(), ExecutorError> {
+    SandboxExecutor::new(SandboxConfig::default())?.self_test()
+}
+
+/// Throwaway directories for the availability probe, removed on drop.
+struct ProbeDirs(PathBuf);
+
+impl ProbeDirs {
+    fn create() -> Result<Self, ExecutorError> {
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |elapsed| elapsed.subsec_nanos());
+        let root = std::env::temp_dir().join(format!("aicpw-probe-{}-{nanos}", std::process::id()));
+        // `create_dir`, not `create_dir_all`: never reuse a directory someone else made.
+        fs::create_dir(&root)
+            .map_err(|source| ExecutorError::io(format!("create {}", root.display()), source))?;
+        let probe = ProbeDirs(root);
+        for name in ["in", "out", "scratch"] {
+            let dir = probe.path(name);
+            fs::create_dir(&dir)
+                .map_err(|source| ExecutorError::io(format!("create {}", dir.display()), source))?;
+        }
+        Ok(probe)
+    }
+
+    fn path(&self, name: &str) -> PathBuf {
+        self.0.join(name)
+    }
+}
+
+impl Drop for ProbeDirs {
+    fn drop(&mut self) {
+        // Best effort: a leftover empty probe directory in the temp dir is harmless.
+        let _ = fs::remove_dir_all(&self.0);
+    }
+}

@@ -1,0 +1,85 @@
+#!/usr/bin/env bash
+# Installs the host tools the AICPW provider's sandbox executor needs (Debian/Ubuntu).
+#
+# Idempotent and non-interactive: when everything is already present it only checks and exits
+# (no `apt-get update`). Run as root, or as a user with sudo: `bash scripts/setup.sh`.
+#
+#   bwrap          bubblewrap: namespaces and mounts of the sandbox
+#   prlimit        util-linux: per-process resource limits inside the sandbox
+#   setpriv        util-linux: drops root to the unprivileged sandbox uid when the agent runs as root
+#   taskset        util-linux: pins a task to the CPU cores it asked for
+#   env            coreutils:  gives the task exactly the environment the executor chose
+#   python3        the interpreter of the example tasks (examples/tasks)
+#   nvidia-smi     optional, never installed here: GPU detection uses it when the driver is present
+set -euo pipefail
+
+# command -> Debian package that provides it.
+required=(
+  "bwrap:bubblewrap"
+  "prlimit:util-linux"
+  "setpriv:util-linux"
+  "taskset:util-linux"
+  "env:coreutils"
+  "python3:python3"
+)
+
+missing_packages=()
+for entry in "${required[@]}"; do
+  command_name="${entry%%:*}"
+  package="${entry##*:}"
+  # The sandbox resolves tools in the host's /usr, so look there rather than in $PATH
+  # (a pyenv or virtualenv python3 on $PATH is invisible inside the sandbox).
+  if [[ ! -x "/usr/bin/${command_name}" && ! -x "/bin/${command_name}" ]]; then
+    if [[ " ${missing_packages[*]-} " != *" ${package} "* ]]; then
+      missing_packages+=("${package}")
+    fi
+  fi
+done
+
+if ((${#missing_packages[@]} > 0)); then
+  if ! command -v apt-get >/dev/null 2>&1; then
+    echo "setup.sh: missing packages (${missing_packages[*]}) and no apt-get here;" \
+      "install them with your package manager" >&2
+    exit 1
+  fi
+  sudo_prefix=()
+  if [[ "$(id -u)" -ne 0 ]]; then
+    if ! command -v sudo >/dev/null 2>&1; then
+      echo "setup.sh: need root (or sudo) to install: ${missing_packages[*]}" >&2
+      exit 1
+    fi
+    sudo_prefix=(sudo)
+  fi
+  echo "setup.sh: installing ${missing_packages[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  "${sudo_prefix[@]}" apt-get update -qq
+  "${sudo_prefix[@]}" apt-get install -y -qq --no-install-recommends "${missing_packages[@]}"
+fi
+
+# A sandbox that cannot start is worse than a missing tool: check that namespaces work here.
+# Root runs bwrap directly; other users need unprivileged user namespaces.
+namespace_flags=(--unshare-pid --unshare-ipc --unshare-uts --unshare-net)
+if [[ "$(id -u)" -ne 0 ]]; then
+  namespace_flags+=(--unshare-user)
+fi
+# The host's top-level entries, reproduced as the executor does (merged /usr or not).
+root_flags=()
+for entry in /bin /sbin /lib /lib32 /lib64 /libx32; do
+  if [[ -L "${entry}" ]]; then
+    root_flags+=(--symlink "$(readlink "${entry}")" "${entry}")
+  elif [[ -d "${entry}" ]]; then
+    root_flags+=(--ro-bind "${entry}" "${entry}")
+  fi
+done
+probe_errors="$(mktemp)"
+trap 'rm -f "${probe_errors}"' EXIT
+if ! bwrap --ro-bind /usr /usr "${root_flags[@]}" --proc /proc --dev /dev \
+  "${namespace_flags[@]}" --die-with-parent -- /usr/bin/env true 2>"${probe_errors}"; then
+  echo "setup.sh: bubblewrap is installed but cannot create namespaces:" >&2
+  cat "${probe_errors}" >&2
+  echo "hint: unprivileged user namespaces may be disabled" \
+    "(sysctl kernel.unprivileged_userns_clone=1, or an AppArmor userns restriction)," \
+    "or this is a container without CAP_SYS_ADMIN / with a seccomp filter that blocks unshare" >&2
+  exit 1
+fi
+echo "setup.sh: sandbox tools present and working"
