@@ -1,0 +1,103 @@
+//! Commit-reveal of replica results and the quorum rule.
+//!
+//! Each of the `k` replicas first publishes `commitment(task, provider, output_hash, salt)`, and
+//! reveals `(output_hash, salt)` only once all commitments are in. The provider key binds a
+//! commitment to its author (a replica cannot re-publish another's), the salt hides the output
+//! hash (a lazy replica cannot test guesses of a likely output against others' commitments).
+//!
+//! Quorum rule: an output hash wins if it was revealed by a **strict majority of the k replicas
+//! asked for** (more than `k/2`), counting absent reveals as votes for nothing. Replicas that
+//! revealed another hash form the minority and are slashed. Without a winner there is no quorum:
+//! nobody is slashed on the vote, and the task escalates (re-execution by a committee).
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde::{Deserialize, Serialize};
+
+use crate::VerifyError;
+
+/// Most replicas a task may ask for.
+pub const REPLICAS_MAX: u32 = 16;
+/// Derive-key context of replica commitments.
+pub const COMMIT_CONTEXT: &str = "AICPW 2026-01 verify replica commitment v1";
+
+type Hash = [u8; 32];
+
+/// `BLAKE3-derive-key(COMMIT_CONTEXT, task_id LE || provider || output_hash || salt)`.
+pub fn commitment(task_id: u64, provider: &Hash, output_hash: &Hash, salt: &Hash) -> Hash {
+    let mut hasher = blake3::Hasher::new_derive_key(COMMIT_CONTEXT);
+    hasher.update(&task_id.to_le_bytes());
+    hasher.update(provider);
+    hasher.update(output_hash);
+    hasher.update(salt);
+    *hasher.finalize().as_bytes()
+}
+
+/// Checks that a reveal opens the commitment published earlier.
+pub fn check_reveal(
+    committed: &Hash,
+    task_id: u64,
+    provider: &Hash,
+    output_hash: &Hash,
+    salt: &Hash,
+) -> Result<(), VerifyError> {
+    if &commitment(task_id, provider, output_hash, salt) != committed {
+        return Err(VerifyError::RevealMismatch);
+    }
+    Ok(())
+}
+
+/// A reveal that passed [`check_reveal`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RevealedOutput {
+    /// The replica's provider key.
+    pub provider: Hash,
+    /// The output hash it revealed.
+    pub output_hash: Hash,
+}
+
+/// Result of the vote.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct QuorumOutcome {
+    /// The winning output hash, if any.
+    pub majority_hash: Option<Hash>,
+    /// Providers that revealed the winning hash, ascending.
+    pub majority: Vec<Hash>,
+    /// Providers that revealed another hash, ascending; empty when there is no quorum.
+    pub minority: Vec<Hash>,
+    /// No hash reached a strict majority of `replicas`.
+    pub no_quorum: bool,
+}
+
+/// Applies the quorum rule to the reveals of a task that asked for `replicas` replicas.
+pub fn quorum(replicas: u32, reveals: &[RevealedOutput]) -> Result<QuorumOutcome, VerifyError> {
+    if replicas == 0 || replicas > REPLICAS_MAX || reveals.len() > replicas as usize {
+        return Err(VerifyError::ReplicaCountInvalid {
+            reveals: reveals.len(),
+            replicas,
+            max: REPLICAS_MAX,
+        });
+    }
+    let mut providers = BTreeSet::new();
+    let mut votes: BTreeMap<Hash, u32> = BTreeMap::new();
+    for reveal in reveals {
+        if !providers.insert(reveal.provider) {
+            return Err(VerifyError::RevealDuplicate);
+        }
+        *votes.entry(reveal.output_hash).or_default() += 1;
+    }
+    let winner = votes.iter().find(|(_, count)| 2 * **count > replicas).map(|(hash, _)| *hash);
+    let Some(majority_hash) = winner else {
+        return Ok(QuorumOutcome { no_quorum: true, ..QuorumOutcome::default() });
+    };
+    let (mut majority, mut minority): (Vec<&RevealedOutput>, Vec<&RevealedOutput>) =
+        reveals.iter().partition(|reveal| reveal.output_hash == majority_hash);
+    majority.sort_by_key(|reveal| reveal.provider);
+    minority.sort_by_key(|reveal| reveal.provider);
+    Ok(QuorumOutcome {
+        majority_hash: Some(majority_hash),
+        majority: majority.iter().map(|reveal| reveal.provider).collect(),
+        minority: minority.iter().map(|reveal| reveal.provider).collect(),
+        no_quorum: false,
+    })
+}
