@@ -11,7 +11,7 @@
 mod bench;
 mod gemm;
 // The x86 kernels need Rust 1.89 (safe `#[target_feature]` functions, safe `std::arch` intrinsics
-// and the AVX-512 ones); the workspace still declares 1.85, which the rest of the code supports.
+// and the AVX-512 ones), the workspace's minimum.
 #[cfg(target_arch = "x86_64")]
 mod x86;
 
