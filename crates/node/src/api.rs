@@ -184,11 +184,15 @@ struct TaskFilter {
 async fn tasks(State(s): State<SharedState>, Query(filter): Query<TaskFilter>) -> ApiResult {
     let requester: Option<AccountId> = filter.requester.as_deref().map(parse).transpose()?;
     let chain = s.chain();
-    let list: Vec<_> = chain
-        .state()
-        .tasks
-        .values()
-        .rev()
+    let state = chain.state();
+    // Providers poll for their running tasks often: answer that from the lease index.
+    let candidates: Box<dyn Iterator<Item = &aicpw_ledger::state::Task>> =
+        if filter.state.as_deref() == Some("running") {
+            Box::new(state.index.leases.iter().filter_map(|(_, id)| state.tasks.get(id)))
+        } else {
+            Box::new(state.tasks.values().rev())
+        };
+    let list: Vec<_> = candidates
         .filter(|t| requester.is_none_or(|r| t.requester == r))
         .filter(|t| filter.node.is_none_or(|n| t.lease.as_ref().is_some_and(|l| l.node.0 == n)))
         .filter(|t| {
