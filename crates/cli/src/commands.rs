@@ -195,10 +195,26 @@ fn query(client: &Client, command: QueryCommand) -> Result<()> {
 
 fn task(client: &Client, command: TaskCommand) -> Result<()> {
     match command {
-        TaskCommand::Submit { file, key } => {
-            let id = requester::submit(client, &load_key(&key)?, &file, true)?;
+        TaskCommand::Submit { file, key, known_answer } => {
+            let known = known_answer.as_deref();
+            let (id, answer) =
+                requester::submit_with(client, &load_key(&key)?, &file, known, true)?;
             println!("submitted task");
+            if let Some((answer_hash, salt)) = answer {
+                println!("known answer {answer_hash} salt {salt} (keep them for reveal-answer)");
+            }
             println!("{id}");
+        }
+        TaskCommand::RevealAnswer { id, answer, salt, key } => {
+            let answer_hash = answer.parse().map_err(|_| anyhow::anyhow!("bad answer hash"))?;
+            let salt = salt.parse().map_err(|_| anyhow::anyhow!("bad salt"))?;
+            let body = TxBody::RevealAnswer { task: aicpw_types::TaskId(id), answer_hash, salt };
+            print_committed(&client.send(&load_key(&key)?, body, true)?);
+        }
+        TaskCommand::Dispute { id, bond, key } => {
+            let body =
+                TxBody::DisputeResult { task: aicpw_types::TaskId(id), bond: amount(&bond)? };
+            print_committed(&client.send(&load_key(&key)?, body, true)?);
         }
         TaskCommand::Show { id, json } => {
             let v = client.get(&format!("/v1/tasks/{id}"))?;
@@ -263,6 +279,16 @@ fn provider(client: &Client, command: ProviderCommand) -> Result<()> {
         ProviderCommand::Why { node, json } => {
             let v = client.get(&format!("/v1/nodes/{node}/why"))?;
             show(json, &v, |v| serde_json::to_string_pretty(v).unwrap_or_default());
+            Ok(())
+        }
+        ProviderCommand::Appeal { node, key } => {
+            let body = TxBody::Appeal { node: aicpw_types::NodeId(node) };
+            print_committed(&client.send(&load_key(&key)?, body, true)?);
+            Ok(())
+        }
+        ProviderCommand::Vote { node, approve, key } => {
+            let body = TxBody::VoteAppeal { node: aicpw_types::NodeId(node), approve };
+            print_committed(&client.send(&load_key(&key)?, body, true)?);
             Ok(())
         }
     }

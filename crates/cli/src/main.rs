@@ -187,6 +187,33 @@ enum TaskCommand {
         file: PathBuf,
         #[arg(long)]
         key: PathBuf,
+        /// Submit it as a known-answer task: a directory holding the outputs it must produce.
+        /// Prints the answer hash and the salt to keep for `task reveal-answer`.
+        #[arg(long)]
+        known_answer: Option<PathBuf>,
+    },
+    /// Open the known answer of a task submitted with `--known-answer`: a result that differs is
+    /// slashed and the task refunded; a matching one is accepted.
+    RevealAnswer {
+        id: u64,
+        /// The answer hash `task submit --known-answer` printed.
+        #[arg(long)]
+        answer: String,
+        /// The salt `task submit --known-answer` printed.
+        #[arg(long)]
+        salt: String,
+        #[arg(long)]
+        key: PathBuf,
+    },
+    /// Dispute a verified result before accepting it: a committee of two other nodes re-runs
+    /// the task; the bond (at least two runs at the maximum price) pays them.
+    Dispute {
+        id: u64,
+        /// Bond in base units.
+        #[arg(long)]
+        bond: String,
+        #[arg(long)]
+        key: PathBuf,
     },
     /// Show a task.
     Show {
@@ -248,6 +275,21 @@ enum ProviderCommand {
         node: u64,
         #[arg(long)]
         json: bool,
+    },
+    /// Ask the stakers to unfreeze a frozen node (its owner's key).
+    Appeal {
+        node: u64,
+        #[arg(long)]
+        key: PathBuf,
+    },
+    /// Vote on a frozen node's appeal, weighted by the key's bonded stake.
+    Vote {
+        node: u64,
+        /// Vote to unfreeze; without it, the vote is to keep the node frozen.
+        #[arg(long)]
+        approve: bool,
+        #[arg(long)]
+        key: PathBuf,
     },
 }
 

@@ -62,7 +62,39 @@ fn spinner(message: String, show: bool) -> ProgressBar {
 
 /// Seals and uploads the inputs, locks the budget in escrow; returns the task id.
 pub fn submit(client: &Client, key: &Keypair, file: &Path, show: bool) -> Result<u64> {
+    submit_with(client, key, file, None, show).map(|(id, _)| id)
+}
+
+/// The output hash a provider commits to for these outputs: the bundle of the manifest and the
+/// declared output files (the log is not part of it).
+fn answer_hash(spec: &TaskFile, outputs: &Path) -> Result<Hash32> {
+    let manifest = Manifest {
+        command: spec.command.clone(),
+        args: spec.args.clone(),
+        outputs: spec.outputs.clone(),
+    };
+    let mut files = Vec::new();
+    for name in &spec.outputs {
+        bundle::collect(&outputs.join(name), name, &mut files)
+            .with_context(|| format!("known answer: output {name}"))?;
+    }
+    Ok(Hash32::of(&bundle::pack(&manifest, &files)?))
+}
+
+/// [`submit`], optionally as a known-answer task whose expected outputs are in `known_answer`;
+/// returns the task id and, for a known-answer task, the answer hash and the salt to reveal.
+pub fn submit_with(
+    client: &Client,
+    key: &Keypair,
+    file: &Path,
+    known_answer: Option<&Path>,
+    show: bool,
+) -> Result<(u64, Option<(Hash32, Hash32)>)> {
     let spec = read_task_file(file)?;
+    let answer = match known_answer {
+        Some(dir) => Some((answer_hash(&spec, dir)?, Hash32(seal::random_key()))),
+        None => None,
+    };
     let base = file.parent().unwrap_or(Path::new("."));
     let mut files = Vec::new();
     for input in &spec.inputs {
@@ -107,12 +139,19 @@ pub fn submit(client: &Client, key: &Keypair, file: &Path, show: bool) -> Result
         inputs_cid,
         result_key: key.x25519_public(),
     };
-    let committed = client.send(key, TxBody::SubmitTask { terms, key_grants }, true)?;
-    committed["events"]
+    // Random bytes for a normal task: indistinguishable from a known answer's commitment.
+    let answer_commitment = match &answer {
+        Some((hash, salt)) => aicpw_ledger::dispute::answer_commitment(&key.account(), hash, salt),
+        None => Hash32(seal::random_key()),
+    };
+    let body = TxBody::SubmitTask { terms, key_grants, answer_commitment };
+    let committed = client.send(key, body, true)?;
+    let id = committed["events"]
         .as_array()
         .and_then(|events| events.iter().find(|e| e["event"] == "task_submitted"))
         .and_then(|e| e["task"].as_u64())
-        .context("the node's receipt has no task_submitted event")
+        .context("the node's receipt has no task_submitted event")?;
+    Ok((id, answer))
 }
 
 fn state_of(task: &Value) -> String {
@@ -252,8 +291,19 @@ pub fn describe_task(task: &Value) -> String {
     if let Some(reason) = task["failure"].as_str() {
         lines.push(format!("reason    {reason}"));
     }
-    if let (Some("running"), Some(lease)) = (task["state"].as_str(), task["lease"].as_object()) {
-        lines.push(format!("node      {} ({}‰ done)", lease["node"], lease["progress_permille"]));
+    if task["state"] == "running" {
+        for lease in task["leases"].as_array().into_iter().flatten() {
+            let step = if lease["commitment"].is_null() { "running" } else { "committed" };
+            lines.push(format!(
+                "node      {} {} {step} ({}‰ done)",
+                lease["node"],
+                lease["role"].as_str().unwrap_or(""),
+                lease["progress_permille"]
+            ));
+        }
+    }
+    if let Some(round) = task["round"].as_str().filter(|r| *r != "work") {
+        lines.push(format!("round     {round}"));
     }
     if let Some(node) = task["result"]["node"].as_u64() {
         lines.push(format!("ran on    node {node}"));

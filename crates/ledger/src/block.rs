@@ -6,16 +6,18 @@ use crate::event::Event;
 use crate::market;
 use crate::root::LtHash;
 use crate::state::{
-    entry_bytes, key_bytes, Account, EntryKey, Genesis, Index, Meta, Node, State, Task,
+    entry_bytes, key_bytes, Account, EntryKey, Genesis, Index, Meta, Node, Round, State, Task,
 };
 use aicpw_matcher::{Matcher, TaskRequest};
 use aicpw_types::codec::Encode;
 use aicpw_types::task::MatchStrategy;
-use aicpw_types::{Amount, BlockEnv, Hash32, NodeId, Reject, TaskId, TaskState};
-use std::collections::BTreeMap;
+use aicpw_types::{AccountId, Amount, BlockEnv, Hash32, NodeId, Reject, TaskId};
+use std::collections::{BTreeMap, BTreeSet};
 
 /// Expired leases, closed acceptance windows and offline nodes handled per block, each.
 pub const EXPIRIES_PER_BLOCK_MAX: usize = 4_096;
+/// Eligible nodes (of distinct owners) a verification seat is drawn from.
+pub const VERIFIER_CANDIDATES_MAX: usize = 16;
 
 impl State {
     pub fn genesis(genesis: &Genesis) -> State {
@@ -62,8 +64,10 @@ impl State {
         for (id, task) in tasks {
             state.root.add(&entry_bytes(EntryKey::Task(id), &task));
             state.index_task(None, &task);
-            if let (TaskState::Running, Some(lease)) = (task.state, &task.lease) {
-                state.index.matcher.occupy(lease.node, &task.terms.resources);
+            if !task.state.is_terminal() {
+                for lease in task.leases.iter().filter(|l| l.is_running()) {
+                    state.index.matcher.occupy(lease.node, &task.terms.resources);
+                }
             }
             state.tasks.insert(id, task);
         }
@@ -100,25 +104,31 @@ impl State {
         (self.root.root(), changed)
     }
 
-    /// Tokens are conserved and escrow is consistent; returns what is broken, if anything.
+    /// Tokens are conserved (supply = accounts + escrow + dispute bonds; slashing changes supply
+    /// only by what it burns, recorded in `burned`) and escrow is consistent; returns what is
+    /// broken, if anything.
     pub fn check_invariants(&self) -> Result<(), String> {
         let mut total: u128 = 0;
         for account in self.accounts.values() {
             total += account.balance.0 + account.staked.0 + account.unbonding_total().0;
         }
-        let mut escrow: u128 = 0;
+        let (mut escrow, mut bonds): (u128, u128) = (0, 0);
         for task in self.tasks.values() {
-            if task.state.is_terminal() && !task.escrow.is_zero() {
-                return Err(format!("task {} ended with escrow {}", task.id, task.escrow));
+            if task.state.is_terminal() && !(task.escrow.is_zero() && task.bond_held().is_zero()) {
+                return Err(format!("task {} ended holding escrow or a bond", task.id));
             }
             if task.escrow.0 + task.paid.0 + task.refunded.0 != task.terms.budget.0 {
                 return Err(format!("task {} escrow + paid + refunded != budget", task.id));
             }
+            if task.state.is_terminal() && task.seats != 0 {
+                return Err(format!("task {} ended with open seats", task.id));
+            }
             escrow += task.escrow.0;
+            bonds += task.bond_held().0;
         }
-        if total + escrow != self.meta.supply.0 {
+        if total + escrow + bonds != self.meta.supply.0 {
             return Err(format!(
-                "supply {} != accounts {total} + escrow {escrow}",
+                "supply {} != accounts {total} + escrow {escrow} + bonds {bonds}",
                 self.meta.supply
             ));
         }
@@ -126,7 +136,9 @@ impl State {
     }
 }
 
-/// Starts a block: records its height, then applies the passage of time.
+/// Starts a block: records its height, draws the audits of results committed in earlier blocks
+/// (from this block's randomness, unknown when they were committed), then applies the passage of
+/// time: leases, reveal windows, verification seats, acceptance windows, appeals, offline nodes.
 pub fn begin_block(state: &mut State, env: &BlockEnv) -> Vec<Event> {
     let mut events = Vec::new();
     let mut delta = Delta::new(state, env);
@@ -134,6 +146,15 @@ pub fn begin_block(state: &mut State, env: &BlockEnv) -> Vec<Event> {
     meta.height = env.height;
     delta.set_meta(meta);
     events.extend(state.commit(delta.into_changes()));
+    let draws: Vec<TaskId> =
+        state.index.draws.iter().copied().take(EXPIRIES_PER_BLOCK_MAX).collect();
+    for id in draws {
+        let mut delta = Delta::new(state, env);
+        match crate::verdict::draw_audits(&mut delta, id) {
+            Ok(()) => events.extend(state.commit(delta.into_changes())),
+            Err(reject) => panic!("the audit draw of task {id} failed: {reject}"),
+        }
+    }
     let due: Vec<TaskId> = state
         .index
         .leases
@@ -150,7 +171,23 @@ pub fn begin_block(state: &mut State, env: &BlockEnv) -> Vec<Event> {
             Err(reject) => panic!("settling due task {id} failed: {reject}"),
         }
     }
+    let appeals: Vec<NodeId> = state
+        .index
+        .appeals
+        .iter()
+        .take_while(|(closes, _)| *closes <= env.time_ms)
+        .map(|(_, id)| *id)
+        .take(EXPIRIES_PER_BLOCK_MAX)
+        .collect();
+    for id in appeals {
+        let mut delta = Delta::new(state, env);
+        match crate::arbitration::close(&mut delta, id) {
+            Ok(()) => events.extend(state.commit(delta.into_changes())),
+            Err(reject) => panic!("closing the appeal of node {id} failed: {reject}"),
+        }
+    }
     events.extend(mark_offline(state, env));
+    events.extend(crate::challenge::begin_block(state, env));
     events
 }
 
@@ -175,47 +212,74 @@ fn mark_offline(state: &mut State, env: &BlockEnv) -> Vec<Event> {
     state.commit(delta.into_changes())
 }
 
-/// The matcher's view of a queued task.
-pub fn task_request(task: &Task) -> TaskRequest {
+/// The matcher's view of a task with open seats. Its value is the slash multiple times a run at
+/// the maximum price, which the matcher compares with each node's offered stake (the owner's
+/// headroom times the same multiple, see `State::offer`). Nodes that already hold or held a
+/// lease of the task are excluded, and so are every other node of their owners: an auditor,
+/// referee, replica or committee member is never the worker's own.
+pub fn task_request(state: &State, task: &Task) -> TaskRequest {
+    let multiple = u128::from(state.params.verification.economics.slash_multiple_of_price);
+    let run = market::run_price(task.terms.max_price_per_hour, &task.terms);
+    let mut excluded: BTreeSet<NodeId> = task.excluded.iter().copied().collect();
+    for lease in &task.leases {
+        excluded.insert(lease.node);
+        if let Some(owner) = state.nodes.get(&lease.node).map(|n| n.owner) {
+            excluded.extend(owned_by(state, owner));
+        }
+    }
     TaskRequest {
         id: task.id,
         resources: task.terms.resources.clone(),
         max_price_per_hour: task.terms.max_price_per_hour,
         reputation_min: task.terms.reputation_min,
         strategy: task.terms.strategy,
-        value: task.terms.budget,
+        value: Amount(run.0.saturating_mul(multiple)),
         tee_required: false,
         allowed_nodes: task
             .terms
             .encrypted
             .then(|| task.key_grants.iter().map(|g| g.node).collect()),
-        excluded_nodes: task.excluded.clone(),
+        excluded_nodes: excluded.into_iter().collect(),
     }
 }
 
-/// Ends a block: places queued tasks (oldest first, at most `placements_per_block_max`).
+fn owned_by(state: &State, owner: AccountId) -> impl Iterator<Item = NodeId> + '_ {
+    state.index.owned.range((owner, NodeId(0))..=(owner, NodeId(u64::MAX))).map(|(_, id)| *id)
+}
+
+/// Ends a block: fills open seats of tasks (oldest first, at most `placements_per_block_max`
+/// tasks). A task's seats are filled all at once or not at all, on nodes of distinct owners, each
+/// within its owner's stake headroom.
 pub fn end_block(state: &mut State, env: &BlockEnv) -> Vec<Event> {
-    let requests: Vec<TaskRequest> = state
+    let requests: Vec<(TaskRequest, u8, bool)> = state
         .index
         .queued
         .iter()
         .take(state.params.placements_per_block_max as usize)
         .filter_map(|id| state.tasks.get(id))
-        .map(task_request)
+        .map(|task| (task_request(state, task), task.seats, task.round != Round::Work))
         .collect();
-    let (batch, single): (Vec<_>, Vec<_>) =
-        requests.into_iter().partition(|r| r.strategy == MatchStrategy::Batch);
+    let batched = |(request, seats, verifier): &(TaskRequest, u8, bool)| {
+        request.strategy == MatchStrategy::Batch && *seats == 1 && !verifier
+    };
+    let (batch, single): (Vec<_>, Vec<_>) = requests.into_iter().partition(batched);
     let randomness = env.randomness.0;
     let mut placed: Vec<(TaskId, NodeId)> = Vec::new();
-    for request in &single {
-        if let Ok(node) = state.index.matcher.place_one(request, randomness) {
-            placed.push((request.id, node));
-        }
+    let mut taken: BTreeMap<AccountId, u128> = BTreeMap::new();
+    for (request, seats, verifier) in &single {
+        let seats = Seats { count: *seats, verifier: *verifier };
+        placed.extend(place_seats(state, request, seats, randomness, &mut taken));
     }
     if !batch.is_empty() {
+        let batch: Vec<TaskRequest> = batch.into_iter().map(|(request, ..)| request).collect();
         for (task, outcome) in state.index.matcher.place_batch(&batch, randomness) {
-            if let Ok(node) = outcome {
-                placed.push((task, node));
+            let Ok(node) = outcome else { continue };
+            match batch.iter().find(|r| r.id == task) {
+                Some(request) if within_headroom(state, request, node, &mut taken) => {
+                    placed.push((task, node))
+                }
+                Some(request) => state.index.matcher.release(node, &request.resources),
+                None => {}
             }
         }
     }
@@ -225,4 +289,98 @@ pub fn end_block(state: &mut State, env: &BlockEnv) -> Vec<Event> {
         assert!(assigned.is_ok(), "the matcher placed task {task} on node {node}: {assigned:?}");
     }
     state.commit(delta.into_changes())
+}
+
+/// The open seats of one task: how many, and whether they judge others' work (auditor, referee,
+/// committee member) rather than do it for the requester.
+#[derive(Clone, Copy)]
+struct Seats {
+    count: u8,
+    verifier: bool,
+}
+
+/// Places all seats of one task on nodes of distinct owners, or none (freeing what it took).
+/// Work seats follow the requester's strategy; verification seats are drawn at random.
+fn place_seats(
+    state: &mut State,
+    request: &TaskRequest,
+    seats: Seats,
+    randomness: [u8; 32],
+    taken: &mut BTreeMap<AccountId, u128>,
+) -> Vec<(TaskId, NodeId)> {
+    let mut request = request.clone();
+    let mut chosen: Vec<NodeId> = Vec::new();
+    let mut reserved = taken.clone();
+    while chosen.len() < usize::from(seats.count) {
+        let found = if seats.verifier {
+            draw_verifier(state, &request, randomness, chosen.len() as u64)
+        } else {
+            state.index.matcher.place_one(&request, randomness).ok()
+        };
+        let Some(node) = found else { break };
+        if !within_headroom(state, &request, node, &mut reserved) {
+            // Over its owner's headroom this block: skip the node, try the next best.
+            state.index.matcher.release(node, &request.resources);
+            request.excluded_nodes.push(node);
+            continue;
+        }
+        chosen.push(node);
+        if let Some(owner) = state.nodes.get(&node).map(|n| n.owner) {
+            request.excluded_nodes.extend(owned_by(state, owner));
+        }
+    }
+    if chosen.len() < usize::from(seats.count) {
+        for node in chosen {
+            state.index.matcher.release(node, &request.resources);
+        }
+        return Vec::new();
+    }
+    *taken = reserved;
+    chosen.into_iter().map(|node| (request.id, node)).collect()
+}
+
+/// A verification seat's node, drawn uniformly (`verify::pick_auditor` on the block's randomness)
+/// among up to [`VERIFIER_CANDIDATES_MAX`] eligible nodes of distinct owners, and occupied. A
+/// node cannot make itself every task's auditor by undercutting prices: the cheapest of 16 is
+/// drawn one time in 16.
+fn draw_verifier(
+    state: &mut State,
+    request: &TaskRequest,
+    randomness: [u8; 32],
+    seat: u64,
+) -> Option<NodeId> {
+    let mut probe = request.clone();
+    let mut candidates = Vec::new();
+    while candidates.len() < VERIFIER_CANDIDATES_MAX {
+        let Some(node) = state.index.matcher.select(&probe, randomness) else { break };
+        candidates.push(node);
+        probe.excluded_nodes.push(node);
+        if let Some(owner) = state.nodes.get(&node).map(|n| n.owner) {
+            probe.excluded_nodes.extend(owned_by(state, owner));
+        }
+    }
+    let draw = request.id.0 ^ (seat << 56);
+    let node = candidates[aicpw_verify::audit::pick_auditor(&randomness, draw, candidates.len())?];
+    state.index.matcher.occupy(node, &request.resources);
+    Some(node)
+}
+
+/// Whether `node`'s owner can take one more run of the task at the node's price on top of what
+/// it took earlier in this block; if so, records it.
+fn within_headroom(
+    state: &State,
+    request: &TaskRequest,
+    node: NodeId,
+    taken: &mut BTreeMap<AccountId, u128>,
+) -> bool {
+    let (Some(node), Some(task)) = (state.nodes.get(&node), state.tasks.get(&request.id)) else {
+        return false;
+    };
+    let run = market::run_price(node.price_per_hour, &task.terms).0;
+    let used = taken.entry(node.owner).or_default();
+    let fits = used.saturating_add(run) <= state.headroom(&node.owner);
+    if fits {
+        *used += run;
+    }
+    fits
 }

@@ -74,7 +74,7 @@ pub fn stateless(tx: &SignedTx, chain_id: &str) -> Result<(), Reject> {
             longer(&hardware.gpu_model, GPU_MODEL_BYTES_MAX)?;
             positive(*price_per_hour)
         }
-        TxBody::SubmitTask { terms, key_grants } => {
+        TxBody::SubmitTask { terms, key_grants, .. } => {
             check_terms(terms)?;
             check_grants(key_grants)
         }
@@ -82,13 +82,14 @@ pub fn stateless(tx: &SignedTx, chain_id: &str) -> Result<(), Reject> {
         TxBody::TaskHeartbeat { progress_permille, .. } if *progress_permille > 1000 => {
             Err(Reject::InvalidField)
         }
-        TxBody::CommitResult { result_cid, .. } => {
+        TxBody::RevealResult { result_cid, .. } => {
             longer(result_cid, CID_BYTES_MAX)?;
             if result_cid.is_empty() {
                 return Err(Reject::InvalidField);
             }
             Ok(())
         }
+        TxBody::DisputeResult { bond, .. } => positive(*bond),
         TxBody::RateTask { stars, .. } if !(1..=5).contains(stars) => Err(Reject::InvalidRating),
         _ => Ok(()),
     }

@@ -3,11 +3,13 @@
 //! one is committed, which also updates the derived indices and marks entries for the state root.
 
 use crate::event::Event;
-use crate::state::{entry_bytes, Account, EntryKey, Meta, Node, NodeStatus, State, Task};
+use crate::state::{
+    entry_bytes, Account, EntryKey, Meta, Node, NodeStatus, Round, State, Task, Verdict,
+};
 use aicpw_matcher::NodeOffer;
 use aicpw_types::codec::Encode;
-use aicpw_types::{AccountId, BlockEnv, NodeId, Reject, TaskId, TaskState};
-use std::collections::BTreeMap;
+use aicpw_types::{AccountId, Amount, BlockEnv, NodeId, Reject, TaskId, TaskState};
+use std::collections::{BTreeMap, BTreeSet};
 
 pub struct Delta<'s> {
     pub base: &'s State,
@@ -17,6 +19,8 @@ pub struct Delta<'s> {
     tasks: BTreeMap<TaskId, Task>,
     meta: Option<Meta>,
     pub events: Vec<Event>,
+    /// Work spent checking challenge openings (openings × n); counts against the block's budget.
+    pub challenge_work: u64,
 }
 
 /// What a delta changed, detached from the state it borrowed.
@@ -26,6 +30,7 @@ pub struct Changes {
     tasks: BTreeMap<TaskId, Task>,
     meta: Option<Meta>,
     pub events: Vec<Event>,
+    challenge_work: u64,
 }
 
 impl<'s> Delta<'s> {
@@ -38,6 +43,7 @@ impl<'s> Delta<'s> {
             tasks: BTreeMap::new(),
             meta: None,
             events: Vec::new(),
+            challenge_work: 0,
         }
     }
 
@@ -76,15 +82,14 @@ impl<'s> Delta<'s> {
             tasks: self.tasks,
             meta: self.meta,
             events: self.events,
+            challenge_work: self.challenge_work,
         }
     }
 }
 
 impl State {
     fn mark_dirty(&mut self, key: EntryKey, old: Option<&dyn Encode>) {
-        if !self.dirty.contains_key(&key) {
-            self.dirty.insert(key, old.map(|value| entry_bytes(key, value)));
-        }
+        self.dirty.entry(key).or_insert_with(|| old.map(|value| entry_bytes(key, value)));
     }
 
     /// Applies a delta's changes; returns its events.
@@ -114,10 +119,12 @@ impl State {
             self.index_task(old.as_ref(), &task);
             self.tasks.insert(id, task);
         }
+        self.index.challenge.verify_work_in_block += changes.challenge_work;
         changes.events
     }
 
-    /// The matcher sees each node's stake; refresh it when the owner's stake changes.
+    /// The matcher sees each node's stake headroom; refresh it when the owner's stake or its
+    /// work at risk changes.
     fn refresh_offers_of(&mut self, owner: AccountId) {
         let owned: Vec<NodeId> = self
             .index
@@ -134,12 +141,19 @@ impl State {
     }
 
     pub(crate) fn index_node(&mut self, old: Option<&Node>, new: Option<&Node>) {
+        self.index.challenge.update(old, new);
         if let Some(old) = old {
             self.index.online.remove(&(old.last_seen_ms, old.id));
             self.index.owned.remove(&(old.owner, old.id));
+            if let Some(appeal) = &old.appeal {
+                self.index.appeals.remove(&(appeal.closes_ms, old.id));
+            }
         }
         if let Some(new) = new {
             self.index.owned.insert((new.owner, new.id));
+            if let Some(appeal) = &new.appeal {
+                self.index.appeals.insert((appeal.closes_ms, new.id));
+            }
         }
         match new {
             Some(node) if node.status == NodeStatus::Active => {
@@ -157,8 +171,20 @@ impl State {
         }
     }
 
+    /// Run value (price × time limit) the owner may still take on unverified: its stake bounds
+    /// the work it may hold unaudited (`verify::unaudited_work_max`).
+    pub fn headroom(&self, owner: &AccountId) -> u128 {
+        let staked = self.accounts.get(owner).map(|a| a.staked).unwrap_or_default();
+        let economics = &self.params.verification.economics;
+        let max = aicpw_verify::unaudited_work_max(staked.0, economics);
+        max.saturating_sub(self.index.at_risk.get(owner).copied().unwrap_or(0))
+    }
+
     pub(crate) fn offer(&self, node: &Node) -> NodeOffer {
-        let stake = self.accounts.get(&node.owner).map(|a| a.staked).unwrap_or_default();
+        // The matcher requires `stake ≥ task value`; the ledger offers the headroom times the slash
+        // multiple and asks the slash multiple times the run value (see `block::task_request`).
+        let multiple = u128::from(self.params.verification.economics.slash_multiple_of_price);
+        let stake = Amount(self.headroom(&node.owner).saturating_mul(multiple));
         NodeOffer {
             id: node.id,
             hardware: node.hardware.clone(),
@@ -175,52 +201,119 @@ impl State {
     pub(crate) fn index_task(&mut self, old: Option<&Task>, new: &Task) {
         if let Some(old) = old {
             self.index.queued.remove(&old.id);
+            self.index.draws.remove(&old.id);
+            for lease in old.leases.iter().filter(|l| l.verdict == Verdict::Pending) {
+                self.index.node_leases.remove(&(lease.node, old.id));
+            }
             if let Some(deadline) = self.lease_deadline(old) {
                 self.index.leases.remove(&(deadline, old.id));
             }
             if let Some(deadline) = self.acceptance_deadline(old) {
                 self.index.verifying.remove(&(deadline, old.id));
             }
-            let released = match (&old.lease, &new.lease) {
-                (Some(was), Some(now)) => was.node != now.node || new.state != TaskState::Running,
-                (Some(_), None) => true,
-                _ => false,
-            };
-            if let (true, Some(was), TaskState::Running) = (released, &old.lease, old.state) {
-                self.index.matcher.release(was.node, &old.terms.resources);
+            // The matcher occupied a node's capacity when it placed a lease; free it when the
+            // lease stops running (committed, dropped, or the task ended).
+            let still: BTreeSet<NodeId> = occupying(new).collect();
+            for node in occupying(old).filter(|node| !still.contains(node)) {
+                self.index.matcher.release(node, &old.terms.resources);
             }
         }
-        match new.state {
-            TaskState::Queued => {
+        if !new.state.is_terminal() {
+            if new.seats > 0 {
                 self.index.queued.insert(new.id);
             }
-            TaskState::Running => {
-                if let Some(deadline) = self.lease_deadline(new) {
-                    self.index.leases.insert((deadline, new.id));
+            if new.round == Round::Drawing {
+                self.index.draws.insert(new.id);
+            }
+            for lease in new.leases.iter().filter(|l| l.verdict == Verdict::Pending) {
+                self.index.node_leases.insert((lease.node, new.id));
+            }
+        }
+        if let Some(deadline) = self.lease_deadline(new) {
+            self.index.leases.insert((deadline, new.id));
+        }
+        if let Some(deadline) = self.acceptance_deadline(new) {
+            self.index.verifying.insert((deadline, new.id));
+        }
+        self.index_at_risk(old, new);
+    }
+
+    /// Keeps `index.at_risk` equal to the run value of every open task's live leases per owner.
+    fn index_at_risk(&mut self, old: Option<&Task>, new: &Task) {
+        let mut change: BTreeMap<AccountId, (u128, u128)> = BTreeMap::new();
+        for (task, slot) in old.into_iter().map(|t| (t, 0)).chain([(new, 1)]) {
+            for lease in at_risk_leases(task) {
+                let Some(owner) = self.nodes.get(&lease.node).map(|n| n.owner) else { continue };
+                let value = crate::market::run_price(lease.price_per_hour, &task.terms).0;
+                let entry = change.entry(owner).or_default();
+                if slot == 0 {
+                    entry.0 += value;
+                } else {
+                    entry.1 += value;
                 }
             }
-            TaskState::Verifying => {
-                if let Some(deadline) = self.acceptance_deadline(new) {
-                    self.index.verifying.insert((deadline, new.id));
-                }
+        }
+        for (owner, (was, now)) in change {
+            if was == now {
+                continue;
             }
-            _ => {}
+            let total = self.index.at_risk.entry(owner).or_default();
+            *total = total.saturating_sub(was).saturating_add(now);
+            if *total == 0 {
+                self.index.at_risk.remove(&owner);
+            }
+            self.refresh_offers_of(owner);
         }
     }
 
-    /// When a running task's lease expires: no heartbeat for `lease_ms`, or past its time limit.
+    /// The earliest moment something in a task's current round is due: a running lease's
+    /// heartbeat or time limit, a reveal window, or a verification seat nobody filled.
     pub fn lease_deadline(&self, task: &Task) -> Option<u64> {
-        let lease = task.lease.as_ref().filter(|_| task.state == TaskState::Running)?;
-        let heartbeat = lease.last_heartbeat_ms.saturating_add(self.params.lease_ms);
-        let limit = lease
-            .started_ms
-            .saturating_add(task.terms.time_limit_secs.saturating_mul(1000))
-            .saturating_add(self.params.time_limit_grace_ms);
-        Some(heartbeat.min(limit))
+        if task.state.is_terminal() {
+            return None;
+        }
+        let params = &self.params;
+        let mut due = None::<u64>;
+        let mut consider = |at: u64| due = Some(due.map_or(at, |d| d.min(at)));
+        for lease in task.leases.iter().filter(|l| l.verdict == Verdict::Pending) {
+            if lease.commitment.is_none() {
+                let heartbeat = lease.last_heartbeat_ms.saturating_add(params.lease_ms);
+                let limit = lease
+                    .started_ms
+                    .saturating_add(task.terms.time_limit_secs.saturating_mul(1000))
+                    .saturating_add(params.time_limit_grace_ms);
+                consider(heartbeat.min(limit));
+            } else if let (None, Some(open)) = (&lease.reveal, task.reveal_open_ms) {
+                consider(open.saturating_add(params.verification.reveal_window_ms));
+            }
+        }
+        if task.seats > 0 && task.state != TaskState::Queued {
+            consider(task.seats_since_ms.saturating_add(params.verification.seat_wait_ms));
+        }
+        due
     }
 
+    /// When a verified result is accepted unless the requester accepts, disputes or reveals a
+    /// known answer first; none while a dispute is open.
     pub fn acceptance_deadline(&self, task: &Task) -> Option<u64> {
         let result = task.result.as_ref().filter(|_| task.state == TaskState::Verifying)?;
+        if !task.bond_held().is_zero() {
+            return None;
+        }
         Some(result.committed_ms.saturating_add(self.params.acceptance_window_ms))
     }
+}
+
+/// Nodes whose capacity a task occupies: its running leases.
+fn occupying(task: &Task) -> impl Iterator<Item = NodeId> + '_ {
+    let open = !task.state.is_terminal();
+    task.leases.iter().filter(move |l| open && l.is_running()).map(|l| l.node)
+}
+
+/// Leases whose result could still be found wrong before anyone is paid for it.
+fn at_risk_leases(task: &Task) -> impl Iterator<Item = &crate::state::Lease> + '_ {
+    let open = !task.state.is_terminal();
+    task.leases
+        .iter()
+        .filter(move |l| open && matches!(l.verdict, Verdict::Pending | Verdict::Upheld))
 }

@@ -1,30 +1,220 @@
 //! What the ledger tells the world: events in receipts and in block outcomes.
 
+use crate::challenge::{ChallengeFailure, ChallengeKind, ChallengeSanction};
+use crate::penalty::Offence;
+use crate::state::{DisputeOutcome, Role, Round};
 use aicpw_types::task::FailureReason;
-use aicpw_types::{AccountId, Amount, NodeId, TaskId, TaskState};
+use aicpw_types::{
+    AccountId, Amount, ChallengeId, ComputeUnits, Hash32, NodeId, TaskId, TaskState,
+};
 use serde::Serialize;
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 #[serde(tag = "event", rename_all = "snake_case")]
 pub enum Event {
-    Transferred { from: AccountId, to: AccountId, amount: Amount },
-    Bonded { account: AccountId, amount: Amount },
-    Unbonded { account: AccountId, amount: Amount, release_height: u64 },
-    Withdrawn { account: AccountId, amount: Amount },
-    Slashed { account: AccountId, amount: Amount, reason: String },
-    NodeRegistered { node: NodeId, owner: AccountId },
-    NodeUpdated { node: NodeId },
-    NodeDeregistered { node: NodeId },
-    NodeOffline { node: NodeId },
-    TaskSubmitted { task: TaskId, requester: AccountId, budget: Amount },
-    TaskAssigned { task: TaskId, node: NodeId, attempt: u32 },
-    TaskProgress { task: TaskId, node: NodeId, progress_permille: u16 },
-    ResultCommitted { task: TaskId, node: NodeId, result_cid: String },
-    TaskRequeued { task: TaskId, node: NodeId, reason: FailureReason },
-    Paid { task: TaskId, node: NodeId, owner: AccountId, amount: Amount },
-    Refunded { task: TaskId, requester: AccountId, amount: Amount },
-    TaskEnded { task: TaskId, state: TaskState, reason: Option<FailureReason> },
-    TaskRated { task: TaskId, node: NodeId, stars: u8 },
+    Transferred {
+        from: AccountId,
+        to: AccountId,
+        amount: Amount,
+    },
+    Bonded {
+        account: AccountId,
+        amount: Amount,
+    },
+    Unbonded {
+        account: AccountId,
+        amount: Amount,
+        release_height: u64,
+    },
+    Withdrawn {
+        account: AccountId,
+        amount: Amount,
+    },
+    Slashed {
+        account: AccountId,
+        amount: Amount,
+        reason: String,
+    },
+    NodeRegistered {
+        node: NodeId,
+        owner: AccountId,
+    },
+    NodeUpdated {
+        node: NodeId,
+    },
+    NodeDeregistered {
+        node: NodeId,
+    },
+    NodeOffline {
+        node: NodeId,
+    },
+    TaskSubmitted {
+        task: TaskId,
+        requester: AccountId,
+        budget: Amount,
+    },
+    TaskAssigned {
+        task: TaskId,
+        node: NodeId,
+        attempt: u32,
+        role: Role,
+    },
+    TaskProgress {
+        task: TaskId,
+        node: NodeId,
+        progress_permille: u16,
+    },
+    ResultCommitted {
+        task: TaskId,
+        node: NodeId,
+        role: Role,
+    },
+    TaskRequeued {
+        task: TaskId,
+        node: NodeId,
+        reason: FailureReason,
+    },
+    Paid {
+        task: TaskId,
+        node: NodeId,
+        owner: AccountId,
+        amount: Amount,
+    },
+    Refunded {
+        task: TaskId,
+        requester: AccountId,
+        amount: Amount,
+    },
+    TaskEnded {
+        task: TaskId,
+        state: TaskState,
+        reason: Option<FailureReason>,
+    },
+    TaskRated {
+        task: TaskId,
+        node: NodeId,
+        stars: u8,
+        weight: u64,
+    },
+    RevealsOpened {
+        task: TaskId,
+        round: Round,
+    },
+    ResultRevealed {
+        task: TaskId,
+        node: NodeId,
+        output_hash: Hash32,
+    },
+    AuditDrawn {
+        task: TaskId,
+        node: NodeId,
+        audited: bool,
+    },
+    RoundStarted {
+        task: TaskId,
+        round: Round,
+    },
+    AuditPassed {
+        task: TaskId,
+        node: NodeId,
+    },
+    VoteDecided {
+        task: TaskId,
+        round: Round,
+        output_hash: Option<Hash32>,
+        majority: Vec<NodeId>,
+        minority: Vec<NodeId>,
+    },
+    ResultVerified {
+        task: TaskId,
+        node: NodeId,
+        output_hash: Hash32,
+    },
+    Penalized {
+        task: TaskId,
+        node: NodeId,
+        owner: AccountId,
+        offence: Offence,
+        amount: Amount,
+        burned: Amount,
+        challengers: Vec<AccountId>,
+        treasury: Amount,
+    },
+    NodeFrozen {
+        node: NodeId,
+        score_permille: u16,
+    },
+    NodeEjected {
+        node: NodeId,
+    },
+    DisputeOpened {
+        task: TaskId,
+        bond: Amount,
+    },
+    DisputeResolved {
+        task: TaskId,
+        outcome: DisputeOutcome,
+        returned: Amount,
+    },
+    KnownAnswerRevealed {
+        task: TaskId,
+        matched: bool,
+    },
+    AppealOpened {
+        node: NodeId,
+        closes_ms: u64,
+    },
+    AppealVoted {
+        node: NodeId,
+        voter: AccountId,
+        approve: bool,
+        weight: Amount,
+    },
+    AppealClosed {
+        node: NodeId,
+        approved: bool,
+        approve: Amount,
+        reject: Amount,
+    },
+    ChallengeIssued {
+        challenge: ChallengeId,
+        node: NodeId,
+        kind: ChallengeKind,
+        deadline_ms: u64,
+    },
+    ChallengeCommitted {
+        challenge: ChallengeId,
+        node: NodeId,
+        response_ms: u64,
+    },
+    ChallengeOpeningsDrawn {
+        challenge: ChallengeId,
+        node: NodeId,
+        open_deadline_ms: u64,
+    },
+    ChallengePassed {
+        challenge: ChallengeId,
+        node: NodeId,
+        kind: ChallengeKind,
+        units: ComputeUnits,
+        proven_units: ComputeUnits,
+    },
+    ChallengeFailed {
+        challenge: ChallengeId,
+        node: NodeId,
+        kind: ChallengeKind,
+        reason: ChallengeFailure,
+        sanction: ChallengeSanction,
+        proven_units: ComputeUnits,
+    },
+    CapacityClaimed {
+        node: NodeId,
+        units: ComputeUnits,
+    },
+    /// A node frozen for missed challenges passed one.
+    NodeThawed {
+        node: NodeId,
+    },
 }
 
 impl Event {
@@ -39,7 +229,18 @@ impl Event {
             | Event::Paid { task, .. }
             | Event::Refunded { task, .. }
             | Event::TaskEnded { task, .. }
-            | Event::TaskRated { task, .. } => Some(*task),
+            | Event::TaskRated { task, .. }
+            | Event::RevealsOpened { task, .. }
+            | Event::ResultRevealed { task, .. }
+            | Event::AuditDrawn { task, .. }
+            | Event::RoundStarted { task, .. }
+            | Event::AuditPassed { task, .. }
+            | Event::VoteDecided { task, .. }
+            | Event::ResultVerified { task, .. }
+            | Event::Penalized { task, .. }
+            | Event::DisputeOpened { task, .. }
+            | Event::DisputeResolved { task, .. }
+            | Event::KnownAnswerRevealed { task, .. } => Some(*task),
             _ => None,
         }
     }

@@ -3,20 +3,27 @@
 //! A transaction goes through a stateless check, a stateful check (nonce, fee) and execution on a
 //! scratch copy ([`delta::Delta`]) that is committed only when every step succeeded.
 
+pub mod arbitration;
 pub mod bank;
 pub mod block;
+pub mod challenge;
 pub mod check;
 pub mod delta;
+pub mod dispute;
 pub mod event;
 pub mod market;
+pub mod penalty;
 pub mod registry;
 pub mod reputation;
 mod root;
 pub mod staking;
 pub mod state;
+pub mod verdict;
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod verification_tests;
 
 pub use block::{begin_block, end_block};
 pub use event::Event;
@@ -89,15 +96,15 @@ fn execute(delta: &mut Delta<'_>, who: AccountId, body: &TxBody) -> Result<(), R
         }
         TxBody::DeregisterNode { node } => registry::deregister(delta, who, node),
         TxBody::NodeHeartbeat { node } => registry::heartbeat(delta, who, node),
-        TxBody::SubmitTask { terms, key_grants } => {
-            market::submit(delta, who, terms, key_grants).map(|_| ())
+        TxBody::SubmitTask { terms, key_grants, answer_commitment } => {
+            market::submit(delta, who, terms, key_grants, answer_commitment).map(|_| ())
         }
         TxBody::CancelTask { task } => market::cancel(delta, who, task),
         TxBody::TaskHeartbeat { task, node, progress_permille } => {
             market::heartbeat(delta, who, task, node, progress_permille)
         }
-        TxBody::CommitResult { task, node, result_cid, output_hash } => {
-            market::commit_result(delta, who, task, node, result_cid, output_hash)
+        TxBody::CommitResult { task, node, commitment } => {
+            verdict::commit_result(delta, who, task, node, commitment)
         }
         TxBody::ReportFailure { task, node, reason } => {
             market::report_failure(delta, who, task, node, reason)
@@ -106,5 +113,22 @@ fn execute(delta: &mut Delta<'_>, who: AccountId, body: &TxBody) -> Result<(), R
         TxBody::RateTask { task, stars } => market::rate(delta, who, task, stars),
         TxBody::SettleExpired { task } => market::settle_expired(delta, task),
         TxBody::GrantKeys { task, key_grants } => market::grant_keys(delta, who, task, key_grants),
+        TxBody::RevealResult { task, node, output_hash, salt, result_cid } => {
+            verdict::reveal_result(delta, who, task, node, output_hash, salt, result_cid)
+        }
+        TxBody::DisputeResult { task, bond } => dispute::open(delta, who, task, bond),
+        TxBody::RevealAnswer { task, answer_hash, salt } => {
+            dispute::reveal_answer(delta, who, task, answer_hash, salt)
+        }
+        TxBody::Appeal { node } => arbitration::appeal(delta, who, node),
+        TxBody::VoteAppeal { node, approve } => arbitration::vote(delta, who, node, approve),
+        TxBody::ChallengeCommit { challenge: id, root } => challenge::commit(delta, who, id, root),
+        TxBody::ChallengeOpen { challenge: id, first, paths } => {
+            challenge::open(delta, who, id, first, paths)
+        }
+        TxBody::SubmitPuzzle { challenge: id, nonce } => {
+            challenge::submit_puzzle(delta, who, id, nonce)
+        }
+        TxBody::ClaimCapacity { node, units } => challenge::claim(delta, who, node, units),
     }
 }

@@ -1,27 +1,65 @@
-//! The market: tasks with budgets in escrow, assignment leases, heartbeats, results, settlement,
-//! refunds and reassignment. Every task ends `completed`, `failed` or `cancelled`, with a reason.
+//! The market: tasks with budgets in escrow, leases, heartbeats, settlement, refunds and
+//! reassignment. Every task ends `completed`, `failed` or `cancelled`, with a reason. How results
+//! are committed, revealed and judged is `verdict`'s business; disputes and known answers are
+//! `dispute`'s.
 //!
-//! Payment rule: a provider earns its price (fixed when it took the lease) for the time from
-//! assignment to its result or to a failure caused by the task itself (time, memory, CPU or process
-//! limit, or a non-zero exit), capped by the escrow. A provider that fails for its own reasons or
-//! lets its lease expire earns nothing, and the task goes to another node. The requester gets back
-//! whatever the provider did not earn.
+//! Payment rule: a lease holder earns its price (fixed when it took the lease) for the time from
+//! placement to its commitment, capped by its run's share of the budget. It is paid when the task
+//! completes, and only if its result was upheld. Unverified (`none`) tasks release escrow earlier,
+//! per interval of at most 60 s, on the worker's first heartbeat after each interval. A failure
+//! caused by the task itself (limits, a non-zero exit) ends an unverified task and pays the time
+//! used. A holder that fails for its own reasons or lets its lease expire earns nothing, and its
+//! seat goes to another node. The requester gets back whatever nobody earned.
 
 use crate::bank;
 use crate::delta::Delta;
 use crate::event::Event;
-use crate::reputation;
-use crate::state::{Lease, ResultCommit, Task};
+use crate::penalty::{self, Fault};
+use crate::state::{Lease, Role, Round, Task, Verdict};
+use crate::verdict;
 use aicpw_types::task::{FailureReason, Verification};
 use aicpw_types::tx::KeyGrant;
 use aicpw_types::{AccountId, Amount, Hash32, NodeId, Reject, TaskId, TaskState, TaskTerms};
 
-const MS_PER_HOUR: u128 = 3_600_000;
+pub const MS_PER_HOUR: u128 = 3_600_000;
+/// Nodes re-executing a disputed result.
+pub const COMMITTEE_SIZE: u8 = 2;
 
-/// The least budget that covers the whole time limit at the maximum price.
-pub fn budget_min(terms: &TaskTerms) -> Amount {
-    let total = terms.max_price_per_hour.0.saturating_mul(u128::from(terms.time_limit_secs) * 1000);
+/// Executions a verification policy may need: the worker alone; worker, auditor and referee; or
+/// the `k` replicas.
+pub fn runs_max(verification: Verification) -> u128 {
+    match verification {
+        Verification::None => 1,
+        Verification::Audit => 3,
+        Verification::Replicas(k) => u128::from(k.max(1)),
+    }
+}
+
+/// Leases the matcher places to start a task's work.
+pub fn seats_for_work(verification: Verification) -> u8 {
+    match verification {
+        Verification::Replicas(k) => k.max(1),
+        _ => 1,
+    }
+}
+
+/// What one run of the task is worth at `price_per_hour`: price × time limit, rounded up.
+pub fn run_price(price_per_hour: Amount, terms: &TaskTerms) -> Amount {
+    let total = price_per_hour.0.saturating_mul(u128::from(terms.time_limit_secs) * 1000);
     Amount(total.div_ceil(MS_PER_HOUR))
+}
+
+/// The least budget: every execution the policy may need, each for the whole time limit at the
+/// maximum price. What is not used is refunded.
+pub fn budget_min(terms: &TaskTerms) -> Amount {
+    let run = run_price(terms.max_price_per_hour, terms);
+    Amount(run.0.saturating_mul(runs_max(terms.verification)))
+}
+
+/// The least dispute bond: the committee's runs at the task's maximum price.
+pub fn dispute_bond_min(terms: &TaskTerms) -> Amount {
+    let run = run_price(terms.max_price_per_hour, terms);
+    Amount(run.0.saturating_mul(u128::from(COMMITTEE_SIZE)))
 }
 
 pub fn submit(
@@ -29,14 +67,10 @@ pub fn submit(
     requester: AccountId,
     terms: TaskTerms,
     key_grants: Vec<KeyGrant>,
+    answer_commitment: Hash32,
 ) -> Result<TaskId, Reject> {
     if terms.budget < budget_min(&terms) {
         return Err(Reject::BudgetTooLow);
-    }
-    if !matches!(terms.verification, Verification::None) {
-        // Audits and replication settle through the verification rules, which this ledger
-        // version does not run yet; accepting such a task would take money for checks never made.
-        return Err(Reject::InvalidField);
     }
     if delta.base.index.queued.len() >= delta.base.params.tasks_queued_max as usize {
         return Err(Reject::TasksPendingFull);
@@ -46,29 +80,39 @@ pub fn submit(
     let id = TaskId(meta.next_task);
     meta.next_task += 1;
     delta.set_meta(meta);
-    let budget = terms.budget;
+    let (budget, now) = (terms.budget, delta.env.time_ms);
     delta.set_task(Task {
         id,
         requester,
         escrow: budget,
+        seats: seats_for_work(terms.verification),
         terms,
         key_grants,
         state: TaskState::Queued,
         paid: Amount::ZERO,
         refunded: Amount::ZERO,
         attempts: 0,
-        lease: None,
+        leases: Vec::new(),
         excluded: Vec::new(),
         result: None,
         failure: None,
-        submitted_ms: delta.env.time_ms,
+        submitted_ms: now,
         rating: 0,
+        round: Round::Work,
+        seats_since_ms: now,
+        reveal_open_ms: None,
+        answer_commitment,
+        dispute: None,
     });
     delta.emit(Event::TaskSubmitted { task: id, requester, budget });
     Ok(id)
 }
 
-fn requested_task(delta: &Delta<'_>, who: &AccountId, id: TaskId) -> Result<Task, Reject> {
+pub(crate) fn requested_task(
+    delta: &Delta<'_>,
+    who: &AccountId,
+    id: TaskId,
+) -> Result<Task, Reject> {
     let task = delta.task(id)?;
     if task.requester != *who {
         return Err(Reject::NotTaskRequester);
@@ -76,44 +120,67 @@ fn requested_task(delta: &Delta<'_>, who: &AccountId, id: TaskId) -> Result<Task
     Ok(task)
 }
 
-/// The task and its lease, checked to be running on `node` owned by `who`.
-fn leased_task(
+/// The open task and the index of the current-round lease `node` (owned by `who`) holds in it.
+pub(crate) fn leased(
     delta: &Delta<'_>,
     who: &AccountId,
     id: TaskId,
     node: NodeId,
-) -> Result<(Task, Lease), Reject> {
+) -> Result<(Task, usize), Reject> {
     let task = delta.task(id)?;
     let owner = delta.node(node)?.owner;
-    match &task.lease {
-        Some(lease) if lease.node == node && owner == *who => {
-            if task.state != TaskState::Running {
-                return Err(Reject::InvalidTaskState);
-            }
-            let lease = lease.clone();
-            Ok((task, lease))
-        }
+    match task.pending_lease(node) {
+        Some(index) if owner == *who && !task.state.is_terminal() => Ok((task, index)),
         _ => Err(Reject::NotAssignedProvider),
     }
 }
 
-/// The provider's earnings for holding the lease until `now`, rounded up, capped by the escrow.
-fn cost(task: &Task, lease: &Lease, now: u64) -> Amount {
-    let elapsed = u128::from(now.saturating_sub(lease.started_ms));
-    let earned = lease.price_per_hour.0.saturating_mul(elapsed).div_ceil(MS_PER_HOUR);
-    Amount(earned).min(task.escrow)
+/// Like [`leased`], for a lease that has not committed yet.
+pub(crate) fn running_lease(
+    delta: &Delta<'_>,
+    who: &AccountId,
+    id: TaskId,
+    node: NodeId,
+) -> Result<(Task, usize), Reject> {
+    let (task, index) = leased(delta, who, id, node)?;
+    if !task.leases[index].is_running() {
+        return Err(Reject::AlreadyCommitted);
+    }
+    Ok((task, index))
 }
 
-fn pay(delta: &mut Delta<'_>, task: &mut Task, node: NodeId, amount: Amount) -> Result<(), Reject> {
+/// The most one lease may earn: its run's share of the budget (of the bond, for a committee).
+fn run_cap(task: &Task, role: Role) -> Amount {
+    match role {
+        Role::Committee => Amount(task.bond_held().0 / u128::from(COMMITTEE_SIZE)),
+        _ => Amount(task.terms.budget.0 / runs_max(task.terms.verification)),
+    }
+}
+
+/// A lease's earnings for holding it until `now`, rounded up, capped by its run's share.
+pub(crate) fn cost(task: &Task, lease: &Lease, now: u64) -> Amount {
+    let elapsed = u128::from(now.saturating_sub(lease.started_ms));
+    let earned = lease.price_per_hour.0.saturating_mul(elapsed).div_ceil(MS_PER_HOUR);
+    Amount(earned).min(run_cap(task, lease.role))
+}
+
+/// Pays up to `amount` from the escrow to the node's owner; returns what was paid.
+pub(crate) fn pay(
+    delta: &mut Delta<'_>,
+    task: &mut Task,
+    node: NodeId,
+    amount: Amount,
+) -> Result<Amount, Reject> {
+    let amount = amount.min(task.escrow);
     if amount.is_zero() {
-        return Ok(());
+        return Ok(amount);
     }
     let owner = delta.node(node)?.owner;
     task.escrow = task.escrow.checked_sub(amount).ok_or(Reject::AmountOverflow)?;
     task.paid = task.paid.checked_add(amount).ok_or(Reject::AmountOverflow)?;
     bank::credit(delta, owner, amount)?;
     delta.emit(Event::Paid { task: task.id, node, owner, amount });
-    Ok(())
+    Ok(amount)
 }
 
 fn refund_rest(delta: &mut Delta<'_>, task: &mut Task) -> Result<(), Reject> {
@@ -128,28 +195,31 @@ fn refund_rest(delta: &mut Delta<'_>, task: &mut Task) -> Result<(), Reject> {
     Ok(())
 }
 
-/// Frees the node a running task held.
-fn leave_node(delta: &mut Delta<'_>, task: &Task) -> Result<(), Reject> {
-    if let (TaskState::Running, Some(lease)) = (task.state, &task.lease) {
-        let mut node = delta.node(lease.node)?;
-        node.running = node.running.saturating_sub(1);
-        delta.set_node(node);
-    }
+/// A lease stopped running on its node (committed, dropped, or its task ended).
+pub(crate) fn leave_node(delta: &mut Delta<'_>, node: NodeId) -> Result<(), Reject> {
+    let mut node = delta.node(node)?;
+    node.running = node.running.saturating_sub(1);
+    delta.set_node(node);
     Ok(())
 }
 
-/// Ends a task: refunds what is left in escrow and records the terminal state and reason.
-fn finish(
+/// Ends a task: frees its running leases, refunds what is left in escrow (and an open dispute's
+/// bond), and records the terminal state and reason.
+pub(crate) fn finish(
     delta: &mut Delta<'_>,
     mut task: Task,
     state: TaskState,
     reason: Option<FailureReason>,
 ) -> Result<(), Reject> {
     assert!(state.is_terminal(), "finish takes a terminal state");
-    leave_node(delta, &task)?;
+    for node in task.leases.iter().filter(|l| l.is_running()).map(|l| l.node).collect::<Vec<_>>() {
+        leave_node(delta, node)?;
+    }
     refund_rest(delta, &mut task)?;
+    crate::dispute::return_bond(delta, &mut task)?;
     task.state = state;
     task.failure = reason;
+    task.seats = 0;
     delta.emit(Event::TaskEnded { task: task.id, state, reason });
     delta.set_task(task);
     Ok(())
@@ -160,9 +230,20 @@ pub fn cancel(delta: &mut Delta<'_>, who: AccountId, id: TaskId) -> Result<(), R
     match task.state {
         TaskState::Queued => {}
         TaskState::Running => {
-            let lease = task.lease.clone().ok_or(Reject::InvalidTaskState)?;
-            let earned = cost(&task, &lease, delta.env.time_ms);
-            pay(delta, &mut task, lease.node, earned)?;
+            // Every lease holder in the round is paid for the time it worked.
+            let now = delta.env.time_ms;
+            for index in 0..task.leases.len() {
+                let lease = task.leases[index].clone();
+                if lease.verdict != Verdict::Pending {
+                    continue;
+                }
+                let earned = if lease.is_running() { cost(&task, &lease, now) } else { lease.cost };
+                pay(delta, &mut task, lease.node, earned.saturating_sub(lease.released))?;
+                if lease.is_running() {
+                    leave_node(delta, lease.node)?;
+                }
+                task.leases[index].verdict = Verdict::Paid;
+            }
         }
         _ => return Err(Reject::InvalidTaskState),
     }
@@ -188,25 +269,53 @@ pub fn grant_keys(
     Ok(())
 }
 
-/// Records the matcher's placement of a queued task on a node.
+/// The role of the next lease placed for a task's current round.
+fn seat_role(task: &Task) -> Option<Role> {
+    match (task.round, task.terms.verification) {
+        (Round::Work, Verification::Replicas(_)) => Some(Role::Replica),
+        (Round::Work, _) => Some(Role::Worker),
+        (Round::Audit, _) => Some(Role::Auditor),
+        (Round::Referee, _) => Some(Role::Referee),
+        (Round::Dispute, _) => Some(Role::Committee),
+        (Round::Drawing, _) => None,
+    }
+}
+
+/// Records the matcher's placement of one of a task's open seats on a node.
 pub fn assign(delta: &mut Delta<'_>, id: TaskId, node_id: NodeId) -> Result<(), Reject> {
     let mut task = delta.task(id)?;
     let mut node = delta.node(node_id)?;
-    if task.state != TaskState::Queued {
+    let role = seat_role(&task).ok_or(Reject::InvalidTaskState)?;
+    if task.seats == 0 || task.state.is_terminal() || task.leases.iter().any(|l| l.node == node_id)
+    {
         return Err(Reject::InvalidTaskState);
     }
     let now = delta.env.time_ms;
-    task.state = TaskState::Running;
-    task.attempts += 1;
-    task.lease = Some(Lease {
+    if task.state == TaskState::Queued {
+        task.state = TaskState::Running;
+    }
+    if matches!(role, Role::Worker | Role::Replica) {
+        task.attempts += 1;
+    }
+    task.seats -= 1;
+    task.leases.push(Lease {
         node: node_id,
+        role,
         price_per_hour: node.price_per_hour,
         started_ms: now,
         last_heartbeat_ms: now,
         progress_permille: 0,
+        released: Amount::ZERO,
+        released_ms: now,
+        commitment: None,
+        committed_ms: 0,
+        committed_height: 0,
+        cost: Amount::ZERO,
+        reveal: None,
+        verdict: Verdict::Pending,
     });
     node.running += 1;
-    delta.emit(Event::TaskAssigned { task: id, node: node_id, attempt: task.attempts });
+    delta.emit(Event::TaskAssigned { task: id, node: node_id, attempt: task.attempts, role });
     delta.set_node(node);
     delta.set_task(task);
     Ok(())
@@ -219,47 +328,53 @@ pub fn heartbeat(
     node: NodeId,
     progress_permille: u16,
 ) -> Result<(), Reject> {
-    let (mut task, mut lease) = leased_task(delta, &who, id, node)?;
-    lease.last_heartbeat_ms = delta.env.time_ms;
+    let (mut task, index) = running_lease(delta, &who, id, node)?;
+    let now = delta.env.time_ms;
+    let lease = &mut task.leases[index];
+    lease.last_heartbeat_ms = now;
     lease.progress_permille = progress_permille;
-    task.lease = Some(lease);
+    if task.terms.verification == Verification::None && lease.role == Role::Worker {
+        release_interval(delta, &mut task, index, now)?;
+    }
     delta.set_task(task);
     delta.emit(Event::TaskProgress { task: id, node, progress_permille });
     Ok(())
 }
 
-pub fn commit_result(
+/// Pays an unverified task's worker for the time since the last release, once that is at least
+/// `release_interval_ms`: the heartbeat is the evidence of service for the interval.
+fn release_interval(
     delta: &mut Delta<'_>,
-    who: AccountId,
-    id: TaskId,
-    node: NodeId,
-    result_cid: String,
-    output_hash: Hash32,
+    task: &mut Task,
+    index: usize,
+    now: u64,
 ) -> Result<(), Reject> {
-    let (mut task, lease) = leased_task(delta, &who, id, node)?;
-    let now = delta.env.time_ms;
-    let earned = cost(&task, &lease, now);
-    leave_node(delta, &task)?;
-    task.state = TaskState::Verifying;
-    task.result = Some(ResultCommit {
-        node,
-        result_cid: result_cid.clone(),
-        output_hash,
-        committed_ms: now,
-        cost: earned,
-    });
-    delta.set_task(task);
-    delta.emit(Event::ResultCommitted { task: id, node, result_cid });
+    let interval = delta.base.params.verification.release_interval_ms;
+    let lease = task.leases[index].clone();
+    if now.saturating_sub(lease.released_ms) < interval {
+        return Ok(());
+    }
+    let due = cost(task, &lease, now).saturating_sub(lease.released);
+    let paid = pay(delta, task, lease.node, due)?;
+    let lease = &mut task.leases[index];
+    lease.released = Amount(lease.released.0 + paid.0);
+    lease.released_ms = now;
     Ok(())
 }
 
-/// Pays the provider for an accepted result and completes the task.
-fn complete(delta: &mut Delta<'_>, mut task: Task) -> Result<(), Reject> {
-    let result = task.result.clone().ok_or(Reject::InvalidTaskState)?;
-    pay(delta, &mut task, result.node, result.cost)?;
-    let mut node = delta.node(result.node)?;
-    reputation::record(&mut node.reputation, |r| r.completed += 1);
-    delta.set_node(node);
+/// Pays every upheld lease and completes the task.
+pub(crate) fn complete(delta: &mut Delta<'_>, mut task: Task) -> Result<(), Reject> {
+    for index in 0..task.leases.len() {
+        let lease = task.leases[index].clone();
+        if lease.verdict != Verdict::Upheld {
+            continue;
+        }
+        pay(delta, &mut task, lease.node, lease.cost.saturating_sub(lease.released))?;
+        task.leases[index].verdict = Verdict::Paid;
+        let mut node = delta.node(lease.node)?;
+        crate::reputation::record(&mut node.reputation, |r| r.completed += 1);
+        delta.set_node(node);
+    }
     finish(delta, task, TaskState::Completed, None)
 }
 
@@ -267,6 +382,9 @@ pub fn accept(delta: &mut Delta<'_>, who: AccountId, id: TaskId) -> Result<(), R
     let task = requested_task(delta, &who, id)?;
     if task.state != TaskState::Verifying {
         return Err(Reject::InvalidTaskState);
+    }
+    if !task.bond_held().is_zero() {
+        return Err(Reject::DisputeOpen);
     }
     complete(delta, task)
 }
@@ -278,52 +396,44 @@ pub fn report_failure(
     node: NodeId,
     reason: FailureReason,
 ) -> Result<(), Reject> {
-    let (mut task, lease) = leased_task(delta, &who, id, node)?;
-    if reason.is_task_fault() {
+    let (mut task, index) = running_lease(delta, &who, id, node)?;
+    let lease = task.leases[index].clone();
+    let unverified = task.terms.verification == Verification::None && lease.role == Role::Worker;
+    if reason.is_task_fault() && unverified {
         let earned = cost(&task, &lease, delta.env.time_ms);
-        pay(delta, &mut task, node, earned)?;
+        pay(delta, &mut task, node, earned.saturating_sub(lease.released))?;
+        leave_node(delta, node)?;
+        task.leases[index].verdict = Verdict::Paid;
         return finish(delta, task, TaskState::Failed, Some(reason));
     }
-    let mut provider = delta.node(node)?;
-    reputation::record(&mut provider.reputation, |r| r.failed += 1);
-    delta.set_node(provider);
-    requeue(delta, task, reason)
+    // Under verification one node's word that the task is at fault cannot end it for the others:
+    // the seat goes to another node, without blame for a task fault.
+    if !reason.is_task_fault() {
+        penalty::fault(delta, node, Fault::Failed)?;
+    }
+    verdict::drop_lease(delta, task, index, reason)
 }
 
-/// Takes a running task off its node and queues it for another one, or fails it when it has
-/// used all its attempts. The node earns nothing for the attempt.
-fn requeue(delta: &mut Delta<'_>, mut task: Task, reason: FailureReason) -> Result<(), Reject> {
-    let lease = task.lease.clone().ok_or(Reject::InvalidTaskState)?;
-    delta.emit(Event::TaskRequeued { task: task.id, node: lease.node, reason });
-    if task.attempts >= delta.base.params.attempts_max {
-        return finish(delta, task, TaskState::Failed, Some(FailureReason::AttemptsExhausted));
-    }
-    leave_node(delta, &task)?;
-    if !task.excluded.contains(&lease.node) {
-        task.excluded.push(lease.node);
-    }
-    task.lease = None;
-    task.state = TaskState::Queued;
-    delta.set_task(task);
-    Ok(())
-}
-
-/// A running task whose lease deadline passed goes to another node; a verifying task whose
-/// acceptance window closed is accepted. Anyone may trigger this; blocks also do it on their own.
+/// Whatever in a task is due now: an expired lease or reveal window, an unfilled verification
+/// seat, or a closed acceptance window (accepted). Anyone may trigger this; blocks also do it.
 pub fn settle_expired(delta: &mut Delta<'_>, id: TaskId) -> Result<(), Reject> {
     let task = delta.task(id)?;
     let now = delta.env.time_ms;
     if delta.base.lease_deadline(&task).is_some_and(|deadline| deadline <= now) {
-        let lease = task.lease.clone().ok_or(Reject::InvalidTaskState)?;
-        let mut node = delta.node(lease.node)?;
-        reputation::record(&mut node.reputation, |r| r.expired += 1);
-        delta.set_node(node);
-        return requeue(delta, task, FailureReason::LeaseExpired);
+        return verdict::expire(delta, id);
     }
     if delta.base.acceptance_deadline(&task).is_some_and(|deadline| deadline <= now) {
         return complete(delta, task);
     }
     Err(Reject::LeaseNotExpired)
+}
+
+/// A rating's weight: 1 + the rater's bonded stake in `rating_stake_unit`s, bounded.
+pub fn rating_weight(delta: &Delta<'_>, rater: &AccountId) -> u64 {
+    let params = &delta.base.params.verification;
+    let units = delta.account(rater).staked.0 / params.rating_stake_unit.0.max(1);
+    let max = params.rating_weight_max.max(1);
+    1 + u64::try_from(units).unwrap_or(u64::MAX).min(max - 1)
 }
 
 pub fn rate(delta: &mut Delta<'_>, who: AccountId, id: TaskId, stars: u8) -> Result<(), Reject> {
@@ -335,14 +445,16 @@ pub fn rate(delta: &mut Delta<'_>, who: AccountId, id: TaskId, stars: u8) -> Res
         return Err(Reject::AlreadyRated);
     }
     let node_id = task.result.as_ref().map(|r| r.node).ok_or(Reject::InvalidTaskState)?;
+    let weight = rating_weight(delta, &who);
     task.rating = stars;
     let mut node = delta.node(node_id)?;
-    reputation::record(&mut node.reputation, |r| {
-        r.rating_sum += u64::from(stars);
+    crate::reputation::record(&mut node.reputation, |r| {
+        r.rating_sum = r.rating_sum.saturating_add(u64::from(stars) * weight);
+        r.rating_weight = r.rating_weight.saturating_add(weight);
         r.rating_count += 1;
     });
     delta.set_node(node);
     delta.set_task(task);
-    delta.emit(Event::TaskRated { task: id, node: node_id, stars });
+    delta.emit(Event::TaskRated { task: id, node: node_id, stars, weight });
     Ok(())
 }

@@ -47,6 +47,9 @@ pub fn register(delta: &mut Delta<'_>, owner: AccountId, offer: Offer) -> Result
             score_permille: reputation::NEW_SCORE_PERMILLE,
             ..Default::default()
         },
+        appeal: None,
+        appeals: 0,
+        capacity: Default::default(),
     });
     delta.emit(Event::NodeRegistered { node: id, owner });
     Ok(id)

@@ -1,26 +1,28 @@
 //! Reputation: per-node counters and a score in permille that the matcher uses.
 //!
-//! score = 1000 · (completed + 1) / (completed + 1 + 3·(failed + expired + audits_failed)),
-//! then blended 80/20 with the average rating (stars scaled to 0–1000) once a node has ratings.
-//! A new node starts at 500: neither trusted nor distrusted.
+//! good = completed + audits_passed + 1, bad = 3·(failed + expired) + 10·audits_failed,
+//! record = 1000 · good / (good + bad), then blended 80/20 with the stake-weighted average rating
+//! (stars scaled to 0–1000; a rating weighs 1 + the rater's bonded stake in 1,000-AIC units, at
+//! most 10) once a node has ratings. A proven offence (a failed audit) weighs ten faults. A new
+//! node starts at 500: neither trusted nor distrusted.
 
 use crate::state::Reputation;
 
 pub const NEW_SCORE_PERMILLE: u16 = 500;
 
 pub fn score(r: &Reputation) -> u16 {
-    let good = u128::from(r.completed) + 1;
-    let bad = 3 * (u128::from(r.failed) + u128::from(r.expired) + u128::from(r.audits_failed));
+    let good = u128::from(r.completed) + u128::from(r.audits_passed) + 1;
+    let bad = 3 * (u128::from(r.failed) + u128::from(r.expired)) + 10 * u128::from(r.audits_failed);
     let record = 1000 * good / (good + bad);
-    let blended = if r.rating_count == 0 {
-        if r.completed == 0 && bad == 0 {
+    let blended = if r.rating_weight == 0 {
+        if good == 1 && bad == 0 {
             u128::from(NEW_SCORE_PERMILLE)
         } else {
             record
         }
     } else {
-        let rating = u128::from(r.rating_sum) * 1000 / (5 * u128::from(r.rating_count));
-        (record * 8 + rating * 2) / 10
+        let rating = u128::from(r.rating_sum) * 1000 / (5 * u128::from(r.rating_weight));
+        (record * 8 + rating.min(1000) * 2) / 10
     };
     u16::try_from(blended.min(1000)).expect("at most 1000")
 }
@@ -42,8 +44,16 @@ mod tests {
         let bad = Reputation { completed: 20, expired: 5, ..Default::default() };
         assert!(score(&good) > score(&bad));
         assert_eq!(score(&good), 1000);
-        let rated =
-            Reputation { completed: 20, rating_sum: 5, rating_count: 5, ..Default::default() };
+        let rated = Reputation {
+            completed: 20,
+            rating_sum: 5,
+            rating_count: 5,
+            rating_weight: 5,
+            ..Default::default()
+        };
         assert_eq!(score(&rated), 840);
+        let audited = Reputation { completed: 20, audits_failed: 1, ..Default::default() };
+        let late = Reputation { completed: 20, expired: 3, ..Default::default() };
+        assert!(score(&audited) < score(&late), "one proven offence weighs more than 3 expiries");
     }
 }

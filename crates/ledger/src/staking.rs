@@ -24,7 +24,7 @@ pub fn unbond(delta: &mut Delta<'_>, who: AccountId, amount: Amount) -> Result<(
     let required = stake_required(delta, &who);
     let mut account = delta.account(&who);
     let remaining = account.staked.checked_sub(amount).ok_or(Reject::InsufficientStake)?;
-    if remaining < required {
+    if remaining < required || delta.env.time_ms < account.vote_locked_until_ms {
         return Err(Reject::StakeLocked);
     }
     if account.unbonding.len() >= UNBONDING_ENTRIES_MAX {
@@ -58,6 +58,19 @@ pub fn withdraw(delta: &mut Delta<'_>, who: AccountId) -> Result<(), Reject> {
 /// unbonding cannot dodge a penalty), and burns it. Returns what was taken. Only ledger rules call
 /// this; no transaction can.
 pub fn slash(delta: &mut Delta<'_>, who: AccountId, amount: Amount, reason: &str) -> Amount {
+    let taken = take(delta, who, amount);
+    let mut meta = delta.meta();
+    meta.supply = meta.supply.saturating_sub(taken);
+    meta.burned = Amount(meta.burned.0.saturating_add(taken.0));
+    delta.set_meta(meta);
+    delta.emit(Event::Slashed { account: who, amount: taken, reason: reason.to_string() });
+    taken
+}
+
+/// Takes up to `amount` from the account's bonded stake, then from its unbonding entries, and
+/// returns it to the caller, which must put every unit somewhere (`penalty` splits it between
+/// burn, challengers and treasury).
+pub(crate) fn take(delta: &mut Delta<'_>, who: AccountId, amount: Amount) -> Amount {
     let mut account = delta.account(&who);
     let from_stake = account.staked.min(amount);
     account.staked = account.staked.saturating_sub(from_stake);
@@ -69,10 +82,5 @@ pub fn slash(delta: &mut Delta<'_>, who: AccountId, amount: Amount, reason: &str
     }
     account.unbonding.retain(|u| !u.amount.is_zero());
     delta.set_account(who, account);
-    let mut meta = delta.meta();
-    meta.supply = meta.supply.saturating_sub(taken);
-    meta.burned = Amount(meta.burned.0.saturating_add(taken.0));
-    delta.set_meta(meta);
-    delta.emit(Event::Slashed { account: who, amount: taken, reason: reason.to_string() });
     taken
 }

@@ -12,8 +12,9 @@ use aicpw_types::{
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
 
-/// Network parameters, fixed at genesis.
+/// Network parameters, fixed at genesis. A genesis file that omits a parameter gets its default.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct Params {
     pub fee_min: Amount,
     /// Blocks between `Unbond` and the moment `Withdraw` may release the amount.
@@ -34,20 +35,11 @@ pub struct Params {
     pub tasks_queued_max: u32,
     /// Placements the matcher makes per block.
     pub placements_per_block_max: u32,
+    /// Verification: audits, slashing and disputes (see `ledger::verdict`).
+    pub verification: VerificationParams,
+    /// Capacity challenges (see `ledger::challenge`); off unless a genesis sets an interval.
+    pub challenges: crate::challenge::ChallengeParams,
 }
-codec_struct!(Params {
-    fee_min,
-    unbonding_blocks,
-    node_stake_min,
-    nodes_per_account_max,
-    lease_ms,
-    time_limit_grace_ms,
-    node_offline_ms,
-    acceptance_window_ms,
-    attempts_max,
-    tasks_queued_max,
-    placements_per_block_max
-});
 
 impl Default for Params {
     fn default() -> Self {
@@ -63,7 +55,95 @@ impl Default for Params {
             attempts_max: 3,
             tasks_queued_max: 100_000,
             placements_per_block_max: 1_024,
+            verification: VerificationParams::default(),
+            challenges: crate::challenge::ChallengeParams::default(),
         }
+    }
+}
+
+/// Most a per-interval release of escrow may cover (the design's "≤ 60 s of service").
+pub const RELEASE_INTERVAL_MS_MAX: u64 = 60_000;
+
+/// The rules of result verification, slashing, graded responses, disputes and appeals.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct VerificationParams {
+    /// Audit floor, slash multiple, the worst cheat to deter and the split of slashed stake.
+    pub economics: aicpw_verify::EconomicParams,
+    /// Below this clean streak every result is audited (BOINC's rule).
+    pub audit_streak_always: u32,
+    /// How long a lease holder has to reveal once its round's reveals open. A holder that lets
+    /// it pass after others revealed is slashed as if its result were wrong.
+    pub reveal_window_ms: u64,
+    /// How long a verification seat (auditor, referee, replacement replica, committee member)
+    /// may wait for a node before the verification is given up.
+    pub seat_wait_ms: u64,
+    /// Unverified (`none`) tasks release escrow to the provider per interval of this length,
+    /// on the first heartbeat after it; at most [`RELEASE_INTERVAL_MS_MAX`].
+    pub release_interval_ms: u64,
+    /// Receives the treasury share of slashed stake.
+    pub treasury: AccountId,
+    /// Proven offences (slashes) after which a node is ejected for good.
+    pub offences_eject: u32,
+    /// A node whose score falls below this, with at least `freeze_faults_min` faults on record,
+    /// is frozen (gets no work) until an appeal succeeds.
+    pub freeze_score_permille: u16,
+    pub freeze_faults_min: u64,
+    /// How long the stakers vote on an appeal.
+    pub appeal_voting_ms: u64,
+    /// Appeals a node may make in its life.
+    pub appeals_max: u32,
+    /// A rating weighs 1 + (rater's bonded stake / this), at most `rating_weight_max`.
+    pub rating_stake_unit: Amount,
+    pub rating_weight_max: u64,
+}
+
+/// The treasury's account: BLAKE3 of a public string, so nobody holds its key; governance (not
+/// yet built) spends it.
+pub fn treasury_default() -> AccountId {
+    AccountId(*blake3::hash(b"AICPW 2026-01 treasury v1").as_bytes())
+}
+
+impl Default for VerificationParams {
+    fn default() -> Self {
+        VerificationParams {
+            economics: aicpw_verify::EconomicParams::default(),
+            audit_streak_always: aicpw_verify::AuditPolicy::default().streak_always,
+            reveal_window_ms: 60_000,
+            seat_wait_ms: 600_000,
+            release_interval_ms: RELEASE_INTERVAL_MS_MAX,
+            treasury: treasury_default(),
+            offences_eject: 3,
+            freeze_score_permille: 200,
+            freeze_faults_min: 5,
+            appeal_voting_ms: 86_400_000,
+            appeals_max: 3,
+            rating_stake_unit: Amount::tokens(1_000),
+            rating_weight_max: 10,
+        }
+    }
+}
+
+impl VerificationParams {
+    /// The spot-check policy these parameters imply.
+    pub fn audit_policy(&self) -> aicpw_verify::AuditPolicy {
+        aicpw_verify::AuditPolicy {
+            streak_always: self.audit_streak_always,
+            rate_min_ppm: self.economics.audit_rate_min_ppm,
+        }
+    }
+
+    /// Checks ranges, and that the worst cheat the economics name does not pay.
+    pub fn validate(&self) -> Result<(), String> {
+        self.economics.validate().map_err(|e| e.to_string())?;
+        self.audit_policy().validate().map_err(|e| e.to_string())?;
+        if self.release_interval_ms == 0 || self.release_interval_ms > RELEASE_INTERVAL_MS_MAX {
+            return Err("release_interval_ms must be in 1..=60000".into());
+        }
+        if self.offences_eject == 0 || self.rating_stake_unit.is_zero() {
+            return Err("offences_eject and rating_stake_unit must be positive".into());
+        }
+        Ok(())
     }
 }
 
@@ -84,8 +164,10 @@ pub struct Account {
     pub staked: Amount,
     pub unbonding: Vec<Unbonding>,
     pub nodes: u32,
+    /// A vote on an appeal weighs the voter's stake; it cannot be unbonded before the vote ends.
+    pub vote_locked_until_ms: u64,
 }
-codec_struct!(Account { balance, nonce, staked, unbonding, nodes });
+codec_struct!(Account { balance, nonce, staked, unbonding, nodes, vote_locked_until_ms });
 
 impl Account {
     pub fn unbonding_total(&self) -> Amount {
@@ -110,9 +192,16 @@ pub struct Reputation {
     pub expired: u64,
     pub audits_passed: u64,
     pub audits_failed: u64,
+    /// Σ stars × weight, over `rating_count` ratings weighing `rating_weight` in all; a rating
+    /// weighs more the more stake its rater has bonded.
     pub rating_sum: u64,
     pub rating_count: u64,
     pub score_permille: u16,
+    pub rating_weight: u64,
+    /// Verified results in a row (audits, replica quorums, known answers); 0 after a failure.
+    pub clean_streak: u32,
+    /// Proven misbehaviour: each one was slashed.
+    pub offences: u32,
 }
 codec_struct!(Reputation {
     completed,
@@ -122,7 +211,10 @@ codec_struct!(Reputation {
     audits_failed,
     rating_sum,
     rating_count,
-    score_permille
+    score_permille,
+    rating_weight,
+    clean_streak,
+    offences
 });
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -140,6 +232,12 @@ pub struct Node {
     pub proven_units: ComputeUnits,
     pub running: u32,
     pub reputation: Reputation,
+    /// The open appeal of a frozen node.
+    pub appeal: Option<Appeal>,
+    /// Appeals made so far.
+    pub appeals: u32,
+    /// Capacity challenges: claim, recent scores, schedule, current challenges.
+    pub capacity: crate::challenge::NodeCapacity,
 }
 codec_struct!(Node {
     id,
@@ -153,20 +251,152 @@ codec_struct!(Node {
     last_seen_ms,
     proven_units,
     running,
-    reputation
+    reputation,
+    appeal,
+    appeals,
+    capacity
 });
 
-/// A running task's assignment to a node.
+/// Most voters on one appeal (a list's codec limit).
+pub const APPEAL_VOTERS_MAX: usize = 256;
+
+/// An arbitration vote of stakers on unfreezing a node.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Appeal {
+    pub opened_ms: u64,
+    pub closes_ms: u64,
+    /// Bonded stake voting to unfreeze, and to keep frozen.
+    pub approve: Amount,
+    pub reject: Amount,
+    pub voters: Vec<AccountId>,
+}
+codec_struct!(Appeal { opened_ms, closes_ms, approve, reject, voters });
+
+/// What a lease is for. The matcher places the worker (or `k` replicas) first; auditors,
+/// referees and dispute committees are placed by the verification rules.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Role {
+    Worker,
+    Replica,
+    Auditor,
+    Referee,
+    Committee,
+}
+codec_unit_enum!(Role { Worker = 0, Replica = 1, Auditor = 2, Referee = 3, Committee = 4 });
+
+/// Where a lease's result stands.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Verdict {
+    /// Running, committed or revealed; not judged yet.
+    Pending,
+    /// On the winning side: paid when the task completes.
+    Upheld,
+    /// On the losing side of a vote, or caught by a known answer or a dispute: slashed.
+    Overruled,
+    /// Committed but never revealed while others did: slashed.
+    Withheld,
+    /// Paid.
+    Paid,
+}
+codec_unit_enum!(Verdict { Pending = 0, Upheld = 1, Overruled = 2, Withheld = 3, Paid = 4 });
+
+/// An opened commitment.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Reveal {
+    pub output_hash: Hash32,
+    pub result_cid: String,
+    pub revealed_ms: u64,
+}
+codec_struct!(Reveal { output_hash, result_cid, revealed_ms });
+
+/// A task's assignment to a node, from placement to its verdict.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Lease {
     pub node: NodeId,
+    pub role: Role,
     /// The node's price when it took the task: later price changes do not touch running work.
     pub price_per_hour: Amount,
     pub started_ms: u64,
     pub last_heartbeat_ms: u64,
     pub progress_permille: u16,
+    /// Escrow already released to the node per interval (unverified tasks), and up to when.
+    pub released: Amount,
+    pub released_ms: u64,
+    /// The binding commitment to the result, and when it landed.
+    pub commitment: Option<Hash32>,
+    pub committed_ms: u64,
+    pub committed_height: u64,
+    /// What the node earns if upheld: its price for the time it held the lease, capped by its
+    /// run's share of the budget (fixed at the commitment).
+    pub cost: Amount,
+    pub reveal: Option<Reveal>,
+    pub verdict: Verdict,
 }
-codec_struct!(Lease { node, price_per_hour, started_ms, last_heartbeat_ms, progress_permille });
+codec_struct!(Lease {
+    node,
+    role,
+    price_per_hour,
+    started_ms,
+    last_heartbeat_ms,
+    progress_permille,
+    released,
+    released_ms,
+    commitment,
+    committed_ms,
+    committed_height,
+    cost,
+    reveal,
+    verdict
+});
+
+impl Lease {
+    /// Placed, neither committed nor judged: it occupies the node and has a heartbeat deadline.
+    pub fn is_running(&self) -> bool {
+        self.verdict == Verdict::Pending && self.commitment.is_none()
+    }
+}
+
+/// Which verification round a task is in.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Round {
+    /// The worker (or the replicas) run the task.
+    Work,
+    /// An `audit` task's worker has committed; the next block's randomness decides the audit.
+    Drawing,
+    /// An auditor re-executes the task.
+    Audit,
+    /// Worker and auditor disagreed (or one did not reveal): a referee decides.
+    Referee,
+    /// The requester disputed the result: a committee re-executes it.
+    Dispute,
+}
+codec_unit_enum!(Round { Work = 0, Drawing = 1, Audit = 2, Referee = 3, Dispute = 4 });
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum DisputeOutcome {
+    Open,
+    /// The committee confirmed the result: the bond pays the committee, the rest the provider.
+    Rejected,
+    /// The committee found another result: the provider is slashed, the requester refunded.
+    Upheld,
+    /// The committee did not agree: the result stands.
+    Inconclusive,
+}
+codec_unit_enum!(DisputeOutcome { Open = 0, Rejected = 1, Upheld = 2, Inconclusive = 3 });
+
+/// A requester's bonded challenge of a result.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Dispute {
+    /// Held outside the escrow while the dispute is open.
+    pub bond: Amount,
+    pub opened_ms: u64,
+    pub outcome: DisputeOutcome,
+}
+codec_struct!(Dispute { bond, opened_ms, outcome });
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ResultCommit {
@@ -190,13 +420,25 @@ pub struct Task {
     pub escrow: Amount,
     pub paid: Amount,
     pub refunded: Amount,
+    /// Worker and replica leases granted so far (verification seats are not counted).
     pub attempts: u32,
-    pub lease: Option<Lease>,
+    /// Every lease of this task still in play or judged, in the order they were placed; a lease
+    /// that expired or failed is dropped and its node excluded.
+    pub leases: Vec<Lease>,
     pub excluded: Vec<NodeId>,
+    /// The verified result the requester downloads.
     pub result: Option<ResultCommit>,
     pub failure: Option<FailureReason>,
     pub submitted_ms: u64,
     pub rating: u8,
+    pub round: Round,
+    /// Leases the matcher still has to place for this round, and since when it waits.
+    pub seats: u8,
+    pub seats_since_ms: u64,
+    /// When this round's reveals opened: every lease of the round had committed.
+    pub reveal_open_ms: Option<u64>,
+    pub answer_commitment: Hash32,
+    pub dispute: Option<Dispute>,
 }
 codec_struct!(Task {
     id,
@@ -208,13 +450,34 @@ codec_struct!(Task {
     paid,
     refunded,
     attempts,
-    lease,
+    leases,
     excluded,
     result,
     failure,
     submitted_ms,
-    rating
+    rating,
+    round,
+    seats,
+    seats_since_ms,
+    reveal_open_ms,
+    answer_commitment,
+    dispute
 });
+
+impl Task {
+    /// The bond held by an open dispute.
+    pub fn bond_held(&self) -> Amount {
+        match &self.dispute {
+            Some(d) if d.outcome == DisputeOutcome::Open => d.bond,
+            _ => Amount::ZERO,
+        }
+    }
+
+    /// The lease `node` holds in the current round, if any.
+    pub fn pending_lease(&self, node: NodeId) -> Option<usize> {
+        self.leases.iter().position(|l| l.node == node && l.verdict == Verdict::Pending)
+    }
+}
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Genesis {
@@ -241,8 +504,9 @@ pub struct Meta {
     pub burned: Amount,
     pub next_node: u64,
     pub next_task: u64,
+    pub next_challenge: u64,
 }
-codec_struct!(Meta { chain_id, height, supply, burned, next_node, next_task });
+codec_struct!(Meta { chain_id, height, supply, burned, next_node, next_task, next_challenge });
 
 #[derive(Clone, Debug)]
 pub struct State {
@@ -266,11 +530,22 @@ pub struct Index {
     pub leases: BTreeSet<(u64, TaskId)>,
     /// (acceptance deadline, task) for tasks with a committed result.
     pub verifying: BTreeSet<(u64, TaskId)>,
+    /// Tasks whose audit draw waits for the next block's randomness.
+    pub draws: BTreeSet<TaskId>,
+    /// (node, task) for every lease of an open task's current round: what each provider must
+    /// act on (run, commit, reveal).
+    pub node_leases: BTreeSet<(NodeId, TaskId)>,
+    /// (closing time, node) of open appeals.
+    pub appeals: BTreeSet<(u64, NodeId)>,
+    /// Per owner, the run value (price × time limit) of its leases on open tasks: the
+    /// unverified work its stake must cover (`verify::unaudited_work_max`).
+    pub at_risk: BTreeMap<AccountId, u128>,
     /// (last seen, node) for online nodes.
     pub online: BTreeSet<(u64, NodeId)>,
     /// (owner, node) for every registered node.
     pub owned: BTreeSet<(AccountId, NodeId)>,
     pub matcher: Matcher,
+    pub challenge: crate::challenge::ChallengeIndex,
 }
 
 /// The canonical bytes of an entry's key: a table tag, then the id.

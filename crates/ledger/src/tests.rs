@@ -1,6 +1,6 @@
 //! Table-driven tests of each ledger module and property tests of the invariants.
 
-use crate::state::{Genesis, Params, State};
+use crate::state::{Genesis, NodeStatus, Params, State};
 use crate::{apply, begin_block, end_block, Receipt};
 use aicpw_types::task::{FailureReason, MatchStrategy, Runtime, TaskKind, Verification};
 use aicpw_types::tx::KeyGrant;
@@ -10,20 +10,27 @@ use aicpw_types::{
 };
 use proptest::prelude::*;
 
-const CHAIN: &str = "aicpw-test";
+pub(crate) const CHAIN: &str = "aicpw-test";
 
-struct Net {
-    state: State,
-    height: u64,
-    time_ms: u64,
+pub(crate) struct Net {
+    pub state: State,
+    pub height: u64,
+    pub time_ms: u64,
     nonces: std::collections::BTreeMap<u32, u64>,
+    /// Supply at genesis: supply + burned must stay equal to it.
+    genesis_supply: u128,
 }
 
-fn key(i: u32) -> Keypair {
+pub(crate) fn key(i: u32) -> Keypair {
     Keypair::dev(i)
 }
 
-fn hardware() -> Hardware {
+/// The salt a test provider uses for its commitment to `hash` on `task`.
+pub(crate) fn salt(task: TaskId, node: NodeId) -> Hash32 {
+    Hash32::of(&[task.0.to_le_bytes(), node.0.to_le_bytes()].concat())
+}
+
+pub(crate) fn hardware() -> Hardware {
     Hardware {
         cpu_cores: 8,
         memory_mb: 16_384,
@@ -35,7 +42,7 @@ fn hardware() -> Hardware {
     }
 }
 
-fn terms(budget: u128) -> TaskTerms {
+pub(crate) fn terms(budget: u128) -> TaskTerms {
     TaskTerms {
         name: "train".into(),
         kind: TaskKind::Training,
@@ -55,21 +62,22 @@ fn terms(budget: u128) -> TaskTerms {
 }
 
 impl Net {
-    fn new() -> Net {
-        let genesis = Genesis {
-            chain_id: CHAIN.into(),
-            params: Params::default(),
-            accounts: (0..8).map(|i| (key(i).account(), Amount::tokens(100_000))).collect(),
-        };
-        Net {
-            state: State::genesis(&genesis),
-            height: 0,
-            time_ms: 1_000,
-            nonces: Default::default(),
-        }
+    pub fn new() -> Net {
+        Net::with_params(Params::default())
     }
 
-    fn env(&self) -> BlockEnv {
+    pub fn with_params(params: Params) -> Net {
+        let genesis = Genesis {
+            chain_id: CHAIN.into(),
+            params,
+            accounts: (0..8).map(|i| (key(i).account(), Amount::tokens(100_000))).collect(),
+        };
+        let state = State::genesis(&genesis);
+        let genesis_supply = state.meta.supply.0;
+        Net { state, height: 0, time_ms: 1_000, nonces: Default::default(), genesis_supply }
+    }
+
+    pub fn env(&self) -> BlockEnv {
         BlockEnv {
             chain_id: CHAIN.into(),
             height: self.height,
@@ -79,7 +87,7 @@ impl Net {
         }
     }
 
-    fn sign(&mut self, who: u32, body: TxBody) -> SignedTx {
+    pub fn sign(&mut self, who: u32, body: TxBody) -> SignedTx {
         let nonce = self.nonces.entry(who).or_default();
         let tx = Tx {
             chain_id: CHAIN.into(),
@@ -92,8 +100,8 @@ impl Net {
         key(who).sign(tx)
     }
 
-    /// One block holding one transaction.
-    fn block(&mut self, txs: &[SignedTx]) -> Vec<Result<Receipt, Reject>> {
+    /// One block holding these transactions.
+    pub fn block(&mut self, txs: &[SignedTx]) -> Vec<Result<Receipt, Reject>> {
         self.height += 1;
         self.time_ms += 1_000;
         let env = self.env();
@@ -102,10 +110,16 @@ impl Net {
         end_block(&mut self.state, &env);
         self.state.finalize_root();
         self.state.check_invariants().expect("invariants hold after every block");
+        let burned = self.state.meta.burned.0;
+        assert_eq!(
+            self.state.meta.supply.0 + burned,
+            self.genesis_supply,
+            "only burns shrink supply"
+        );
         results
     }
 
-    fn run(&mut self, who: u32, body: TxBody) -> Result<Receipt, Reject> {
+    pub fn run(&mut self, who: u32, body: TxBody) -> Result<Receipt, Reject> {
         let tx = self.sign(who, body);
         let result = self.block(&[tx]).remove(0);
         if result.is_err() {
@@ -115,16 +129,53 @@ impl Net {
         result
     }
 
-    fn idle(&mut self, ms: u64) {
+    /// Lets `ms` pass with live providers: every active node and every running lease sends its
+    /// heartbeat at least every 10 s.
+    pub fn wait(&mut self, ms: u64) {
+        let until = self.time_ms + ms;
+        while self.time_ms < until {
+            self.time_ms += (until - self.time_ms).min(10_000).saturating_sub(1_000);
+            self.keep_alive();
+        }
+    }
+
+    /// One block with a heartbeat of every active node and every running lease.
+    pub fn keep_alive(&mut self) {
+        let mut bodies = Vec::new();
+        for node in self.state.nodes.values().filter(|n| n.status == NodeStatus::Active) {
+            bodies.push((node.owner, TxBody::NodeHeartbeat { node: node.id }));
+        }
+        for task in self.state.tasks.values().filter(|t| !t.state.is_terminal()) {
+            for lease in task.leases.iter().filter(|l| l.is_running()) {
+                let owner = self.state.nodes[&lease.node].owner;
+                let body =
+                    TxBody::TaskHeartbeat { task: task.id, node: lease.node, progress_permille: 1 };
+                bodies.push((owner, body));
+            }
+        }
+        let txs: Vec<SignedTx> = bodies
+            .into_iter()
+            .filter_map(|(owner, body)| {
+                let who = (0..8).find(|i| key(*i).account() == owner)?;
+                Some(self.sign(who, body))
+            })
+            .collect();
+        self.block(&txs);
+        for (who, nonce) in self.nonces.iter_mut() {
+            *nonce = self.state.accounts.get(&key(*who).account()).map_or(0, |a| a.nonce);
+        }
+    }
+
+    pub fn idle(&mut self, ms: u64) {
         self.time_ms += ms;
         self.block(&[]);
     }
 
-    fn balance(&self, who: u32) -> Amount {
+    pub fn balance(&self, who: u32) -> Amount {
         self.state.accounts.get(&key(who).account()).map(|a| a.balance).unwrap_or_default()
     }
 
-    fn provider(&mut self, who: u32, price: u128) -> NodeId {
+    pub fn provider(&mut self, who: u32, price: u128) -> NodeId {
         self.run(who, TxBody::Bond { amount: Amount::tokens(1_000) }).expect("bond");
         let body = TxBody::RegisterNode {
             hardware: hardware(),
@@ -136,8 +187,71 @@ impl Net {
         *self.state.nodes.keys().last().expect("a node")
     }
 
-    fn task(&self, id: TaskId) -> &crate::state::Task {
+    pub fn task(&self, id: TaskId) -> &crate::state::Task {
         self.state.tasks.get(&id).expect("task exists")
+    }
+
+    pub fn submit(&mut self, who: u32, terms: TaskTerms) -> TaskId {
+        let body = TxBody::SubmitTask {
+            terms,
+            key_grants: vec![],
+            answer_commitment: Hash32::of(b"random"),
+        };
+        let receipt = self.run(who, body).expect("submit");
+        receipt
+            .events
+            .iter()
+            .find_map(|e| match e {
+                crate::Event::TaskSubmitted { task, .. } => Some(*task),
+                _ => None,
+            })
+            .expect("a task id")
+    }
+
+    /// The dev account that owns `node`.
+    pub fn owner(&self, node: NodeId) -> u32 {
+        let owner = self.state.nodes[&node].owner;
+        (0..8).find(|i| key(*i).account() == owner).expect("a dev account owns the node")
+    }
+
+    /// Nodes holding a lease of the task's current round, in placement order.
+    pub fn leased(&self, id: TaskId) -> Vec<NodeId> {
+        let pending = crate::state::Verdict::Pending;
+        self.task(id).leases.iter().filter(|l| l.verdict == pending).map(|l| l.node).collect()
+    }
+
+    /// The running worker's node.
+    pub fn worker(&self, id: TaskId) -> NodeId {
+        self.leased(id)[0]
+    }
+
+    pub fn commit(&mut self, id: TaskId, node: NodeId, output: &[u8]) -> Result<Receipt, Reject> {
+        let who = self.owner(node);
+        let commitment = aicpw_verify::commitment(
+            id.0,
+            &key(who).account().0,
+            &Hash32::of(output).0,
+            &salt(id, node).0,
+        );
+        self.run(who, TxBody::CommitResult { task: id, node, commitment: Hash32(commitment) })
+    }
+
+    pub fn reveal(&mut self, id: TaskId, node: NodeId, output: &[u8]) -> Result<Receipt, Reject> {
+        let who = self.owner(node);
+        let body = TxBody::RevealResult {
+            task: id,
+            node,
+            output_hash: Hash32::of(output),
+            salt: salt(id, node),
+            result_cid: format!("bafkresult{}", node.0),
+        };
+        self.run(who, body)
+    }
+
+    /// Commits and reveals `output` on a lease that is alone in its round.
+    pub fn finish_lease(&mut self, id: TaskId, node: NodeId, output: &[u8]) {
+        self.commit(id, node, output).expect("commit");
+        self.reveal(id, node, output).expect("reveal");
     }
 }
 
@@ -190,7 +304,10 @@ fn oversize_transactions_are_rejected() {
     let grants = (0..64).map(|i| KeyGrant { node: NodeId(i), sealed_key: vec![0; 80] }).collect();
     let mut t = terms(10_000_000);
     t.name = "x".repeat(65);
-    let result = net.run(0, TxBody::SubmitTask { terms: t, key_grants: grants });
+    let result = net.run(
+        0,
+        TxBody::SubmitTask { terms: t, key_grants: grants, answer_commitment: Hash32::default() },
+    );
     assert_eq!(result, Err(Reject::FieldTooLong));
 }
 
@@ -233,21 +350,24 @@ fn a_task_runs_is_paid_for_its_time_and_the_rest_is_refunded() {
     let mut net = Net::new();
     let node = net.provider(1, 3_600_000);
     let before = (net.balance(0), net.balance(1));
-    net.run(0, TxBody::SubmitTask { terms: terms(10_000_000), key_grants: vec![] })
-        .expect("submit");
+    net.run(
+        0,
+        TxBody::SubmitTask {
+            terms: terms(10_000_000),
+            key_grants: vec![],
+            answer_commitment: Hash32::default(),
+        },
+    )
+    .expect("submit");
     let id = TaskId(0);
     assert_eq!(net.task(id).state, TaskState::Running, "placed in the block it was submitted");
-    assert_eq!(net.task(id).lease.as_ref().map(|l| l.node), Some(node));
+    assert_eq!(net.leased(id), vec![node]);
     let heartbeat = TxBody::TaskHeartbeat { task: id, node, progress_permille: 500 };
     assert_eq!(net.run(2, heartbeat.clone()), Err(Reject::NotAssignedProvider));
     net.run(1, heartbeat).expect("heartbeat");
-    let commit = TxBody::CommitResult {
-        task: id,
-        node,
-        result_cid: "bafkreiresult".into(),
-        output_hash: Hash32([3; 32]),
-    };
-    net.run(1, commit).expect("commit");
+    net.commit(id, node, b"result").expect("commit");
+    assert_eq!(net.task(id).state, TaskState::Running, "committed, not yet revealed");
+    net.reveal(id, node, b"result").expect("reveal");
     assert_eq!(net.task(id).state, TaskState::Verifying);
     assert_eq!(net.run(2, TxBody::AcceptResult { task: id }), Err(Reject::NotTaskRequester));
     net.run(0, TxBody::AcceptResult { task: id }).expect("accept");
@@ -258,7 +378,7 @@ fn a_task_runs_is_paid_for_its_time_and_the_rest_is_refunded() {
     assert_eq!(task.paid, Amount(3_000));
     assert_eq!(task.refunded, Amount(10_000_000 - 3_000));
     assert_eq!(net.balance(0), Amount(before.0 .0 - 3_000 - 20));
-    assert_eq!(net.balance(1), Amount(before.1 .0 + 3_000 - 20));
+    assert_eq!(net.balance(1), Amount(before.1 .0 + 3_000 - 30));
     assert_eq!(net.state.nodes[&node].reputation.completed, 1);
     net.run(0, TxBody::RateTask { task: id, stars: 5 }).expect("rate");
     assert_eq!(net.run(0, TxBody::RateTask { task: id, stars: 4 }), Err(Reject::AlreadyRated));
@@ -269,28 +389,28 @@ fn a_task_whose_provider_vanishes_is_reassigned_and_paid_once() {
     let mut net = Net::new();
     let first = net.provider(1, 1_800_000);
     let second = net.provider(2, 3_600_000);
-    net.run(0, TxBody::SubmitTask { terms: terms(100_000_000), key_grants: vec![] }).expect("ok");
+    net.run(
+        0,
+        TxBody::SubmitTask {
+            terms: terms(100_000_000),
+            key_grants: vec![],
+            answer_commitment: Hash32::default(),
+        },
+    )
+    .expect("ok");
     let id = TaskId(0);
-    assert_eq!(net.task(id).lease.as_ref().map(|l| l.node), Some(first), "cheapest first");
+    assert_eq!(net.leased(id), vec![first], "cheapest first");
     net.idle(Params::default().lease_ms);
     let task = net.task(id);
-    assert_eq!(task.lease.as_ref().map(|l| l.node), Some(second), "reassigned at once");
+    assert_eq!(net.leased(id), vec![second], "reassigned at once");
     assert_eq!((task.attempts, task.excluded.clone()), (2, vec![first]));
     assert_eq!(net.state.nodes[&first].reputation.expired, 1);
-    let commit = TxBody::CommitResult {
-        task: id,
-        node: first,
-        result_cid: "x".into(),
-        output_hash: Hash32::default(),
-    };
-    assert_eq!(net.run(1, commit), Err(Reject::NotAssignedProvider), "the old lease is void");
-    let commit = TxBody::CommitResult {
-        task: id,
-        node: second,
-        result_cid: "x".into(),
-        output_hash: Hash32::default(),
-    };
-    net.run(2, commit).expect("commit");
+    assert_eq!(
+        net.commit(id, first, b"x"),
+        Err(Reject::NotAssignedProvider),
+        "the old lease is void"
+    );
+    net.finish_lease(id, second, b"x");
     net.run(0, TxBody::AcceptResult { task: id }).expect("accept");
     let task = net.task(id);
     assert_eq!(task.state, TaskState::Completed);
@@ -304,7 +424,11 @@ fn a_task_no_node_can_run_waits_and_is_refunded_in_full_on_cancel() {
     let mut big = terms(100_000_000);
     big.resources.gpu_count = 8;
     let before = net.balance(0);
-    net.run(0, TxBody::SubmitTask { terms: big, key_grants: vec![] }).expect("submit");
+    net.run(
+        0,
+        TxBody::SubmitTask { terms: big, key_grants: vec![], answer_commitment: Hash32::default() },
+    )
+    .expect("submit");
     net.idle(5_000);
     assert_eq!(net.task(TaskId(0)).state, TaskState::Queued);
     net.run(0, TxBody::CancelTask { task: TaskId(0) }).expect("cancel");
@@ -320,7 +444,15 @@ fn a_task_no_node_can_run_waits_and_is_refunded_in_full_on_cancel() {
 fn a_task_that_breaks_its_limits_pays_for_the_time_used() {
     let mut net = Net::new();
     let node = net.provider(1, 3_600_000);
-    net.run(0, TxBody::SubmitTask { terms: terms(10_000_000), key_grants: vec![] }).expect("ok");
+    net.run(
+        0,
+        TxBody::SubmitTask {
+            terms: terms(10_000_000),
+            key_grants: vec![],
+            answer_commitment: Hash32::default(),
+        },
+    )
+    .expect("ok");
     let failure =
         TxBody::ReportFailure { task: TaskId(0), node, reason: FailureReason::MemoryLimitExceeded };
     net.run(1, failure).expect("report");
@@ -337,9 +469,17 @@ fn a_task_that_breaks_its_limits_pays_for_the_time_used() {
 fn a_task_that_fails_on_every_node_ends_with_attempts_exhausted_and_a_full_refund() {
     let mut net = Net::new();
     let nodes: Vec<NodeId> = (1..=3).map(|i| net.provider(i, 3_600_000)).collect();
-    net.run(0, TxBody::SubmitTask { terms: terms(10_000_000), key_grants: vec![] }).expect("ok");
+    net.run(
+        0,
+        TxBody::SubmitTask {
+            terms: terms(10_000_000),
+            key_grants: vec![],
+            answer_commitment: Hash32::default(),
+        },
+    )
+    .expect("ok");
     for _ in 0..3 {
-        let node = net.task(TaskId(0)).lease.as_ref().map(|l| l.node).expect("leased");
+        let node = net.worker(TaskId(0));
         let who = 1 + nodes.iter().position(|n| *n == node).expect("known") as u32;
         let failure =
             TxBody::ReportFailure { task: TaskId(0), node, reason: FailureReason::ProviderError };
@@ -356,9 +496,23 @@ fn a_task_that_fails_on_every_node_ends_with_attempts_exhausted_and_a_full_refun
 #[test]
 fn submitting_needs_a_budget_for_the_whole_time_limit() {
     let mut net = Net::new();
-    let result = net.run(0, TxBody::SubmitTask { terms: terms(3_599_999), key_grants: vec![] });
+    let result = net.run(
+        0,
+        TxBody::SubmitTask {
+            terms: terms(3_599_999),
+            key_grants: vec![],
+            answer_commitment: Hash32::default(),
+        },
+    );
     assert_eq!(result, Err(Reject::BudgetTooLow));
-    let result = net.run(0, TxBody::SubmitTask { terms: terms(u128::MAX / 4), key_grants: vec![] });
+    let result = net.run(
+        0,
+        TxBody::SubmitTask {
+            terms: terms(u128::MAX / 4),
+            key_grants: vec![],
+            answer_commitment: Hash32::default(),
+        },
+    );
     assert_eq!(result, Err(Reject::InsufficientBalance));
 }
 
@@ -370,8 +524,12 @@ fn encrypted_tasks_go_only_to_nodes_holding_a_key_grant() {
     let mut t = terms(10_000_000);
     t.encrypted = true;
     let grants = vec![KeyGrant { node: granted, sealed_key: vec![0; 80] }];
-    net.run(0, TxBody::SubmitTask { terms: t, key_grants: grants }).expect("ok");
-    assert_eq!(net.task(TaskId(0)).lease.as_ref().map(|l| l.node), Some(granted));
+    net.run(
+        0,
+        TxBody::SubmitTask { terms: t, key_grants: grants, answer_commitment: Hash32::default() },
+    )
+    .expect("ok");
+    assert_eq!(net.leased(TaskId(0)), vec![granted]);
 }
 
 #[test]
@@ -396,7 +554,15 @@ fn slashing_takes_stake_then_unbonding_and_burns_it() {
 fn the_incremental_root_equals_a_root_computed_from_scratch() {
     let mut net = Net::new();
     net.provider(1, 3_600_000);
-    net.run(0, TxBody::SubmitTask { terms: terms(10_000_000), key_grants: vec![] }).expect("ok");
+    net.run(
+        0,
+        TxBody::SubmitTask {
+            terms: terms(10_000_000),
+            key_grants: vec![],
+            answer_commitment: Hash32::default(),
+        },
+    )
+    .expect("ok");
     let root = net.state.finalize_root().0;
     let s = &net.state;
     let mut rebuilt = State::from_tables(
@@ -414,73 +580,180 @@ enum Op {
     Transfer(u32, u32, u128),
     Bond(u32, u128),
     Unbond(u32, u128),
-    Submit(u32, u128),
+    /// Requester, budget, policy (0 none, 1 audit, 2 replicas 2, 3 replicas 3).
+    Submit(u32, u128, u8),
     Cancel(u32, u64),
-    Commit(u64),
-    Fail(u64, bool),
+    /// Task, which running lease, which output (two outputs: lazy and honest).
+    Commit(u64, usize, bool),
+    /// Task, which committed lease reveals.
+    Reveal(u64, usize),
+    Heartbeat(u64, usize),
+    Fail(u64, usize, bool),
     Accept(u64),
+    Dispute(u64, u128),
+    RevealAnswer(u64),
+    Appeal(u32),
+    Vote(u32, u32, bool),
+    Rate(u64, u8),
     Idle(u64),
 }
 
 fn op() -> impl Strategy<Value = Op> {
+    // Weighted towards each task's life (commit, reveal), over few task ids, so random
+    // sequences reach audits, referees, quorums, disputes, slashes and appeals.
+    let outputs = prop_oneof![4 => Just(true), 1 => Just(false)];
     prop_oneof![
-        (0..6u32, 0..6u32, 0..10_000_000u128).prop_map(|(a, b, n)| Op::Transfer(a, b, n)),
-        (0..6u32, 0..3_000_000_000u128).prop_map(|(a, n)| Op::Bond(a, n)),
-        (0..6u32, 0..2_000_000_000u128).prop_map(|(a, n)| Op::Unbond(a, n)),
-        (0..6u32, 3_000_000..40_000_000u128).prop_map(|(a, n)| Op::Submit(a, n)),
-        (0..6u32, 0..8u64).prop_map(|(a, t)| Op::Cancel(a, t)),
-        (0..8u64).prop_map(Op::Commit),
-        (0..8u64, any::<bool>()).prop_map(|(t, f)| Op::Fail(t, f)),
-        (0..8u64).prop_map(Op::Accept),
-        (0..40_000u64).prop_map(Op::Idle),
+        1 => (0..6u32, 0..6u32, 0..10_000_000u128).prop_map(|(a, b, n)| Op::Transfer(a, b, n)),
+        1 => (0..6u32, 0..3_000_000_000u128).prop_map(|(a, n)| Op::Bond(a, n)),
+        1 => (0..6u32, 0..2_000_000_000u128).prop_map(|(a, n)| Op::Unbond(a, n)),
+        3 => (0..5u32, 3_000_000..40_000_000u128, 0..4u8).prop_map(|(a, n, p)| Op::Submit(a, n, p)),
+        1 => (0..6u32, 0..5u64).prop_map(|(a, t)| Op::Cancel(a, t)),
+        8 => (0..4u64, 0..3usize, outputs).prop_map(|(t, i, o)| Op::Commit(t, i, o)),
+        8 => (0..4u64, 0..3usize).prop_map(|(t, i)| Op::Reveal(t, i)),
+        1 => (0..4u64, 0..3usize).prop_map(|(t, i)| Op::Heartbeat(t, i)),
+        1 => (0..4u64, 0..3usize, any::<bool>()).prop_map(|(t, i, f)| Op::Fail(t, i, f)),
+        2 => (0..4u64).prop_map(Op::Accept),
+        2 => (0..4u64, 0..30_000_000u128).prop_map(|(t, b)| Op::Dispute(t, b)),
+        1 => (0..4u64).prop_map(Op::RevealAnswer),
+        1 => (5..8u32).prop_map(Op::Appeal),
+        1 => (5..8u32, 0..8u32, any::<bool>()).prop_map(|(n, v, a)| Op::Vote(n, v, a)),
+        1 => (0..4u64, 1..6u8).prop_map(|(t, s)| Op::Rate(t, s)),
+        2 => prop_oneof![3 => 0..5_000u64, 1 => 0..90_000u64].prop_map(Op::Idle),
     ]
 }
 
-fn lease_holder(net: &Net, task: u64) -> Option<(u32, NodeId)> {
-    let node = net.state.tasks.get(&TaskId(task))?.lease.as_ref()?.node;
-    let owner = net.state.nodes.get(&node)?.owner;
-    (0..8).find(|i| key(*i).account() == owner).map(|i| (i, node))
+/// The proptest's known answer: every task commits to output "honest" with this salt.
+fn answer_salt() -> Hash32 {
+    Hash32::of(b"proptest answer salt")
 }
 
-fn play(net: &mut Net, op: Op) {
+fn output(honest: bool) -> &'static [u8] {
+    if honest {
+        b"honest"
+    } else {
+        b"lazy"
+    }
+}
+
+/// The `index`-th lease of the task's current round satisfying `want`.
+fn pick(
+    net: &Net,
+    task: u64,
+    index: usize,
+    want: impl Fn(&crate::state::Lease) -> bool,
+) -> Option<NodeId> {
+    let task = net.state.tasks.get(&TaskId(task))?;
+    let pending = crate::state::Verdict::Pending;
+    let fitting: Vec<NodeId> =
+        task.leases.iter().filter(|l| l.verdict == pending && want(l)).map(|l| l.node).collect();
+    fitting.get(index % fitting.len().max(1)).copied()
+}
+
+fn requester_of(net: &Net, task: u64) -> Option<u32> {
+    let requester = net.state.tasks.get(&TaskId(task)).map(|task| task.requester)?;
+    (0..8).find(|i| key(*i).account() == requester)
+}
+
+fn play(net: &mut Net, outputs: &mut std::collections::BTreeMap<(u64, NodeId), bool>, op: Op) {
     let outcome = match op {
         Op::Transfer(a, b, n) => {
             net.run(a, TxBody::Transfer { to: key(b).account(), amount: Amount(n) })
         }
         Op::Bond(a, n) => net.run(a, TxBody::Bond { amount: Amount(n) }),
         Op::Unbond(a, n) => net.run(a, TxBody::Unbond { amount: Amount(n) }),
-        Op::Submit(a, n) => net.run(a, TxBody::SubmitTask { terms: terms(n), key_grants: vec![] }),
+        Op::Submit(a, n, policy) => {
+            let mut t = terms(n);
+            t.time_limit_secs = 600;
+            t.verification = match policy {
+                0 => Verification::None,
+                1 => Verification::Audit,
+                k => Verification::Replicas(k),
+            };
+            let answer = crate::dispute::answer_commitment(
+                &key(a).account(),
+                &Hash32::of(output(true)),
+                &answer_salt(),
+            );
+            net.run(
+                a,
+                TxBody::SubmitTask { terms: t, key_grants: vec![], answer_commitment: answer },
+            )
+        }
         Op::Cancel(a, t) => net.run(a, TxBody::CancelTask { task: TaskId(t) }),
-        Op::Commit(t) => match lease_holder(net, t) {
-            Some((who, node)) => net.run(
-                who,
-                TxBody::CommitResult {
-                    task: TaskId(t),
-                    node,
-                    result_cid: "c".into(),
-                    output_hash: Hash32::default(),
-                },
-            ),
+        Op::Commit(t, i, honest) => match pick(net, t, i, |l| l.is_running()) {
+            Some(node) => {
+                outputs.insert((t, node), honest);
+                net.commit(TaskId(t), node, output(honest))
+            }
             None => return,
         },
-        Op::Fail(t, task_fault) => match lease_holder(net, t) {
-            Some((who, node)) => {
+        Op::Reveal(t, i) => {
+            match pick(net, t, i, |l| l.commitment.is_some() && l.reveal.is_none()) {
+                Some(node) => {
+                    let honest = outputs.get(&(t, node)).copied().unwrap_or(true);
+                    net.reveal(TaskId(t), node, output(honest))
+                }
+                None => return,
+            }
+        }
+        Op::Heartbeat(t, i) => match pick(net, t, i, |l| l.is_running()) {
+            Some(node) => {
+                let who = net.owner(node);
+                net.run(who, TxBody::TaskHeartbeat { task: TaskId(t), node, progress_permille: 5 })
+            }
+            None => return,
+        },
+        Op::Fail(t, i, task_fault) => match pick(net, t, i, |l| l.is_running()) {
+            Some(node) => {
                 let reason = if task_fault {
                     FailureReason::TimeLimitExceeded
                 } else {
                     FailureReason::ProviderError
                 };
+                let who = net.owner(node);
                 net.run(who, TxBody::ReportFailure { task: TaskId(t), node, reason })
             }
             None => return,
         },
-        Op::Accept(t) => {
-            let requester = net.state.tasks.get(&TaskId(t)).map(|task| task.requester);
-            match (0..8).find(|i| Some(key(*i).account()) == requester) {
-                Some(who) => net.run(who, TxBody::AcceptResult { task: TaskId(t) }),
+        Op::Accept(t) => match requester_of(net, t) {
+            Some(who) => net.run(who, TxBody::AcceptResult { task: TaskId(t) }),
+            None => return,
+        },
+        Op::Dispute(t, bond) => match requester_of(net, t) {
+            Some(who) => {
+                net.run(who, TxBody::DisputeResult { task: TaskId(t), bond: Amount(bond) })
+            }
+            None => return,
+        },
+        Op::RevealAnswer(t) => match requester_of(net, t) {
+            Some(who) => net.run(
+                who,
+                TxBody::RevealAnswer {
+                    task: TaskId(t),
+                    answer_hash: Hash32::of(output(true)),
+                    salt: answer_salt(),
+                },
+            ),
+            None => return,
+        },
+        Op::Appeal(owner) => {
+            let node = net.state.nodes.values().find(|n| n.owner == key(owner).account());
+            match node.map(|n| n.id) {
+                Some(node) => net.run(owner, TxBody::Appeal { node }),
                 None => return,
             }
         }
+        Op::Vote(owner, voter, approve) => {
+            let node = net.state.nodes.values().find(|n| n.owner == key(owner).account());
+            match node.map(|n| n.id) {
+                Some(node) => net.run(voter, TxBody::VoteAppeal { node, approve }),
+                None => return,
+            }
+        }
+        Op::Rate(t, stars) => match requester_of(net, t) {
+            Some(who) => net.run(who, TxBody::RateTask { task: TaskId(t), stars }),
+            None => return,
+        },
         Op::Idle(ms) => {
             net.idle(ms);
             return;
@@ -489,17 +762,58 @@ fn play(net: &mut Net, op: Op) {
     drop(outcome);
 }
 
+/// Derived bookkeeping agrees with the tables: running counts and the stake at risk.
+fn check_derived(net: &Net) -> Result<(), String> {
+    let mut running: std::collections::BTreeMap<NodeId, u32> = Default::default();
+    let mut at_risk: std::collections::BTreeMap<aicpw_types::AccountId, u128> = Default::default();
+    for task in net.state.tasks.values().filter(|t| !t.state.is_terminal()) {
+        for lease in &task.leases {
+            if lease.is_running() {
+                *running.entry(lease.node).or_default() += 1;
+            }
+            let live = matches!(
+                lease.verdict,
+                crate::state::Verdict::Pending | crate::state::Verdict::Upheld
+            );
+            if live {
+                let owner = net.state.nodes[&lease.node].owner;
+                *at_risk.entry(owner).or_default() +=
+                    crate::market::run_price(lease.price_per_hour, &task.terms).0;
+            }
+        }
+        if task.state == TaskState::Running && task.leases.is_empty() && task.seats == 0 {
+            return Err(format!("task {} runs with no lease and no open seat", task.id));
+        }
+    }
+    for node in net.state.nodes.values() {
+        let count = running.get(&node.id).copied().unwrap_or(0);
+        if node.running != count {
+            return Err(format!(
+                "node {} counts {} running, leases say {count}",
+                node.id, node.running
+            ));
+        }
+    }
+    if at_risk != net.state.index.at_risk {
+        return Err(format!("at risk {:?} != index {:?}", at_risk, net.state.index.at_risk));
+    }
+    Ok(())
+}
+
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 48, .. ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: 96, .. ProptestConfig::default() })]
     #[test]
-    fn invariants_hold_over_random_transaction_sequences(ops in proptest::collection::vec(op(), 1..40)) {
+    fn invariants_hold_over_random_transaction_sequences(ops in proptest::collection::vec(op(), 1..150)) {
         let mut net = Net::new();
+        net.provider(5, 2_400_000);
         net.provider(6, 3_600_000);
         net.provider(7, 1_800_000);
+        let mut outputs = std::collections::BTreeMap::new();
         let mut nonces_before: Vec<u64> = Vec::new();
         for op in ops {
-            play(&mut net, op);
-            // Checked after every block inside `Net::block`: supply conserved, escrow consistent.
+            play(&mut net, &mut outputs, op);
+            // Checked after every block inside `Net::block`: supply conserved counting the burn,
+            // escrow and bonds consistent.
             let nonces: Vec<u64> = (0..8).map(|i| net.state.accounts.get(&key(i).account()).map_or(0, |a| a.nonce)).collect();
             if !nonces_before.is_empty() {
                 prop_assert!(nonces.iter().zip(&nonces_before).all(|(now, was)| now >= was));
@@ -508,9 +822,14 @@ proptest! {
             let escrow: u128 = net.state.tasks.values().map(|t| t.escrow.0).sum();
             let open: u128 = net.state.tasks.values().filter(|t| !t.state.is_terminal()).map(|t| t.escrow.0).sum();
             prop_assert_eq!(escrow, open, "escrow is held only by open tasks");
-            for task in net.state.tasks.values() {
-                prop_assert!(task.state != TaskState::Running || task.lease.is_some());
+            if let Err(broken) = check_derived(&net) {
+                prop_assert!(false, "{}", broken);
             }
         }
+        let root = net.state.finalize_root().0;
+        let s = &net.state;
+        let mut rebuilt = State::from_tables(s.params.clone(), s.meta.clone(), s.accounts.clone(), s.nodes.clone(), s.tasks.clone());
+        prop_assert_eq!(rebuilt.finalize_root().0, root);
+        prop_assert_eq!(&rebuilt.index.at_risk, &net.state.index.at_risk);
     }
 }

@@ -5,7 +5,7 @@ use aicpw_ledger::block::task_request;
 use aicpw_store::{AddOptions, Cid};
 use aicpw_types::codec::Decode;
 use aicpw_types::tx::TX_BYTES_MAX;
-use aicpw_types::{AccountId, NodeId, Reject, SignedTx, TaskId};
+use aicpw_types::{AccountId, ChallengeId, NodeId, Reject, SignedTx, TaskId};
 use axum::body::{Body, Bytes};
 use axum::extract::{DefaultBodyLimit, Path, Query, State};
 use axum::http::{header, StatusCode};
@@ -36,7 +36,8 @@ impl IntoResponse for ApiError {
             Reject::NotFound
             | Reject::UnknownAccount
             | Reject::UnknownNode
-            | Reject::UnknownTask => StatusCode::NOT_FOUND,
+            | Reject::UnknownTask
+            | Reject::UnknownChallenge => StatusCode::NOT_FOUND,
             Reject::Oversize | Reject::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             Reject::MempoolFull | Reject::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
             Reject::BadRequest | Reject::Malformed => StatusCode::BAD_REQUEST,
@@ -66,11 +67,15 @@ pub fn router(shared: SharedState) -> Router {
         .route("/v1/nodes", get(nodes))
         .route("/v1/nodes/{id}", get(node))
         .route("/v1/nodes/{id}/why", get(node_why))
+        .route("/v1/nodes/{id}/leases", get(node_leases))
+        .route("/v1/params", get(params))
         .route("/v1/tasks", get(tasks))
         .route("/v1/tasks/{id}", get(task))
         .route("/v1/tasks/{id}/why", get(task_why))
         .route("/v1/blocks/{height}", get(block))
         .route("/v1/events", get(events))
+        .route("/v1/challenges", get(challenges))
+        .route("/v1/challenges/{id}", get(challenge))
         .route("/store", put(store_put).layer(DefaultBodyLimit::max(STORE_UPLOAD_BYTES_MAX)))
         .route(
             "/store/car",
@@ -166,11 +171,40 @@ async fn node_why(State(s): State<SharedState>, Path(id): Path<u64>) -> ApiResul
         .iter()
         .take(LIST_ITEMS_MAX)
         .filter_map(|t| state.tasks.get(t))
-        .map(task_request)
+        .map(|t| task_request(state, t))
         .collect();
     let explanation = state.index.matcher.explain_node(node.id, &pending);
     to_json(json!({ "node": node.id, "status": node.status, "online": node.online,
         "running": node.running, "explanation": explanation }))
+}
+
+/// The open tasks in which a node holds a lease of the current round (running, committed or
+/// revealed, not yet judged), with that lease and whether the round's reveals are open: what a
+/// provider agent acts on, whatever the lease's role (worker, replica, auditor, referee,
+/// committee member).
+async fn node_leases(State(s): State<SharedState>, Path(id): Path<u64>) -> ApiResult {
+    let chain = s.chain();
+    let state = chain.state();
+    let node = NodeId(id);
+    state.nodes.get(&node).ok_or(Reject::UnknownNode)?;
+    let list: Vec<Value> = state
+        .index
+        .node_leases
+        .range((node, TaskId(0))..=(node, TaskId(u64::MAX)))
+        .filter_map(|(_, task)| state.tasks.get(task))
+        .filter_map(|task| task.pending_lease(node).map(|i| (task, &task.leases[i])))
+        .take(LIST_ITEMS_MAX)
+        .map(|(task, lease)| {
+            json!({ "task": task, "lease": lease, "reveal_open": task.reveal_open_ms.is_some() })
+        })
+        .collect();
+    Ok(Json(Value::Array(list)))
+}
+
+/// The network's parameters, verification economics included.
+async fn params(State(s): State<SharedState>) -> ApiResult {
+    let chain = s.chain();
+    to_json(&chain.state().params)
 }
 
 #[derive(Deserialize)]
@@ -194,7 +228,7 @@ async fn tasks(State(s): State<SharedState>, Query(filter): Query<TaskFilter>) -
         };
     let list: Vec<_> = candidates
         .filter(|t| requester.is_none_or(|r| t.requester == r))
-        .filter(|t| filter.node.is_none_or(|n| t.lease.as_ref().is_some_and(|l| l.node.0 == n)))
+        .filter(|t| filter.node.is_none_or(|n| t.leases.iter().any(|l| l.node.0 == n)))
         .filter(|t| {
             filter.state.as_deref().is_none_or(|want| {
                 serde_json::to_value(t.state).ok().and_then(|v| v.as_str().map(|s| s == want))
@@ -215,7 +249,7 @@ async fn task_why(State(s): State<SharedState>, Path(id): Path<u64>) -> ApiResul
     let chain = s.chain();
     let state = chain.state();
     let task = state.tasks.get(&TaskId(id)).ok_or(Reject::UnknownTask)?;
-    let explanation = state.index.matcher.explain_task(&task_request(task));
+    let explanation = state.index.matcher.explain_task(&task_request(state, task));
     to_json(json!({ "task": task.id, "state": task.state, "reason": task.failure,
         "attempts": task.attempts, "explanation": explanation }))
 }
@@ -235,6 +269,8 @@ async fn block(State(s): State<SharedState>, Path(height): Path<String>) -> ApiR
 #[derive(Deserialize)]
 struct EventFilter {
     task: Option<u64>,
+    /// Events about this node (its leases, challenges, sanctions).
+    node: Option<u64>,
 }
 
 async fn events(
@@ -243,13 +279,46 @@ async fn events(
 ) -> Sse<impl Stream<Item = Result<SseEvent, std::convert::Infallible>>> {
     let stream = BroadcastStream::new(s.events.subscribe()).filter_map(move |item| match item {
         Ok(value) => {
-            let wanted =
-                filter.task.is_none_or(|t| value.get("task").and_then(Value::as_u64) == Some(t));
+            let about = |field: &str, id: Option<u64>| {
+                id.is_none_or(|id| value.get(field).and_then(Value::as_u64) == Some(id))
+            };
+            let wanted = about("task", filter.task) && about("node", filter.node);
             wanted.then(|| Ok(SseEvent::default().data(value.to_string())))
         }
         Err(_) => Some(Ok(SseEvent::default().event("lagged").data("{}"))),
     });
     Sse::new(stream).keep_alive(KeepAlive::new().interval(std::time::Duration::from_secs(1)))
+}
+
+#[derive(Deserialize)]
+struct ChallengeFilter {
+    node: Option<u64>,
+}
+
+/// A challenge as the API shows it: the ledger's record, plus the drawn tiles once drawn.
+fn challenge_json(challenge: &aicpw_ledger::challenge::Challenge) -> Result<Value, ApiError> {
+    let mut value = serde_json::to_value(challenge).map_err(|_| Reject::Unavailable)?;
+    if let (Some(map), Some(drawn)) = (value.as_object_mut(), challenge.drawn_tiles()) {
+        map.insert("drawn_tiles".into(), json!(drawn));
+    }
+    Ok(value)
+}
+
+/// `GET /v1/challenges[?node=]`: a node's current challenges (open or just resolved), or every
+/// node's; a provider's challenger polls this.
+async fn challenges(
+    State(s): State<SharedState>,
+    Query(filter): Query<ChallengeFilter>,
+) -> ApiResult {
+    let chain = s.chain();
+    let list = chain.state().challenges(filter.node.map(NodeId), LIST_ITEMS_MAX);
+    Ok(Json(Value::Array(list.into_iter().map(challenge_json).collect::<Result<_, _>>()?)))
+}
+
+async fn challenge(State(s): State<SharedState>, Path(id): Path<u64>) -> ApiResult {
+    let chain = s.chain();
+    let challenge = chain.state().challenge(ChallengeId(id)).ok_or(Reject::UnknownChallenge)?;
+    challenge_json(challenge).map(Json)
 }
 
 #[derive(Deserialize)]

@@ -25,7 +25,7 @@ const CHECKPOINT_KEY: &str = "checkpoint_height";
 #[derive(Debug, thiserror::Error)]
 pub enum DbError {
     #[error("database: {0}")]
-    Redb(#[from] redb::Error),
+    Redb(Box<redb::Error>),
     #[error("stored data is corrupt: {0}")]
     Corrupt(String),
     #[error("the data directory belongs to chain {found}, not {expected}")]
@@ -36,12 +36,13 @@ macro_rules! from_redb {
     ($($t:ty),*) => {$(
         impl From<$t> for DbError {
             fn from(e: $t) -> Self {
-                DbError::Redb(e.into())
+                DbError::Redb(Box::new(e.into()))
             }
         }
     )*};
 }
 from_redb!(
+    redb::Error,
     redb::DatabaseError,
     redb::TransactionError,
     redb::TableError,

@@ -6,6 +6,7 @@ pub mod chain;
 pub mod db;
 pub mod service;
 
+use aicpw_ledger::challenge::ChallengeParams;
 use aicpw_ledger::{Genesis, Params};
 use aicpw_store::Store;
 use aicpw_types::{Amount, Keypair};
@@ -22,11 +23,13 @@ pub const DEV_CHAIN_ID: &str = "aicpw-dev";
 pub const DEV_ACCOUNTS: u32 = 16;
 pub const DEV_ACCOUNT_TOKENS: u64 = 1_000_000;
 
-/// The dev genesis: deterministic, funded accounts (`Keypair::dev(0..DEV_ACCOUNTS)`).
+/// The dev genesis: deterministic, funded accounts (`Keypair::dev(0..DEV_ACCOUNTS)`), and
+/// capacity challenges every minute, so a new node proves its compute within one.
 pub fn dev_genesis() -> Genesis {
+    let challenges = ChallengeParams::every(ChallengeParams::INTERVAL_MS_DEV);
     Genesis {
         chain_id: DEV_CHAIN_ID.into(),
-        params: Params::default(),
+        params: Params { challenges, ..Params::default() },
         accounts: (0..DEV_ACCOUNTS)
             .map(|i| (Keypair::dev(i).account(), Amount::tokens(DEV_ACCOUNT_TOKENS)))
             .collect(),

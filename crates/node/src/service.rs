@@ -27,6 +27,8 @@ pub struct Committed {
 }
 
 type Waiter = oneshot::Sender<Result<Committed, Reject>>;
+/// Resolves once the transaction is in a committed block, or was left out with a rejection.
+pub type CommitWaiter = oneshot::Receiver<Result<Committed, Reject>>;
 
 #[derive(Default)]
 struct Mempool {
@@ -83,7 +85,7 @@ impl Shared {
         &self,
         tx: SignedTx,
         wait: bool,
-    ) -> Result<(Hash32, Option<oneshot::Receiver<Result<Committed, Reject>>>), Reject> {
+    ) -> Result<(Hash32, Option<CommitWaiter>), Reject> {
         let id = tx.tx.id();
         {
             let chain = self.chain();

@@ -1,16 +1,23 @@
 //! The provider agent: registers this machine with a stake, watches the ledger for tasks leased
 //! to its node, runs them in the executor, and reports results or failures.
 //!
+//! Every result goes to the ledger in two steps: first a commitment
+//! (`verify::replication::commitment(task, account, output_hash, salt)` with a fresh random
+//! salt), then, once the ledger says every lease of the task's round has committed, the reveal of
+//! the output hash, the salt and the result's CID. The lease says the node's role (worker,
+//! replica, auditor, referee, dispute committee member); the work is the same for all of them.
+//!
 //! The agent keeps its own state in `work_dir/agent.json` (written atomically), so a restart
-//! neither loses a task nor runs one twice: a result already uploaded is committed without
-//! running again, and a task whose result is on the ledger is never touched again.
+//! neither loses a task nor runs one twice: a result already uploaded is committed (or, if it was,
+//! revealed) with the salt kept there, without running again, and a task whose outcome is on the
+//! ledger is never touched again.
 
 use crate::client::{Client, ClientError};
 use crate::executor::{ExecutionEvent, ExecutionRequest, Executor, Limits, Termination};
 use crate::hardware;
 use aicpw_types::bundle::{self, Manifest};
 use aicpw_types::task::FailureReason;
-use aicpw_types::{seal, Amount, Hardware, Hash32, Keypair, NodeId, TaskId, TxBody};
+use aicpw_types::{seal, Amount, Hardware, Hash32, Keypair, NodeId, Reject, TaskId, TxBody};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use std::collections::BTreeMap;
@@ -21,6 +28,8 @@ use std::time::Duration;
 
 /// How often the agent looks for new leases.
 pub const POLL_INTERVAL: Duration = Duration::from_millis(100);
+/// How often a committed lease checks whether its round's reveals are open.
+pub const REVEAL_POLL_INTERVAL: Duration = Duration::from_millis(200);
 /// How often a running task's heartbeat goes to the ledger (well inside the lease).
 pub const TASK_HEARTBEAT_INTERVAL: Duration = Duration::from_secs(3);
 /// How often the node's own heartbeat goes to the ledger.
@@ -58,8 +67,17 @@ struct Journal {
     node: Option<NodeId>,
     /// Tasks whose outcome is on the ledger or being reported; never run again.
     done: BTreeMap<u64, String>,
-    /// Results uploaded but maybe not yet committed: task → (result CID, output hash).
-    uploaded: BTreeMap<u64, (String, Hash32)>,
+    /// Results uploaded but maybe not yet revealed, with the salt of their commitment.
+    #[serde(default)]
+    results: BTreeMap<u64, Sealed>,
+}
+
+/// An uploaded result and the secret that opens its commitment.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+struct Sealed {
+    result_cid: String,
+    output_hash: Hash32,
+    salt: Hash32,
 }
 
 struct Shared {
@@ -69,6 +87,7 @@ struct Shared {
     node: NodeId,
     journal: Mutex<Journal>,
     running: Mutex<BTreeMap<u64, Arc<AtomicBool>>>,
+    stop: Arc<AtomicBool>,
 }
 
 fn journal_path(work_dir: &Path) -> PathBuf {
@@ -149,7 +168,7 @@ fn register(
         .ok_or(AgentError::Protocol("a node_registered event"))?;
     journal.node = Some(NodeId(node));
     journal.done.clear();
-    journal.uploaded.clear();
+    journal.results.clear();
     Ok(NodeId(node))
 }
 
@@ -170,6 +189,14 @@ pub fn run(
     let node = register(&client, &config, &mut journal)?;
     save_journal(&config.work_dir, &journal)?;
     on_ready(node);
+    // Capacity challenges have a thread of their own: a busy task loop never makes one late.
+    let challenger = crate::challenger::spawn(
+        node_url,
+        config.key.clone(),
+        node,
+        Default::default(),
+        stop.clone(),
+    );
     let shared = Arc::new(Shared {
         client,
         config,
@@ -177,6 +204,7 @@ pub fn run(
         node,
         journal: Mutex::new(journal),
         running: Mutex::new(BTreeMap::new()),
+        stop: stop.clone(),
     });
     let mut last_node_heartbeat = std::time::Instant::now();
     while !stop.load(Ordering::SeqCst) {
@@ -196,15 +224,19 @@ pub fn run(
     for flag in shared.running.lock().expect("no panics while locked").values() {
         flag.store(true, Ordering::SeqCst);
     }
+    if challenger.join().is_err() {
+        tracing::error!("node {node}: the challenge thread panicked");
+    }
     Ok(node)
 }
 
 fn poll_leases(shared: &Arc<Shared>) -> Result<(), AgentError> {
-    let tasks = shared.client.get(&format!("/v1/tasks?state=running&node={}", shared.node))?;
-    let tasks = tasks.as_array().ok_or(AgentError::Protocol("a task list"))?;
+    let leases = shared.client.get(&format!("/v1/nodes/{}/leases", shared.node))?;
+    let leases = leases.as_array().ok_or(AgentError::Protocol("a lease list"))?;
     let mut running = shared.running.lock().expect("no panics while locked");
     running.retain(|_, stop| !stop.load(Ordering::SeqCst));
-    for task in tasks {
+    for leased in leases {
+        let task = &leased["task"];
         let Some(id) = task["id"].as_u64() else { continue };
         let done = shared.journal.lock().expect("no panics while locked").done.contains_key(&id);
         if done || running.contains_key(&id) || running.len() >= TASKS_RUNNING_MAX {
@@ -212,9 +244,9 @@ fn poll_leases(shared: &Arc<Shared>) -> Result<(), AgentError> {
         }
         let finished = Arc::new(AtomicBool::new(false));
         running.insert(id, finished.clone());
-        let (shared, task) = (shared.clone(), task.clone());
+        let (shared, leased) = (shared.clone(), leased.clone());
         std::thread::spawn(move || {
-            work_on(&shared, TaskId(id), &task);
+            work_on(&shared, TaskId(id), &leased);
             finished.store(true, Ordering::SeqCst);
         });
     }
@@ -224,39 +256,115 @@ fn poll_leases(shared: &Arc<Shared>) -> Result<(), AgentError> {
 fn mark_done(shared: &Shared, id: TaskId, outcome: &str) {
     let mut journal = shared.journal.lock().expect("no panics while locked");
     journal.done.insert(id.0, outcome.to_string());
-    journal.uploaded.remove(&id.0);
+    journal.results.remove(&id.0);
     if let Err(e) = save_journal(&shared.config.work_dir, &journal) {
         tracing::error!("cannot save agent state: {e}");
     }
 }
 
-/// Takes one leased task to its end: a committed result or a reported failure.
-fn work_on(shared: &Shared, id: TaskId, task: &Value) {
-    let uploaded =
-        shared.journal.lock().expect("no panics while locked").uploaded.get(&id.0).cloned();
-    let outcome = match uploaded {
-        Some((cid, hash)) => Ok(Ok((cid, hash))),
-        None => execute(shared, id, task),
-    };
-    let body = match outcome {
-        Ok(Ok((result_cid, output_hash))) => {
-            TxBody::CommitResult { task: id, node: shared.node, result_cid, output_hash }
+/// Takes one lease to its end: a revealed result or a reported failure. `leased` is an entry of
+/// `GET /v1/nodes/{node}/leases`: the task, this node's lease and whether reveals are open.
+fn work_on(shared: &Shared, id: TaskId, leased: &Value) {
+    let sealed = shared.journal.lock().expect("no panics while locked").results.get(&id.0).cloned();
+    if leased["lease"]["commitment"].is_null() {
+        let outcome = match sealed.clone() {
+            Some(sealed) => Ok(Ok(sealed)),
+            None => execute(shared, id, &leased["task"]),
+        };
+        let _ =
+            std::fs::remove_dir_all(shared.config.work_dir.join("tasks").join(id.0.to_string()));
+        match outcome {
+            Ok(Ok(sealed)) => {
+                if !commit(shared, id, &sealed) {
+                    return;
+                }
+            }
+            Ok(Err(reason)) | Err(reason) => {
+                let body = TxBody::ReportFailure { task: id, node: shared.node, reason };
+                return send_final(shared, id, body);
+            }
         }
-        Ok(Err(reason)) | Err(reason) => {
-            TxBody::ReportFailure { task: id, node: shared.node, reason }
+    }
+    // Committed (now or before a restart): reveal once the round's reveals are open.
+    // Read the salt in its own statement: a guard in a `match` scrutinee would hold the journal
+    // while waiting, and `mark_done` would deadlock on it.
+    let sealed = shared.journal.lock().expect("no panics while locked").results.get(&id.0).cloned();
+    match sealed {
+        Some(sealed) => reveal_when_open(shared, id, &sealed),
+        None => {
+            tracing::error!("task {id}: committed, but the salt of the commitment is lost");
+            mark_done(shared, id, "salt-lost");
         }
-    };
+    }
+}
+
+/// Sends the commitment to a sealed result; `false` when there is nothing more to do now.
+fn commit(shared: &Shared, id: TaskId, sealed: &Sealed) -> bool {
+    let account = shared.config.key.account();
+    let commitment =
+        aicpw_verify::commitment(id.0, &account.0, &sealed.output_hash.0, &sealed.salt.0);
+    let body = TxBody::CommitResult { task: id, node: shared.node, commitment: Hash32(commitment) };
+    match shared.client.send(&shared.config.key, body, true) {
+        Ok(_) | Err(ClientError::Rejected(Reject::AlreadyCommitted)) => true,
+        // The lease moved on (expired, cancelled): nothing left to do for this task.
+        Err(ClientError::Rejected(reject)) => {
+            mark_done(shared, id, reject.name());
+            false
+        }
+        Err(e) => {
+            tracing::warn!("task {id}: cannot commit yet: {e}");
+            false
+        }
+    }
+}
+
+/// Sends a transaction that ends this node's part in the task, and records that.
+fn send_final(shared: &Shared, id: TaskId, body: TxBody) {
     let kind = body.kind();
     match shared.client.send(&shared.config.key, body, true) {
         Ok(_) => mark_done(shared, id, kind),
-        // The lease moved on (expired, cancelled): nothing left to do for this task.
         Err(ClientError::Rejected(reject)) => mark_done(shared, id, reject.name()),
-        Err(e) => tracing::warn!("task {id}: cannot report {kind} yet: {e}"),
+        Err(e) => tracing::warn!("task {id}: cannot send {kind} yet: {e}"),
     }
-    let _ = std::fs::remove_dir_all(shared.config.work_dir.join("tasks").join(id.0.to_string()));
 }
 
-type TaskResult = Result<(String, Hash32), FailureReason>;
+/// Waits until every lease of the round has committed, then reveals; stops if the lease was
+/// judged or dropped meanwhile, or the agent stops.
+fn reveal_when_open(shared: &Shared, id: TaskId, sealed: &Sealed) {
+    while !shared.stop.load(Ordering::SeqCst) {
+        let task = match shared.client.get(&format!("/v1/tasks/{id}")) {
+            Ok(task) => task,
+            Err(e) => {
+                tracing::warn!("task {id}: cannot read it: {e}");
+                std::thread::sleep(REVEAL_POLL_INTERVAL);
+                continue;
+            }
+        };
+        let node = shared.node.0;
+        let mine = task["leases"].as_array().and_then(|leases| {
+            leases.iter().find(|l| l["node"].as_u64() == Some(node) && l["verdict"] == "pending")
+        });
+        let Some(lease) = mine else { return mark_done(shared, id, "judged") };
+        if !lease["reveal"].is_null() {
+            return mark_done(shared, id, "reveal_result");
+        }
+        if !task["reveal_open_ms"].is_null() {
+            let body = TxBody::RevealResult {
+                task: id,
+                node: shared.node,
+                output_hash: sealed.output_hash,
+                salt: sealed.salt,
+                result_cid: sealed.result_cid.clone(),
+            };
+            return send_final(shared, id, body);
+        }
+        std::thread::sleep(REVEAL_POLL_INTERVAL);
+    }
+}
+
+type TaskResult = Result<Sealed, FailureReason>;
+/// A bundle's files: path and contents.
+type Files = Vec<(String, Vec<u8>)>;
 
 /// Fetches and opens the inputs, runs the task with heartbeats, seals and uploads the result.
 fn execute(shared: &Shared, id: TaskId, task: &Value) -> Result<TaskResult, FailureReason> {
@@ -310,10 +418,7 @@ fn execute(shared: &Shared, id: TaskId, task: &Value) -> Result<TaskResult, Fail
     Ok(seal_and_upload(shared, id, task, &manifest, &outputs, &log_text.join("\n")))
 }
 
-fn fetch_inputs(
-    shared: &Shared,
-    task: &Value,
-) -> Result<(Manifest, Vec<(String, Vec<u8>)>), String> {
+fn fetch_inputs(shared: &Shared, task: &Value) -> Result<(Manifest, Files), String> {
     let cid = task["terms"]["inputs_cid"].as_str().ok_or("no inputs_cid")?;
     let blob = shared.client.get_store(cid).map_err(|e| e.to_string())?;
     let plain = if task["terms"]["encrypted"].as_bool().unwrap_or(true) {
@@ -413,8 +518,10 @@ fn seal_and_upload(
     let mut blob = seal::seal(&result_key, &content_key);
     blob.extend_from_slice(&seal::encrypt(&content_key, &plain));
     let cid = shared.client.put_store(&blob).map_err(|_| FailureReason::ProviderError)?;
+    // The salt is journaled before the commitment leaves: a restart can still reveal.
+    let sealed = Sealed { result_cid: cid, output_hash, salt: Hash32(seal::random_key()) };
     let mut journal = shared.journal.lock().expect("no panics while locked");
-    journal.uploaded.insert(id.0, (cid.clone(), output_hash));
+    journal.results.insert(id.0, sealed.clone());
     save_journal(&shared.config.work_dir, &journal).map_err(|_| FailureReason::ProviderError)?;
-    Ok((cid, output_hash))
+    Ok(sealed)
 }

@@ -2,6 +2,7 @@
 
 pub mod agent;
 pub mod challenge;
+pub mod challenger;
 pub mod client;
 pub mod executor;
 pub mod hardware;

@@ -14,6 +14,9 @@ pub const BUNDLE_FILES_MAX: usize = 4096;
 const MANIFEST_BYTES_MAX: usize = 64 * 1024;
 const PATH_BYTES_MAX: usize = 1024;
 
+/// Bundle entries: (path inside the bundle, bytes).
+pub type Files = Vec<(String, Vec<u8>)>;
+
 /// What the provider runs and returns.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]
 pub struct Manifest {
@@ -92,7 +95,7 @@ impl<'a> Reader<'a> {
 }
 
 /// Unpacks a bundle, checking every limit and every path.
-pub fn unpack(bytes: &[u8]) -> Result<(Manifest, Vec<(String, Vec<u8>)>), BundleError> {
+pub fn unpack(bytes: &[u8]) -> Result<(Manifest, Files), BundleError> {
     if bytes.len() as u64 > BUNDLE_BYTES_MAX {
         return Err(BundleError::TooLarge("total size"));
     }

@@ -25,6 +25,12 @@ pub struct NodeId(pub u64);
 )]
 pub struct TaskId(pub u64);
 
+/// A capacity challenge issued by the ledger to one node.
+#[derive(
+    Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Debug, Default, Serialize, Deserialize,
+)]
+pub struct ChallengeId(pub u64);
+
 /// Why a hex id could not be parsed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum IdParseError {
@@ -110,3 +116,4 @@ macro_rules! number_id {
 }
 number_id!(NodeId);
 number_id!(TaskId);
+number_id!(ChallengeId);

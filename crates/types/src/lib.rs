@@ -15,7 +15,7 @@ pub mod tx;
 pub use amount::{Amount, ComputeUnits};
 pub use codec::{CodecError, Decode, Decoder, Encode, Encoder};
 pub use hardware::{Hardware, Resources};
-pub use ids::{AccountId, Hash32, NodeId, TaskId};
+pub use ids::{AccountId, ChallengeId, Hash32, NodeId, TaskId};
 pub use keys::Keypair;
 pub use reject::Reject;
 pub use task::{FailureReason, TaskState, TaskTerms, Verification};

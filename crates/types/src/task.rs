@@ -179,6 +179,10 @@ pub enum FailureReason {
     NoEligibleProvider,
     NodeDeregistered,
     DiskLimitExceeded,
+    /// No output hash reached a strict majority of the replicas (or worker, auditor, referee).
+    NoQuorum,
+    /// The verification the task asked for could not be staffed or finished in time.
+    VerificationUnavailable,
 }
 codec_unit_enum!(FailureReason {
     CancelledByRequester = 1,
@@ -194,7 +198,9 @@ codec_unit_enum!(FailureReason {
     AttemptsExhausted = 11,
     NoEligibleProvider = 12,
     NodeDeregistered = 13,
-    DiskLimitExceeded = 14
+    DiskLimitExceeded = 14,
+    NoQuorum = 15,
+    VerificationUnavailable = 16
 });
 
 impl FailureReason {

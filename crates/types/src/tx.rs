@@ -2,7 +2,9 @@
 
 use crate::codec::{CodecError, Decode, Decoder, Encode, Encoder};
 use crate::task::{hex_array, FailureReason, TaskTerms};
-use crate::{codec_struct, AccountId, Amount, Hardware, Hash32, NodeId, TaskId};
+use crate::{
+    codec_struct, AccountId, Amount, ChallengeId, ComputeUnits, Hardware, Hash32, NodeId, TaskId,
+};
 use ed25519_dalek::{Signature, VerifyingKey};
 use serde::{Deserialize, Serialize};
 
@@ -60,6 +62,9 @@ pub enum TxBody {
     SubmitTask {
         terms: TaskTerms,
         key_grants: Vec<KeyGrant>,
+        /// A commitment to the known answer of a known-answer task, or random bytes: providers
+        /// cannot tell which tasks the network already knows the answer of.
+        answer_commitment: Hash32,
     },
     CancelTask {
         task: TaskId,
@@ -69,11 +74,12 @@ pub enum TxBody {
         node: NodeId,
         progress_permille: u16,
     },
+    /// A lease holder's binding commitment to its result, made before it learns whether it is
+    /// audited and before any other lease of the task reveals: `verify::replication::commitment`.
     CommitResult {
         task: TaskId,
         node: NodeId,
-        result_cid: String,
-        output_hash: Hash32,
+        commitment: Hash32,
     },
     ReportFailure {
         task: TaskId,
@@ -93,6 +99,57 @@ pub enum TxBody {
     GrantKeys {
         task: TaskId,
         key_grants: Vec<KeyGrant>,
+    },
+    /// Opens a commitment once every lease of the task's current round has committed.
+    RevealResult {
+        task: TaskId,
+        node: NodeId,
+        output_hash: Hash32,
+        salt: Hash32,
+        result_cid: String,
+    },
+    /// The requester challenges a result during its acceptance window, locking `bond`.
+    DisputeResult {
+        task: TaskId,
+        bond: Amount,
+    },
+    /// The submitter of a known-answer task opens its `answer_commitment`.
+    RevealAnswer {
+        task: TaskId,
+        answer_hash: Hash32,
+        salt: Hash32,
+    },
+    /// The owner of a frozen node asks the stakers to unfreeze it.
+    Appeal {
+        node: NodeId,
+    },
+    /// A staker's vote on an open appeal, weighted by its bonded stake.
+    VoteAppeal {
+        node: NodeId,
+        approve: bool,
+    },
+    /// A challenged node's commitment to its matrix product: the BLAKE3 tile-tree root of `C`
+    /// (`verify::merkle`), before the challenge's deadline.
+    ChallengeCommit {
+        challenge: ChallengeId,
+        root: Hash32,
+    },
+    /// Merkle paths of the drawn tiles, continuing from drawn tile number `first`; the ledger
+    /// recomputes each tile from the seed, so no tile values travel.
+    ChallengeOpen {
+        challenge: ChallengeId,
+        first: u32,
+        paths: Vec<Vec<Hash32>>,
+    },
+    /// A solution of a hash-puzzle challenge.
+    SubmitPuzzle {
+        challenge: ChallengeId,
+        nonce: u64,
+    },
+    /// The capacity a node claims: it sizes the node's matrix challenges and their deadlines.
+    ClaimCapacity {
+        node: NodeId,
+        units: ComputeUnits,
     },
 }
 
@@ -128,15 +185,25 @@ tx_body_codec! {
     5 => UpdateNode { node, hardware, x25519_key, endpoint, price_per_hour },
     6 => DeregisterNode { node },
     7 => NodeHeartbeat { node },
-    8 => SubmitTask { terms, key_grants },
+    8 => SubmitTask { terms, key_grants, answer_commitment },
     9 => CancelTask { task },
     10 => TaskHeartbeat { task, node, progress_permille },
-    11 => CommitResult { task, node, result_cid, output_hash },
+    11 => CommitResult { task, node, commitment },
     12 => ReportFailure { task, node, reason },
     13 => AcceptResult { task },
     14 => RateTask { task, stars },
     15 => SettleExpired { task },
     16 => GrantKeys { task, key_grants },
+    17 => ChallengeCommit { challenge, root },
+    18 => ChallengeOpen { challenge, first, paths },
+    19 => SubmitPuzzle { challenge, nonce },
+    20 => ClaimCapacity { node, units },
+    // Tags 24 and up: result verification (17-23 are left to capacity challenges).
+    24 => RevealResult { task, node, output_hash, salt, result_cid },
+    25 => DisputeResult { task, bond },
+    26 => RevealAnswer { task, answer_hash, salt },
+    27 => Appeal { node },
+    28 => VoteAppeal { node, approve },
 }
 
 impl TxBody {
@@ -160,6 +227,15 @@ impl TxBody {
             TxBody::RateTask { .. } => "rate_task",
             TxBody::SettleExpired { .. } => "settle_expired",
             TxBody::GrantKeys { .. } => "grant_keys",
+            TxBody::RevealResult { .. } => "reveal_result",
+            TxBody::DisputeResult { .. } => "dispute_result",
+            TxBody::RevealAnswer { .. } => "reveal_answer",
+            TxBody::Appeal { .. } => "appeal",
+            TxBody::VoteAppeal { .. } => "vote_appeal",
+            TxBody::ChallengeCommit { .. } => "challenge_commit",
+            TxBody::ChallengeOpen { .. } => "challenge_open",
+            TxBody::SubmitPuzzle { .. } => "submit_puzzle",
+            TxBody::ClaimCapacity { .. } => "claim_capacity",
         }
     }
 }

@@ -148,6 +148,15 @@ pub struct ProvenCapacity {
 }
 
 impl ProvenCapacity {
+    /// Rebuilds a record from its parts, as a ledger stores them; keeps the newest
+    /// [`CAPACITY_WINDOW`] scores.
+    pub fn from_parts(mut recent: Vec<ComputeUnits>, consecutive_misses: u32) -> Self {
+        if recent.len() > CAPACITY_WINDOW {
+            recent.drain(..recent.len() - CAPACITY_WINDOW);
+        }
+        Self { recent, consecutive_misses }
+    }
+
     /// Records a verdict and returns the sanction it earns.
     pub fn record(&mut self, verdict: ChallengeVerdict) -> Sanction {
         let units = match verdict {

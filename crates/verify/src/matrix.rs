@@ -93,7 +93,7 @@ impl MatrixChallenge {
         if !(TILE_MIN..=TILE_MAX).contains(&self.tile) || !self.tile.is_power_of_two() {
             return Err(VerifyError::TileInvalid { tile: self.tile, min: TILE_MIN, max: TILE_MAX });
         }
-        if self.n == 0 || self.n > N_MAX || self.n % self.tile != 0 {
+        if self.n == 0 || self.n > N_MAX || !self.n.is_multiple_of(self.tile) {
             return Err(VerifyError::SizeInvalid { n: self.n, tile: self.tile, max: N_MAX });
         }
         Ok(())

@@ -1,0 +1,77 @@
+//! Indices derived from the nodes' challenge records, and the state's challenge queries.
+
+use super::{challengeable, Challenge, ChallengeStatus};
+use crate::state::{Node, State};
+use aicpw_types::{ChallengeId, NodeId};
+use std::collections::{BTreeMap, BTreeSet};
+
+/// Indices derived from the nodes' challenge records: never stored, never hashed.
+#[derive(Clone, Debug, Default)]
+pub struct ChallengeIndex {
+    /// (due, node) for challengeable nodes.
+    pub due: BTreeSet<(u64, NodeId)>,
+    /// (deadline, challenge) for issued challenges and drawn openings.
+    pub deadlines: BTreeSet<(u64, ChallengeId)>,
+    /// (commit height, challenge) for commitments whose tiles are not drawn yet.
+    pub draws: BTreeSet<(u64, ChallengeId)>,
+    /// The node of every current challenge.
+    pub nodes: BTreeMap<ChallengeId, NodeId>,
+    /// Openings × n checked in the current block.
+    pub verify_work_in_block: u64,
+}
+
+impl ChallengeIndex {
+    /// Replaces what `old` contributed with what `new` does.
+    pub fn update(&mut self, old: Option<&Node>, new: Option<&Node>) {
+        if let Some(old) = old {
+            self.due.remove(&(old.capacity.due_ms, old.id));
+            for challenge in old.capacity.challenges() {
+                self.nodes.remove(&challenge.id);
+                self.draws.remove(&(challenge.committed_height, challenge.id));
+                if let Some(deadline) = challenge.deadline() {
+                    self.deadlines.remove(&(deadline, challenge.id));
+                }
+            }
+        }
+        let Some(new) = new else { return };
+        if challengeable(new) {
+            self.due.insert((new.capacity.due_ms, new.id));
+        }
+        for challenge in new.capacity.challenges() {
+            self.nodes.insert(challenge.id, new.id);
+            if challenge.status == ChallengeStatus::Committed {
+                self.draws.insert((challenge.committed_height, challenge.id));
+            }
+            if let Some(deadline) = challenge.deadline() {
+                self.deadlines.insert((deadline, challenge.id));
+            }
+        }
+    }
+}
+
+impl State {
+    /// Challenge `id`, if it is a node's current one.
+    pub fn challenge(&self, id: ChallengeId) -> Option<&Challenge> {
+        let node = self.nodes.get(self.index.challenge.nodes.get(&id)?)?;
+        node.capacity.challenges().find(|challenge| challenge.id == id)
+    }
+
+    /// The current challenges of `node`, or of every node (ascending ids), at most `limit`.
+    pub fn challenges(&self, node: Option<NodeId>, limit: usize) -> Vec<&Challenge> {
+        match node {
+            Some(node) => self
+                .nodes
+                .get(&node)
+                .map(|node| node.capacity.challenges().take(limit).collect())
+                .unwrap_or_default(),
+            None => self
+                .index
+                .challenge
+                .nodes
+                .keys()
+                .filter_map(|id| self.challenge(*id))
+                .take(limit)
+                .collect(),
+        }
+    }
+}

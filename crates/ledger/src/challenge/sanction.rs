@@ -1,0 +1,178 @@
+//! Results of challenges: scores, proven capacity, and the graded response to misses and failures.
+
+use super::{ChallengeFailure, ChallengeKind, ChallengeSanction, ChallengeStatus};
+use crate::bank;
+use crate::delta::Delta;
+use crate::event::Event;
+use crate::reputation;
+use crate::state::{Node, NodeStatus};
+use aicpw_types::{AccountId, Amount, ComputeUnits, Reject};
+use aicpw_verify::{ChallengeVerdict, Sanction};
+
+/// Records the result of the node's current matrix challenge: `Ok(units)` passed with that
+/// score, `Err(failure)` did not. Updates the proven capacity and applies the sanction.
+pub(super) fn resolve_matrix(
+    delta: &mut Delta<'_>,
+    node: &mut Node,
+    outcome: Result<ComputeUnits, ChallengeFailure>,
+) -> Result<(), Reject> {
+    let Some(challenge) = node.capacity.matrix.as_mut() else { return Ok(()) };
+    let verdict = match outcome {
+        Ok(units) => {
+            challenge.status = ChallengeStatus::Passed;
+            challenge.units = units;
+            ChallengeVerdict::Passed { units: aicpw_verify::ComputeUnits(units.0) }
+        }
+        Err(failure) => {
+            challenge.status = match failure {
+                ChallengeFailure::Late => ChallengeStatus::Late,
+                _ => ChallengeStatus::Failed,
+            };
+            challenge.failure = Some(failure);
+            match failure {
+                ChallengeFailure::Late => ChallengeVerdict::Late,
+                _ => ChallengeVerdict::Failed,
+            }
+        }
+    };
+    let id = challenge.id;
+    let mut proven = node.capacity.proven();
+    let sanction = proven.record(verdict);
+    node.capacity.store(&proven);
+    node.proven_units = ComputeUnits(proven.median().0);
+    match outcome {
+        Ok(units) => {
+            node.capacity.passed += 1;
+            thaw(delta, node);
+            delta.emit(Event::ChallengePassed {
+                challenge: id,
+                node: node.id,
+                kind: ChallengeKind::Matrix,
+                units,
+                proven_units: node.proven_units,
+            });
+        }
+        Err(failure) => {
+            if failure == ChallengeFailure::Late {
+                node.capacity.missed += 1;
+            } else {
+                node.capacity.failed += 1;
+            }
+            let applied = punish(delta, node, failure, sanction)?;
+            delta.emit(Event::ChallengeFailed {
+                challenge: id,
+                node: node.id,
+                kind: ChallengeKind::Matrix,
+                reason: failure,
+                sanction: applied,
+                proven_units: node.proven_units,
+            });
+        }
+    }
+    Ok(())
+}
+
+/// A puzzle nobody solved in time: evidence of absence, never of capacity, so it lowers
+/// reputation and nothing else.
+pub(super) fn puzzle_missed(delta: &mut Delta<'_>, node: &mut Node) {
+    let Some(puzzle) = node.capacity.puzzle.as_mut() else { return };
+    puzzle.status = ChallengeStatus::Late;
+    puzzle.failure = Some(ChallengeFailure::Late);
+    let id = puzzle.id;
+    node.capacity.puzzles_missed += 1;
+    lower_reputation(node, ChallengeFailure::Late);
+    delta.emit(Event::ChallengeFailed {
+        challenge: id,
+        node: node.id,
+        kind: ChallengeKind::Puzzle,
+        reason: ChallengeFailure::Late,
+        sanction: ChallengeSanction::LowerReputation,
+        proven_units: node.proven_units,
+    });
+}
+
+/// A miss counts like an expired lease; a failure like a failed audit.
+fn lower_reputation(node: &mut Node, failure: ChallengeFailure) {
+    reputation::record(&mut node.reputation, |r| match failure {
+        ChallengeFailure::Late | ChallengeFailure::OpeningsWithheld => r.expired += 1,
+        ChallengeFailure::TileMismatch | ChallengeFailure::PathMalformed => r.audits_failed += 1,
+    });
+}
+
+/// Applies `verify`'s graded response; returns what was applied.
+fn punish(
+    delta: &mut Delta<'_>,
+    node: &mut Node,
+    failure: ChallengeFailure,
+    sanction: Sanction,
+) -> Result<ChallengeSanction, Reject> {
+    if sanction == Sanction::None {
+        return Ok(ChallengeSanction::None);
+    }
+    lower_reputation(node, failure);
+    match sanction {
+        Sanction::None | Sanction::LowerReputation => {}
+        Sanction::Freeze => freeze(delta, node),
+        Sanction::Slash => {
+            let params = &delta.base.params.challenges;
+            let amount = match failure {
+                ChallengeFailure::Late => params.slash_missed,
+                _ => params.slash_failed,
+            };
+            slash(delta, node.owner, amount, failure.reason())?;
+            reputation::record(&mut node.reputation, |r| r.offences = r.offences.saturating_add(1));
+            // A slashed node is frozen until the stakers' arbitration thaws it (or ejected after
+            // `offences_eject` offences), and no longer challenged meanwhile.
+            node.capacity.frozen = false;
+            let params = delta.base.params.verification.clone();
+            crate::penalty::escalate(delta, node, &params)?;
+        }
+    }
+    Ok(sanction.into())
+}
+
+/// Takes `amount` from the owner's stake (then its unbonding entries) and splits it as every
+/// slash is split (`verify::SlashSplit`): the treasury's share to the treasury, the rest burned —
+/// the challenger's share too, since the ledger itself challenged (paying the block's proposer
+/// would pay it for censoring answers).
+fn slash(
+    delta: &mut Delta<'_>,
+    owner: AccountId,
+    amount: Amount,
+    reason: &str,
+) -> Result<(), Reject> {
+    let treasury = delta.base.params.verification.treasury;
+    let split = delta.base.params.verification.economics.split;
+    let taken = crate::staking::take(delta, owner, amount);
+    let shares = split.split(taken.0).map_err(|_| Reject::AmountOverflow)?;
+    bank::credit(delta, treasury, Amount(shares.treasury))?;
+    let burn = taken.0 - shares.treasury;
+    let mut meta = delta.meta();
+    meta.supply = meta.supply.saturating_sub(Amount(burn));
+    meta.burned = Amount(meta.burned.0.saturating_add(burn));
+    delta.set_meta(meta);
+    delta.emit(Event::Slashed { account: owner, amount: taken, reason: reason.to_string() });
+    Ok(())
+}
+
+/// Freezes an active node for missed challenges: the next passed one thaws it.
+fn freeze(delta: &mut Delta<'_>, node: &mut Node) {
+    if node.status != NodeStatus::Active {
+        return;
+    }
+    node.status = NodeStatus::Frozen;
+    node.capacity.frozen = true;
+    delta.emit(Event::NodeFrozen { node: node.id, score_permille: node.reputation.score_permille });
+}
+
+/// A pass thaws a node that missed challenges frozen.
+fn thaw(delta: &mut Delta<'_>, node: &mut Node) {
+    if !node.capacity.frozen {
+        return;
+    }
+    node.capacity.frozen = false;
+    if node.status == NodeStatus::Frozen {
+        node.status = NodeStatus::Active;
+        delta.emit(Event::NodeThawed { node: node.id });
+    }
+}

@@ -1,0 +1,251 @@
+//! Disputes and known-answer tasks: what a requester can do about a result during its
+//! acceptance window (the dispute window).
+//!
+//! **Dispute.** `DisputeResult { task, bond }` locks a bond of at least the committee's cost (two
+//! runs at the task's maximum price) and places a committee of two random nodes, excluding every
+//! node (and every owner) that already worked on the task. Each member commits and reveals like
+//! any lease. The vote is a strict majority of three: the result under dispute and the two
+//! members' hashes.
+//! - The result wins (a member agreed): the dispute is rejected. The bond pays the agreeing
+//!   members' time, the rest of it goes to the provider of the result; a member that disagreed is
+//!   slashed; the task completes.
+//! - Both members agree on another hash: the dispute is upheld. Every node that produced the
+//!   disputed result (worker, and an auditor or replicas that confirmed it) is slashed, its
+//!   challenger share going to the requester; the bond pays the members and the rest returns to
+//!   the requester; the task fails with `result-rejected` and a full refund of the escrow.
+//! - No majority: inconclusive. The bond pays the members who revealed, the rest returns; the
+//!   result stands and the task completes.
+//!
+//! Every task the ledger runs (sandbox or container) can be re-executed, so disputes never need a
+//! staked vote on the result itself; the stakers' vote is kept for appeals of frozen nodes
+//! (`arbitration`), where nothing can be recomputed.
+//!
+//! **Known answers.** Every `SubmitTask` carries an `answer_commitment`; for a normal task it is
+//! random bytes. A submitter that knows the answer commits `answer_commitment(submitter,
+//! answer_hash, salt)` and, once the result is verified, sends `RevealAnswer`. A result that
+//! differs is proven wrong: its producers are slashed, the requester refunded. Which tasks carry
+//! known answers (1–2% of a submitter's traffic, `verify::KnownAnswerPolicy`) is the submitter's
+//! policy; providers cannot tell them apart.
+
+use crate::bank;
+use crate::delta::Delta;
+use crate::event::Event;
+use crate::market::{self, complete, finish, COMMITTEE_SIZE};
+use crate::penalty::{self, Offence};
+use crate::state::{Dispute, DisputeOutcome, Role, Round, Task, Verdict};
+use crate::verdict::{owners, start_round, voter};
+use aicpw_types::task::FailureReason;
+use aicpw_types::{AccountId, Amount, Hash32, NodeId, Reject, TaskId, TaskState};
+use aicpw_verify::replication::{quorum, QuorumOutcome, RevealedOutput};
+
+/// Derive-key context of known-answer commitments.
+pub const ANSWER_CONTEXT: &str = "AICPW 2026-01 ledger known-answer commitment v1";
+
+/// `BLAKE3-derive-key(ANSWER_CONTEXT, submitter || answer_hash || salt)`.
+pub fn answer_commitment(submitter: &AccountId, answer_hash: &Hash32, salt: &Hash32) -> Hash32 {
+    let mut hasher = blake3::Hasher::new_derive_key(ANSWER_CONTEXT);
+    hasher.update(&submitter.0);
+    hasher.update(&answer_hash.0);
+    hasher.update(&salt.0);
+    Hash32(*hasher.finalize().as_bytes())
+}
+
+/// The task, checked to be verified, undisputed and the signer's.
+fn verified_task(delta: &Delta<'_>, who: &AccountId, id: TaskId) -> Result<Task, Reject> {
+    let task = market::requested_task(delta, who, id)?;
+    if task.state != TaskState::Verifying {
+        return Err(Reject::DisputeWindowClosed);
+    }
+    if task.dispute.is_some() {
+        return Err(Reject::DisputeOpen);
+    }
+    Ok(task)
+}
+
+pub fn open(delta: &mut Delta<'_>, who: AccountId, id: TaskId, bond: Amount) -> Result<(), Reject> {
+    let mut task = verified_task(delta, &who, id)?;
+    if bond < market::dispute_bond_min(&task.terms) {
+        return Err(Reject::BondTooLow);
+    }
+    bank::debit(delta, who, bond)?;
+    task.dispute =
+        Some(Dispute { bond, opened_ms: delta.env.time_ms, outcome: DisputeOutcome::Open });
+    delta.emit(Event::DisputeOpened { task: id, bond });
+    start_round(delta, &mut task, Round::Dispute, COMMITTEE_SIZE);
+    delta.set_task(task);
+    Ok(())
+}
+
+/// Pays a committee member its time from the bond.
+fn pay_from_bond(
+    delta: &mut Delta<'_>,
+    task: &mut Task,
+    node: NodeId,
+    amount: Amount,
+) -> Result<(), Reject> {
+    let Some(dispute) = task.dispute.as_mut() else { return Ok(()) };
+    let amount = amount.min(dispute.bond);
+    if amount.is_zero() {
+        return Ok(());
+    }
+    dispute.bond = dispute.bond.saturating_sub(amount);
+    let owner = delta.node(node)?.owner;
+    bank::credit(delta, owner, amount)?;
+    delta.emit(Event::Paid { task: task.id, node, owner, amount });
+    Ok(())
+}
+
+/// Hands what is left of an open dispute's bond to `to` (the requester unless given) and closes
+/// the dispute with `outcome`.
+fn close(
+    delta: &mut Delta<'_>,
+    task: &mut Task,
+    outcome: DisputeOutcome,
+    to: Option<AccountId>,
+) -> Result<(), Reject> {
+    let Some(dispute) = task.dispute.as_mut().filter(|d| d.outcome == DisputeOutcome::Open) else {
+        return Ok(());
+    };
+    let rest = std::mem::take(&mut dispute.bond);
+    dispute.outcome = outcome;
+    bank::credit(delta, to.unwrap_or(task.requester), rest)?;
+    delta.emit(Event::DisputeResolved { task: task.id, outcome, returned: rest });
+    Ok(())
+}
+
+/// Returns an open dispute's bond to the requester (the task ends some other way).
+pub(crate) fn return_bond(delta: &mut Delta<'_>, task: &mut Task) -> Result<(), Reject> {
+    close(delta, task, DisputeOutcome::Inconclusive, None)
+}
+
+fn committee(task: &Task) -> Vec<usize> {
+    (0..task.leases.len())
+        .filter(|i| {
+            let lease = &task.leases[*i];
+            lease.role == Role::Committee && lease.verdict == Verdict::Pending
+        })
+        .collect()
+}
+
+/// The committee has revealed (or withheld): the vote of the disputed result and the members.
+pub(crate) fn decide(delta: &mut Delta<'_>, mut task: Task) -> Result<(), Reject> {
+    let result = task.result.clone().ok_or(Reject::InvalidTaskState)?;
+    let members = committee(&task);
+    let mut reveals =
+        vec![RevealedOutput { provider: [0xff; 32], output_hash: result.output_hash.0 }];
+    for index in &members {
+        let lease = &task.leases[*index];
+        if let Some(reveal) = &lease.reveal {
+            reveals.push(RevealedOutput {
+                provider: voter(lease.node),
+                output_hash: reveal.output_hash.0,
+            });
+        }
+    }
+    let outcome = quorum(3, &reveals)
+        .unwrap_or(QuorumOutcome { no_quorum: true, ..QuorumOutcome::default() });
+    let agree = |task: &Task, hash: Option<[u8; 32]>| -> Vec<usize> {
+        members
+            .iter()
+            .copied()
+            .filter(|i| task.leases[*i].reveal.as_ref().map(|r| r.output_hash.0) == hash)
+            .filter(|_| hash.is_some())
+            .collect()
+    };
+    let winners = agree(&task, outcome.majority_hash);
+    let losers: Vec<usize> = members
+        .iter()
+        .copied()
+        .filter(|i| !winners.contains(i) && task.leases[*i].reveal.is_some())
+        .collect();
+    let honest = owners(delta, &task, &winners)?;
+    for index in &winners {
+        task.leases[*index].verdict = Verdict::Paid;
+        let (node, cost) = (task.leases[*index].node, task.leases[*index].cost);
+        pay_from_bond(delta, &mut task, node, cost)?;
+    }
+    if outcome.no_quorum {
+        for index in &members {
+            if task.leases[*index].reveal.is_some() {
+                task.leases[*index].verdict = Verdict::Paid;
+                let (node, cost) = (task.leases[*index].node, task.leases[*index].cost);
+                pay_from_bond(delta, &mut task, node, cost)?;
+            }
+        }
+        close(delta, &mut task, DisputeOutcome::Inconclusive, None)?;
+        return complete(delta, task);
+    }
+    for index in &losers {
+        task.leases[*index].verdict = Verdict::Overruled;
+        penalty::penalize(delta, &task, *index, &honest, Offence::DisputeLost)?;
+    }
+    if outcome.majority_hash == Some(result.output_hash.0) {
+        let provider = delta.node(result.node)?.owner;
+        close(delta, &mut task, DisputeOutcome::Rejected, Some(provider))?;
+        return complete(delta, task);
+    }
+    overturn(delta, task, result.output_hash, &[])
+}
+
+/// The result was proven wrong: every node that produced or confirmed it is slashed (its
+/// challenger share to `challengers`, or the requester), the bond returns, the escrow is refunded.
+fn overturn(
+    delta: &mut Delta<'_>,
+    mut task: Task,
+    wrong: Hash32,
+    challengers: &[AccountId],
+) -> Result<(), Reject> {
+    let challengers =
+        if challengers.is_empty() { vec![task.requester] } else { challengers.to_vec() };
+    let guilty: Vec<usize> = (0..task.leases.len())
+        .filter(|i| {
+            let lease = &task.leases[*i];
+            lease.verdict == Verdict::Upheld
+                && lease.reveal.as_ref().is_some_and(|r| r.output_hash == wrong)
+        })
+        .collect();
+    let offence =
+        if task.dispute.is_some() { Offence::DisputeLost } else { Offence::KnownAnswerWrong };
+    for index in guilty {
+        task.leases[index].verdict = Verdict::Overruled;
+        penalty::penalize(delta, &task, index, &challengers, offence)?;
+    }
+    close(delta, &mut task, DisputeOutcome::Upheld, None)?;
+    finish(delta, task, TaskState::Failed, Some(FailureReason::ResultRejected))
+}
+
+/// No committee could be staffed in time: the dispute is inconclusive and the result stands.
+pub(crate) fn inconclusive(delta: &mut Delta<'_>, mut task: Task) -> Result<(), Reject> {
+    for index in committee(&task) {
+        if task.leases[index].reveal.is_some() {
+            task.leases[index].verdict = Verdict::Paid;
+            let (node, cost) = (task.leases[index].node, task.leases[index].cost);
+            pay_from_bond(delta, &mut task, node, cost)?;
+        }
+    }
+    close(delta, &mut task, DisputeOutcome::Inconclusive, None)?;
+    complete(delta, task)
+}
+
+pub fn reveal_answer(
+    delta: &mut Delta<'_>,
+    who: AccountId,
+    id: TaskId,
+    answer_hash: Hash32,
+    salt: Hash32,
+) -> Result<(), Reject> {
+    let task = verified_task(delta, &who, id)?;
+    if answer_commitment(&who, &answer_hash, &salt) != task.answer_commitment {
+        return Err(Reject::BadCommitment);
+    }
+    let result = task.result.clone().ok_or(Reject::InvalidTaskState)?;
+    let matched = result.output_hash == answer_hash;
+    delta.emit(Event::KnownAnswerRevealed { task: id, matched });
+    if !matched {
+        return overturn(delta, task, result.output_hash, &[]);
+    }
+    for lease in task.leases.iter().filter(|l| l.verdict == Verdict::Upheld) {
+        penalty::passed(delta, lease.node)?;
+    }
+    complete(delta, task)
+}

@@ -1,0 +1,155 @@
+//! Graded responses to misbehaviour: a fault lowers reputation (and freezes a node whose score
+//! falls too low); a proven offence slashes stake and freezes the node; repeated offences eject it.
+//!
+//! Slash size: `slash_multiple_of_price` (20) × the run's price (the node's price × the task's
+//! time limit), so with the 5% audit floor `savings + benefit < p·(price + slash)` holds for any
+//! savings up to the whole price (`verify::cheating_is_unprofitable`, checked by a test). Slashed
+//! stake is split (`verify::SlashSplit`): 30% to the challengers (the honest auditor, replicas,
+//! referee or disputer, in equal parts), 20% to the treasury account, 50% and every rounding
+//! remainder burned. Supply shrinks only by the burn.
+
+use crate::bank;
+use crate::delta::Delta;
+use crate::event::Event;
+use crate::market;
+use crate::reputation;
+use crate::state::{NodeStatus, Task};
+use aicpw_types::{AccountId, Amount, NodeId, Reject};
+use serde::Serialize;
+
+/// A fault: evidence against a node, but no proof of cheating.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Fault {
+    /// The lease ran out (no heartbeat, time limit, reveal never sent).
+    Expired,
+    /// The provider reported its own failure.
+    Failed,
+}
+
+/// A proven offence: the node is slashed for it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Offence {
+    /// Lost an audit: the referee sided with the other party.
+    AuditFailed,
+    /// A replica in the minority of the quorum.
+    Minority,
+    /// Committed but did not reveal while the others of its round did.
+    RevealWithheld,
+    /// Its result differs from the answer of a known-answer task.
+    KnownAnswerWrong,
+    /// A dispute committee found its result wrong.
+    DisputeLost,
+}
+
+/// Counts a fault; freezes the node if its score fell below the freeze line.
+pub fn fault(delta: &mut Delta<'_>, id: NodeId, fault: Fault) -> Result<(), Reject> {
+    let params = delta.base.params.verification.clone();
+    let mut node = delta.node(id)?;
+    reputation::record(&mut node.reputation, |r| match fault {
+        Fault::Expired => r.expired += 1,
+        Fault::Failed => r.failed += 1,
+    });
+    let faults = node.reputation.failed + node.reputation.expired;
+    let low = node.reputation.score_permille < params.freeze_score_permille;
+    if low && faults >= params.freeze_faults_min && node.status == NodeStatus::Active {
+        node.status = NodeStatus::Frozen;
+        delta.emit(Event::NodeFrozen { node: id, score_permille: node.reputation.score_permille });
+    }
+    delta.set_node(node);
+    Ok(())
+}
+
+/// A verified result: one more audit passed, one longer clean streak.
+pub fn passed(delta: &mut Delta<'_>, id: NodeId) -> Result<(), Reject> {
+    let mut node = delta.node(id)?;
+    reputation::record(&mut node.reputation, |r| {
+        r.audits_passed += 1;
+        r.clean_streak = aicpw_verify::audit::next_clean_streak(r.clean_streak, true);
+    });
+    delta.set_node(node);
+    Ok(())
+}
+
+/// The slash for an offence on a run at `price_per_hour`.
+pub fn slash_amount(delta: &Delta<'_>, task: &Task, index: usize) -> Amount {
+    let lease = &task.leases[index];
+    let basis = market::run_price(lease.price_per_hour, &task.terms);
+    let economics = &delta.base.params.verification.economics;
+    Amount(economics.slash(basis.0).unwrap_or(u128::MAX))
+}
+
+/// Slashes the owner of lease `index` of `task` for `offence`, pays the challengers' and the
+/// treasury's shares, burns the rest, and freezes (or, after `offences_eject`, ejects) the node.
+pub fn penalize(
+    delta: &mut Delta<'_>,
+    task: &Task,
+    index: usize,
+    challengers: &[AccountId],
+    offence: Offence,
+) -> Result<Amount, Reject> {
+    let params = delta.base.params.verification.clone();
+    let id = task.leases[index].node;
+    let mut node = delta.node(id)?;
+    let amount = slash_amount(delta, task, index);
+    let taken = crate::staking::take(delta, node.owner, amount);
+    let shares = params.economics.split.split(taken.0).map_err(|_| Reject::AmountOverflow)?;
+    // Equal parts to the challengers; the remainder (all of it if there is none) is burned.
+    let count = challengers.len() as u128;
+    let each = shares.challenger.checked_div(count).unwrap_or(0);
+    let burn = shares.burn + (shares.challenger - each * count);
+    for challenger in challengers {
+        bank::credit(delta, *challenger, Amount(each))?;
+    }
+    bank::credit(delta, params.treasury, Amount(shares.treasury))?;
+    let mut meta = delta.meta();
+    meta.supply = meta.supply.saturating_sub(Amount(burn));
+    meta.burned = Amount(meta.burned.0.saturating_add(burn));
+    delta.set_meta(meta);
+    reputation::record(&mut node.reputation, |r| {
+        r.audits_failed += 1;
+        r.offences = r.offences.saturating_add(1);
+        r.clean_streak = aicpw_verify::audit::next_clean_streak(r.clean_streak, false);
+    });
+    delta.emit(Event::Penalized {
+        task: task.id,
+        node: id,
+        owner: node.owner,
+        offence,
+        amount: taken,
+        burned: Amount(burn),
+        challengers: challengers.to_vec(),
+        treasury: Amount(shares.treasury),
+    });
+    escalate(delta, &mut node, &params)?;
+    delta.set_node(node);
+    Ok(taken)
+}
+
+/// After a proven offence a node is frozen; after `offences_eject` of them it is ejected for
+/// good, and the stake its registration locked is free to unbond (what is left of it).
+pub(crate) fn escalate(
+    delta: &mut Delta<'_>,
+    node: &mut crate::state::Node,
+    params: &crate::state::VerificationParams,
+) -> Result<(), Reject> {
+    if node.status == NodeStatus::Ejected {
+        return Ok(());
+    }
+    if node.reputation.offences >= params.offences_eject {
+        node.status = NodeStatus::Ejected;
+        node.online = false;
+        node.appeal = None;
+        let mut account = delta.account(&node.owner);
+        account.nodes = account.nodes.saturating_sub(1);
+        delta.set_account(node.owner, account);
+        delta.emit(Event::NodeEjected { node: node.id });
+    } else if node.status == NodeStatus::Active {
+        node.status = NodeStatus::Frozen;
+        delta.emit(Event::NodeFrozen {
+            node: node.id,
+            score_permille: node.reputation.score_permille,
+        });
+    }
+    Ok(())
+}

@@ -1,0 +1,385 @@
+//! Result verification: every lease commits to its result, then reveals it once every lease of
+//! its round has committed, so nobody can copy another's result or learn its audit before
+//! committing. Then the round is judged by the task's policy.
+//!
+//! - `none`: the worker's revealed result goes to the requester.
+//! - `audit`: the worker's commitment lands; the *next* block's randomness draws the audit
+//!   (`verify::AuditPolicy`: always below a clean streak of 10, then `max(5%, 1/streak)`), so the
+//!   worker cannot time its commitment to a lucky block. An audited result waits for an auditor
+//!   (another owner's node) to commit; both reveal. Equal hashes: both upheld, the worker's streak
+//!   grows. Different (or one withheld its reveal): a referee decides by strict majority of three;
+//!   the minority is slashed. If the worker lost, the requester gets the auditor's result.
+//! - `replicas: k`: k nodes of k different owners run at once; strict majority of k on the
+//!   revealed hashes; majority upheld, minority slashed, no majority: the task fails (`no-quorum`).
+//!
+//! A lease that commits but does not reveal within `reveal_window_ms` after others could see the
+//! round's reveals is slashed as if its result were wrong (it could have withheld a losing vote);
+//! a lone worker that does not reveal is treated like an expired lease.
+
+use crate::delta::Delta;
+use crate::event::Event;
+use crate::market::{self, finish, leave_node};
+use crate::penalty::{self, Fault, Offence};
+use crate::state::{Lease, Reveal, Role, Round, Task, Verdict};
+use aicpw_types::task::{FailureReason, Verification};
+use aicpw_types::{AccountId, Hash32, NodeId, Reject, TaskId, TaskState};
+use aicpw_verify::replication::{quorum, QuorumOutcome, RevealedOutput};
+
+/// Most things one settlement of a task may handle (each lease once, plus its seats).
+const EXPIRIES_PER_TASK_MAX: usize = 64;
+
+pub fn commit_result(
+    delta: &mut Delta<'_>,
+    who: AccountId,
+    id: TaskId,
+    node: NodeId,
+    commitment: Hash32,
+) -> Result<(), Reject> {
+    let (mut task, index) = market::running_lease(delta, &who, id, node)?;
+    let now = delta.env.time_ms;
+    let cost = market::cost(&task, &task.leases[index], now);
+    let lease = &mut task.leases[index];
+    lease.commitment = Some(commitment);
+    lease.committed_ms = now;
+    lease.committed_height = delta.env.height;
+    lease.cost = cost;
+    let role = lease.role;
+    leave_node(delta, node)?;
+    if task.terms.verification == Verification::Audit && role == Role::Worker {
+        task.round = Round::Drawing;
+    }
+    delta.emit(Event::ResultCommitted { task: id, node, role });
+    open_reveals_if_ready(delta, &mut task);
+    delta.set_task(task);
+    Ok(())
+}
+
+/// Opens the round's reveals once no seat is open and every lease in the round has committed.
+fn open_reveals_if_ready(delta: &mut Delta<'_>, task: &mut Task) {
+    if task.reveal_open_ms.is_some() || task.seats > 0 || task.round == Round::Drawing {
+        return;
+    }
+    let mut pending = task.leases.iter().filter(|l| l.verdict == Verdict::Pending).peekable();
+    if pending.peek().is_none() || pending.any(|l| l.commitment.is_none()) {
+        return;
+    }
+    task.reveal_open_ms = Some(delta.env.time_ms);
+    delta.emit(Event::RevealsOpened { task: task.id, round: task.round });
+}
+
+pub fn reveal_result(
+    delta: &mut Delta<'_>,
+    who: AccountId,
+    id: TaskId,
+    node: NodeId,
+    output_hash: Hash32,
+    salt: Hash32,
+    result_cid: String,
+) -> Result<(), Reject> {
+    let (mut task, index) = market::leased(delta, &who, id, node)?;
+    let lease = &task.leases[index];
+    if lease.reveal.is_some() {
+        return Err(Reject::AlreadyCommitted);
+    }
+    let (Some(commitment), Some(_)) = (lease.commitment, task.reveal_open_ms) else {
+        return Err(Reject::RevealNotOpen);
+    };
+    aicpw_verify::check_reveal(&commitment.0, id.0, &who.0, &output_hash.0, &salt.0)
+        .map_err(|_| Reject::BadCommitment)?;
+    let revealed_ms = delta.env.time_ms;
+    task.leases[index].reveal = Some(Reveal { output_hash, result_cid, revealed_ms });
+    delta.emit(Event::ResultRevealed { task: id, node, output_hash });
+    close_round_if_ready(delta, task)
+}
+
+/// Judges the round once every lease still in it has revealed; stores the task either way.
+pub(crate) fn close_round_if_ready(delta: &mut Delta<'_>, task: Task) -> Result<(), Reject> {
+    let mut pending = task.leases.iter().filter(|l| l.verdict == Verdict::Pending);
+    if task.reveal_open_ms.is_none() || pending.any(|l| l.reveal.is_none()) {
+        delta.set_task(task);
+        return Ok(());
+    }
+    match (task.round, task.terms.verification) {
+        (Round::Work, Verification::Replicas(k)) => decide(delta, task, u32::from(k)),
+        (Round::Work, _) => {
+            let Some(index) = first_pending(&task) else {
+                return finish(delta, task, TaskState::Failed, Some(FailureReason::NoQuorum));
+            };
+            let mut task = task;
+            task.leases[index].verdict = Verdict::Upheld;
+            enter_verifying(delta, task, index)
+        }
+        (Round::Audit, _) => compare_audit(delta, task),
+        (Round::Referee, _) => decide(delta, task, 3),
+        (Round::Dispute, _) => crate::dispute::decide(delta, task),
+        (Round::Drawing, _) => {
+            delta.set_task(task);
+            Ok(())
+        }
+    }
+}
+
+fn first_pending(task: &Task) -> Option<usize> {
+    task.leases.iter().position(|l| l.verdict == Verdict::Pending)
+}
+
+/// The revealed hash of a lease still in the round.
+fn revealed(lease: &Lease) -> Option<Hash32> {
+    lease.reveal.as_ref().filter(|_| lease.verdict == Verdict::Pending).map(|r| r.output_hash)
+}
+
+/// A result verified by the task's policy: the requester may download, accept, dispute it.
+fn enter_verifying(delta: &mut Delta<'_>, mut task: Task, index: usize) -> Result<(), Reject> {
+    let lease = &task.leases[index];
+    let reveal = lease.reveal.clone().ok_or(Reject::InvalidTaskState)?;
+    task.result = Some(crate::state::ResultCommit {
+        node: lease.node,
+        result_cid: reveal.result_cid,
+        output_hash: reveal.output_hash,
+        committed_ms: delta.env.time_ms,
+        cost: lease.cost,
+    });
+    task.state = TaskState::Verifying;
+    delta.emit(Event::ResultVerified {
+        task: task.id,
+        node: lease.node,
+        output_hash: reveal.output_hash,
+    });
+    delta.set_task(task);
+    Ok(())
+}
+
+/// Starts a round that needs `seats` new leases; earlier leases keep their commitments.
+pub(crate) fn start_round(delta: &mut Delta<'_>, task: &mut Task, round: Round, seats: u8) {
+    task.round = round;
+    task.seats = seats;
+    task.seats_since_ms = delta.env.time_ms;
+    task.reveal_open_ms = None;
+    delta.emit(Event::RoundStarted { task: task.id, round });
+}
+
+/// The audit draw of every task whose worker committed in an earlier block.
+pub fn draw_audits(delta: &mut Delta<'_>, id: TaskId) -> Result<(), Reject> {
+    let mut task = delta.task(id)?;
+    let Some(worker) = first_pending(&task).map(|i| task.leases[i].clone()) else {
+        return Ok(());
+    };
+    if task.round != Round::Drawing || worker.committed_height >= delta.env.height {
+        return Ok(());
+    }
+    let streak = delta.node(worker.node)?.reputation.clean_streak;
+    let policy = delta.base.params.verification.audit_policy();
+    let audited = policy.should_audit(streak, &delta.env.randomness.0, id.0);
+    delta.emit(Event::AuditDrawn { task: id, node: worker.node, audited });
+    if audited {
+        start_round(delta, &mut task, Round::Audit, 1);
+    } else {
+        task.round = Round::Work;
+        open_reveals_if_ready(delta, &mut task);
+    }
+    delta.set_task(task);
+    Ok(())
+}
+
+/// Worker and auditor revealed the same hash: both upheld. Otherwise a referee decides.
+fn compare_audit(delta: &mut Delta<'_>, mut task: Task) -> Result<(), Reject> {
+    let pending: Vec<usize> =
+        (0..task.leases.len()).filter(|i| task.leases[*i].verdict == Verdict::Pending).collect();
+    let hashes: Vec<Option<Hash32>> = pending.iter().map(|i| revealed(&task.leases[*i])).collect();
+    let agree = pending.len() == 2 && hashes[0].is_some() && hashes[0] == hashes[1];
+    if !agree {
+        start_round(delta, &mut task, Round::Referee, 1);
+        delta.set_task(task);
+        return Ok(());
+    }
+    for index in &pending {
+        task.leases[*index].verdict = Verdict::Upheld;
+        penalty::passed(delta, task.leases[*index].node)?;
+    }
+    let worker = pending
+        .iter()
+        .copied()
+        .find(|i| task.leases[*i].role == Role::Worker)
+        .unwrap_or(pending[0]);
+    delta.emit(Event::AuditPassed { task: task.id, node: task.leases[worker].node });
+    enter_verifying(delta, task, worker)
+}
+
+/// A quorum voter's key: the node id (two leases of one task never share a node).
+pub(crate) fn voter(node: NodeId) -> [u8; 32] {
+    let mut key = [0u8; 32];
+    key[..8].copy_from_slice(&node.0.to_le_bytes());
+    key
+}
+
+/// The strict-majority vote over the revealed hashes of the round's leases.
+pub(crate) fn vote(task: &Task, replicas: u32) -> QuorumOutcome {
+    let reveals: Vec<RevealedOutput> = task
+        .leases
+        .iter()
+        .filter_map(|l| {
+            revealed(l).map(|h| RevealedOutput { provider: voter(l.node), output_hash: h.0 })
+        })
+        .collect();
+    quorum(replicas, &reveals)
+        .unwrap_or(QuorumOutcome { no_quorum: true, ..QuorumOutcome::default() })
+}
+
+/// Replica quorum or referee vote: the majority is upheld, the minority slashed, the result is
+/// the first majority lease's (the worker's if it won); no majority fails the task.
+fn decide(delta: &mut Delta<'_>, mut task: Task, replicas: u32) -> Result<(), Reject> {
+    let outcome = vote(&task, replicas);
+    let majority = indices_of(&task, &outcome.majority);
+    let minority = indices_of(&task, &outcome.minority);
+    delta.emit(Event::VoteDecided {
+        task: task.id,
+        round: task.round,
+        output_hash: outcome.majority_hash.map(Hash32),
+        majority: majority.iter().map(|i| task.leases[*i].node).collect(),
+        minority: minority.iter().map(|i| task.leases[*i].node).collect(),
+    });
+    if outcome.no_quorum {
+        return finish(delta, task, TaskState::Failed, Some(FailureReason::NoQuorum));
+    }
+    let honest = owners(delta, &task, &majority)?;
+    for index in &majority {
+        task.leases[*index].verdict = Verdict::Upheld;
+        penalty::passed(delta, task.leases[*index].node)?;
+    }
+    let offence =
+        if task.round == Round::Referee { Offence::AuditFailed } else { Offence::Minority };
+    for index in &minority {
+        task.leases[*index].verdict = Verdict::Overruled;
+        penalty::penalize(delta, &task, *index, &honest, offence)?;
+    }
+    let result = majority.first().copied().ok_or(Reject::InvalidTaskState)?;
+    enter_verifying(delta, task, result)
+}
+
+pub(crate) fn indices_of(task: &Task, voters: &[[u8; 32]]) -> Vec<usize> {
+    (0..task.leases.len())
+        .filter(|i| {
+            let lease = &task.leases[*i];
+            lease.verdict == Verdict::Pending && voters.contains(&voter(lease.node))
+        })
+        .collect()
+}
+
+pub(crate) fn owners(
+    delta: &Delta<'_>,
+    task: &Task,
+    indices: &[usize],
+) -> Result<Vec<AccountId>, Reject> {
+    indices.iter().map(|i| delta.node(task.leases[*i].node).map(|n| n.owner)).collect()
+}
+
+/// Takes a lease out of its task (it expired or failed) and frees its seat: a worker's task goes
+/// back to the queue, any other role's seat is placed again. Attempts are bounded.
+pub(crate) fn drop_lease(
+    delta: &mut Delta<'_>,
+    mut task: Task,
+    index: usize,
+    reason: FailureReason,
+) -> Result<(), Reject> {
+    let lease = task.leases.remove(index);
+    if lease.is_running() {
+        leave_node(delta, lease.node)?;
+    }
+    if !task.excluded.contains(&lease.node) {
+        task.excluded.push(lease.node);
+    }
+    delta.emit(Event::TaskRequeued { task: task.id, node: lease.node, reason });
+    let attempts_max = delta.base.params.attempts_max;
+    let extra = u32::from(market::seats_for_work(task.terms.verification)) - 1;
+    let exhausted = task.attempts >= attempts_max.saturating_add(extra);
+    let now = delta.env.time_ms;
+    match lease.role {
+        Role::Worker | Role::Replica if exhausted => {
+            return finish(delta, task, TaskState::Failed, Some(FailureReason::AttemptsExhausted));
+        }
+        Role::Worker => {
+            task.state = TaskState::Queued;
+            task.round = Round::Work;
+            task.seats = 1;
+            task.seats_since_ms = now;
+            task.reveal_open_ms = None;
+        }
+        _ => {
+            if task.seats == 0 {
+                task.seats_since_ms = now;
+            }
+            task.seats += 1;
+        }
+    }
+    delta.set_task(task);
+    Ok(())
+}
+
+/// Handles everything due in a task's round, one thing at a time.
+pub fn expire(delta: &mut Delta<'_>, id: TaskId) -> Result<(), Reject> {
+    for _ in 0..EXPIRIES_PER_TASK_MAX {
+        let task = delta.task(id)?;
+        let now = delta.env.time_ms;
+        if task.state.is_terminal() || delta.base.lease_deadline(&task).is_none_or(|d| d > now) {
+            return Ok(());
+        }
+        expire_first(delta, task)?;
+    }
+    Ok(())
+}
+
+fn expire_first(delta: &mut Delta<'_>, mut task: Task) -> Result<(), Reject> {
+    let params = &delta.base.params;
+    let now = delta.env.time_ms;
+    let limit_ms = task.terms.time_limit_secs.saturating_mul(1000);
+    let overdue = |l: &Lease| {
+        l.is_running()
+            && (l.last_heartbeat_ms.saturating_add(params.lease_ms) <= now
+                || l.started_ms.saturating_add(limit_ms).saturating_add(params.time_limit_grace_ms)
+                    <= now)
+    };
+    if let Some(index) = task.leases.iter().position(overdue) {
+        penalty::fault(delta, task.leases[index].node, Fault::Expired)?;
+        return drop_lease(delta, task, index, FailureReason::LeaseExpired);
+    }
+    let window = params.verification.reveal_window_ms;
+    if task.reveal_open_ms.is_some_and(|open| open.saturating_add(window) <= now) {
+        let silent: Vec<usize> = (0..task.leases.len())
+            .filter(|i| {
+                let l = &task.leases[*i];
+                l.verdict == Verdict::Pending && l.commitment.is_some() && l.reveal.is_none()
+            })
+            .collect();
+        let alone = task.leases.iter().filter(|l| l.verdict == Verdict::Pending).count() == 1;
+        if let (true, Some(&index)) = (alone && task.round == Round::Work, silent.first()) {
+            penalty::fault(delta, task.leases[index].node, Fault::Expired)?;
+            return drop_lease(delta, task, index, FailureReason::LeaseExpired);
+        }
+        let revealers: Vec<usize> =
+            (0..task.leases.len()).filter(|i| revealed(&task.leases[*i]).is_some()).collect();
+        let honest = owners(delta, &task, &revealers)?;
+        for index in silent {
+            task.leases[index].verdict = Verdict::Withheld;
+            let node = task.leases[index].node;
+            if !task.excluded.contains(&node) {
+                task.excluded.push(node);
+            }
+            penalty::penalize(delta, &task, index, &honest, Offence::RevealWithheld)?;
+        }
+        return close_round_if_ready(delta, task);
+    }
+    if task.seats > 0 && task.seats_since_ms.saturating_add(params.verification.seat_wait_ms) <= now
+    {
+        if task.round == Round::Dispute {
+            return crate::dispute::inconclusive(delta, task);
+        }
+        return finish(
+            delta,
+            task,
+            TaskState::Failed,
+            Some(FailureReason::VerificationUnavailable),
+        );
+    }
+    delta.set_task(task);
+    Ok(())
+}

@@ -1,0 +1,704 @@
+//! Table-driven tests of result verification: commit-reveal, audits, referees, replica quorums,
+//! disputes, known answers, slashing and its split, graded responses, appeals, per-interval
+//! release, and the economics the parameters promise.
+
+use crate::market::{budget_min, dispute_bond_min, run_price};
+use crate::state::{DisputeOutcome, NodeStatus, Params, Role, Round, Verdict};
+use crate::tests::{key, terms, Net};
+use crate::Event;
+use aicpw_types::task::{FailureReason, Verification};
+use aicpw_types::{Amount, Hash32, NodeId, Reject, TaskId, TaskState, TaskTerms, TxBody};
+
+fn policy(verification: Verification) -> TaskTerms {
+    let mut t = terms(0);
+    t.verification = verification;
+    t.budget = budget_min(&t);
+    t
+}
+
+/// A net with providers 1..=count at rising prices (1 is cheapest).
+fn net_with(count: u32) -> (Net, Vec<NodeId>) {
+    let mut net = Net::new();
+    let nodes = (1..=count).map(|i| net.provider(i, 1_000_000 * u128::from(i))).collect();
+    (net, nodes)
+}
+
+fn stake(net: &Net, node: NodeId) -> Amount {
+    let owner = net.state.nodes[&node].owner;
+    net.state.accounts[&owner].staked
+}
+
+fn slash_of(net: &Net, id: TaskId, node: NodeId) -> u128 {
+    let lease = net.task(id).leases.iter().find(|l| l.node == node).expect("lease").clone();
+    run_price(lease.price_per_hour, &net.task(id).terms).0 * 20
+}
+
+fn verdict(net: &Net, id: TaskId, node: NodeId) -> Verdict {
+    net.task(id).leases.iter().find(|l| l.node == node).expect("lease").verdict
+}
+
+#[test]
+fn budgets_cover_every_execution_the_policy_may_need() {
+    let one = run_price(Amount(3_600_000), &terms(0)).0;
+    let cases = [
+        (Verification::None, one),
+        (Verification::Audit, 3 * one),
+        (Verification::Replicas(2), 2 * one),
+        (Verification::Replicas(5), 5 * one),
+    ];
+    for (verification, expected) in cases {
+        let mut t = terms(0);
+        t.verification = verification;
+        assert_eq!(budget_min(&t), Amount(expected), "{verification:?}");
+        let mut net = Net::new();
+        t.budget = Amount(expected - 1);
+        let body = TxBody::SubmitTask {
+            terms: t,
+            key_grants: vec![],
+            answer_commitment: Hash32::default(),
+        };
+        assert_eq!(net.run(0, body), Err(Reject::BudgetTooLow), "{verification:?}");
+    }
+    assert_eq!(dispute_bond_min(&terms(0)), Amount(2 * one));
+}
+
+#[test]
+fn a_reveal_waits_for_the_commitment_and_must_open_it() {
+    let (mut net, nodes) = net_with(1);
+    let id = net.submit(0, policy(Verification::None));
+    let node = nodes[0];
+    assert_eq!(net.reveal(id, node, b"out"), Err(Reject::RevealNotOpen), "nothing committed yet");
+    net.commit(id, node, b"out").expect("commit");
+    assert_eq!(net.commit(id, node, b"out"), Err(Reject::AlreadyCommitted));
+    assert_eq!(net.reveal(id, node, b"other"), Err(Reject::BadCommitment), "another output");
+    net.reveal(id, node, b"out").expect("reveal");
+    assert_eq!(net.reveal(id, node, b"out"), Err(Reject::NotAssignedProvider), "judged already");
+    let task = net.task(id);
+    assert_eq!(task.state, TaskState::Verifying);
+    assert_eq!(task.result.as_ref().map(|r| r.output_hash), Some(Hash32::of(b"out")));
+}
+
+#[test]
+fn a_new_node_is_always_audited_and_an_agreeing_auditor_is_paid() {
+    let (mut net, nodes) = net_with(2);
+    let id = net.submit(0, policy(Verification::Audit));
+    let worker = net.worker(id);
+    net.commit(id, worker, b"out").expect("commit");
+    assert_eq!(net.task(id).round, Round::Drawing, "the draw waits for the next block");
+    assert_eq!(net.reveal(id, worker, b"out"), Err(Reject::RevealNotOpen));
+    let leased = net.leased(id);
+    assert_eq!(net.task(id).round, Round::Audit, "clean streak 0: always audited");
+    let auditor = leased[1];
+    assert_ne!(net.state.nodes[&auditor].owner, net.state.nodes[&worker].owner);
+    assert_eq!(net.task(id).leases[1].role, Role::Auditor);
+    assert_eq!(net.reveal(id, worker, b"out"), Err(Reject::RevealNotOpen), "auditor not committed");
+    net.commit(id, auditor, b"out").expect("auditor commits");
+    net.reveal(id, worker, b"out").expect("worker reveals");
+    net.reveal(id, auditor, b"out").expect("auditor reveals");
+    assert_eq!(net.task(id).state, TaskState::Verifying);
+    let before = (net.balance(net.owner(worker)), net.balance(net.owner(auditor)));
+    net.run(0, TxBody::AcceptResult { task: id }).expect("accept");
+    let task = net.task(id);
+    assert_eq!(task.state, TaskState::Completed);
+    assert!(task.leases.iter().all(|l| l.verdict == Verdict::Paid));
+    assert!(
+        net.balance(net.owner(worker)) > before.0 && net.balance(net.owner(auditor)) > before.1
+    );
+    for node in nodes {
+        let reputation = &net.state.nodes[&node].reputation;
+        assert_eq!((reputation.audits_passed, reputation.clean_streak), (1, 1));
+    }
+    assert_eq!(task.paid.0 + task.refunded.0, task.terms.budget.0, "the referee's third unused");
+}
+
+#[test]
+fn a_long_clean_streak_is_audited_at_the_floor_rate() {
+    let (mut net, _) = net_with(2);
+    let mut audited = 0;
+    for round in 0..200u64 {
+        let id = net.submit(0, policy(Verification::Audit));
+        let worker = net.worker(id);
+        net.state.nodes.get_mut(&worker).expect("node").reputation.clean_streak = 1_000;
+        net.commit(id, worker, &round.to_le_bytes()).expect("commit");
+        net.keep_alive();
+        if net.task(id).round == Round::Audit {
+            audited += 1;
+        }
+        net.run(0, TxBody::CancelTask { task: id }).expect("cancel");
+        let _ = round;
+    }
+    assert!((3..=25).contains(&audited), "about 5% of 200 audited, got {audited}");
+}
+
+/// Worker `w` and auditor `a` disagree; the referee sides with `referee_output`.
+fn audit_dispute(referee_output: &[u8]) -> (Net, TaskId, [NodeId; 3]) {
+    let (mut net, _) = net_with(3);
+    let id = net.submit(0, policy(Verification::Audit));
+    let worker = net.worker(id);
+    net.commit(id, worker, b"lazy").expect("commit");
+    net.idle(0);
+    let auditor = net.leased(id)[1];
+    net.commit(id, auditor, b"right").expect("auditor commits");
+    net.reveal(id, worker, b"lazy").expect("worker reveals");
+    net.reveal(id, auditor, b"right").expect("auditor reveals");
+    assert_eq!(net.task(id).round, Round::Referee);
+    let referee = net.leased(id)[2];
+    assert_eq!(net.task(id).leases[2].role, Role::Referee);
+    net.commit(id, referee, referee_output).expect("referee commits");
+    net.reveal(id, referee, referee_output).expect("referee reveals");
+    (net, id, [worker, auditor, referee])
+}
+
+#[test]
+fn a_referee_decides_an_audit_and_the_loser_is_slashed_and_frozen() {
+    let cases: [(&[u8], usize); 2] = [(b"right", 0), (b"lazy", 1)];
+    for (referee_output, loser) in cases {
+        let (net, id, nodes) = audit_dispute(referee_output);
+        let task = net.task(id);
+        assert_eq!(task.state, TaskState::Verifying);
+        let winner = nodes[1 - loser];
+        assert_eq!(task.result.as_ref().map(|r| r.node), Some(winner), "the majority's result");
+        assert_eq!(verdict(&net, id, nodes[loser]), Verdict::Overruled);
+        let node = &net.state.nodes[&nodes[loser]];
+        assert_eq!((node.status, node.reputation.audits_failed), (NodeStatus::Frozen, 1));
+        assert_eq!(node.reputation.clean_streak, 0);
+        assert_eq!(stake(&net, nodes[loser]).0, 1_000_000_000 - slash_of(&net, id, nodes[loser]));
+    }
+}
+
+#[test]
+fn slashed_stake_is_split_between_burn_challengers_and_treasury() {
+    let (net, id, [worker, auditor, referee]) = audit_dispute(b"right");
+    let slash = slash_of(&net, id, worker);
+    assert_eq!(net.state.meta.burned.0, slash / 2, "half burned");
+    let treasury = net.state.params.verification.treasury;
+    assert_eq!(net.state.accounts[&treasury].balance.0, slash / 5, "a fifth to the treasury");
+    // The auditor and the referee share the challenger's 30%.
+    let share = slash * 3 / 10 / 2;
+    for node in [auditor, referee] {
+        let owner = net.owner(node);
+        // Fees: bond, register, commit, reveal.
+        let expected = 100_000_000_000 - 1_000_000_000 - 10 * 4 + share;
+        assert_eq!(net.balance(owner).0, expected, "node {node} got its share");
+    }
+}
+
+#[test]
+fn replicas_reach_quorum_the_majority_is_paid_and_the_minority_slashed() {
+    let (mut net, _) = net_with(3);
+    let id = net.submit(0, policy(Verification::Replicas(3)));
+    let replicas = net.leased(id);
+    assert_eq!(replicas.len(), 3, "all replicas leased at once");
+    let owners: std::collections::BTreeSet<_> =
+        replicas.iter().map(|n| net.state.nodes[n].owner).collect();
+    assert_eq!(owners.len(), 3, "distinct owners");
+    let outputs: [&[u8]; 3] = [b"good", b"bad", b"good"];
+    for (node, output) in replicas.iter().zip(outputs) {
+        net.commit(id, *node, output).expect("commit");
+    }
+    for (node, output) in replicas.iter().zip(outputs) {
+        net.reveal(id, *node, output).expect("reveal");
+    }
+    let task = net.task(id);
+    assert_eq!(task.state, TaskState::Verifying);
+    assert_eq!(task.result.as_ref().map(|r| r.output_hash), Some(Hash32::of(b"good")));
+    assert_eq!(verdict(&net, id, replicas[1]), Verdict::Overruled);
+    assert_eq!(net.state.nodes[&replicas[1]].status, NodeStatus::Frozen);
+    net.run(0, TxBody::AcceptResult { task: id }).expect("accept");
+    let paid: Vec<Verdict> = replicas.iter().map(|n| verdict(&net, id, *n)).collect();
+    assert_eq!(paid, vec![Verdict::Paid, Verdict::Overruled, Verdict::Paid]);
+}
+
+#[test]
+fn replicas_without_a_majority_fail_the_task_with_a_full_refund() {
+    let (mut net, _) = net_with(2);
+    let before = net.balance(0);
+    let id = net.submit(0, policy(Verification::Replicas(2)));
+    let replicas = net.leased(id);
+    net.commit(id, replicas[0], b"a").expect("commit");
+    assert_eq!(net.reveal(id, replicas[0], b"a"), Err(Reject::RevealNotOpen), "not all committed");
+    net.commit(id, replicas[1], b"b").expect("commit");
+    net.reveal(id, replicas[0], b"a").expect("reveal");
+    net.reveal(id, replicas[1], b"b").expect("reveal");
+    let task = net.task(id);
+    assert_eq!((task.state, task.failure), (TaskState::Failed, Some(FailureReason::NoQuorum)));
+    assert_eq!(task.refunded, task.terms.budget);
+    assert_eq!(net.balance(0), Amount(before.0 - 10), "only the fee is spent");
+    assert_eq!(net.state.meta.burned, Amount::ZERO, "nobody is slashed without a majority");
+}
+
+#[test]
+fn a_copying_replica_cannot_open_its_commitment_with_anothers_result() {
+    let (mut net, _) = net_with(2);
+    let id = net.submit(0, policy(Verification::Replicas(2)));
+    let [honest, copier] = [net.leased(id)[0], net.leased(id)[1]];
+    net.commit(id, honest, b"work").expect("commit");
+    // The copier cannot see the honest output before committing: it commits a guess.
+    net.commit(id, copier, b"guess").expect("commit");
+    net.reveal(id, honest, b"work").expect("reveal");
+    // Now it sees the honest hash, but its commitment binds it to the guess.
+    assert_eq!(net.reveal(id, copier, b"work"), Err(Reject::BadCommitment));
+    assert_eq!(Reject::BadCommitment.code(), 602);
+    // Copying the commitment itself does not help either: it is bound to the author's key.
+    let copied = net.task(id).leases[0].commitment.expect("committed");
+    let honest_account = key(net.owner(honest)).account();
+    let copier_account = key(net.owner(copier)).account();
+    let check = aicpw_verify::check_reveal(
+        &copied.0,
+        id.0,
+        &copier_account.0,
+        &Hash32::of(b"work").0,
+        &crate::tests::salt(id, honest).0,
+    );
+    assert!(check.is_err() && honest_account != copier_account);
+}
+
+#[test]
+fn withholding_a_reveal_after_others_revealed_is_slashed() {
+    let (mut net, _) = net_with(3);
+    let id = net.submit(0, policy(Verification::Replicas(3)));
+    let replicas = net.leased(id);
+    for node in &replicas {
+        net.commit(id, *node, b"same").expect("commit");
+    }
+    net.reveal(id, replicas[0], b"same").expect("reveal");
+    net.reveal(id, replicas[1], b"same").expect("reveal");
+    net.idle(net.state.params.verification.reveal_window_ms);
+    let task = net.task(id);
+    assert_eq!(task.state, TaskState::Verifying, "two of three still make a majority");
+    assert_eq!(verdict(&net, id, replicas[2]), Verdict::Withheld);
+    assert_eq!(net.state.nodes[&replicas[2]].reputation.offences, 1);
+}
+
+#[test]
+fn a_lone_worker_that_never_reveals_loses_its_lease_without_a_slash() {
+    let (mut net, nodes) = net_with(2);
+    let id = net.submit(0, policy(Verification::None));
+    let first = net.worker(id);
+    net.commit(id, first, b"x").expect("commit");
+    net.wait(net.state.params.verification.reveal_window_ms);
+    let task = net.task(id);
+    assert_eq!(task.excluded, vec![first]);
+    assert_eq!(net.leased(id), vec![nodes[1]], "placed again at once");
+    assert_eq!(net.state.meta.burned, Amount::ZERO);
+}
+
+/// A `none` task verified and disputed; the committee reveals `committee`.
+fn disputed(committee: [&[u8]; 2]) -> (Net, TaskId, NodeId, Vec<NodeId>) {
+    let (mut net, _) = net_with(3);
+    let id = net.submit(0, policy(Verification::None));
+    let worker = net.worker(id);
+    net.finish_lease(id, worker, b"claimed");
+    let bond = dispute_bond_min(&net.task(id).terms);
+    let low = TxBody::DisputeResult { task: id, bond: Amount(bond.0 - 1) };
+    assert_eq!(net.run(0, low), Err(Reject::BondTooLow));
+    assert_eq!(net.run(1, TxBody::DisputeResult { task: id, bond }), Err(Reject::NotTaskRequester));
+    net.run(0, TxBody::DisputeResult { task: id, bond }).expect("dispute");
+    assert_eq!(net.run(0, TxBody::AcceptResult { task: id }), Err(Reject::DisputeOpen));
+    let members = net.leased(id);
+    assert_eq!(members.len(), 2);
+    assert!(!members.contains(&worker));
+    for (node, output) in members.iter().zip(committee) {
+        net.commit(id, *node, output).expect("commit");
+    }
+    for (node, output) in members.iter().zip(committee) {
+        net.reveal(id, *node, output).expect("reveal");
+    }
+    (net, id, worker, members)
+}
+
+#[test]
+fn a_dispute_that_proves_the_result_wrong_slashes_the_worker_and_refunds_the_requester() {
+    let before = Net::new().balance(0);
+    let (net, id, worker, _) = disputed([b"true", b"true"]);
+    let task = net.task(id);
+    assert_eq!(
+        (task.state, task.failure),
+        (TaskState::Failed, Some(FailureReason::ResultRejected))
+    );
+    assert_eq!(task.dispute.as_ref().map(|d| d.outcome), Some(DisputeOutcome::Upheld));
+    assert_eq!(task.refunded, task.terms.budget, "the worker is not paid");
+    assert_eq!(net.state.nodes[&worker].reputation.offences, 1);
+    // Bond back minus the committee's time, plus the challenger's 30% of the slash.
+    let slash = slash_of(&net, id, worker);
+    let committee_paid: u128 =
+        task.leases.iter().filter(|l| l.role == Role::Committee).map(|l| l.cost.0).sum();
+    let fees = 10 * 2;
+    assert_eq!(net.balance(0).0, before.0 - fees - committee_paid + slash * 3 / 10);
+}
+
+#[test]
+fn a_dispute_of_a_correct_result_gives_the_bond_to_the_worker() {
+    let (net, id, worker, members) = disputed([b"claimed", b"claimed"]);
+    let task = net.task(id);
+    assert_eq!(task.state, TaskState::Completed);
+    assert_eq!(task.dispute.as_ref().map(|d| d.outcome), Some(DisputeOutcome::Rejected));
+    let bond = dispute_bond_min(&task.terms).0;
+    let committee_paid: u128 = members
+        .iter()
+        .map(|n| task.leases.iter().find(|l| l.node == *n).map_or(0, |l| l.cost.0))
+        .sum();
+    let owner = net.owner(worker);
+    let expected = 100_000_000_000 - 1_000_000_000 - 10 * 4 + task.paid.0 + bond - committee_paid;
+    assert_eq!(net.balance(owner).0, expected, "paid its work and the rest of the bond");
+    assert_eq!(net.state.meta.burned, Amount::ZERO);
+}
+
+#[test]
+fn a_split_committee_leaves_the_result_standing_and_slashes_the_dissenter() {
+    let (net, id, worker, members) = disputed([b"claimed", b"other"]);
+    let task = net.task(id);
+    assert_eq!(task.state, TaskState::Completed, "two of three confirm the result");
+    assert_eq!(verdict(&net, id, members[1]), Verdict::Overruled);
+    assert_eq!(net.state.nodes[&worker].reputation.offences, 0);
+}
+
+#[test]
+fn a_known_answer_task_catches_a_wrong_result() {
+    for (output, caught) in [(b"lazy" as &[u8], true), (b"answer", false)] {
+        let (mut net, _) = net_with(1);
+        let answer = Hash32::of(b"answer");
+        let salt = Hash32::of(b"kept secret by the submitter");
+        let mut t = policy(Verification::None);
+        t.name = "looks-normal".into();
+        let commitment = crate::dispute::answer_commitment(&key(0).account(), &answer, &salt);
+        let body =
+            TxBody::SubmitTask { terms: t, key_grants: vec![], answer_commitment: commitment };
+        net.run(0, body).expect("submit");
+        let id = TaskId(0);
+        let worker = net.worker(id);
+        net.finish_lease(id, worker, output);
+        let wrong = TxBody::RevealAnswer { task: id, answer_hash: answer, salt: Hash32::default() };
+        assert_eq!(net.run(0, wrong), Err(Reject::BadCommitment));
+        net.run(0, TxBody::RevealAnswer { task: id, answer_hash: answer, salt }).expect("reveal");
+        let task = net.task(id);
+        let node = &net.state.nodes[&worker];
+        if caught {
+            assert_eq!(task.failure, Some(FailureReason::ResultRejected));
+            assert_eq!((node.reputation.offences, node.status), (1, NodeStatus::Frozen));
+        } else {
+            assert_eq!(task.state, TaskState::Completed);
+            assert_eq!(node.reputation.audits_passed, 1);
+        }
+    }
+}
+
+#[test]
+fn escrow_is_released_per_interval_for_unverified_tasks_only() {
+    for (verification, released) in [(Verification::None, true), (Verification::Replicas(2), false)]
+    {
+        let (mut net, _) = net_with(2);
+        let id = net.submit(0, policy(verification));
+        let node = net.worker(id);
+        net.wait(50_000);
+        assert_eq!(net.task(id).paid, Amount::ZERO, "no full interval yet");
+        net.wait(20_000);
+        let paid = net.task(id).paid;
+        if released {
+            // Released on the first heartbeat 60 s or more after the start, for all of it.
+            let lease = &net.task(id).leases[0];
+            let held = lease.released_ms - lease.started_ms;
+            assert!((60_000..70_000).contains(&held));
+            let price = net.state.nodes[&node].price_per_hour.0;
+            assert_eq!(paid, Amount((u128::from(held) * price).div_ceil(3_600_000)));
+        } else {
+            assert_eq!(paid, Amount::ZERO, "verified tasks pay on acceptance");
+        }
+    }
+}
+
+#[test]
+fn released_escrow_is_not_paid_twice_on_acceptance() {
+    let (mut net, _) = net_with(1);
+    let id = net.submit(0, policy(Verification::None));
+    let node = net.worker(id);
+    net.wait(61_000);
+    let released = net.task(id).paid;
+    assert!(released > Amount::ZERO);
+    net.finish_lease(id, node, b"x");
+    net.run(0, TxBody::AcceptResult { task: id }).expect("accept");
+    let task = net.task(id);
+    assert_eq!(task.paid, task.leases[0].cost, "released + rest = the cost, once");
+}
+
+#[test]
+fn repeated_offences_freeze_then_eject_a_node() {
+    let mut params = Params::default();
+    params.verification.offences_eject = 2;
+    params.verification.appeal_voting_ms = 60_000;
+    let mut net = Net::with_params(params);
+    let nodes: Vec<NodeId> = (1..=3).map(|i| net.provider(i, 1_000_000 * u128::from(i))).collect();
+    let cheat = nodes[0];
+    let mut statuses = Vec::new();
+    for _ in 0..2 {
+        let id = net.submit(0, policy(Verification::Replicas(3)));
+        assert!(net.leased(id).contains(&cheat));
+        for node in net.leased(id) {
+            let output: &[u8] = if node == cheat { b"bad" } else { b"good" };
+            net.commit(id, node, output).expect("commit");
+        }
+        for node in net.leased(id) {
+            let output: &[u8] = if node == cheat { b"bad" } else { b"good" };
+            net.reveal(id, node, output).expect("reveal");
+        }
+        statuses.push(net.state.nodes[&cheat].status);
+        if net.state.nodes[&cheat].status == NodeStatus::Frozen {
+            // Unfreeze by appeal so it can be caught again.
+            net.run(1, TxBody::Appeal { node: cheat }).expect("appeal");
+            net.run(2, TxBody::VoteAppeal { node: cheat, approve: true }).expect("vote");
+            net.wait(net.state.params.verification.appeal_voting_ms);
+            net.keep_alive();
+        }
+    }
+    assert_eq!(statuses, vec![NodeStatus::Frozen, NodeStatus::Ejected]);
+    assert_eq!(net.run(1, TxBody::Appeal { node: cheat }), Err(Reject::NodeNotFrozen));
+    assert_eq!(net.state.accounts[&key(1).account()].nodes, 0, "its stake lock is gone");
+}
+
+#[test]
+fn a_node_whose_score_collapses_is_frozen_without_a_slash() {
+    let (mut net, nodes) = net_with(2);
+    let flaky = nodes[0];
+    for _ in 0..8 {
+        if net.state.nodes[&flaky].status != NodeStatus::Active {
+            break;
+        }
+        let id = net.submit(0, policy(Verification::None));
+        let node = net.worker(id);
+        let reason = FailureReason::ProviderError;
+        net.run(net.owner(node), TxBody::ReportFailure { task: id, node, reason }).expect("fail");
+        net.run(0, TxBody::CancelTask { task: id }).expect("cancel");
+    }
+    let node = &net.state.nodes[&flaky];
+    assert_eq!(node.status, NodeStatus::Frozen);
+    assert_eq!(node.reputation.offences, 0);
+    assert_eq!(net.state.meta.burned, Amount::ZERO);
+    let id = net.submit(0, policy(Verification::None));
+    assert_ne!(net.worker(id), flaky, "a frozen node gets no work");
+}
+
+#[test]
+fn an_appeal_is_decided_by_the_stake_weighted_vote() {
+    for (approve_stake, reject_stake, unfrozen) in
+        [(3_000, 1_000, true), (1_000, 3_000, false), (0, 0, false)]
+    {
+        let (mut net, nodes) = net_with(3);
+        let node = nodes[0];
+        net.state.nodes.get_mut(&node).expect("node").status = NodeStatus::Frozen;
+        assert_eq!(net.run(2, TxBody::Appeal { node }), Err(Reject::NotNodeOwner));
+        net.run(1, TxBody::Appeal { node }).expect("appeal");
+        assert_eq!(net.run(1, TxBody::Appeal { node }), Err(Reject::AppealOpen));
+        assert_eq!(
+            net.run(1, TxBody::VoteAppeal { node, approve: true }),
+            Err(Reject::NotEligibleVoter)
+        );
+        assert_eq!(
+            net.run(5, TxBody::VoteAppeal { node, approve: true }),
+            Err(Reject::NotEligibleVoter),
+            "no stake"
+        );
+        for (voter, amount, approve) in [(4, approve_stake, true), (5, reject_stake, false)] {
+            if amount == 0 {
+                continue;
+            }
+            net.run(voter, TxBody::Bond { amount: Amount::tokens(amount) }).expect("bond");
+            net.run(voter, TxBody::VoteAppeal { node, approve }).expect("vote");
+            assert_eq!(
+                net.run(voter, TxBody::VoteAppeal { node, approve }),
+                Err(Reject::AlreadyVoted)
+            );
+            assert_eq!(
+                net.run(voter, TxBody::Unbond { amount: Amount(1) }),
+                Err(Reject::StakeLocked)
+            );
+        }
+        net.idle(net.state.params.verification.appeal_voting_ms);
+        let expected = if unfrozen { NodeStatus::Active } else { NodeStatus::Frozen };
+        assert_eq!(net.state.nodes[&node].status, expected);
+        assert!(net.state.nodes[&node].appeal.is_none());
+        if approve_stake > 0 {
+            net.run(4, TxBody::Unbond { amount: Amount(1) }).expect("free after the vote");
+        }
+    }
+}
+
+#[test]
+fn ratings_weigh_the_raters_stake() {
+    let (mut net, _) = net_with(1);
+    let mut scores = Vec::new();
+    for (rater, stake) in [(0u32, 0u64), (6, 9_000)] {
+        if stake > 0 {
+            net.run(rater, TxBody::Bond { amount: Amount::tokens(stake) }).expect("bond");
+        }
+        let id = net.submit(rater, policy(Verification::None));
+        let worker = net.worker(id);
+        net.finish_lease(id, worker, b"x");
+        net.run(rater, TxBody::AcceptResult { task: id }).expect("accept");
+        let stars = if stake > 0 { 5 } else { 1 };
+        net.run(rater, TxBody::RateTask { task: id, stars }).expect("rate");
+        scores.push(net.state.nodes[&worker].reputation.clone());
+    }
+    let last = scores.last().expect("rated");
+    assert_eq!((last.rating_count, last.rating_weight), (2, 1 + 10));
+    assert_eq!(last.rating_sum, 1 + 5 * 10, "the staked rater's 5 stars weigh ten times");
+}
+
+#[test]
+fn the_default_economics_make_cheating_a_losing_bet() {
+    let params = Params::default();
+    params.verification.validate().expect("defaults are valid");
+    let economics = params.verification.economics;
+    for price in [1u128, 1_000, 3_600_000, 1_000_000_000_000] {
+        // A cheat that saves the whole price and gains nothing else loses on average...
+        assert!(aicpw_verify::cheating_is_unprofitable(&economics, price, price, 0));
+        // ...because the slash is above the least slash that deters it at the audit floor.
+        let least = aicpw_verify::slash_min(price, price, 0, economics.audit_rate_min_ppm)
+            .expect("in range");
+        assert!(economics.slash(price).expect("fits") >= least, "price {price}");
+    }
+    // The inequality the design states, in integers: savings + benefit < p·(price + slash).
+    let (price, p_ppm) = (1_000_000u128, u128::from(economics.audit_rate_min_ppm));
+    let slash = economics.slash(price).expect("fits");
+    assert!(price * 1_000_000 < p_ppm * (price + slash));
+}
+
+#[test]
+fn a_nodes_unverified_work_is_bounded_by_its_stake() {
+    let mut net = Net::new();
+    // 1,000 AIC of stake covers 1e9 / 20 = 5e7 of run value: 13 runs of 3.6e6, not 14.
+    let node = net.provider(1, 3_600_000);
+    let mut leased = 0;
+    for _ in 0..15 {
+        let mut t = policy(Verification::None);
+        t.resources.cpu_cores = 0;
+        t.resources.memory_mb = 0;
+        let id = net.submit(0, t);
+        if net.leased(id) == vec![node] {
+            leased += 1;
+        }
+    }
+    let limit =
+        aicpw_verify::unaudited_work_max(1_000_000_000, &Params::default().verification.economics);
+    assert_eq!(leased, limit / 3_600_000);
+    assert_eq!(net.state.headroom(&key(1).account()), limit - 13 * 3_600_000);
+}
+
+#[test]
+fn events_name_the_verification_steps() {
+    let (mut net, _) = net_with(2);
+    let id = net.submit(0, policy(Verification::Audit));
+    let worker = net.worker(id);
+    net.commit(id, worker, b"o").expect("commit");
+    let receipt_free = net.block(&[]);
+    assert!(receipt_free.is_empty());
+    let drawn = net.task(id).round;
+    assert_eq!(drawn, Round::Audit);
+    let auditor = net.leased(id)[1];
+    let events = net.commit(id, auditor, b"o").expect("commit").events;
+    assert!(events.iter().any(|e| matches!(e, Event::RevealsOpened { .. })));
+}
+
+#[test]
+fn a_withheld_audit_reveal_goes_to_the_referee_and_the_silent_worker_is_slashed() {
+    let (mut net, _) = net_with(3);
+    let id = net.submit(0, policy(Verification::Audit));
+    let worker = net.worker(id);
+    net.commit(id, worker, b"guess").expect("commit");
+    net.keep_alive();
+    let auditor = net.leased(id)[1];
+    net.commit(id, auditor, b"right").expect("auditor commits");
+    net.reveal(id, auditor, b"right").expect("auditor reveals");
+    // The worker sees the auditor's hash and keeps its own commitment closed.
+    net.wait(net.state.params.verification.reveal_window_ms);
+    assert_eq!(verdict(&net, id, worker), Verdict::Withheld);
+    assert_eq!(net.task(id).round, Round::Referee);
+    let referee = net.leased(id)[1];
+    net.commit(id, referee, b"right").expect("referee commits");
+    net.reveal(id, referee, b"right").expect("referee reveals");
+    let task = net.task(id);
+    assert_eq!(task.state, TaskState::Verifying);
+    assert_eq!(task.result.as_ref().map(|r| r.node), Some(auditor));
+    assert_eq!(net.state.nodes[&worker].reputation.offences, 1);
+}
+
+#[test]
+fn three_different_answers_fail_an_audit_without_slashing() {
+    let (net, id, _) = audit_dispute(b"third");
+    let task = net.task(id);
+    assert_eq!((task.state, task.failure), (TaskState::Failed, Some(FailureReason::NoQuorum)));
+    assert_eq!(task.refunded, task.terms.budget);
+    assert_eq!(net.state.meta.burned, Amount::ZERO);
+}
+
+#[test]
+fn an_audit_nobody_can_staff_fails_as_verification_unavailable() {
+    let (mut net, _) = net_with(1);
+    let id = net.submit(0, policy(Verification::Audit));
+    let worker = net.worker(id);
+    net.commit(id, worker, b"out").expect("commit");
+    net.keep_alive();
+    assert_eq!((net.task(id).round, net.task(id).seats), (Round::Audit, 1), "no other owner");
+    let early = TxBody::SettleExpired { task: id };
+    assert_eq!(net.run(3, early.clone()), Err(Reject::LeaseNotExpired));
+    net.wait(net.state.params.verification.seat_wait_ms);
+    let task = net.task(id);
+    let failed = Some(FailureReason::VerificationUnavailable);
+    assert_eq!((task.state, task.failure), (TaskState::Failed, failed));
+    assert_eq!(task.refunded, task.terms.budget);
+}
+
+#[test]
+fn an_expired_replica_is_replaced_and_the_round_still_reaches_quorum() {
+    let (mut net, nodes) = net_with(3);
+    let id = net.submit(0, policy(Verification::Replicas(2)));
+    let replicas = net.leased(id);
+    let spare = *nodes.iter().find(|n| !replicas.contains(n)).expect("a spare node");
+    net.commit(id, replicas[0], b"same").expect("commit");
+    // The second replica goes silent: its lease expires and a spare node takes its seat.
+    net.idle(net.state.params.lease_ms);
+    net.keep_alive();
+    assert_eq!(net.leased(id), vec![replicas[0], spare]);
+    assert_eq!(net.task(id).attempts, 3);
+    net.commit(id, spare, b"same").expect("commit");
+    net.reveal(id, replicas[0], b"same").expect("reveal");
+    net.reveal(id, spare, b"same").expect("reveal");
+    assert_eq!(net.task(id).state, TaskState::Verifying);
+    assert_eq!(net.state.nodes[&replicas[1]].reputation.expired, 1);
+}
+
+#[test]
+fn cancelling_during_an_audit_pays_both_leases_for_their_time() {
+    let (mut net, _) = net_with(2);
+    let id = net.submit(0, policy(Verification::Audit));
+    let worker = net.worker(id);
+    net.commit(id, worker, b"out").expect("commit");
+    net.keep_alive();
+    let auditor = net.leased(id)[1];
+    net.run(0, TxBody::CancelTask { task: id }).expect("cancel");
+    let task = net.task(id);
+    assert_eq!(task.state, TaskState::Cancelled);
+    assert!(task.leases.iter().all(|l| l.verdict == Verdict::Paid));
+    assert!(task.paid > Amount::ZERO && task.paid.0 + task.refunded.0 == task.terms.budget.0);
+    assert_eq!(net.state.nodes[&auditor].running, 0, "the auditor's capacity is free");
+}
+
+#[test]
+fn auditors_are_drawn_at_random_not_by_price() {
+    let mut net = Net::new();
+    let nodes: Vec<NodeId> = (1..=5).map(|i| net.provider(i, 500_000 * u128::from(i))).collect();
+    let mut auditors = std::collections::BTreeSet::new();
+    for _ in 0..24 {
+        let id = net.submit(0, policy(Verification::Audit));
+        let worker = net.worker(id);
+        net.commit(id, worker, b"out").expect("commit");
+        net.keep_alive();
+        let auditor = net.leased(id)[1];
+        assert_ne!(net.state.nodes[&auditor].owner, net.state.nodes[&worker].owner);
+        auditors.insert(auditor);
+        net.run(0, TxBody::CancelTask { task: id }).expect("cancel");
+    }
+    assert!(
+        auditors.len() >= 3,
+        "auditors spread over the eligible nodes: {auditors:?} of {nodes:?}"
+    );
+}
