@@ -89,7 +89,11 @@ pub fn run(tasks: usize) -> Result<Value> {
         let started = Instant::now();
         let committed = client.send(
             &requester,
-            TxBody::SubmitTask { terms: terms(n), key_grants: vec![] },
+            TxBody::SubmitTask {
+                terms: terms(n),
+                key_grants: vec![],
+                answer_commitment: aicpw_types::Hash32(aicpw_types::seal::random_key()),
+            },
             true,
         )?;
         let id = committed["events"]
