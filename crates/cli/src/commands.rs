@@ -1,8 +1,9 @@
 //! What each command does.
 
 use crate::{
-    bench_dispatch, bench_ledger, bench_match, demo, requester, BenchCommand, Command, KeysCommand,
-    NodeCommand, ProviderCommand, QueryCommand, StoreCommand, TaskCommand, TxCommand,
+    bench_challenge, bench_dispatch, bench_ledger, bench_match, demo, requester, BenchCommand,
+    Command, KeysCommand, NodeCommand, ProviderCommand, QueryCommand, StoreCommand, TaskCommand,
+    TxCommand,
 };
 use aicpw_provider::client::Client;
 use aicpw_types::{AccountId, Amount, Keypair, TxBody};
@@ -314,6 +315,9 @@ fn bench(command: BenchCommand) -> Result<()> {
     let (json, value) = match command {
         BenchCommand::Ledger { json, accounts, txs } => (json, bench_ledger::run(accounts, txs)?),
         BenchCommand::Dispatch { json, tasks } => (json, bench_dispatch::run(tasks)?),
+        BenchCommand::Challenge { json, n, threads, k } => {
+            (json, bench_challenge::run(n, threads, k)?)
+        }
         BenchCommand::Match { nodes, tasks, seed, json } => {
             (json, bench_match::run(nodes, tasks, seed))
         }

@@ -1,6 +1,7 @@
 //! The `aicpw` command: run a node or a provider, send transactions, submit tasks, query the
 //! ledger, use the content store, run the demo and the benchmarks.
 
+mod bench_challenge;
 mod bench_dispatch;
 mod bench_ledger;
 mod bench_match;
@@ -328,6 +329,20 @@ enum BenchCommand {
         json: bool,
         #[arg(long, default_value_t = 200)]
         tasks: usize,
+    },
+    /// Capacity challenge: solver speed against this machine's INT8 peak, overhead, detection.
+    Challenge {
+        #[arg(long)]
+        json: bool,
+        /// Matrix edge; 0 is the size the ledger would give this machine.
+        #[arg(long, default_value_t = 0)]
+        n: u32,
+        /// Solver threads; 0 is all cores.
+        #[arg(long, default_value_t = 0)]
+        threads: usize,
+        /// Tiles opened per challenge.
+        #[arg(long, default_value_t = 256)]
+        k: u32,
     },
     /// Placements per second of the matcher on a synthetic population.
     Match {

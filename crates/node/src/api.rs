@@ -138,12 +138,12 @@ fn parse<T: std::str::FromStr>(text: &str) -> Result<T, ApiError> {
 
 async fn account(State(s): State<SharedState>, Path(address): Path<String>) -> ApiResult {
     let id: AccountId = parse(&address)?;
-    let chain = s.chain();
-    let account = chain.state().accounts.get(&id).cloned().unwrap_or_default();
+    let account = s.chain().state().accounts.get(&id).cloned().unwrap_or_default();
     Ok(Json(json!({
         "address": id,
         "balance": account.balance,
         "nonce": account.nonce,
+        "next_nonce": s.next_nonce(&id, account.nonce),
         "staked": account.staked,
         "unbonding": account.unbonding,
         "nodes": account.nodes,

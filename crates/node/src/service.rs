@@ -34,6 +34,8 @@ pub type CommitWaiter = oneshot::Receiver<Result<Committed, Reject>>;
 struct Mempool {
     queue: VecDeque<SignedTx>,
     ids: HashSet<Hash32>,
+    /// Per signer with transactions waiting: the nonce after its highest waiting one.
+    next_nonces: HashMap<AccountId, u64>,
     waiters: HashMap<Hash32, Waiter>,
 }
 
@@ -103,6 +105,8 @@ impl Shared {
             return Err(Reject::MempoolFull);
         }
         pool.ids.insert(id);
+        let next = pool.next_nonces.entry(tx.tx.signer).or_default();
+        *next = (*next).max(tx.tx.nonce + 1);
         pool.queue.push_back(tx);
         let receiver = wait.then(|| {
             let (sender, receiver) = oneshot::channel();
@@ -118,12 +122,23 @@ impl Shared {
         self.mempool().queue.len()
     }
 
+    /// The nonce a signer should use next: after its committed ones and those waiting here.
+    pub fn next_nonce(&self, who: &AccountId, committed: u64) -> u64 {
+        self.mempool().next_nonces.get(who).map_or(committed, |waiting| committed.max(*waiting))
+    }
+
     fn take_batch(&self) -> Vec<SignedTx> {
         let mut pool = self.mempool();
         let n = pool.queue.len().min(BLOCK_TXS_MAX);
         let batch: Vec<SignedTx> = pool.queue.drain(..n).collect();
         for tx in &batch {
             pool.ids.remove(&tx.tx.id());
+        }
+        if pool.queue.is_empty() {
+            pool.next_nonces.clear();
+        } else {
+            let waiting: HashSet<AccountId> = pool.queue.iter().map(|tx| tx.tx.signer).collect();
+            pool.next_nonces.retain(|who, _| waiting.contains(who));
         }
         batch
     }

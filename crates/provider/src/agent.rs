@@ -26,8 +26,11 @@ use std::sync::atomic::{AtomicBool, AtomicU16, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-/// How often the agent looks for new leases.
-pub const POLL_INTERVAL: Duration = Duration::from_millis(100);
+/// How often the agent looks for new leases when the event stream says nothing (it wakes at once
+/// when the stream announces an event about its node).
+pub const POLL_INTERVAL: Duration = Duration::from_secs(1);
+/// How long the agent waits before reconnecting to a broken event stream.
+pub const EVENTS_RECONNECT_DELAY: Duration = Duration::from_secs(1);
 /// How often a committed lease checks whether its round's reveals are open.
 pub const REVEAL_POLL_INTERVAL: Duration = Duration::from_millis(200);
 /// How often a running task's heartbeat goes to the ledger (well inside the lease).
@@ -206,8 +209,11 @@ pub fn run(
         running: Mutex::new(BTreeMap::new()),
         stop: stop.clone(),
     });
+    let wake = Arc::new(AtomicBool::new(true));
+    let follower = follow_events(node_url, node, wake.clone(), stop.clone());
     let mut last_node_heartbeat = std::time::Instant::now();
     while !stop.load(Ordering::SeqCst) {
+        wake.store(false, Ordering::SeqCst);
         if let Err(e) = poll_leases(&shared) {
             tracing::warn!("polling leases failed: {e}");
         }
@@ -219,15 +225,46 @@ pub fn run(
                 tracing::warn!("node heartbeat failed: {e}");
             }
         }
-        std::thread::sleep(POLL_INTERVAL);
+        let slept = std::time::Instant::now();
+        while slept.elapsed() < POLL_INTERVAL && !wake.load(Ordering::SeqCst) {
+            std::thread::sleep(Duration::from_millis(10));
+        }
     }
     for flag in shared.running.lock().expect("no panics while locked").values() {
         flag.store(true, Ordering::SeqCst);
+    }
+    if follower.join().is_err() {
+        tracing::error!("node {node}: the event thread panicked");
     }
     if challenger.join().is_err() {
         tracing::error!("node {node}: the challenge thread panicked");
     }
     Ok(node)
+}
+
+/// Follows the ledger's event stream and wakes the lease loop whenever an event names this node
+/// (a new lease, a reveal round opening, a requeue), so work starts without waiting for a poll.
+fn follow_events(
+    node_url: &str,
+    node: NodeId,
+    wake: Arc<AtomicBool>,
+    stop: Arc<AtomicBool>,
+) -> std::thread::JoinHandle<()> {
+    let client = Client::new(node_url);
+    std::thread::spawn(move || {
+        while !stop.load(Ordering::SeqCst) {
+            let followed = client.follow_events(None, |event| {
+                if event["node"].as_u64() == Some(node.0) || event["event"] == "task_submitted" {
+                    wake.store(true, Ordering::SeqCst);
+                }
+                !stop.load(Ordering::SeqCst)
+            });
+            if let Err(e) = followed {
+                tracing::warn!("event stream: {e}; reconnecting");
+                std::thread::sleep(EVENTS_RECONNECT_DELAY);
+            }
+        }
+    })
 }
 
 fn poll_leases(shared: &Arc<Shared>) -> Result<(), AgentError> {

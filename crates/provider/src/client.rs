@@ -11,6 +11,8 @@ use std::time::Duration;
 pub const RESPONSE_BYTES_MAX: u64 = 64 * 1024 * 1024;
 /// Longest a request may take, except event streams.
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
+/// Tries per transaction when its nonce was taken by another sender with the same key.
+pub const SEND_ATTEMPTS_MAX: u64 = 5;
 /// The fee the client pays per transaction.
 pub const FEE: Amount = Amount(10);
 
@@ -40,6 +42,8 @@ pub struct Client {
     /// without waiting for each block.
     nonces: Mutex<std::collections::BTreeMap<AccountId, u64>>,
     chain_id: Mutex<Option<String>>,
+    /// One transaction at a time per client: the nonce it takes is the one it submits.
+    sending: Mutex<()>,
 }
 
 fn error_from(url: &str, error: ureq::Error) -> ClientError {
@@ -66,6 +70,7 @@ impl Client {
             agent,
             nonces: Mutex::new(Default::default()),
             chain_id: Mutex::new(None),
+            sending: Mutex::new(()),
         }
     }
 
@@ -125,17 +130,21 @@ impl Client {
             return Ok(*nonce);
         }
         let account = self.get(&format!("/v1/accounts/{who}"))?;
-        account["nonce"]
+        account["next_nonce"]
             .as_u64()
             .ok_or_else(|| ClientError::Protocol("account has no nonce".into()))
     }
 
     /// Signs `body` with the next nonce and submits it; with `wait`, returns once it is committed.
-    /// A nonce conflict (another client used the key) refreshes the nonce and retries once.
+    /// A nonce conflict (another client, or another process, used the key) refreshes the nonce
+    /// from the node and retries, a few times.
     pub fn send(&self, key: &Keypair, body: TxBody, wait: bool) -> Result<Value, ClientError> {
         let who = key.account();
         let chain_id = self.chain_id()?;
-        for attempt in 0..2 {
+        let _one_at_a_time = self.sending.lock().expect("no panics while sending");
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
             let nonce = self.next_nonce(who)?;
             let tx =
                 Tx { chain_id: chain_id.clone(), signer: who, nonce, fee: FEE, body: body.clone() };
@@ -148,16 +157,21 @@ impl Client {
                 Err(e) => {
                     // Whether the node took it is unknown after some errors: ask it next time.
                     nonces.remove(&who);
-                    let stale =
-                        matches!(e.reject(), Some(Reject::NonceReplayed | Reject::NonceGap));
-                    if stale && attempt == 0 {
+                    let stale = matches!(
+                        e.reject(),
+                        Some(
+                            Reject::NonceReplayed | Reject::NonceGap | Reject::DuplicateTransaction
+                        )
+                    );
+                    if stale && attempt < SEND_ATTEMPTS_MAX {
+                        drop(nonces);
+                        std::thread::sleep(Duration::from_millis(20 * attempt));
                         continue;
                     }
                 }
             }
             return result;
         }
-        unreachable!("the loop returns on its second pass")
     }
 
     /// PUTs raw bytes to `path` and returns the JSON answer.
