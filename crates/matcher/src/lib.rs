@@ -7,29 +7,35 @@
 //!
 //! The ledger keeps an incremental [`Matcher`] up to date as nodes change
 //! ([`Matcher::upsert_node`], [`Matcher::remove_node`], [`Matcher::occupy`],
-//! [`Matcher::release`]). Nodes live in buckets by GPU model, TEE, new-provider status and free GPU
-//! count; inside a bucket one ordered set per [`Order`] lists them best-first, so a placement
-//! touches a handful of buckets and nodes instead of scanning every node.
+//! [`Matcher::release`]). Nodes live in buckets by GPU model; inside a bucket one ordered list per
+//! [`Order`] lists them best-first, in blocks whose summaries (most free capacity, stake, units,
+//! reputation; least price) let a search skip whole blocks of nodes that cannot take the task,
+//! so a placement touches a few blocks instead of scanning every node. See `README.md`.
 
 mod batch;
+mod batch_exact;
 mod blocks;
-mod joint;
+mod check;
 pub mod eligibility;
 pub mod explain;
 mod index;
+mod joint;
 mod matcher;
 mod offer;
 pub mod params;
 mod search;
 pub mod strategy;
 pub mod synthetic;
+mod traits;
 
 pub use eligibility::{unmet, Capacity, Constraint, Unmet};
 pub use explain::{ConstraintCounts, NodeExplanation, TaskExplanation};
-pub use index::{Order, Rank};
+pub use index::{Order, Rank, REPUTATION_BAND};
 pub use matcher::Matcher;
 pub use offer::{NodeOffer, TaskRequest};
 pub use params::MatchParams;
+pub use search::{FIT_CHOICES, TIE_CHOICES};
 pub use strategy::Strategy;
+
 #[cfg(test)]
-mod diag;
+mod tests;
