@@ -23,6 +23,17 @@ pub fn run(node: &str, command: Command) -> Result<()> {
         Command::Store(command) => store(&client, command),
         Command::Demo { json, keep } => demo::run(json, keep),
         Command::Bench(command) => bench(command),
+        Command::Sim { scenario, seeds, json } => {
+            let report = crate::sim::run(&scenario, seeds)?;
+            show(json, &report, |v| serde_json::to_string_pretty(v).unwrap_or_default());
+            let failed = report["scenarios"].as_array().into_iter().flatten().any(|s| {
+                s["violations"].as_u64() != Some(0) || s["honest_slashed"].as_u64() != Some(0)
+            });
+            if failed {
+                bail!("the simulation found broken invariants or slashed honest providers");
+            }
+            Ok(())
+        }
     }
 }
 
@@ -254,7 +265,7 @@ fn task(client: &Client, command: TaskCommand) -> Result<()> {
 
 fn provider(client: &Client, command: ProviderCommand) -> Result<()> {
     match command {
-        ProviderCommand::Start { key, stake, work_dir, price } => {
+        ProviderCommand::Start { key, stake, work_dir, price, region } => {
             let executor = aicpw_provider::executor::SandboxExecutor::new(Default::default())?;
             aicpw_provider::executor::sandbox_available()?;
             let config = aicpw_provider::agent::AgentConfig {
@@ -264,6 +275,7 @@ fn provider(client: &Client, command: ProviderCommand) -> Result<()> {
                 endpoint: format!("agent:{}", work_dir.display()),
                 work_dir,
                 hardware: None,
+                region,
             };
             let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
             aicpw_provider::agent::run(

@@ -8,6 +8,7 @@ mod bench_match;
 mod commands;
 mod demo;
 mod requester;
+mod sim;
 
 use clap::{Args, Parser, Subcommand};
 use std::path::PathBuf;
@@ -53,6 +54,17 @@ enum Command {
         /// Keep the temporary directory (logs, data) instead of deleting it.
         #[arg(long)]
         keep: bool,
+    },
+    /// Run the seeded whole-network simulation: the honest network with faults, and the red team.
+    Sim {
+        /// A scenario name, or `all`.
+        #[arg(long, default_value = "all")]
+        scenario: String,
+        /// Seeds per scenario (runs are reproducible by seed).
+        #[arg(long, default_value_t = 20)]
+        seeds: u64,
+        #[arg(long)]
+        json: bool,
     },
     /// Measure throughput and latency.
     #[command(subcommand)]
@@ -270,6 +282,9 @@ enum ProviderCommand {
         /// Price per hour of this machine, in base units.
         #[arg(long, default_value = "3600000")]
         price: String,
+        /// The region this machine is in (tasks may require one), e.g. eu-west.
+        #[arg(long, default_value = "")]
+        region: String,
     },
     /// Explain why a node gets no work.
     Why {

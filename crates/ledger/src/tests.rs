@@ -32,6 +32,7 @@ pub(crate) fn salt(task: TaskId, node: NodeId) -> Hash32 {
 
 pub(crate) fn hardware() -> Hardware {
     Hardware {
+        region: String::new(),
         cpu_cores: 8,
         memory_mb: 16_384,
         disk_mb: 100_000,

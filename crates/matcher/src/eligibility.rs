@@ -21,6 +21,8 @@ pub enum Constraint {
     Tee,
     /// The task names a GPU model and the node has another.
     GpuModel,
+    /// The task must run in a region and the node is elsewhere.
+    Region,
     /// The node's hardware, even idle, is too small: CPU, memory, disk, GPU count or VRAM.
     Hardware,
     /// The node proved fewer compute units than the task's minimum.
@@ -36,12 +38,13 @@ pub enum Constraint {
 }
 
 impl Constraint {
-    pub const ALL: [Constraint; 11] = [
+    pub const ALL: [Constraint; 12] = [
         Constraint::Offline,
         Constraint::NotAllowed,
         Constraint::Excluded,
         Constraint::Tee,
         Constraint::GpuModel,
+        Constraint::Region,
         Constraint::Hardware,
         Constraint::ComputeUnits,
         Constraint::Reputation,
@@ -159,7 +162,12 @@ pub(crate) fn model_differs(hardware: &Hardware, need: &Resources) -> bool {
     !need.gpu_model.is_empty() && !hardware.gpu_model.eq_ignore_ascii_case(&need.gpu_model)
 }
 
-/// `Hardware::satisfies` without the model test, so that explanations can tell the two apart.
+/// Whether the region the task names (if any) differs from the node's.
+pub(crate) fn region_differs(hardware: &Hardware, need: &Resources) -> bool {
+    !need.region.is_empty() && !hardware.region.eq_ignore_ascii_case(&need.region)
+}
+
+/// `Hardware::satisfies` without the model and region tests, so that explanations can tell the two apart.
 pub(crate) fn hardware_too_small(hardware: &Hardware, need: &Resources) -> bool {
     hardware.cpu_cores < need.cpu_cores
         || hardware.memory_mb < need.memory_mb
@@ -207,6 +215,7 @@ impl<'t> Need<'t> {
         }
         let failed = [
             (Constraint::GpuModel, model_differs(&offer.hardware, need)),
+            (Constraint::Region, region_differs(&offer.hardware, need)),
             (Constraint::Hardware, hardware_too_small(&offer.hardware, need)),
             (Constraint::ComputeUnits, offer.proven_units.0 < need.compute_units_min),
             (Constraint::Reputation, offer.reputation_permille < task.reputation_min),

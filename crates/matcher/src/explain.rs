@@ -19,6 +19,7 @@ pub struct ConstraintCounts {
     pub excluded: usize,
     pub tee: usize,
     pub gpu_model: usize,
+    pub region: usize,
     pub hardware: usize,
     pub compute_units: usize,
     pub reputation: usize,
@@ -35,6 +36,7 @@ impl ConstraintCounts {
             Constraint::Excluded => &mut self.excluded,
             Constraint::Tee => &mut self.tee,
             Constraint::GpuModel => &mut self.gpu_model,
+            Constraint::Region => &mut self.region,
             Constraint::Hardware => &mut self.hardware,
             Constraint::ComputeUnits => &mut self.compute_units,
             Constraint::Reputation => &mut self.reputation,
@@ -50,6 +52,7 @@ impl ConstraintCounts {
             Constraint::Excluded => self.excluded,
             Constraint::Tee => self.tee,
             Constraint::GpuModel => self.gpu_model,
+            Constraint::Region => self.region,
             Constraint::Hardware => self.hardware,
             Constraint::ComputeUnits => self.compute_units,
             Constraint::Reputation => self.reputation,
@@ -305,6 +308,7 @@ fn describe(
         }
         Constraint::Tee => "no suitable online node offers a TEE, which the task requires".into(),
         Constraint::GpuModel => format!("no online node has GPU model {:?}", resources.gpu_model),
+        Constraint::Region => format!("no online node is in region {:?}", resources.region),
         Constraint::Hardware => format!(
             "no node's hardware is large enough: the task needs {} CPU cores, {} MB memory, \
              {} MB disk and {} GPU(s) with {} MB VRAM",

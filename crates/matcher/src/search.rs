@@ -1,7 +1,7 @@
 //! Finding the best eligible nodes for a task through the index.
 
 use crate::blocks::{Blocks, Filter, Pos, Traits, NEW_PROVIDER, TEE};
-use crate::eligibility::{Constraint, Need};
+use crate::eligibility::{region_differs, Constraint, Need};
 use crate::explain::ConstraintCounts;
 use crate::index::{Bucket, Entry, Order, Rank};
 use crate::matcher::Status;
@@ -340,6 +340,11 @@ impl Matcher {
             Some(Constraint::Capacity)
         } else if task.excluded_nodes.contains(&entry.id) {
             Some(Constraint::Excluded)
+        } else if !task.resources.region.is_empty()
+            && region_differs(&self.slot(entry.slot).offer.hardware, &task.resources)
+        {
+            // Regions are not summarized in the index: a task that names one checks each node.
+            Some(Constraint::Region)
         } else if walk.saturated || traits.saturated() {
             let node = self.slot(entry.slot);
             walk.need.check(&node.offer, &node.free(), false).first()

@@ -62,6 +62,8 @@ pub struct AgentConfig {
     pub endpoint: String,
     /// Registered hardware; `None` detects it.
     pub hardware: Option<Hardware>,
+    /// The region this machine is in, registered with its hardware (empty: unstated).
+    pub region: String,
 }
 
 /// What the agent remembers across restarts.
@@ -129,6 +131,7 @@ pub fn detected_hardware(work_dir: &Path) -> Result<Hardware, AgentError> {
         gpu_model: gpu.map(|g| g.model.clone()).unwrap_or_default(),
         gpu_count: found.gpus.len() as u32,
         gpu_vram_mb: gpu.map_or(0, |g| g.vram_mb),
+        region: String::new(),
     })
 }
 
@@ -153,10 +156,13 @@ fn register(
         let amount = config.stake.saturating_sub(staked);
         client.send(&config.key, TxBody::Bond { amount }, true)?;
     }
-    let hardware = match &config.hardware {
+    let mut hardware = match &config.hardware {
         Some(hardware) => hardware.clone(),
         None => detected_hardware(&config.work_dir)?,
     };
+    if !config.region.is_empty() {
+        hardware.region = config.region.clone();
+    }
     let body = TxBody::RegisterNode {
         hardware,
         x25519_key: config.key.x25519_public(),

@@ -16,6 +16,9 @@ pub struct Hardware {
     pub gpu_model: String,
     pub gpu_count: u32,
     pub gpu_vram_mb: u64,
+    /// Where the machine is, as its operator names it (e.g. `eu-west`); empty if unstated.
+    #[serde(default)]
+    pub region: String,
 }
 codec_struct!(Hardware {
     cpu_cores,
@@ -24,7 +27,8 @@ codec_struct!(Hardware {
     bandwidth_mbps,
     gpu_model,
     gpu_count,
-    gpu_vram_mb
+    gpu_vram_mb,
+    region
 });
 
 /// What a task requires of a node. An empty `gpu_model` accepts any model.
@@ -45,6 +49,9 @@ pub struct Resources {
     pub gpu_vram_mb: u64,
     #[serde(default)]
     pub compute_units_min: u64,
+    /// The region the task must run in (latency or data residency); empty accepts any.
+    #[serde(default)]
+    pub region: String,
 }
 codec_struct!(Resources {
     cpu_cores,
@@ -53,7 +60,8 @@ codec_struct!(Resources {
     gpu_count,
     gpu_model,
     gpu_vram_mb,
-    compute_units_min
+    compute_units_min,
+    region
 });
 
 impl Hardware {
@@ -65,5 +73,6 @@ impl Hardware {
             && self.gpu_count >= need.gpu_count
             && (need.gpu_count == 0 || self.gpu_vram_mb >= need.gpu_vram_mb)
             && (need.gpu_model.is_empty() || self.gpu_model.eq_ignore_ascii_case(&need.gpu_model))
+            && (need.region.is_empty() || self.region.eq_ignore_ascii_case(&need.region))
     }
 }

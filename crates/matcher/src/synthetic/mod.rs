@@ -179,9 +179,12 @@ fn round_price(price: u128) -> Amount {
     Amount((price / PRICE_STEP).max(1) * PRICE_STEP)
 }
 
+/// Regions nodes sit in; one task in ten must run in a given one.
+const REGIONS: [&str; 6] = ["us-east", "us-west", "eu-west", "eu-central", "ap-south", "ap-east"];
+
 /// One synthetic provider node.
 pub fn node(rng: &mut Rng, id: NodeId) -> NodeOffer {
-    let (hardware, price, units, tee) = match gpu_kind(rng) {
+    let (mut hardware, price, units, tee) = match gpu_kind(rng) {
         Some(kind) => {
             let gpus = *rng.pick(kind.counts);
             let hardware = Hardware {
@@ -192,6 +195,7 @@ pub fn node(rng: &mut Rng, id: NodeId) -> NodeOffer {
                 gpu_model: kind.model.to_string(),
                 gpu_count: gpus,
                 gpu_vram_mb: kind.vram_mb,
+                region: String::new(),
             };
             let price = scale(rng, kind.price_per_gpu * u128::from(gpus), 80, 130);
             let units = kind.units_per_gpu * u64::from(gpus) * rng.between(85, 100) / 100;
@@ -211,6 +215,7 @@ pub fn node(rng: &mut Rng, id: NodeId) -> NodeOffer {
             (hardware, price, units, rng.chance(100))
         }
     };
+    hardware.region = rng.pick(&REGIONS).to_string();
     let new = rng.chance(150);
     let completed_tasks = if new { rng.below(10) } else { 10 + rng.below(5_000) };
     let reputation =
@@ -263,6 +268,7 @@ pub fn task(rng: &mut Rng, id: TaskId, node_count: usize) -> TaskRequest {
                 } else {
                     0
                 },
+                region: String::new(),
             };
             (resources, scale(rng, kind.price_per_gpu * u128::from(gpus), 100, 200))
         }
@@ -277,6 +283,10 @@ pub fn task(rng: &mut Rng, id: TaskId, node_count: usize) -> TaskRequest {
             (resources, scale(rng, CPU_PRICE_PER_CORE * u128::from(cores), 100, 250))
         }
     };
+    let mut resources = resources;
+    if rng.chance(100) {
+        resources.region = rng.pick(&REGIONS).to_string();
+    }
     let hours = rng.between(1, 24);
     let node_id = |rng: &mut Rng| NodeId(rng.below(node_count as u64));
     TaskRequest {

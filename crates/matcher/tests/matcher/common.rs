@@ -11,6 +11,7 @@ pub fn gpu_node(id: u64, model: &str, gpus: u32, price: u128) -> NodeOffer {
     NodeOffer {
         id: NodeId(id),
         hardware: Hardware {
+            region: String::new(),
             cpu_cores: 16 * gpus.max(1),
             memory_mb: 65_536 * u64::from(gpus.max(1)),
             disk_mb: 1_000_000,
@@ -47,6 +48,7 @@ pub fn gpu_task(id: u64, model: &str, gpus: u32, max_price: u128) -> TaskRequest
     TaskRequest {
         id: TaskId(id),
         resources: Resources {
+            region: String::new(),
             cpu_cores: 4 * gpus,
             memory_mb: 16_384 * u64::from(gpus),
             disk_mb: 10_000,

@@ -55,6 +55,24 @@ fn rows() -> Vec<Row> {
         row("another GPU model", keep_node, |t| t.resources.gpu_model = "A100".into(), &[GpuModel]),
         row("model names ignore case", keep_node, |t| t.resources.gpu_model = "h100".into(), &[]),
         row(
+            "another region",
+            |n| n.hardware.region = "us-east".into(),
+            |t| t.resources.region = "eu-west".into(),
+            &[Region],
+        ),
+        row(
+            "region names ignore case",
+            |n| n.hardware.region = "eu-west".into(),
+            |t| t.resources.region = "EU-West".into(),
+            &[],
+        ),
+        row(
+            "no region asked, any will do",
+            |n| n.hardware.region = "ap-south".into(),
+            keep_task,
+            &[],
+        ),
+        row(
             "too few GPUs even idle",
             keep_node,
             |t| t.resources.gpu_count = 4,
@@ -141,8 +159,9 @@ fn each_requirement_is_judged_as_the_table_says() {
             "{}: first failure",
             row.name
         );
-        let hardware_ok =
-            !failed.contains(&Constraint::Hardware) && !failed.contains(&Constraint::GpuModel);
+        let hardware_ok = !failed.contains(&Constraint::Hardware)
+            && !failed.contains(&Constraint::GpuModel)
+            && !failed.contains(&Constraint::Region);
         assert_eq!(
             hardware_ok,
             node.hardware.satisfies(&task.resources),
