@@ -2,7 +2,7 @@
 
 use crate::service::Shared;
 use aicpw_ledger::block::task_request;
-use aicpw_store::{AddOptions, Cid};
+use aicpw_store::{AddOptions, Cid, Store, StoreError};
 use aicpw_types::codec::Decode;
 use aicpw_types::tx::TX_BYTES_MAX;
 use aicpw_types::{AccountId, ChallengeId, NodeId, Reject, SignedTx, TaskId};
@@ -344,15 +344,29 @@ async fn store_put(
         _ => return Err(Reject::BadRequest.into()),
     };
     let expect: Option<Cid> = q.expect.as_deref().map(parse).transpose()?;
-    let shared = s.clone();
-    let cid = tokio::task::spawn_blocking(move || shared.store.add_bytes(&body, &options))
-        .await
-        .map_err(|_| Reject::Unavailable)?
-        .map_err(|_| Reject::Unavailable)?;
+    let cid =
+        on_store(&s, Reject::Unavailable, move |store| store.add_bytes(&body, &options)).await?;
     if expect.is_some_and(|e| e != cid) {
         return Err(Reject::ContentMismatch.into());
     }
     Ok(Json(json!({ "cid": cid.to_string() })))
+}
+
+/// Runs content-store work off the async threads; a store failure is answered with `failure`.
+async fn on_store<T: Send + 'static>(
+    shared: &SharedState,
+    failure: Reject,
+    work: impl FnOnce(&Store) -> Result<T, StoreError> + Send + 'static,
+) -> Result<T, ApiError> {
+    let shared = shared.clone();
+    tokio::task::spawn_blocking(move || work(&shared.store))
+        .await
+        .map_err(|_| Reject::Unavailable)?
+        .map_err(|_| ApiError(failure))
+}
+
+fn bytes_response(content_type: &'static str, bytes: Vec<u8>) -> Response {
+    ([(header::CONTENT_TYPE, content_type)], Body::from(bytes)).into_response()
 }
 
 async fn store_get(
@@ -360,24 +374,18 @@ async fn store_get(
     Path(cid): Path<String>,
 ) -> Result<Response, ApiError> {
     let cid: Cid = parse(&cid)?;
-    let shared = s.clone();
-    let bytes = tokio::task::spawn_blocking(move || {
+    let bytes = on_store(&s, Reject::NotFound, move |store| {
         let mut out = Vec::new();
-        shared.store.read_to_writer(&cid, &mut out).map(|_| out)
+        store.read_to_writer(&cid, &mut out).map(|_| out)
     })
-    .await
-    .map_err(|_| Reject::Unavailable)?
-    .map_err(|_| Reject::NotFound)?;
-    Ok(([(header::CONTENT_TYPE, "application/octet-stream")], Body::from(bytes)).into_response())
+    .await?;
+    Ok(bytes_response("application/octet-stream", bytes))
 }
 
 /// Imports a CAR file (every block is checked against its CID); returns its roots.
 async fn store_put_car(State(s): State<SharedState>, body: Bytes) -> ApiResult {
-    let shared = s.clone();
-    let roots = tokio::task::spawn_blocking(move || shared.store.import_car(body.as_ref()))
-        .await
-        .map_err(|_| Reject::Unavailable)?
-        .map_err(|_| Reject::ContentMismatch)?;
+    let roots =
+        on_store(&s, Reject::ContentMismatch, move |store| store.import_car(body.as_ref())).await?;
     let roots: Vec<String> = roots.iter().map(ToString::to_string).collect();
     Ok(Json(json!({ "roots": roots })))
 }
@@ -388,13 +396,10 @@ async fn store_get_car(
     Path(cid): Path<String>,
 ) -> Result<Response, ApiError> {
     let cid: Cid = parse(&cid)?;
-    let shared = s.clone();
-    let bytes = tokio::task::spawn_blocking(move || {
+    let bytes = on_store(&s, Reject::NotFound, move |store| {
         let mut out = Vec::new();
-        shared.store.export_car(&cid, &mut out).map(|_| out)
+        store.export_car(&cid, &mut out).map(|_| out)
     })
-    .await
-    .map_err(|_| Reject::Unavailable)?
-    .map_err(|_| Reject::NotFound)?;
-    Ok(([(header::CONTENT_TYPE, "application/vnd.ipld.car")], Body::from(bytes)).into_response())
+    .await?;
+    Ok(bytes_response("application/vnd.ipld.car", bytes))
 }
