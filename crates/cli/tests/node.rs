@@ -138,7 +138,8 @@ fn bad_transactions_get_their_own_codes_and_the_node_keeps_serving() {
         other => panic!("expected an error status, got {other:?}"),
     };
     assert_eq!(post(b"not a transaction"), (400, Some(100)));
-    assert_eq!(post(&vec![0u8; 200_000]), (413, Some(101)));
+    // Just over the limit: the whole body fits in socket buffers, so the answer is readable.
+    assert_eq!(post(&vec![0u8; 70_000]), (413, Some(101)));
 
     client.send(&alice, transfer(&bob, 7), true).expect("the node still serves");
     let cli = aicpw()
