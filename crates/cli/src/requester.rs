@@ -51,15 +51,6 @@ fn grant_candidates(client: &Client, spec: &TaskFile) -> Result<Vec<(NodeId, [u8
     Ok(fit.into_iter().take(KEY_GRANTS_MAX).map(|(_, id, key)| (id, key)).collect())
 }
 
-fn spinner(message: String, show: bool) -> ProgressBar {
-    if !show {
-        return ProgressBar::hidden();
-    }
-    let bar = ProgressBar::new_spinner().with_message(message);
-    bar.enable_steady_tick(std::time::Duration::from_millis(100));
-    bar
-}
-
 /// Seals and uploads the inputs, locks the budget in escrow; returns the task id.
 pub fn submit(client: &Client, key: &Keypair, file: &Path, show: bool) -> Result<u64> {
     submit_with(client, key, file, None, show).map(|(id, _)| id)
@@ -119,9 +110,13 @@ pub fn submit_with(
     } else {
         (plain, Vec::new())
     };
-    let bar =
-        spinner(format!("uploading {} input bytes (sealed: {})", blob.len(), spec.encrypt), show);
-    let inputs_cid = client.put_store(&blob)?;
+    let bar = if show { ProgressBar::new(blob.len() as u64) } else { ProgressBar::hidden() };
+    bar.set_style(
+        ProgressStyle::with_template("uploading inputs [{bar:30}] {bytes}/{total_bytes} {msg}")
+            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+    );
+    bar.set_message(if spec.encrypt { "(sealed)" } else { "(plain)" });
+    let inputs_cid = client.put_store_from(bar.wrap_read(blob.as_slice()), blob.len() as u64)?;
     bar.finish_with_message(format!("inputs stored as {inputs_cid}"));
     let terms = TaskTerms {
         name: spec.name.clone(),

@@ -204,6 +204,23 @@ impl Client {
         Ok(bytes)
     }
 
+    /// Stores one blob of `length` bytes streamed from `reader` (so a caller can show progress).
+    pub fn put_store_from(&self, reader: impl Read, length: u64) -> Result<String, ClientError> {
+        let url = format!("{}/store?cid_version=1", self.base);
+        let response = self
+            .agent
+            .put(&url)
+            .timeout(REQUEST_TIMEOUT)
+            .set("content-length", &length.to_string())
+            .send(reader)
+            .map_err(|e| error_from(&url, e))?;
+        let value = Self::read_json(response)?;
+        value["cid"]
+            .as_str()
+            .map(str::to_string)
+            .ok_or_else(|| ClientError::Protocol(value.to_string()))
+    }
+
     /// Stores one blob (CIDv1, raw leaves) and returns its CID.
     pub fn put_store(&self, bytes: &[u8]) -> Result<String, ClientError> {
         let value = self.put_bytes("/store?cid_version=1", bytes)?;
