@@ -1,0 +1,228 @@
+//! The provider's leases: execute (or fake), heartbeat, commit, reveal.
+
+use super::{sent_recently, Behaviour, Provider, Sealed, RESEND_MS, TASK_HEARTBEAT_MS};
+use crate::party::{Ctx, Message};
+use crate::work;
+use aicpw_ledger::state::{Lease, Role, Task};
+use aicpw_types::{FailureReason, Hash32, NodeId, TaskId, TxBody};
+use aicpw_verify::replication::commitment;
+
+/// How long a lazy auditor waits for its partner's hash before it guesses.
+pub const SHARED_WAIT_MS: u64 = 20_000;
+
+/// What a lease's holder does with it.
+#[derive(Clone, Debug)]
+pub(super) enum Plan {
+    /// Runs the task (or pretends to) and commits to `output`.
+    Commit { output: Hash32 },
+    /// Waits for another lease's commitment and copies it.
+    CopyCommitment,
+    /// Waits for a partner's hash until `until_ms`, then commits to it or to a guess.
+    AwaitShared { until_ms: u64 },
+    /// Sealed before a crash, not yet on chain: sends the journal's commitment again.
+    Journaled(Sealed),
+    /// The task exits with an error: reports the task's fault instead of a result.
+    ReportFault,
+}
+
+#[derive(Clone, Debug)]
+pub(super) struct Job {
+    started_ms: u64,
+    done_ms: u64,
+    plan: Plan,
+    heartbeat_ms: u64,
+    /// Sealed once, when the work is done; every resend commits to the same.
+    sealed: Option<Sealed>,
+    commit_sent_ms: Option<u64>,
+}
+
+fn sealed(task: TaskId, provider: &[u8; 32], output: Hash32, salt: Hash32) -> Sealed {
+    let commitment = Hash32(commitment(task.0, provider, &output.0, &salt.0));
+    Sealed { commitment, output, salt }
+}
+
+impl Provider {
+    /// Looks after every lease of these nodes still in play.
+    pub(super) fn work(&mut self, ctx: &mut Ctx<'_>, nodes: &[NodeId]) {
+        let leased: Vec<(NodeId, TaskId)> = nodes
+            .iter()
+            .flat_map(|node| {
+                let range = (*node, TaskId(0))..=(*node, TaskId(u64::MAX));
+                ctx.state.index.node_leases.range(range).copied()
+            })
+            .collect();
+        self.jobs.retain(|id, _| leased.iter().any(|(_, task)| task == id));
+        for (node, id) in leased {
+            let Some(task) = ctx.state.tasks.get(&id) else { continue };
+            let Some(index) = task.pending_lease(node) else { continue };
+            let lease = &task.leases[index];
+            if lease.is_running() {
+                if !self.jobs.contains_key(&id) {
+                    let job = self.start(ctx, task, lease);
+                    self.jobs.insert(id, job);
+                }
+                self.advance(ctx, node, task);
+            } else if lease.reveal.is_none() && task.reveal_open_ms.is_some() {
+                self.reveal(ctx, node, task);
+            }
+        }
+    }
+
+    /// Decides, by behaviour and role, what to do with a new lease.
+    fn start(&mut self, ctx: &mut Ctx<'_>, task: &Task, lease: &Lease) -> Job {
+        if let Some(sealed) = self.journal.get(&task.id) {
+            let plan = Plan::Journaled(sealed.clone());
+            return Job {
+                started_ms: ctx.now,
+                done_ms: ctx.now,
+                plan,
+                heartbeat_ms: ctx.now,
+                sealed: None,
+                commit_sent_ms: None,
+            };
+        }
+        let terms = &task.terms;
+        let run_ms = work::run_ms(terms, self.spec.speed_permille);
+        let truth = work::true_output(terms);
+        let (plan, cost_ms) = match (&self.spec.behaviour, lease.role) {
+            (Behaviour::Lazy { skip_ppm }, Role::Worker) if ctx.rng.chance(*skip_ppm) => {
+                (Plan::Commit { output: work::forged_output(terms, ctx.me as u64) }, run_ms / 10)
+            }
+            (Behaviour::CopyingReplica, Role::Replica) => (Plan::CopyCommitment, run_ms / 10),
+            (Behaviour::LazyAuditor, Role::Auditor) => {
+                (Plan::AwaitShared { until_ms: ctx.now + SHARED_WAIT_MS }, 0)
+            }
+            (Behaviour::Colluding { cartel, always }, Role::Replica)
+                if *always || self.partner_on(ctx, task) =>
+            {
+                (Plan::Commit { output: work::forged_output(terms, *cartel) }, run_ms / 10)
+            }
+            _ if work::exits_with_error(terms) => (Plan::ReportFault, run_ms / 2),
+            _ => (Plan::Commit { output: truth }, run_ms),
+        };
+        Job {
+            started_ms: ctx.now,
+            done_ms: ctx.now + cost_ms,
+            plan,
+            heartbeat_ms: ctx.now,
+            sealed: None,
+            commit_sent_ms: None,
+        }
+    }
+
+    /// Whether another cartel member (another owner with the same behaviour) holds a lease of
+    /// the task: cartel members recognise each other's nodes.
+    fn partner_on(&self, ctx: &Ctx<'_>, task: &Task) -> bool {
+        task.leases.iter().any(|l| {
+            let owner = ctx.state.nodes.get(&l.node).map(|n| n.owner);
+            owner.is_some_and(|o| o != self.wallet.account && self.partners.contains(&o))
+        })
+    }
+
+    fn advance(&mut self, ctx: &mut Ctx<'_>, node: NodeId, task: &Task) {
+        let id = task.id;
+        let Some(job) = self.jobs.get_mut(&id) else { return };
+        let beat = ctx.now >= job.heartbeat_ms + TASK_HEARTBEAT_MS;
+        if ctx.now < job.done_ms {
+            if beat {
+                let total = (job.done_ms - job.started_ms).max(1);
+                let progress = ((ctx.now - job.started_ms) * 1000 / total).min(999) as u16;
+                ctx.send(TxBody::TaskHeartbeat { task: id, node, progress_permille: progress });
+                job.heartbeat_ms = ctx.now;
+            }
+            return;
+        }
+        if let Plan::ReportFault = job.plan {
+            if !sent_recently(job.commit_sent_ms, ctx.now, RESEND_MS) {
+                let reason = FailureReason::TaskExitedWithError;
+                ctx.send(TxBody::ReportFailure { task: id, node, reason });
+                job.commit_sent_ms = Some(ctx.now);
+            }
+            return;
+        }
+        if job.sealed.is_none() {
+            job.sealed = seal(ctx, &job.plan, task, node, &self.shared, self.wallet.account.0);
+            if let Some(sealed) = &job.sealed {
+                // Written to the journal before the commitment leaves: a crash cannot lose it.
+                self.journal.insert(id, sealed.clone());
+                if let Behaviour::SharesOutputs { partner } = self.spec.behaviour {
+                    ctx.tell(partner, Message::Output { task: id, output_hash: sealed.output });
+                }
+            }
+        }
+        let Some(sealed) = job.sealed.clone() else {
+            // Still waiting for something to copy: keep the lease alive.
+            if beat {
+                ctx.send(TxBody::TaskHeartbeat { task: id, node, progress_permille: 999 });
+                job.heartbeat_ms = ctx.now;
+            }
+            return;
+        };
+        if !sent_recently(job.commit_sent_ms, ctx.now, RESEND_MS) {
+            ctx.send(TxBody::CommitResult { task: id, node, commitment: sealed.commitment });
+            job.commit_sent_ms = Some(ctx.now);
+        }
+    }
+
+    /// Opens the commitment from the journal. A copier opens with the copied lease's revealed
+    /// hash, which cannot match a commitment bound to another provider's key.
+    fn reveal(&mut self, ctx: &mut Ctx<'_>, node: NodeId, task: &Task) {
+        let id = task.id;
+        if sent_recently(self.reveal_sent_ms.get(&id).copied(), ctx.now, RESEND_MS) {
+            return;
+        }
+        let Some(sealed) = self.journal.get(&id) else { return };
+        let mut output = sealed.output;
+        if output == Hash32::default() {
+            let copied = task.leases.iter().filter(|l| l.node != node).find_map(|l| {
+                (l.commitment == Some(sealed.commitment)).then_some(l.reveal.as_ref()).flatten()
+            });
+            let Some(copied) = copied else { return };
+            output = copied.output_hash;
+        }
+        ctx.send(TxBody::RevealResult {
+            task: id,
+            node,
+            output_hash: output,
+            salt: sealed.salt,
+            result_cid: format!("sim-result-{}-{}", id.0, node.0),
+        });
+        self.reveal_sent_ms.insert(id, ctx.now);
+    }
+}
+
+/// What the holder commits to, once it can: `None` while it still waits for something to copy.
+fn seal(
+    ctx: &mut Ctx<'_>,
+    plan: &Plan,
+    task: &Task,
+    node: NodeId,
+    shared: &std::collections::BTreeMap<TaskId, Hash32>,
+    me: [u8; 32],
+) -> Option<Sealed> {
+    let salt = ctx.rng.hash();
+    match plan {
+        Plan::Commit { output } => Some(sealed(task.id, &me, *output, salt)),
+        Plan::CopyCommitment => copy_commitment(task, node),
+        Plan::Journaled(sealed) => Some(sealed.clone()),
+        Plan::ReportFault => None,
+        Plan::AwaitShared { until_ms } => match shared.get(&task.id) {
+            Some(output) => Some(sealed(task.id, &me, *output, salt)),
+            None if ctx.now >= *until_ms => {
+                let guess = work::forged_output(&task.terms, ctx.me as u64);
+                Some(sealed(task.id, &me, guess, salt))
+            }
+            None => None,
+        },
+    }
+}
+
+/// A copier's commitment: another lease's, verbatim (its output unknown: zero in the journal).
+fn copy_commitment(task: &Task, node: NodeId) -> Option<Sealed> {
+    let other = task.leases.iter().find(|l| l.node != node && l.commitment.is_some())?;
+    Some(Sealed {
+        commitment: other.commitment?,
+        output: Hash32::default(),
+        salt: Hash32::default(),
+    })
+}

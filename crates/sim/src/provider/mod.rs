@@ -1,0 +1,239 @@
+//! A simulated provider: bonds, registers its node, claims its capacity, keeps the node online,
+//! runs the leases the ledger gives it (worker, replica, auditor, referee, committee: simulated
+//! execution), commits and reveals results, and answers capacity challenges. Its [`Behaviour`]
+//! says where it lies.
+
+mod arbitration;
+mod challenge;
+mod lease;
+
+use crate::net::PartyId;
+use crate::party::{sent_recently, Ctx, Message, Wallet};
+use aicpw_ledger::state::NodeStatus;
+use aicpw_types::{AccountId, Amount, ComputeUnits, Hardware, Hash32, NodeId, TaskId, TxBody};
+use serde::Serialize;
+use std::collections::{BTreeMap, BTreeSet};
+
+/// How often a provider looks at the chain.
+pub const POLL_MS: u64 = 1_000;
+/// Progress heartbeat period of a running lease (the agent's 3 s).
+pub const TASK_HEARTBEAT_MS: u64 = 3_000;
+/// Node heartbeat period: well inside the ledger's offline cutoff.
+pub const NODE_HEARTBEAT_MS: u64 = 20_000;
+/// A transaction whose effect is not on chain by then is sent again.
+pub const RESEND_MS: u64 = 4_000;
+
+/// How a fake-capacity node answers challenges sized for a claim it cannot meet.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum FakeStrategy {
+    /// Computes at its real speed and gives up when the deadline passes: misses.
+    Late,
+    /// Commits a made-up root in time, then cannot open the drawn tiles.
+    Bluff,
+}
+
+/// Where a provider departs from the protocol.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case", tag = "kind")]
+pub enum Behaviour {
+    Honest,
+    /// As a worker, skips the work on `skip_ppm` of its tasks and commits a forged output hash.
+    Lazy {
+        skip_ppm: u32,
+    },
+    /// Claims `claimed_units` (and registers hardware to match) but has only `units`.
+    FakeCapacity {
+        claimed_units: u64,
+        strategy: FakeStrategy,
+    },
+    /// Has no capable machine: forwards every challenge to another one, whose answer comes back
+    /// `relay_ms_min..=relay_ms_max` later.
+    RelaysChallenges {
+        relay_ms_min: u64,
+        relay_ms_max: u64,
+    },
+    /// As a replica, copies another replica's commitment and then tries to reveal its result.
+    CopyingReplica,
+    /// A cartel member committing the cartel's forged hash (the same for every member): on
+    /// every replica lease if `always`, else only when another member holds a lease of the same
+    /// task (the two then hold the majority of three); otherwise it works honestly.
+    Colluding {
+        cartel: u64,
+        always: bool,
+    },
+    /// As an auditor, never re-executes: commits the hash its partner worker passes on, or a guess.
+    LazyAuditor,
+    /// Works honestly but tells `partner` (a lazy auditor) every output hash it commits.
+    SharesOutputs {
+        partner: PartyId,
+    },
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct ProviderSpec {
+    pub hardware: Hardware,
+    pub price_per_hour: Amount,
+    /// Execution speed of tasks relative to the reference machine, in permille.
+    pub speed_permille: u32,
+    /// Real compute capacity, in compute units (what challenges measure).
+    pub units: u64,
+    pub stake: Amount,
+    pub behaviour: Behaviour,
+}
+
+impl ProviderSpec {
+    /// The capacity the provider claims on chain.
+    pub fn claimed_units(&self) -> u64 {
+        match self.behaviour {
+            Behaviour::FakeCapacity { claimed_units, .. } => claimed_units,
+            _ => self.units,
+        }
+    }
+}
+
+/// What a provider wrote to disk before committing: it survives crashes, so a restarted
+/// provider can still reveal (the agent's journal).
+#[derive(Clone, Debug)]
+pub struct Sealed {
+    pub commitment: Hash32,
+    pub output: Hash32,
+    pub salt: Hash32,
+}
+
+pub struct Provider {
+    pub spec: ProviderSpec,
+    pub wallet: Wallet,
+    /// Accounts of the other members of this provider's cartel, if it is in one.
+    pub partners: BTreeSet<AccountId>,
+    pub node: Option<NodeId>,
+    register_nonce: Option<u64>,
+    claim_sent_ms: Option<u64>,
+    node_heartbeat_ms: Option<u64>,
+    jobs: BTreeMap<TaskId, lease::Job>,
+    journal: BTreeMap<TaskId, Sealed>,
+    reveal_sent_ms: BTreeMap<TaskId, u64>,
+    appeal_sent_ms: Option<u64>,
+    /// Appeals voted on, by node and opening time, and when.
+    votes_sent_ms: BTreeMap<(NodeId, u64), u64>,
+    /// Output hashes partners told this provider, by task.
+    shared: BTreeMap<TaskId, Hash32>,
+    challenges: challenge::Challenges,
+}
+
+impl Provider {
+    pub fn new(spec: ProviderSpec, wallet: Wallet) -> Provider {
+        Provider {
+            spec,
+            wallet,
+            partners: BTreeSet::new(),
+            node: None,
+            register_nonce: None,
+            claim_sent_ms: None,
+            node_heartbeat_ms: None,
+            jobs: BTreeMap::new(),
+            journal: BTreeMap::new(),
+            reveal_sent_ms: BTreeMap::new(),
+            appeal_sent_ms: None,
+            votes_sent_ms: BTreeMap::new(),
+            shared: BTreeMap::new(),
+            challenges: challenge::Challenges::default(),
+        }
+    }
+
+    /// A crash loses everything in memory (running executions, challenge work, what was sent
+    /// when); the journal of sealed results survives.
+    pub fn crash(&mut self) {
+        self.jobs.clear();
+        self.reveal_sent_ms.clear();
+        self.shared.clear();
+        self.challenges = challenge::Challenges::default();
+        self.node_heartbeat_ms = None;
+        self.claim_sent_ms = None;
+    }
+
+    /// Does its work and answers its challenges as the protocol says (a partner that only
+    /// shares its correct outputs counts as honest: a slash of it would be a false positive).
+    pub fn is_honest(&self) -> bool {
+        matches!(self.spec.behaviour, Behaviour::Honest | Behaviour::SharesOutputs { .. })
+    }
+
+    /// One look at the chain; returns when to look again.
+    pub fn wake(&mut self, ctx: &mut Ctx<'_>) -> u64 {
+        self.wallet.sync(ctx.state, ctx.now);
+        self.node = self.find_node(ctx);
+        match self.node {
+            None => self.set_up(ctx),
+            Some(node) => {
+                self.keep_online(ctx, node);
+                self.claim(ctx, node);
+                self.answer_challenges(ctx, node);
+                self.appeal(ctx, node);
+            }
+        }
+        self.vote(ctx);
+        // Leases of a node the ledger ejected are still this provider's to finish and reveal.
+        let me = self.wallet.account;
+        let owned: Vec<NodeId> = ctx
+            .state
+            .index
+            .owned
+            .range((me, NodeId(0))..=(me, NodeId(u64::MAX)))
+            .map(|(_, id)| *id)
+            .collect();
+        self.work(ctx, &owned);
+        ctx.now + POLL_MS
+    }
+
+    pub fn on_message(&mut self, message: Message) {
+        match message {
+            Message::Output { task, output_hash } => {
+                self.shared.insert(task, output_hash);
+            }
+        }
+    }
+
+    fn find_node(&self, ctx: &Ctx<'_>) -> Option<NodeId> {
+        let me = self.wallet.account;
+        let owned = ctx.state.index.owned.range((me, NodeId(0))..=(me, NodeId(u64::MAX)));
+        owned
+            .map(|(_, id)| *id)
+            .find(|id| ctx.state.nodes.get(id).is_some_and(|n| n.status != NodeStatus::Ejected))
+    }
+
+    /// Bonds the stake and registers the node, once: a registration is sent again only when
+    /// the first is known to be lost or refused (two would make two nodes).
+    fn set_up(&mut self, ctx: &mut Ctx<'_>) {
+        if self.register_nonce.is_some_and(|nonce| !self.wallet.settled(nonce)) {
+            return;
+        }
+        let staked = ctx.state.accounts.get(&self.wallet.account).map(|a| a.staked);
+        if staked.unwrap_or_default() < self.spec.stake {
+            ctx.send(TxBody::Bond { amount: self.spec.stake });
+        }
+        self.register_nonce = Some(self.wallet.nonce_of(ctx.txs.len()));
+        ctx.send(TxBody::RegisterNode {
+            hardware: self.spec.hardware.clone(),
+            x25519_key: [ctx.me as u8; 32],
+            endpoint: format!("sim://party-{}", ctx.me),
+            price_per_hour: self.spec.price_per_hour,
+        });
+    }
+
+    fn keep_online(&mut self, ctx: &mut Ctx<'_>, node: NodeId) {
+        let active = ctx.state.nodes.get(&node).is_some_and(|n| n.status == NodeStatus::Active);
+        if active && !sent_recently(self.node_heartbeat_ms, ctx.now, NODE_HEARTBEAT_MS) {
+            ctx.send(TxBody::NodeHeartbeat { node });
+            self.node_heartbeat_ms = Some(ctx.now);
+        }
+    }
+
+    fn claim(&mut self, ctx: &mut Ctx<'_>, node: NodeId) {
+        let units = ComputeUnits(self.spec.claimed_units());
+        let claimed = ctx.state.nodes.get(&node).map(|n| n.capacity.claimed_units);
+        if claimed != Some(units) && !sent_recently(self.claim_sent_ms, ctx.now, RESEND_MS) {
+            ctx.send(TxBody::ClaimCapacity { node, units });
+            self.claim_sent_ms = Some(ctx.now);
+        }
+    }
+}

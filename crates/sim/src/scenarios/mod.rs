@@ -1,0 +1,176 @@
+//! The scenarios: the honest network with faults, and the red-team suite of cheaters. Each is a
+//! function of its seed alone.
+
+pub mod cheaters;
+
+use crate::detect::Detector;
+use crate::net::{NetworkConfig, Partition};
+use crate::report::{Bound, RunReport};
+use crate::rng::SimRng;
+use crate::setup::{honest_provider, sim_params, Crash, RequesterSpec, Setup};
+use aicpw_types::Verification;
+
+/// One scenario: its name on the command line, what it shows, and how to run one seed.
+pub struct Scenario {
+    pub name: &'static str,
+    pub about: &'static str,
+    pub run: fn(u64) -> RunReport,
+}
+
+pub const SCENARIOS: &[Scenario] = &[
+    Scenario {
+        name: "honest",
+        about: "honest providers and requesters under every verification policy; provider \
+                crashes, a partition, message loss, slow nodes: every task ends, nobody is \
+                slashed, tokens are conserved",
+        run: honest,
+    },
+    Scenario {
+        name: "honest-long-outage",
+        about: "as honest, but crashes and the partition last 70-180 s, longer than the 30 s \
+                challenge opening window and the 60 s reveal window: a commitment not opened in \
+                time is a miss (reputation, no pay), never a slash, so nobody is slashed",
+        run: honest_long_outage,
+    },
+    Scenario {
+        name: "lazy-provider",
+        about: "a worker skips the work on a quarter of its tasks and commits a forged hash; \
+                adaptive spot-check audits catch it",
+        run: cheaters::lazy_provider,
+    },
+    Scenario {
+        name: "fake-capacity",
+        about: "a node registers an H100 and claims its capacity but has a CPU: it misses the \
+                matrix challenges sized for its claim, or bluffs a root it cannot open",
+        run: cheaters::fake_capacity,
+    },
+    Scenario {
+        name: "copying-replica",
+        about: "a replica copies another replica's commitment instead of computing; it cannot \
+                open it (commitments bind their author): each copy is an unpaid miss, never a \
+                slash, and repeated misses freeze the node",
+        run: cheaters::copying_replica,
+    },
+    Scenario {
+        name: "late-challenge-answers",
+        about: "a node forwards its capacity challenges to another machine; the answers come \
+                back after the deadline",
+        run: cheaters::late_challenge_answers,
+    },
+    Scenario {
+        name: "colluding-replicas",
+        about: "two nodes of a cartel commit the same wrong hash on every replicated task they \
+                get; replicas are drawn at random and any split goes to a committee of other \
+                owners, which outvotes the cartel whether it holds one replica or two",
+        run: cheaters::colluding_replicas,
+    },
+    Scenario {
+        name: "colluding-replicas-rational",
+        about: "the same cartel lies only when both hold replicas of one task, so it wins the \
+                replicas' own vote; the split still goes to a committee of other owners, which \
+                outvotes it",
+        run: cheaters::colluding_replicas_rational,
+    },
+    Scenario {
+        name: "lazy-auditor",
+        about: "an auditor never re-executes: it copies the hash its partner worker passes on, \
+                and guesses otherwise",
+        run: cheaters::lazy_auditor,
+    },
+    Scenario {
+        name: "dishonest-disputer",
+        about: "a requester disputes every honest result to get its money back; the committee \
+                confirms the results and the requester loses its bonds",
+        run: cheaters::dishonest_disputer,
+    },
+];
+
+pub fn scenario(name: &str) -> Option<&'static Scenario> {
+    SCENARIOS.iter().find(|s| s.name == name)
+}
+
+/// The common base: `providers` honest providers at random prices and speeds, honest
+/// requesters, the default network (delay 20-400 ms, 1% loss).
+pub fn base_setup(seed: u64, rng: &mut SimRng, providers: usize) -> Setup {
+    Setup {
+        seed,
+        params: sim_params(),
+        network: NetworkConfig::default(),
+        providers: (0..providers).map(|_| honest_provider(rng)).collect(),
+        requesters: Vec::new(),
+        submit_window_ms: 240_000,
+        crashes: Vec::new(),
+        partitions: Vec::new(),
+        horizon_ms: 0,
+        base_window_ms: 240_000,
+    }
+}
+
+/// Builds and runs a setup to its end; `detector` and `bound` describe the cheater, if any.
+pub fn run(
+    name: &'static str,
+    setup: &Setup,
+    detector: Option<Detector>,
+    bound: Option<Bound>,
+) -> RunReport {
+    let mut world = setup.build();
+    world.detector = detector;
+    let horizon = if setup.horizon_ms == 0 {
+        setup.submit_window_ms + setup.task_end_bound_ms()
+    } else {
+        setup.horizon_ms
+    };
+    world.run(horizon);
+    RunReport::of(name, setup.seed, &world, bound)
+}
+
+/// A crash of a random provider during the busy period, back after `down_ms`.
+fn random_crash(rng: &mut SimRng, providers: usize, down_ms: (u64, u64)) -> Crash {
+    let at_ms = rng.between(20_000, 200_000);
+    let provider = rng.below(providers as u64) as usize;
+    Crash { provider, at_ms, restart_ms: at_ms + rng.between(down_ms.0, down_ms.1) }
+}
+
+/// Outages of honest providers (crashes, partitions) that end within every window the ledger
+/// gives a node to answer: the shortest is the 30 s opening window of a capacity challenge
+/// (`ChallengeParams::open_window_ms`), then the 60 s reveal window. A lease expires after 15 s
+/// without a heartbeat, so these outages do cause reassignments.
+pub const SHORT_OUTAGE_MS: (u64, u64) = (5_000, 25_000);
+/// Outages longer than the reveal window: what the ledger does to an honest node that was away
+/// between a commitment and its opening is measured by `honest-long-outage`.
+pub const LONG_OUTAGE_MS: (u64, u64) = (70_000, 180_000);
+
+fn honest(seed: u64) -> RunReport {
+    honest_with("honest", seed, SHORT_OUTAGE_MS)
+}
+
+fn honest_long_outage(seed: u64) -> RunReport {
+    honest_with("honest-long-outage", seed, LONG_OUTAGE_MS)
+}
+
+fn honest_with(name: &'static str, seed: u64, down_ms: (u64, u64)) -> RunReport {
+    let mut rng = SimRng::new(seed, "scenario honest");
+    let providers = 6;
+    let mut setup = base_setup(seed, &mut rng, providers);
+    let verifications = vec![
+        Verification::None,
+        Verification::Audit,
+        Verification::Audit,
+        Verification::Replicas(3),
+    ];
+    setup.requesters = (0..3).map(|_| RequesterSpec::honest(14, verifications.clone())).collect();
+    // A rougher network than the default: up to 5% loss and 600 ms delay.
+    setup.network = NetworkConfig {
+        delay_ms_min: 20,
+        delay_ms_max: rng.between(200, 600),
+        loss_ppm: rng.between(5_000, 50_000) as u32,
+    };
+    setup.crashes = (0..2).map(|_| random_crash(&mut rng, providers, down_ms)).collect();
+    let from_ms = rng.between(30_000, 200_000);
+    setup.partitions = vec![Partition {
+        party: rng.below(providers as u64) as usize,
+        from_ms,
+        until_ms: from_ms + rng.between(down_ms.0, down_ms.1),
+    }];
+    run(name, &setup, None, None)
+}
