@@ -10,7 +10,7 @@ use crate::state::{
 };
 use aicpw_matcher::{Matcher, TaskRequest};
 use aicpw_types::codec::Encode;
-use aicpw_types::task::MatchStrategy;
+use aicpw_types::task::{MatchStrategy, Verification};
 use aicpw_types::{AccountId, Amount, BlockEnv, Hash32, NodeId, Reject, TaskId};
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -257,17 +257,17 @@ pub fn end_block(state: &mut State, env: &BlockEnv) -> Vec<Event> {
         .iter()
         .take(state.params.placements_per_block_max as usize)
         .filter_map(|id| state.tasks.get(id))
-        .map(|task| (task_request(state, task), task.seats, task.round != Round::Work))
+        .map(|task| (task_request(state, task), task.seats, random_seats(task)))
         .collect();
-    let batched = |(request, seats, verifier): &(TaskRequest, u8, bool)| {
-        request.strategy == MatchStrategy::Batch && *seats == 1 && !verifier
+    let batched = |(request, seats, random): &(TaskRequest, u8, bool)| {
+        request.strategy == MatchStrategy::Batch && *seats == 1 && !random
     };
     let (batch, single): (Vec<_>, Vec<_>) = requests.into_iter().partition(batched);
     let randomness = env.randomness.0;
     let mut placed: Vec<(TaskId, NodeId)> = Vec::new();
     let mut taken: BTreeMap<AccountId, u128> = BTreeMap::new();
-    for (request, seats, verifier) in &single {
-        let seats = Seats { count: *seats, verifier: *verifier };
+    for (request, seats, random) in &single {
+        let seats = Seats { count: *seats, random: *random };
         placed.extend(place_seats(state, request, seats, randomness, &mut taken));
     }
     if !batch.is_empty() {
@@ -291,16 +291,24 @@ pub fn end_block(state: &mut State, env: &BlockEnv) -> Vec<Event> {
     state.commit(delta.into_changes())
 }
 
-/// The open seats of one task: how many, and whether they judge others' work (auditor, referee,
-/// committee member) rather than do it for the requester.
+/// Whether a task's open seats are drawn at random rather than by the requester's strategy:
+/// every verification seat (auditor, referee, committee), and every replica, so that a cartel
+/// of cheap nodes cannot make itself the majority of a replicated task by undercutting prices.
+fn random_seats(task: &Task) -> bool {
+    task.round != Round::Work || matches!(task.terms.verification, Verification::Replicas(_))
+}
+
+/// The open seats of one task: how many, and whether they are drawn at random (verification
+/// seats and replicas, see [`random_seats`]) rather than by the requester's strategy.
 #[derive(Clone, Copy)]
 struct Seats {
     count: u8,
-    verifier: bool,
+    random: bool,
 }
 
 /// Places all seats of one task on nodes of distinct owners, or none (freeing what it took).
-/// Work seats follow the requester's strategy; verification seats are drawn at random.
+/// A lone worker's seat follows the requester's strategy; replicas and verification seats are
+/// drawn at random.
 fn place_seats(
     state: &mut State,
     request: &TaskRequest,
@@ -312,7 +320,7 @@ fn place_seats(
     let mut chosen: Vec<NodeId> = Vec::new();
     let mut reserved = taken.clone();
     while chosen.len() < usize::from(seats.count) {
-        let found = if seats.verifier {
+        let found = if seats.random {
             draw_verifier(state, &request, randomness, chosen.len() as u64)
         } else {
             state.index.matcher.place_one(&request, randomness).ok()

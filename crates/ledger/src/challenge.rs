@@ -26,10 +26,11 @@
 //! **Results.** Every drawn tile verified: passed, scored by [`aicpw_verify::compute_units`], and
 //! the node's `proven_units` become the median of its recent scores
 //! ([`aicpw_verify::ProvenCapacity`]), which the matcher compares with `compute_units_min`. No
-//! commit before the deadline: late (a zero score and a miss). Openings wrong, or not all in
-//! before the opening window closes: failed (proof of false work). `ProvenCapacity::record`
-//! grades the response: lower reputation, then freeze (thawed by the next pass), then slash; a
-//! failure is slashed at once. A missed puzzle lowers reputation only. Every result carries a
+//! commit before the deadline, or openings not all in before the opening window closes: a miss
+//! (a zero score; absence, never slashed). Openings wrong: failed (proof of false work).
+//! `ProvenCapacity::record` grades misses: lower reputation, then freeze (thawed by the next
+//! pass; where it would slash a long run of misses the node stays frozen instead); a failure is
+//! slashed at once. A missed puzzle lowers reputation only. Every result carries a
 //! machine-readable reason ([`ChallengeFailure`]).
 
 mod answer;
@@ -95,8 +96,6 @@ pub struct ChallengeParams {
     pub puzzle_deadline_ms: u64,
     /// Taken from the owner's stake when a node fails a challenge (proof of false work).
     pub slash_failed: Amount,
-    /// Taken for each miss once `verify::capacity::MISSES_SLASH` misses came in a row.
-    pub slash_missed: Amount,
 }
 
 impl Default for ChallengeParams {
@@ -115,7 +114,6 @@ impl Default for ChallengeParams {
             puzzle_difficulty: 16,
             puzzle_deadline_ms: 30_000,
             slash_failed: Amount::tokens(500),
-            slash_missed: Amount::tokens(100),
         }
     }
 }
@@ -213,6 +211,12 @@ codec_unit_enum!(ChallengeFailure {
 });
 
 impl ChallengeFailure {
+    /// Absence (no commitment in time, or openings missing when the window closed): a miss,
+    /// graded like a late answer. Everything else is proof of false work.
+    pub fn is_miss(self) -> bool {
+        matches!(self, ChallengeFailure::Late | ChallengeFailure::OpeningsWithheld)
+    }
+
     /// The machine-readable reason of the sanction it earns.
     pub fn reason(self) -> &'static str {
         match self {

@@ -290,6 +290,9 @@ impl State {
         if task.seats > 0 && task.state != TaskState::Queued {
             consider(task.seats_since_ms.saturating_add(params.verification.seat_wait_ms));
         }
+        if task.state == TaskState::Queued {
+            consider(task.seats_since_ms.saturating_add(params.queue_timeout_ms));
+        }
         due
     }
 

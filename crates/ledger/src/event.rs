@@ -74,6 +74,12 @@ pub enum Event {
         node: NodeId,
         reason: FailureReason,
     },
+    /// A lease committed but did not reveal within the reveal window: a miss (reputation, no
+    /// pay, excluded from the task), never a slash.
+    RevealMissed {
+        task: TaskId,
+        node: NodeId,
+    },
     Paid {
         task: TaskId,
         node: NodeId,
@@ -226,6 +232,7 @@ impl Event {
             | Event::TaskProgress { task, .. }
             | Event::ResultCommitted { task, .. }
             | Event::TaskRequeued { task, .. }
+            | Event::RevealMissed { task, .. }
             | Event::Paid { task, .. }
             | Event::Refunded { task, .. }
             | Event::TaskEnded { task, .. }

@@ -230,14 +230,26 @@ pub fn cancel(delta: &mut Delta<'_>, who: AccountId, id: TaskId) -> Result<(), R
     match task.state {
         TaskState::Queued => {}
         TaskState::Running => {
-            // Every lease holder in the round is paid for the time it worked.
+            // Only verified work is paid: a lease whose result was judged correct gets its
+            // earnings, an unverified task's worker its time (the partial payment rule). A lease
+            // of a verified policy whose result nobody judged yet (committed, awaiting its audit,
+            // its reveal or its vote) is not paid: otherwise a copier or a lazy auditor could
+            // cancel its way out of the check, paid. What nobody earned is refunded.
             let now = delta.env.time_ms;
+            let unverified = task.terms.verification == Verification::None;
             for index in 0..task.leases.len() {
                 let lease = task.leases[index].clone();
-                if lease.verdict != Verdict::Pending {
-                    continue;
-                }
-                let earned = if lease.is_running() { cost(&task, &lease, now) } else { lease.cost };
+                let earned = match lease.verdict {
+                    Verdict::Upheld => lease.cost,
+                    Verdict::Pending if unverified && lease.role == Role::Worker => {
+                        if lease.is_running() {
+                            cost(&task, &lease, now)
+                        } else {
+                            lease.cost
+                        }
+                    }
+                    _ => continue,
+                };
                 pay(delta, &mut task, lease.node, earned.saturating_sub(lease.released))?;
                 if lease.is_running() {
                     leave_node(delta, lease.node)?;

@@ -34,8 +34,6 @@ pub enum Offence {
     AuditFailed,
     /// A replica in the minority of the quorum.
     Minority,
-    /// Committed but did not reveal while the others of its round did.
-    RevealWithheld,
     /// Its result differs from the answer of a known-answer task.
     KnownAnswerWrong,
     /// A dispute committee found its result wrong.

@@ -33,6 +33,9 @@ pub struct Params {
     /// Attempts (assignments) per task before it fails with `AttemptsExhausted`.
     pub attempts_max: u32,
     pub tasks_queued_max: u32,
+    /// A task queued this long (since its submission or its last requeue) with no node placed
+    /// fails `no-eligible-provider` with a full refund, settled by the block like an expired lease.
+    pub queue_timeout_ms: u64,
     /// Placements the matcher makes per block.
     pub placements_per_block_max: u32,
     /// Verification: audits, slashing and disputes (see `ledger::verdict`).
@@ -54,6 +57,7 @@ impl Default for Params {
             acceptance_window_ms: 600_000,
             attempts_max: 3,
             tasks_queued_max: 100_000,
+            queue_timeout_ms: 86_400_000,
             placements_per_block_max: 1_024,
             verification: VerificationParams::default(),
             challenges: crate::challenge::ChallengeParams::default(),
@@ -73,7 +77,7 @@ pub struct VerificationParams {
     /// Below this clean streak every result is audited (BOINC's rule).
     pub audit_streak_always: u32,
     /// How long a lease holder has to reveal once its round's reveals open. A holder that lets
-    /// it pass after others revealed is slashed as if its result were wrong.
+    /// it pass misses (like an expired lease: reputation, no pay, excluded), never slashed.
     pub reveal_window_ms: u64,
     /// How long a verification seat (auditor, referee, replacement replica, committee member)
     /// may wait for a node before the verification is given up.
@@ -295,7 +299,8 @@ pub enum Verdict {
     Upheld,
     /// On the losing side of a vote, or caught by a known answer or a dispute: slashed.
     Overruled,
-    /// Committed but never revealed while others did: slashed.
+    /// Committed but never revealed within the reveal window: a miss (reputation), unpaid, not
+    /// slashed.
     Withheld,
     /// Paid.
     Paid,

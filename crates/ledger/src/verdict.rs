@@ -7,14 +7,18 @@
 //!   (`verify::AuditPolicy`: always below a clean streak of 10, then `max(5%, 1/streak)`), so the
 //!   worker cannot time its commitment to a lucky block. An audited result waits for an auditor
 //!   (another owner's node) to commit; both reveal. Equal hashes: both upheld, the worker's streak
-//!   grows. Different (or one withheld its reveal): a referee decides by strict majority of three;
+//!   grows. Different (or one missed its reveal): a referee decides by strict majority of three;
 //!   the minority is slashed. If the worker lost, the requester gets the auditor's result.
-//! - `replicas: k`: k nodes of k different owners run at once; strict majority of k on the
-//!   revealed hashes; majority upheld, minority slashed, no majority: the task fails (`no-quorum`).
+//! - `replicas: k`: k nodes of k different owners, drawn at random among the eligible, run at
+//!   once. All revealed hashes equal and a strict majority of k: upheld. Any split goes to a
+//!   committee of two random nodes of other owners (a referee round); the strict majority of all
+//!   k + 2 revealed hashes is upheld and the rest slashed; no majority: the task fails
+//!   (`no-quorum`), nobody slashed.
 //!
-//! A lease that commits but does not reveal within `reveal_window_ms` after others could see the
-//! round's reveals is slashed as if its result were wrong (it could have withheld a losing vote);
-//! a lone worker that does not reveal is treated like an expired lease.
+//! A lease that commits but does not reveal within `reveal_window_ms` misses: like an expired
+//! lease it earns nothing, loses reputation and is excluded from the task, and the round is judged
+//! on the reveals that came (a lone worker's seat goes to another node). Absence is not proof of a
+//! wrong result, so it is never slashed; only provably wrong results are.
 
 use crate::delta::Delta;
 use crate::event::Event;
@@ -100,7 +104,10 @@ pub(crate) fn close_round_if_ready(delta: &mut Delta<'_>, task: Task) -> Result<
         return Ok(());
     }
     match (task.round, task.terms.verification) {
-        (Round::Work, Verification::Replicas(k)) => decide(delta, task, u32::from(k)),
+        (Round::Work, Verification::Replicas(k)) => replicas_revealed(delta, task, u32::from(k)),
+        (Round::Referee, Verification::Replicas(k)) => {
+            decide(delta, task, u32::from(k) + u32::from(market::COMMITTEE_SIZE))
+        }
         (Round::Work, _) => {
             let Some(index) = first_pending(&task) else {
                 return finish(delta, task, TaskState::Failed, Some(FailureReason::NoQuorum));
@@ -225,6 +232,21 @@ pub(crate) fn vote(task: &Task, replicas: u32) -> QuorumOutcome {
         .unwrap_or(QuorumOutcome { no_quorum: true, ..QuorumOutcome::default() })
 }
 
+/// The replicas revealed. All revealed hashes equal and a strict majority of `k`: upheld, nobody
+/// slashed. Any disagreement (or no majority) is not settled by the replicas' own vote, which a
+/// cartel holding most seats of a task would win: the split goes to a committee of
+/// `COMMITTEE_SIZE` random nodes of other owners (a referee round), and the vote over every
+/// revealed hash, replicas and committee, decides who is slashed.
+fn replicas_revealed(delta: &mut Delta<'_>, mut task: Task, k: u32) -> Result<(), Reject> {
+    let outcome = vote(&task, k);
+    if !outcome.no_quorum && outcome.minority.is_empty() {
+        return decide(delta, task, k);
+    }
+    start_round(delta, &mut task, Round::Referee, market::COMMITTEE_SIZE);
+    delta.set_task(task);
+    Ok(())
+}
+
 /// Replica quorum or referee vote: the majority is upheld, the minority slashed, the result is
 /// the first majority lease's (the worker's if it won); no majority fails the task.
 fn decide(delta: &mut Delta<'_>, mut task: Task, replicas: u32) -> Result<(), Reject> {
@@ -246,8 +268,12 @@ fn decide(delta: &mut Delta<'_>, mut task: Task, replicas: u32) -> Result<(), Re
         task.leases[*index].verdict = Verdict::Upheld;
         penalty::passed(delta, task.leases[*index].node)?;
     }
-    let offence =
-        if task.round == Round::Referee { Offence::AuditFailed } else { Offence::Minority };
+    let replicated = matches!(task.terms.verification, Verification::Replicas(_));
+    let offence = if task.round == Round::Referee && !replicated {
+        Offence::AuditFailed
+    } else {
+        Offence::Minority
+    };
     for index in &minority {
         task.leases[*index].verdict = Verdict::Overruled;
         penalty::penalize(delta, &task, *index, &honest, offence)?;
@@ -331,6 +357,15 @@ pub fn expire(delta: &mut Delta<'_>, id: TaskId) -> Result<(), Reject> {
 fn expire_first(delta: &mut Delta<'_>, mut task: Task) -> Result<(), Reject> {
     let params = &delta.base.params;
     let now = delta.env.time_ms;
+    if task.state == TaskState::Queued {
+        // Nobody took it since it was queued: no eligible node. Fails with a full refund.
+        if task.seats_since_ms.saturating_add(params.queue_timeout_ms) <= now {
+            let reason = Some(FailureReason::NoEligibleProvider);
+            return finish(delta, task, TaskState::Failed, reason);
+        }
+        delta.set_task(task);
+        return Ok(());
+    }
     let limit_ms = task.terms.time_limit_secs.saturating_mul(1000);
     let overdue = |l: &Lease| {
         l.is_running()
@@ -355,16 +390,18 @@ fn expire_first(delta: &mut Delta<'_>, mut task: Task) -> Result<(), Reject> {
             penalty::fault(delta, task.leases[index].node, Fault::Expired)?;
             return drop_lease(delta, task, index, FailureReason::LeaseExpired);
         }
-        let revealers: Vec<usize> =
-            (0..task.leases.len()).filter(|i| revealed(&task.leases[*i]).is_some()).collect();
-        let honest = owners(delta, &task, &revealers)?;
+        // A missing reveal is absence, not proof of a wrong result (an honest node may be
+        // offline longer than the window): a miss like an expired lease. The node earns nothing,
+        // is excluded from the task, and the round is judged on the reveals that came. Its seat
+        // is not refilled: the round's hashes are public now, so a newcomer could copy them.
         for index in silent {
             task.leases[index].verdict = Verdict::Withheld;
             let node = task.leases[index].node;
             if !task.excluded.contains(&node) {
                 task.excluded.push(node);
             }
-            penalty::penalize(delta, &task, index, &honest, Offence::RevealWithheld)?;
+            penalty::fault(delta, node, Fault::Expired)?;
+            delta.emit(Event::RevealMissed { task: task.id, node });
         }
         return close_round_if_ready(delta, task);
     }

@@ -184,7 +184,7 @@ fn slashed_stake_is_split_between_burn_challengers_and_treasury() {
 }
 
 #[test]
-fn replicas_reach_quorum_the_majority_is_paid_and_the_minority_slashed() {
+fn unanimous_replicas_are_upheld_and_paid_without_a_committee() {
     let (mut net, _) = net_with(3);
     let id = net.submit(0, policy(Verification::Replicas(3)));
     let replicas = net.leased(id);
@@ -192,7 +192,30 @@ fn replicas_reach_quorum_the_majority_is_paid_and_the_minority_slashed() {
     let owners: std::collections::BTreeSet<_> =
         replicas.iter().map(|n| net.state.nodes[n].owner).collect();
     assert_eq!(owners.len(), 3, "distinct owners");
-    let outputs: [&[u8]; 3] = [b"good", b"bad", b"good"];
+    for node in &replicas {
+        net.commit(id, *node, b"good").expect("commit");
+    }
+    for node in &replicas {
+        net.reveal(id, *node, b"good").expect("reveal");
+    }
+    assert_eq!(net.task(id).state, TaskState::Verifying);
+    net.run(0, TxBody::AcceptResult { task: id }).expect("accept");
+    let paid: Vec<Verdict> = replicas.iter().map(|n| verdict(&net, id, *n)).collect();
+    assert_eq!(paid, vec![Verdict::Paid; 3]);
+}
+
+/// A replicated task (k = 3) over five owners whose replicas reveal `outputs`; a split goes to a
+/// committee of the two other owners, which reveals `committee`.
+fn replica_split(
+    outputs: [&[u8]; 3],
+    committee: [&[u8]; 2],
+) -> (Net, TaskId, Vec<NodeId>, Vec<NodeId>) {
+    let mut net = Net::new();
+    for i in 1..=5 {
+        net.provider(i, 500_000 * u128::from(i));
+    }
+    let id = net.submit(0, policy(Verification::Replicas(3)));
+    let replicas = net.leased(id);
     for (node, output) in replicas.iter().zip(outputs) {
         net.commit(id, *node, output).expect("commit");
     }
@@ -200,31 +223,71 @@ fn replicas_reach_quorum_the_majority_is_paid_and_the_minority_slashed() {
         net.reveal(id, *node, output).expect("reveal");
     }
     let task = net.task(id);
-    assert_eq!(task.state, TaskState::Verifying);
-    assert_eq!(task.result.as_ref().map(|r| r.output_hash), Some(Hash32::of(b"good")));
-    assert_eq!(verdict(&net, id, replicas[1]), Verdict::Overruled);
-    assert_eq!(net.state.nodes[&replicas[1]].status, NodeStatus::Frozen);
-    net.run(0, TxBody::AcceptResult { task: id }).expect("accept");
-    let paid: Vec<Verdict> = replicas.iter().map(|n| verdict(&net, id, *n)).collect();
-    assert_eq!(paid, vec![Verdict::Paid, Verdict::Overruled, Verdict::Paid]);
+    assert_eq!((task.round, task.seats), (Round::Referee, 0), "the split went to a committee");
+    assert_eq!(net.state.meta.burned, Amount::ZERO, "nobody is slashed before the committee");
+    let members: Vec<NodeId> = net.leased(id)[3..].to_vec();
+    assert_eq!(members.len(), 2);
+    let replica_owners: Vec<_> = replicas.iter().map(|n| net.state.nodes[n].owner).collect();
+    assert!(members.iter().all(|m| !replica_owners.contains(&net.state.nodes[m].owner)));
+    for (node, output) in members.iter().zip(committee) {
+        net.commit(id, *node, output).expect("member commits");
+    }
+    for (node, output) in members.iter().zip(committee) {
+        net.reveal(id, *node, output).expect("member reveals");
+    }
+    (net, id, replicas, members)
 }
 
 #[test]
-fn replicas_without_a_majority_fail_the_task_with_a_full_refund() {
-    let (mut net, _) = net_with(2);
-    let before = net.balance(0);
-    let id = net.submit(0, policy(Verification::Replicas(2)));
-    let replicas = net.leased(id);
-    net.commit(id, replicas[0], b"a").expect("commit");
-    assert_eq!(net.reveal(id, replicas[0], b"a"), Err(Reject::RevealNotOpen), "not all committed");
-    net.commit(id, replicas[1], b"b").expect("commit");
-    net.reveal(id, replicas[0], b"a").expect("reveal");
-    net.reveal(id, replicas[1], b"b").expect("reveal");
+fn a_colluding_replica_majority_is_outvoted_by_the_committee_and_slashed() {
+    // Two colluders hold two of three replicas and agree on a wrong hash: they would win the
+    // replicas' own vote. The committee sides with the honest one.
+    let (mut net, id, replicas, members) = replica_split([b"bad", b"good", b"bad"], [b"good"; 2]);
+    let task = net.task(id);
+    assert_eq!(task.state, TaskState::Verifying);
+    assert_eq!(task.result.as_ref().map(|r| r.output_hash), Some(Hash32::of(b"good")));
+    for colluder in [replicas[0], replicas[2]] {
+        assert_eq!(verdict(&net, id, colluder), Verdict::Overruled);
+        assert_eq!(net.state.nodes[&colluder].reputation.offences, 1);
+        assert_eq!(net.state.nodes[&colluder].status, NodeStatus::Frozen);
+    }
+    assert_eq!(net.state.nodes[&replicas[1]].reputation.offences, 0, "the honest one is safe");
+    net.run(0, TxBody::AcceptResult { task: id }).expect("accept");
+    assert_eq!(verdict(&net, id, replicas[1]), Verdict::Paid);
+    assert!(members.iter().all(|m| verdict(&net, id, *m) == Verdict::Paid));
+}
+
+#[test]
+fn a_lone_wrong_replica_is_slashed_only_once_the_committee_confirms_the_majority() {
+    let (net, id, replicas, _) = replica_split([b"good", b"bad", b"good"], [b"good"; 2]);
+    assert_eq!(net.task(id).state, TaskState::Verifying);
+    assert_eq!(verdict(&net, id, replicas[1]), Verdict::Overruled);
+    assert_eq!(net.state.nodes[&replicas[1]].reputation.offences, 1);
+    assert!(net.state.meta.burned > Amount::ZERO);
+}
+
+#[test]
+fn a_split_nobody_can_settle_fails_the_task_with_a_full_refund_and_no_slash() {
+    let (net, id, _, _) = replica_split([b"a", b"b", b"c"], [b"d", b"e"]);
     let task = net.task(id);
     assert_eq!((task.state, task.failure), (TaskState::Failed, Some(FailureReason::NoQuorum)));
     assert_eq!(task.refunded, task.terms.budget);
-    assert_eq!(net.balance(0), Amount(before.0 - 10), "only the fee is spent");
     assert_eq!(net.state.meta.burned, Amount::ZERO, "nobody is slashed without a majority");
+}
+
+#[test]
+fn replicas_are_drawn_at_random_not_by_price() {
+    let mut net = Net::new();
+    let nodes: Vec<NodeId> = (1..=6).map(|i| net.provider(i, 500_000 * u128::from(i))).collect();
+    let mut seen = std::collections::BTreeSet::new();
+    for _ in 0..16 {
+        let id = net.submit(0, policy(Verification::Replicas(2)));
+        let replicas = net.leased(id);
+        assert_eq!(replicas.len(), 2);
+        seen.extend(replicas);
+        net.run(0, TxBody::CancelTask { task: id }).expect("cancel");
+    }
+    assert!(seen.len() >= 4, "replicas spread over the eligible nodes: {seen:?} of {nodes:?}");
 }
 
 #[test]
@@ -254,7 +317,7 @@ fn a_copying_replica_cannot_open_its_commitment_with_anothers_result() {
 }
 
 #[test]
-fn withholding_a_reveal_after_others_revealed_is_slashed() {
+fn withholding_a_reveal_after_others_revealed_is_a_miss_not_a_slash() {
     let (mut net, _) = net_with(3);
     let id = net.submit(0, policy(Verification::Replicas(3)));
     let replicas = net.leased(id);
@@ -263,11 +326,22 @@ fn withholding_a_reveal_after_others_revealed_is_slashed() {
     }
     net.reveal(id, replicas[0], b"same").expect("reveal");
     net.reveal(id, replicas[1], b"same").expect("reveal");
+    // The third replica's machine is away longer than the reveal window.
     net.idle(net.state.params.verification.reveal_window_ms);
     let task = net.task(id);
     assert_eq!(task.state, TaskState::Verifying, "two of three still make a majority");
     assert_eq!(verdict(&net, id, replicas[2]), Verdict::Withheld);
-    assert_eq!(net.state.nodes[&replicas[2]].reputation.offences, 1);
+    assert!(task.excluded.contains(&replicas[2]));
+    let silent = &net.state.nodes[&replicas[2]];
+    assert_eq!((silent.reputation.offences, silent.reputation.expired), (0, 1), "a miss");
+    assert_eq!(silent.status, NodeStatus::Active);
+    assert_eq!(net.state.meta.burned, Amount::ZERO, "nobody is slashed for absence");
+    net.run(0, TxBody::AcceptResult { task: id }).expect("accept");
+    assert_eq!(
+        verdict(&net, id, replicas[2]),
+        Verdict::Withheld,
+        "the silent replica earns nothing"
+    );
 }
 
 #[test]
@@ -427,19 +501,39 @@ fn repeated_offences_freeze_then_eject_a_node() {
     params.verification.offences_eject = 2;
     params.verification.appeal_voting_ms = 60_000;
     let mut net = Net::with_params(params);
-    let nodes: Vec<NodeId> = (1..=3).map(|i| net.provider(i, 1_000_000 * u128::from(i))).collect();
+    let nodes: Vec<NodeId> = (1..=5).map(|i| net.provider(i, 500_000 * u128::from(i))).collect();
     let cheat = nodes[0];
     let mut statuses = Vec::new();
     for _ in 0..2 {
-        let id = net.submit(0, policy(Verification::Replicas(3)));
-        assert!(net.leased(id).contains(&cheat));
+        // Replicas are drawn at random: submit until the cheat holds one.
+        let id = loop {
+            let id = net.submit(0, policy(Verification::Replicas(3)));
+            if net.leased(id).contains(&cheat) {
+                break id;
+            }
+            net.run(0, TxBody::CancelTask { task: id }).expect("cancel");
+        };
+        let output = |node: NodeId| -> &'static [u8] {
+            if node == cheat {
+                b"bad"
+            } else {
+                b"good"
+            }
+        };
         for node in net.leased(id) {
-            let output: &[u8] = if node == cheat { b"bad" } else { b"good" };
-            net.commit(id, node, output).expect("commit");
+            net.commit(id, node, output(node)).expect("commit");
         }
         for node in net.leased(id) {
-            let output: &[u8] = if node == cheat { b"bad" } else { b"good" };
-            net.reveal(id, node, output).expect("reveal");
+            net.reveal(id, node, output(node)).expect("reveal");
+        }
+        // The split goes to a committee of the two other owners, which confirms the majority.
+        let members = net.leased(id)[3..].to_vec();
+        assert_eq!(members.len(), 2);
+        for node in &members {
+            net.commit(id, *node, b"good").expect("member commits");
+        }
+        for node in &members {
+            net.reveal(id, *node, b"good").expect("member reveals");
         }
         statuses.push(net.state.nodes[&cheat].status);
         if net.state.nodes[&cheat].status == NodeStatus::Frozen {
@@ -599,7 +693,7 @@ fn events_name_the_verification_steps() {
 }
 
 #[test]
-fn a_withheld_audit_reveal_goes_to_the_referee_and_the_silent_worker_is_slashed() {
+fn a_withheld_audit_reveal_goes_to_the_referee_and_the_silent_worker_misses() {
     let (mut net, _) = net_with(3);
     let id = net.submit(0, policy(Verification::Audit));
     let worker = net.worker(id);
@@ -618,7 +712,10 @@ fn a_withheld_audit_reveal_goes_to_the_referee_and_the_silent_worker_is_slashed(
     let task = net.task(id);
     assert_eq!(task.state, TaskState::Verifying);
     assert_eq!(task.result.as_ref().map(|r| r.node), Some(auditor));
-    assert_eq!(net.state.nodes[&worker].reputation.offences, 1);
+    // Withholding is a miss: no slash, but no pay, a fault on record and no clean streak.
+    assert_eq!(net.state.nodes[&worker].reputation.offences, 0);
+    assert_eq!(net.state.nodes[&worker].reputation.expired, 1);
+    assert_eq!(verdict(&net, id, worker), Verdict::Withheld);
 }
 
 #[test]
@@ -667,19 +764,51 @@ fn an_expired_replica_is_replaced_and_the_round_still_reaches_quorum() {
 }
 
 #[test]
-fn cancelling_during_an_audit_pays_both_leases_for_their_time() {
+fn cancelling_during_an_audit_pays_no_unjudged_lease() {
     let (mut net, _) = net_with(2);
     let id = net.submit(0, policy(Verification::Audit));
     let worker = net.worker(id);
     net.commit(id, worker, b"out").expect("commit");
     net.keep_alive();
     let auditor = net.leased(id)[1];
+    let before = net.balance(0);
+    // The worker's commitment awaits its audit; nobody has judged it: a copier or a lazy
+    // worker must not get paid by a cancellation (its own, or a partner requester's).
     net.run(0, TxBody::CancelTask { task: id }).expect("cancel");
     let task = net.task(id);
     assert_eq!(task.state, TaskState::Cancelled);
-    assert!(task.leases.iter().all(|l| l.verdict == Verdict::Paid));
-    assert!(task.paid > Amount::ZERO && task.paid.0 + task.refunded.0 == task.terms.budget.0);
+    assert_eq!(task.paid, Amount::ZERO, "no lease was judged correct");
+    assert_eq!(task.refunded, task.terms.budget);
+    assert_eq!(net.balance(0), Amount(before.0 + task.terms.budget.0 - 10));
+    assert!(task.leases.iter().all(|l| l.verdict != Verdict::Paid));
     assert_eq!(net.state.nodes[&auditor].running, 0, "the auditor's capacity is free");
+    assert_eq!(net.state.nodes[&worker].running, 0);
+}
+
+#[test]
+fn cancelling_a_running_replicated_task_after_reveals_pays_nobody() {
+    let (mut net, _) = net_with(3);
+    let id = net.submit(0, policy(Verification::Replicas(2)));
+    let replicas = net.leased(id);
+    net.commit(id, replicas[0], b"copied").expect("commit");
+    net.commit(id, replicas[1], b"work").expect("commit");
+    net.reveal(id, replicas[1], b"work").expect("reveal");
+    net.run(0, TxBody::CancelTask { task: id }).expect("cancel");
+    let task = net.task(id);
+    assert_eq!((task.state, task.paid), (TaskState::Cancelled, Amount::ZERO));
+    assert_eq!(task.refunded, task.terms.budget);
+}
+
+#[test]
+fn cancelling_an_unverified_task_still_pays_the_worker_its_time() {
+    let (mut net, _) = net_with(1);
+    let id = net.submit(0, policy(Verification::None));
+    net.wait(30_000);
+    net.run(0, TxBody::CancelTask { task: id }).expect("cancel");
+    let task = net.task(id);
+    assert_eq!(task.state, TaskState::Cancelled);
+    assert!(task.paid > Amount::ZERO, "the partial payment rule");
+    assert_eq!(task.paid.0 + task.refunded.0, task.terms.budget.0);
 }
 
 #[test]
@@ -701,4 +830,24 @@ fn auditors_are_drawn_at_random_not_by_price() {
         auditors.len() >= 3,
         "auditors spread over the eligible nodes: {auditors:?} of {nodes:?}"
     );
+}
+
+#[test]
+fn a_task_nobody_can_take_fails_after_the_queue_timeout_with_a_full_refund() {
+    let mut net = Net::new();
+    let before = net.balance(0);
+    let id = net.submit(0, policy(Verification::None));
+    assert_eq!(net.task(id).state, TaskState::Queued, "no provider at all");
+    let timeout = net.state.params.queue_timeout_ms;
+    assert_eq!(timeout, 86_400_000);
+    net.idle(timeout - 2_000);
+    assert_eq!(net.task(id).state, TaskState::Queued, "not before the timeout");
+    assert_eq!(net.run(0, TxBody::SettleExpired { task: id }), Err(Reject::LeaseNotExpired));
+    net.idle(1_000);
+    let task = net.task(id);
+    let failed = Some(FailureReason::NoEligibleProvider);
+    assert_eq!((task.state, task.failure), (TaskState::Failed, failed), "settled by the block");
+    assert_eq!(task.refunded, task.terms.budget);
+    assert_eq!(net.balance(0), Amount(before.0 - 10), "only the fee is spent");
+    assert!(net.state.index.queued.is_empty() && net.state.index.leases.is_empty());
 }

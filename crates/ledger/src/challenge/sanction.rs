@@ -24,14 +24,15 @@ pub(super) fn resolve_matrix(
             ChallengeVerdict::Passed { units: aicpw_verify::ComputeUnits(units.0) }
         }
         Err(failure) => {
-            challenge.status = match failure {
-                ChallengeFailure::Late => ChallengeStatus::Late,
-                _ => ChallengeStatus::Failed,
-            };
+            // Openings that never came are absence, like a late commitment: a miss, not proof
+            // of false work (an honest node may go offline between committing and opening).
+            let miss = failure.is_miss();
+            challenge.status = if miss { ChallengeStatus::Late } else { ChallengeStatus::Failed };
             challenge.failure = Some(failure);
-            match failure {
-                ChallengeFailure::Late => ChallengeVerdict::Late,
-                _ => ChallengeVerdict::Failed,
+            if miss {
+                ChallengeVerdict::Late
+            } else {
+                ChallengeVerdict::Failed
             }
         }
     };
@@ -53,7 +54,7 @@ pub(super) fn resolve_matrix(
             });
         }
         Err(failure) => {
-            if failure == ChallengeFailure::Late {
+            if failure.is_miss() {
                 node.capacity.missed += 1;
             } else {
                 node.capacity.failed += 1;
@@ -109,16 +110,18 @@ fn punish(
     if sanction == Sanction::None {
         return Ok(ChallengeSanction::None);
     }
+    // Absence is never slashed: where `verify`'s graded response would slash a long run of
+    // misses, the node stays frozen (no work, still challenged: a pass thaws it). An honest node
+    // offline for a long time loses income and reputation, not stake.
+    let sanction =
+        if failure.is_miss() && sanction == Sanction::Slash { Sanction::Freeze } else { sanction };
     lower_reputation(node, failure);
     match sanction {
         Sanction::None | Sanction::LowerReputation => {}
         Sanction::Freeze => freeze(delta, node),
         Sanction::Slash => {
             let params = &delta.base.params.challenges;
-            let amount = match failure {
-                ChallengeFailure::Late => params.slash_missed,
-                _ => params.slash_failed,
-            };
+            let amount = params.slash_failed;
             slash(delta, node.owner, amount, failure.reason())?;
             reputation::record(&mut node.reputation, |r| r.offences = r.offences.saturating_add(1));
             // A slashed node is frozen until the stakers' arbitration thaws it (or ejected after
