@@ -139,6 +139,22 @@ impl Net {
         task
     }
 
+    /// `aicpw task result` as the requester (dev account 0), into a fresh directory.
+    fn fetch_result(&self, id: u64) -> (PathBuf, Output) {
+        let out_dir = self.dir.path().join(format!("result-{id}"));
+        let key = self.key(0);
+        let output = self.cli(&[
+            "task",
+            "result",
+            &id.to_string(),
+            "--key",
+            key.to_str().expect("utf-8"),
+            "--out",
+            out_dir.to_str().expect("utf-8"),
+        ]);
+        (out_dir, output)
+    }
+
     fn balance(&self, index: u32) -> u128 {
         let account = self
             .client
@@ -198,17 +214,7 @@ fn a_task_whose_provider_dies_is_reassigned_completes_and_is_paid_once() {
     assert_ne!(first, second, "another node finished it");
     assert_eq!(task["attempts"], 2);
     assert_eq!(task["excluded"], serde_json::json!([first]));
-    let result = net.dir.path().join("result");
-    let key = net.key(0);
-    let out = net.cli(&[
-        "task",
-        "result",
-        &id.to_string(),
-        "--key",
-        key.to_str().expect("utf-8"),
-        "--out",
-        result.to_str().expect("utf-8"),
-    ]);
+    let (result, out) = net.fetch_result(id);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     assert_eq!(std::fs::read_to_string(result.join("out.txt")).expect("output"), "done");
     let task = net.wait_state(id, &["completed"], Duration::from_secs(10));
@@ -294,17 +300,7 @@ fn a_result_whose_bytes_do_not_match_its_cid_is_rejected() {
         }
     }
     assert!(tampered > 0);
-    let key = net.key(0);
-    let out_dir = net.dir.path().join("result");
-    let out = net.cli(&[
-        "task",
-        "result",
-        &id.to_string(),
-        "--key",
-        key.to_str().expect("utf-8"),
-        "--out",
-        out_dir.to_str().expect("utf-8"),
-    ]);
+    let (out_dir, out) = net.fetch_result(id);
     assert!(!out.status.success(), "a tampered result must not be accepted");
     assert!(!out_dir.join("out.txt").exists());
     assert_eq!(net.task(id)["state"], "verifying", "not accepted, not paid");
@@ -372,17 +368,7 @@ fn two_replicas_agree_by_commit_and_reveal_and_both_are_paid() {
         assert_eq!(lease["reveal"]["output_hash"], task["result"]["output_hash"]);
     }
     // The requester downloads a majority replica's result, checks it and accepts.
-    let result = net.dir.path().join("result");
-    let key = net.key(0);
-    let out = net.cli(&[
-        "task",
-        "result",
-        &id.to_string(),
-        "--key",
-        key.to_str().expect("utf-8"),
-        "--out",
-        result.to_str().expect("utf-8"),
-    ]);
+    let (result, out) = net.fetch_result(id);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     assert_eq!(std::fs::read_to_string(result.join("out.txt")).expect("output"), "done");
     let task = net.wait_state(id, &["completed"], Duration::from_secs(10));
