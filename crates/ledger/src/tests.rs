@@ -19,6 +19,8 @@ pub(crate) struct Net {
     nonces: std::collections::BTreeMap<u32, u64>,
     /// Supply at genesis: supply + burned must stay equal to it.
     genesis_supply: u128,
+    /// Events of the last block: its own rules' and its transactions'.
+    pub events: Vec<crate::Event>,
 }
 
 pub(crate) fn key(i: u32) -> Keypair {
@@ -75,7 +77,14 @@ impl Net {
         };
         let state = State::genesis(&genesis);
         let genesis_supply = state.meta.supply.0;
-        Net { state, height: 0, time_ms: 1_000, nonces: Default::default(), genesis_supply }
+        Net {
+            state,
+            height: 0,
+            time_ms: 1_000,
+            nonces: Default::default(),
+            genesis_supply,
+            events: Vec::new(),
+        }
     }
 
     pub fn env(&self) -> BlockEnv {
@@ -103,12 +112,51 @@ impl Net {
 
     /// One block holding these transactions.
     pub fn block(&mut self, txs: &[SignedTx]) -> Vec<Result<Receipt, Reject>> {
+        let env = self.open_block(1_000);
+        let results = txs.iter().map(|tx| self.apply_recorded(tx, &env)).collect();
+        self.close_block(&env);
+        results
+    }
+
+    /// One block `advance_ms` after the last, holding `txs` signed in order; a rejected one gives
+    /// its nonce back before the next is signed.
+    pub fn block_after(
+        &mut self,
+        advance_ms: u64,
+        txs: Vec<(u32, TxBody)>,
+    ) -> Vec<Result<Receipt, Reject>> {
+        let env = self.open_block(advance_ms);
+        let mut results = Vec::new();
+        for (who, body) in txs {
+            let tx = self.sign(who, body);
+            let result = self.apply_recorded(&tx, &env);
+            if result.is_err() {
+                *self.nonces.entry(who).or_default() -= 1;
+            }
+            results.push(result);
+        }
+        self.close_block(&env);
+        results
+    }
+
+    fn open_block(&mut self, advance_ms: u64) -> BlockEnv {
         self.height += 1;
-        self.time_ms += 1_000;
+        self.time_ms += advance_ms;
         let env = self.env();
-        begin_block(&mut self.state, &env);
-        let results = txs.iter().map(|tx| apply(&mut self.state, tx, &env)).collect();
-        end_block(&mut self.state, &env);
+        self.events = begin_block(&mut self.state, &env);
+        env
+    }
+
+    fn apply_recorded(&mut self, tx: &SignedTx, env: &BlockEnv) -> Result<Receipt, Reject> {
+        let result = apply(&mut self.state, tx, env);
+        if let Ok(receipt) = &result {
+            self.events.extend(receipt.events.iter().cloned());
+        }
+        result
+    }
+
+    fn close_block(&mut self, env: &BlockEnv) {
+        self.events.extend(end_block(&mut self.state, env));
         self.state.finalize_root();
         self.state.check_invariants().expect("invariants hold after every block");
         let burned = self.state.meta.burned.0;
@@ -117,7 +165,6 @@ impl Net {
             self.genesis_supply,
             "only burns shrink supply"
         );
-        results
     }
 
     pub fn run(&mut self, who: u32, body: TxBody) -> Result<Receipt, Reject> {

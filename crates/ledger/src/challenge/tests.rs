@@ -5,34 +5,38 @@ use super::{
     Challenge, ChallengeFailure, ChallengeKind, ChallengeParams, ChallengeSanction,
     ChallengeStatus, OPENINGS_PER_TX_MAX,
 };
-use crate::state::{Genesis, NodeStatus, Params, State};
-use crate::{apply, begin_block, end_block, Event, Receipt};
+use crate::state::{NodeStatus, Params, State};
+use crate::{Event, Receipt};
 use aicpw_types::codec::Encode;
 use aicpw_types::tx::TX_BYTES_MAX;
 use aicpw_types::{
-    Amount, BlockEnv, ChallengeId, ComputeUnits, Hardware, Hash32, Keypair, NodeId, Reject,
-    SignedTx, Tx, TxBody,
+    Amount, ChallengeId, ComputeUnits, Hardware, Hash32, Keypair, NodeId, Reject, Tx, TxBody,
 };
 use aicpw_verify::matrix::{commit_product, reference_product};
 use aicpw_verify::merkle::TileTree;
 use aicpw_verify::puzzle::solve_puzzle;
 use aicpw_verify::{HashPuzzle, MatrixChallenge};
-use std::collections::BTreeMap;
 
-const CHAIN: &str = "aicpw-challenge-test";
 /// Rounds every 10 s: for tests of several rounds.
 const INTERVAL_MS: u64 = 10_000;
 /// Rounds every hour: for tests of one round, so that no next round replaces it midway.
 const INTERVAL_MS_QUIET: u64 = 3_600_000;
 const N: u32 = 256;
 
-struct Net {
-    state: State,
-    height: u64,
-    time_ms: u64,
-    nonces: BTreeMap<u32, u64>,
-    /// Events of the last block, from `begin_block`, the transactions and `end_block`.
-    events: Vec<Event>,
+/// The ledger tests' network, with blocks that advance by a given time.
+struct Net(crate::tests::Net);
+
+impl std::ops::Deref for Net {
+    type Target = crate::tests::Net;
+    fn deref(&self) -> &Self::Target {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for Net {
+    fn deref_mut(&mut self) -> &mut Self::Target {
+        &mut self.0
+    }
 }
 
 fn key(i: u32) -> Keypair {
@@ -63,59 +67,12 @@ fn params_every(interval_ms: u64) -> Params {
 impl Net {
     fn new(params: Params) -> Net {
         params.challenges.validate().expect("test parameters are valid");
-        let genesis = Genesis {
-            chain_id: CHAIN.into(),
-            params,
-            accounts: (0..8).map(|i| (key(i).account(), Amount::tokens(100_000))).collect(),
-        };
-        Net {
-            state: State::genesis(&genesis),
-            height: 0,
-            time_ms: 1_000,
-            nonces: BTreeMap::new(),
-            events: Vec::new(),
-        }
-    }
-
-    fn sign(&mut self, who: u32, body: TxBody) -> SignedTx {
-        let nonce = self.nonces.entry(who).or_default();
-        let tx = Tx {
-            chain_id: CHAIN.into(),
-            signer: key(who).account(),
-            nonce: *nonce,
-            fee: Amount(10),
-            body,
-        };
-        *nonce += 1;
-        key(who).sign(tx)
+        Net(crate::tests::Net::with_params(params))
     }
 
     /// One block `advance_ms` after the last, holding `txs`; a rejected one gives its nonce back.
     fn block(&mut self, advance_ms: u64, txs: Vec<(u32, TxBody)>) -> Vec<Result<Receipt, Reject>> {
-        self.height += 1;
-        self.time_ms += advance_ms;
-        let env = BlockEnv {
-            chain_id: CHAIN.into(),
-            height: self.height,
-            time_ms: self.time_ms,
-            proposer: key(7).account(),
-            randomness: Hash32::of(&self.height.to_le_bytes()),
-        };
-        self.events = begin_block(&mut self.state, &env);
-        let mut results = Vec::new();
-        for (who, body) in txs {
-            let tx = self.sign(who, body);
-            let result = apply(&mut self.state, &tx, &env);
-            match &result {
-                Ok(receipt) => self.events.extend(receipt.events.clone()),
-                Err(_) => *self.nonces.entry(who).or_default() -= 1,
-            }
-            results.push(result);
-        }
-        self.events.extend(end_block(&mut self.state, &env));
-        self.state.finalize_root();
-        self.state.check_invariants().expect("invariants hold after every block");
-        results
+        self.0.block_after(advance_ms, txs)
     }
 
     fn run(&mut self, advance_ms: u64, who: u32, body: TxBody) -> Result<Receipt, Reject> {
