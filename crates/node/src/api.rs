@@ -22,6 +22,8 @@ use tokio_stream::StreamExt;
 
 /// Largest upload to the content store through the API.
 pub const STORE_UPLOAD_BYTES_MAX: usize = 256 * 1024 * 1024;
+/// Largest JSON-encoded transaction accepted (its binary form must still fit `TX_BYTES_MAX`).
+pub const TX_JSON_BYTES_MAX: usize = 4 * TX_BYTES_MAX;
 /// Most items a list query returns.
 pub const LIST_ITEMS_MAX: usize = 1_000;
 
@@ -113,14 +115,27 @@ struct SubmitQuery {
     wait: bool,
 }
 
+/// Takes a signed transaction in its canonical binary encoding, or as JSON
+/// (`content-type: application/json`, the shape `GET /v1/blocks` and receipts use).
 async fn submit_tx(
     State(s): State<SharedState>,
     Query(q): Query<SubmitQuery>,
+    headers: axum::http::HeaderMap,
     body: Body,
 ) -> ApiResult {
-    // Read at most the limit, so an oversize body gets its own code and costs little.
-    let body = axum::body::to_bytes(body, TX_BYTES_MAX).await.map_err(|_| Reject::Oversize)?;
-    let tx = SignedTx::from_bytes(&body).map_err(|_| Reject::Malformed)?;
+    let json = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/json"));
+    // Read at most the limit, so an oversize body gets its own code and costs little. The JSON
+    // form spells bytes in hex, so it may be larger; the binary limit is checked after decoding.
+    let limit = if json { TX_JSON_BYTES_MAX } else { TX_BYTES_MAX };
+    let body = axum::body::to_bytes(body, limit).await.map_err(|_| Reject::Oversize)?;
+    let tx = if json {
+        serde_json::from_slice::<SignedTx>(&body).map_err(|_| Reject::Malformed)?
+    } else {
+        SignedTx::from_bytes(&body).map_err(|_| Reject::Malformed)?
+    };
     let (id, waiter) = s.submit(tx, q.wait)?;
     match waiter {
         None => Ok(Json(json!({ "tx_id": id, "status": "pending" }))),
