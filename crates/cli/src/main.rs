@@ -247,7 +247,8 @@ enum TaskCommand {
         #[arg(long)]
         no_accept: bool,
     },
-    /// Cancel a task: in full refund while queued; a running task pays for the time used.
+    /// Cancel a task: a full refund while queued; later only work already verified (or, without
+    /// verification, the time a provider ran it) is paid, the rest is refunded.
     Cancel {
         id: u64,
         #[arg(long)]
