@@ -239,6 +239,18 @@ impl Net {
         self.state.tasks.get(&id).expect("task exists")
     }
 
+    /// The state rebuilt from its tables, as a restarted node loads it.
+    pub fn rebuilt(&self) -> State {
+        let s = &self.state;
+        State::from_tables(
+            s.params.clone(),
+            s.meta.clone(),
+            s.accounts.clone(),
+            s.nodes.clone(),
+            s.tasks.clone(),
+        )
+    }
+
     pub fn submit(&mut self, who: u32, terms: TaskTerms) -> TaskId {
         let body = TxBody::SubmitTask {
             terms,
@@ -398,15 +410,7 @@ fn a_task_runs_is_paid_for_its_time_and_the_rest_is_refunded() {
     let mut net = Net::new();
     let node = net.provider(1, 3_600_000);
     let before = (net.balance(0), net.balance(1));
-    net.run(
-        0,
-        TxBody::SubmitTask {
-            terms: terms(10_000_000),
-            key_grants: vec![],
-            answer_commitment: Hash32::default(),
-        },
-    )
-    .expect("submit");
+    net.submit(0, terms(10_000_000));
     let id = TaskId(0);
     assert_eq!(net.task(id).state, TaskState::Running, "placed in the block it was submitted");
     assert_eq!(net.leased(id), vec![node]);
@@ -437,15 +441,7 @@ fn a_task_whose_provider_vanishes_is_reassigned_and_paid_once() {
     let mut net = Net::new();
     let first = net.provider(1, 1_800_000);
     let second = net.provider(2, 3_600_000);
-    net.run(
-        0,
-        TxBody::SubmitTask {
-            terms: terms(100_000_000),
-            key_grants: vec![],
-            answer_commitment: Hash32::default(),
-        },
-    )
-    .expect("ok");
+    net.submit(0, terms(100_000_000));
     let id = TaskId(0);
     assert_eq!(net.leased(id), vec![first], "cheapest first");
     net.idle(Params::default().lease_ms);
@@ -472,11 +468,7 @@ fn a_task_no_node_can_run_waits_and_is_refunded_in_full_on_cancel() {
     let mut big = terms(100_000_000);
     big.resources.gpu_count = 8;
     let before = net.balance(0);
-    net.run(
-        0,
-        TxBody::SubmitTask { terms: big, key_grants: vec![], answer_commitment: Hash32::default() },
-    )
-    .expect("submit");
+    net.submit(0, big);
     net.idle(5_000);
     assert_eq!(net.task(TaskId(0)).state, TaskState::Queued);
     net.run(0, TxBody::CancelTask { task: TaskId(0) }).expect("cancel");
@@ -492,15 +484,7 @@ fn a_task_no_node_can_run_waits_and_is_refunded_in_full_on_cancel() {
 fn a_task_that_breaks_its_limits_pays_for_the_time_used() {
     let mut net = Net::new();
     let node = net.provider(1, 3_600_000);
-    net.run(
-        0,
-        TxBody::SubmitTask {
-            terms: terms(10_000_000),
-            key_grants: vec![],
-            answer_commitment: Hash32::default(),
-        },
-    )
-    .expect("ok");
+    net.submit(0, terms(10_000_000));
     let failure =
         TxBody::ReportFailure { task: TaskId(0), node, reason: FailureReason::MemoryLimitExceeded };
     net.run(1, failure).expect("report");
@@ -517,15 +501,7 @@ fn a_task_that_breaks_its_limits_pays_for_the_time_used() {
 fn a_task_that_fails_on_every_node_ends_with_attempts_exhausted_and_a_full_refund() {
     let mut net = Net::new();
     let nodes: Vec<NodeId> = (1..=3).map(|i| net.provider(i, 3_600_000)).collect();
-    net.run(
-        0,
-        TxBody::SubmitTask {
-            terms: terms(10_000_000),
-            key_grants: vec![],
-            answer_commitment: Hash32::default(),
-        },
-    )
-    .expect("ok");
+    net.submit(0, terms(10_000_000));
     for _ in 0..3 {
         let node = net.worker(TaskId(0));
         let who = 1 + nodes.iter().position(|n| *n == node).expect("known") as u32;
@@ -602,25 +578,9 @@ fn slashing_takes_stake_then_unbonding_and_burns_it() {
 fn the_incremental_root_equals_a_root_computed_from_scratch() {
     let mut net = Net::new();
     net.provider(1, 3_600_000);
-    net.run(
-        0,
-        TxBody::SubmitTask {
-            terms: terms(10_000_000),
-            key_grants: vec![],
-            answer_commitment: Hash32::default(),
-        },
-    )
-    .expect("ok");
+    net.submit(0, terms(10_000_000));
     let root = net.state.finalize_root().0;
-    let s = &net.state;
-    let mut rebuilt = State::from_tables(
-        s.params.clone(),
-        s.meta.clone(),
-        s.accounts.clone(),
-        s.nodes.clone(),
-        s.tasks.clone(),
-    );
-    assert_eq!(rebuilt.finalize_root().0, root);
+    assert_eq!(net.rebuilt().finalize_root().0, root);
 }
 
 #[derive(Clone, Debug)]

@@ -5,7 +5,7 @@ use super::{
     Challenge, ChallengeFailure, ChallengeKind, ChallengeParams, ChallengeSanction,
     ChallengeStatus, OPENINGS_PER_TX_MAX,
 };
-use crate::state::{NodeStatus, Params, State};
+use crate::state::{NodeStatus, Params};
 use crate::{Event, Receipt};
 use aicpw_types::codec::Encode;
 use aicpw_types::tx::TX_BYTES_MAX;
@@ -529,14 +529,7 @@ fn the_state_root_and_indices_rebuild_from_the_tables_mid_challenge() {
     let answer = Answer::solve(&challenge, |_| false);
     net.commit_and_draw(1, &challenge, &answer);
     let root = net.state.finalize_root().0;
-    let s = &net.state;
-    let mut rebuilt = State::from_tables(
-        s.params.clone(),
-        s.meta.clone(),
-        s.accounts.clone(),
-        s.nodes.clone(),
-        s.tasks.clone(),
-    );
+    let mut rebuilt = net.rebuilt();
     assert_eq!(rebuilt.finalize_root().0, root);
     let (index, again) = (&net.state.index.challenge, &rebuilt.index.challenge);
     assert_eq!(
