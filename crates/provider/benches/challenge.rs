@@ -22,7 +22,7 @@ fn main() -> anyhow::Result<()> {
     println!(
         "n {n}, {threads} threads, {:?}: solve {:.1} ms = {:.1} GOPS ({:.1}% of peak {:.1} GOPS); \
          multiply alone {:.1} GOPS ({:.1}%); overhead {:.5}; detection {:.4}; verify {:.1} ms",
-        bench.isa,
+        bench.engine,
         bench.solve_ms,
         bench.ops_per_sec / 1e9,
         bench.efficiency * 100.0,

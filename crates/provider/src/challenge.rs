@@ -6,9 +6,12 @@
 //! whichever tiles the validator draws afterwards. [`measure_int_gemm_peak`] measures the machine's
 //! multiply-add peak for the same instruction set, and [`bench_challenge`] reports how close the
 //! solver gets, what a challenge costs the provider and the validator, and how often a cheat is
-//! caught.
+//! caught. [`Solver`] picks the engine: the CPU, or with the `cuda` feature an NVIDIA GPU
+//! ([`cuda`]) when one is present and passes its self-test.
 
 mod bench;
+#[cfg(feature = "cuda")]
+pub mod cuda;
 mod gemm;
 // The x86 kernels need Rust 1.89 (safe `#[target_feature]` functions, safe `std::arch` intrinsics
 // and the AVX-512 ones), the workspace's minimum.
@@ -23,6 +26,8 @@ use aicpw_verify::matrix::OPEN_COUNT_MAX;
 use aicpw_verify::merkle::{block_count, lower_sibling_ranges, subtree_value, Digest, TileTree};
 use aicpw_verify::{MatrixChallenge, TileOpening, VerifyError};
 
+#[cfg(feature = "cuda")]
+pub use bench::bench_challenge_gpu;
 pub use bench::{
     bench_challenge, measure_int_gemm_peak, measure_int_gemm_peak_with, ChallengeBench, PeakReport,
     DETECTION_TRIALS, SKIPPED_PPM,
@@ -74,6 +79,16 @@ impl Isa {
     }
 }
 
+/// What computed a product.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Engine {
+    /// The CPU, on every thread a solve was given, with this instruction set.
+    Cpu(Isa),
+    /// An NVIDIA GPU (INT8 tensor cores through cuBLAS); derivation and commitment on the CPU.
+    #[cfg(feature = "cuda")]
+    Gpu,
+}
+
 /// Why a solve or a bench could not run.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ChallengeError {
@@ -83,6 +98,10 @@ pub enum ChallengeError {
     /// The requested instruction set is not available on this CPU.
     #[error("instruction set {0:?} is not available on this CPU")]
     IsaUnavailable(Isa),
+    /// The GPU failed, or its product did not match the seed's tiles.
+    #[cfg(feature = "cuda")]
+    #[error("GPU solver: {0}")]
+    Gpu(String),
 }
 
 /// Where a solve spent its time.
@@ -92,6 +111,8 @@ pub struct SolveTimings {
     pub derive: Duration,
     /// The multiplication proper.
     pub multiply: Duration,
+    /// Copies between the host and a GPU (zero on the CPU).
+    pub transfer: Duration,
     /// Hashing the tiles and building the Merkle tree.
     pub commit: Duration,
 }
@@ -99,7 +120,7 @@ pub struct SolveTimings {
 impl SolveTimings {
     /// Time from challenge to commitment.
     pub fn total(&self) -> Duration {
-        self.derive + self.multiply + self.commit
+        self.derive + self.multiply + self.transfer + self.commit
     }
 }
 
@@ -109,7 +130,7 @@ pub struct MatrixResponse {
     challenge: MatrixChallenge,
     product: Vec<i32>,
     tree: TileTree,
-    isa: Isa,
+    engine: Engine,
     timings: SolveTimings,
 }
 
@@ -120,7 +141,7 @@ impl std::fmt::Debug for MatrixResponse {
             .debug_struct("MatrixResponse")
             .field("challenge", &self.challenge)
             .field("root", &self.root())
-            .field("isa", &self.isa)
+            .field("engine", &self.engine)
             .field("timings", &self.timings)
             .finish_non_exhaustive()
     }
@@ -142,9 +163,9 @@ impl MatrixResponse {
         &self.product
     }
 
-    /// The instruction set the product was computed with.
-    pub fn isa(&self) -> Isa {
-        self.isa
+    /// What computed the product.
+    pub fn engine(&self) -> Engine {
+        self.engine
     }
 
     /// Where the solve spent its time.
@@ -181,6 +202,69 @@ impl MatrixResponse {
     }
 }
 
+/// The engine a machine answers matrix challenges with: a GPU when the build has the `cuda`
+/// feature and one passes its self-test, else every core of the CPU.
+pub struct Solver {
+    threads: usize,
+    #[cfg(feature = "cuda")]
+    gpu: Option<cuda::Gpu>,
+    /// Why no GPU is used; `None` when one is.
+    gpu_unavailable: Option<String>,
+}
+
+impl Solver {
+    /// The CPU alone, on `threads` threads.
+    pub fn cpu(threads: usize) -> Self {
+        Self {
+            threads,
+            #[cfg(feature = "cuda")]
+            gpu: None,
+            gpu_unavailable: Some("the CPU solver was chosen".into()),
+        }
+    }
+
+    /// The first GPU if it opens and passes its self-test, else the CPU on `threads` threads.
+    #[cfg(feature = "cuda")]
+    pub fn detect(threads: usize) -> Self {
+        match cuda::Gpu::open(0, threads) {
+            Ok(gpu) => Self { threads, gpu: Some(gpu), gpu_unavailable: None },
+            Err(e) => Self { threads, gpu: None, gpu_unavailable: Some(e.to_string()) },
+        }
+    }
+
+    /// The CPU on `threads` threads: this build has no GPU solver.
+    #[cfg(not(feature = "cuda"))]
+    pub fn detect(threads: usize) -> Self {
+        Self { threads, gpu_unavailable: Some("built without the `cuda` feature".into()) }
+    }
+
+    /// The GPU in use, if any.
+    #[cfg(feature = "cuda")]
+    pub fn gpu(&self) -> Option<&cuda::Gpu> {
+        self.gpu.as_ref()
+    }
+
+    /// Why no GPU is in use; `None` when one is.
+    pub fn gpu_unavailable(&self) -> Option<&str> {
+        self.gpu_unavailable.as_deref()
+    }
+
+    /// Solves on the GPU if there is one; on the CPU if not, or if the GPU failed (a wrong GPU
+    /// product would be slashed, a slower CPU answer at worst scores lower).
+    pub fn solve(&self, challenge: &MatrixChallenge) -> Result<MatrixResponse, ChallengeError> {
+        #[cfg(feature = "cuda")]
+        if let Some(gpu) = &self.gpu {
+            match gpu.solve(challenge, self.threads) {
+                Err(ChallengeError::Gpu(e)) => {
+                    tracing::warn!("GPU solver: {e}; solving on the CPU")
+                }
+                solved => return solved,
+            }
+        }
+        solve_matrix(challenge, self.threads)
+    }
+}
+
 /// Solves a challenge on `threads` threads with the fastest instruction set of this CPU.
 pub fn solve_matrix(
     challenge: &MatrixChallenge,
@@ -214,8 +298,9 @@ pub fn solve_matrix_with(
     };
     let start = Instant::now();
     let tree = commit(challenge, &product, threads)?;
-    let timings = SolveTimings { derive, multiply, commit: start.elapsed() };
-    Ok(MatrixResponse { challenge: *challenge, product, tree, isa, timings })
+    let timings =
+        SolveTimings { derive, multiply, transfer: Duration::ZERO, commit: start.elapsed() };
+    Ok(MatrixResponse { challenge: *challenge, product, tree, engine: Engine::Cpu(isa), timings })
 }
 
 /// Derives, packs and multiplies; returns `C` and the two phases' durations.

@@ -1,13 +1,14 @@
 //! The agent's answers to capacity challenges: watch the ledger for challenges to this node, solve
-//! matrix challenges on every core ([`crate::challenge::solve_matrix`]), commit the root, open
-//! the tiles the ledger draws in the next block, and solve hash puzzles.
+//! matrix challenges with [`crate::challenge::Solver`] (a GPU when the build has the `cuda`
+//! feature and one passes its self-test, else every core), commit the root, open the tiles the
+//! ledger draws in the next block, and solve hash puzzles.
 //!
 //! The ledger's event stream wakes the loop the moment a challenge is issued or its tiles are
 //! drawn (the response time counts from the issuing block), and `GET /v1/challenges?node=` is
 //! what the loop acts on, so a missed event costs at most [`POLL_INTERVAL_IDLE`]. The solved
 //! product is kept until the challenge is resolved: up to `4n²` bytes (1 GiB at `n = 16384`).
 
-use crate::challenge::{solve_matrix, MatrixResponse};
+use crate::challenge::{MatrixResponse, Solver};
 use crate::client::{Client, ClientError};
 use aicpw_types::{ChallengeId, ComputeUnits, Hash32, Keypair, NodeId, Reject, TxBody};
 use aicpw_verify::matrix::TILE_DEFAULT;
@@ -103,19 +104,18 @@ pub fn run(
         let flag = stop_watch.clone();
         (std::thread::spawn(move || watch(&url, node, &wake, &flag)), stop_watch)
     };
+    let solver = Solver::detect(config.threads);
+    match solver.gpu_unavailable() {
+        None => tracing::info!("node {node}: challenges are solved on the GPU"),
+        Some(why) => tracing::info!("node {node}: challenges are solved on the CPU ({why})"),
+    }
     if config.claim_probe_n > 0 {
-        if let Err(e) = claim(&client, key, node, config) {
+        if let Err(e) = claim(&client, key, node, config.claim_probe_n, &solver) {
             tracing::warn!("node {node}: capacity claim failed: {e}");
         }
     }
-    let mut challenger = Challenger {
-        client,
-        key: key.clone(),
-        node,
-        config: config.clone(),
-        solved: None,
-        puzzle: None,
-    };
+    let mut challenger =
+        Challenger { client, key: key.clone(), node, solver, solved: None, puzzle: None };
     while !stop.load(Ordering::SeqCst) {
         let busy = challenger.answer_all().unwrap_or_else(|e| {
             tracing::warn!("node {node}: answering challenges failed: {e}");
@@ -158,12 +158,13 @@ fn claim(
     client: &Client,
     key: &Keypair,
     node: NodeId,
-    config: &ChallengerConfig,
+    probe_n: u32,
+    solver: &Solver,
 ) -> Result<(), ClientError> {
     let seed = *b"AICPW challenger capacity probe.";
-    let probe = MatrixChallenge::new(seed, config.claim_probe_n, TILE_DEFAULT)
+    let probe = MatrixChallenge::new(seed, probe_n, TILE_DEFAULT)
         .map_err(|e| ClientError::Protocol(e.to_string()))?;
-    let Ok(solved) = solve_matrix(&probe, config.threads) else { return Ok(()) };
+    let Ok(solved) = solver.solve(&probe) else { return Ok(()) };
     let seconds = solved.timings().total().as_secs_f64().max(1e-6);
     let units = (probe.work() as f64 / seconds / 1e9) as u64 * CLAIM_PERCENT / 100;
     let units = units.max(1);
@@ -181,7 +182,7 @@ struct Challenger {
     client: Client,
     key: Keypair,
     node: NodeId,
-    config: ChallengerConfig,
+    solver: Solver,
     /// The product of the matrix challenge being answered.
     solved: Option<(ChallengeId, MatrixResponse)>,
     /// The puzzle being solved and the next nonce to try.
@@ -238,8 +239,7 @@ impl Challenger {
     fn solve(&self, view: &ChallengeView) -> Result<MatrixResponse, ClientError> {
         let challenge = MatrixChallenge::new(view.seed.0, view.n, view.tile)
             .map_err(|e| ClientError::Protocol(e.to_string()))?;
-        solve_matrix(&challenge, self.config.threads)
-            .map_err(|e| ClientError::Protocol(e.to_string()))
+        self.solver.solve(&challenge).map_err(|e| ClientError::Protocol(e.to_string()))
     }
 
     fn commit(&mut self, view: &ChallengeView) -> Result<(), ClientError> {

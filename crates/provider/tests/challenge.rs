@@ -4,7 +4,7 @@ use std::collections::BTreeSet;
 
 use aicpw_provider::challenge::{
     bench_challenge, measure_int_gemm_peak_with, solve_matrix, solve_matrix_with, ChallengeError,
-    Isa,
+    Engine, Isa, Solver,
 };
 use aicpw_verify::matrix::{commit_product, reference_product};
 use aicpw_verify::merkle::TileTree;
@@ -28,9 +28,24 @@ fn every_instruction_set_computes_the_exact_product_and_root_for_any_shape_and_t
                 let response = solve_matrix_with(&challenge, threads, isa).expect("available");
                 assert_eq!(response.product(), &product[..], "{isa:?} n {n} threads {threads}");
                 assert_eq!(response.root(), root, "{isa:?} n {n} threads {threads}");
-                assert_eq!(response.isa(), isa);
+                assert_eq!(response.engine(), Engine::Cpu(isa));
             }
         }
+    }
+}
+
+#[test]
+fn the_detected_solver_says_which_engine_it_uses_and_solves_exactly() {
+    let solver = Solver::detect(2);
+    let challenge = challenge(9, 64, 16);
+    let response = solver.solve(&challenge).expect("solved");
+    assert_eq!(response.product(), &reference_product(&challenge).expect("small")[..]);
+    match solver.gpu_unavailable() {
+        Some(why) => {
+            assert!(!why.is_empty());
+            assert!(matches!(response.engine(), Engine::Cpu(_)), "{:?}", response.engine());
+        }
+        None => assert!(!matches!(response.engine(), Engine::Cpu(_))),
     }
 }
 

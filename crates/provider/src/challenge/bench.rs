@@ -13,7 +13,7 @@ use aicpw_verify::{
 };
 
 use super::gemm::{self, MicroKernel};
-use super::{solve_matrix_with, ChallengeError, Isa};
+use super::{solve_matrix_with, ChallengeError, Engine, Isa, MatrixResponse};
 
 /// Seed of the bench's challenge.
 const BENCH_SEED: [u8; 32] = *b"AICPW bench matrix challenge v1.";
@@ -45,17 +45,23 @@ pub struct PeakReport {
 #[derive(Debug, Clone, PartialEq)]
 pub struct ChallengeBench {
     pub n: u32,
+    /// CPU threads: the whole solve's on the CPU, derivation and commitment's on a GPU.
     pub threads: usize,
-    pub isa: Isa,
+    pub engine: Engine,
     /// Challenge to commitment: derive + multiply + commit.
     pub solve_ms: f64,
     pub derive_ms: f64,
     pub multiply_ms: f64,
+    /// Copies to and from a GPU.
+    pub transfer_ms: f64,
+    /// Hashing the tiles (and on a GPU, the self-check of a few tiles).
     pub commit_ms: f64,
     /// `2n³ / solve time`.
     pub ops_per_sec: f64,
     /// `2n³ / multiply time`.
     pub multiply_ops_per_sec: f64,
+    /// The CPU's measured peak, or a GPU's vendor peak (0 when unknown: efficiencies are then
+    /// infinite, `null` in JSON).
     pub peak_ops_per_sec: f64,
     /// `ops_per_sec / peak_ops_per_sec`.
     pub efficiency: f64,
@@ -191,23 +197,48 @@ fn detection_rate(challenge: &MatrixChallenge, k: u32) -> Result<f64, ChallengeE
     Ok(f64::from(caught) / f64::from(DETECTION_TRIALS))
 }
 
-/// Benches the challenge at size `n` (tile 16) on `threads` threads with `k` openings.
+/// Benches the challenge at size `n` (tile 16) on `threads` threads with `k` openings, against
+/// this CPU's measured peak.
 pub fn bench_challenge(n: u32, threads: usize, k: u32) -> Result<ChallengeBench, ChallengeError> {
-    let challenge = MatrixChallenge::new(BENCH_SEED, n, TILE_DEFAULT)?;
     let isa = Isa::detect();
-    let peak_before = measure_int_gemm_peak_with(isa, threads)?;
-    let mut response = solve_matrix_with(&challenge, threads, isa)?;
+    // The machine may be shared: a peak measured while another process ran would flatter the
+    // solver, so the peak is measured on both sides of the solves and the higher one counts.
+    let peak = || measure_int_gemm_peak_with(isa, threads).map(|peak| peak.ops_per_sec);
+    bench_solver(n, threads, k, peak, |challenge| solve_matrix_with(challenge, threads, isa))
+}
+
+/// Benches the GPU solver like [`bench_challenge`], against the GPU's vendor peak (0 if the
+/// architecture is not in [`super::cuda::GpuDevice`]'s table).
+#[cfg(feature = "cuda")]
+pub fn bench_challenge_gpu(
+    gpu: &super::cuda::Gpu,
+    n: u32,
+    threads: usize,
+    k: u32,
+) -> Result<ChallengeBench, ChallengeError> {
+    let peak = || Ok(gpu.device().vendor_peak_ops_per_sec().unwrap_or(0.0));
+    bench_solver(n, threads, k, peak, |challenge| gpu.solve(challenge, threads))
+}
+
+/// The best of [`SOLVE_REPEATS`] solves by `solve`, measured against the higher of two `peak`s
+/// taken before and after them, then the openings and the validator's check.
+fn bench_solver(
+    n: u32,
+    threads: usize,
+    k: u32,
+    peak: impl Fn() -> Result<f64, ChallengeError>,
+    solve: impl Fn(&MatrixChallenge) -> Result<MatrixResponse, ChallengeError>,
+) -> Result<ChallengeBench, ChallengeError> {
+    let challenge = MatrixChallenge::new(BENCH_SEED, n, TILE_DEFAULT)?;
+    let peak_before = peak()?;
+    let mut response = solve(&challenge)?;
     for _ in 1..SOLVE_REPEATS {
-        let again = solve_matrix_with(&challenge, threads, isa)?;
+        let again = solve(&challenge)?;
         if again.timings().total() < response.timings().total() {
             response = again;
         }
     }
-    // The machine may be shared: a peak measured while another process ran would flatter the
-    // solver, so the peak is measured on both sides of the solves and the higher one counts.
-    let peak_after = measure_int_gemm_peak_with(isa, threads)?;
-    let peak =
-        if peak_after.ops_per_sec > peak_before.ops_per_sec { peak_after } else { peak_before };
+    let peak = peak()?.max(peak_before);
     let timings = response.timings();
     let randomness = *blake3::hash(&response.root()).as_bytes();
     let start = Instant::now();
@@ -222,16 +253,17 @@ pub fn bench_challenge(n: u32, threads: usize, k: u32) -> Result<ChallengeBench,
     Ok(ChallengeBench {
         n,
         threads: threads.clamp(1, super::THREADS_MAX),
-        isa,
+        engine: response.engine(),
         solve_ms: solve * 1e3,
         derive_ms: milliseconds(timings.derive),
         multiply_ms: multiply * 1e3,
+        transfer_ms: milliseconds(timings.transfer),
         commit_ms: milliseconds(timings.commit),
         ops_per_sec: work / solve,
         multiply_ops_per_sec: work / multiply,
-        peak_ops_per_sec: peak.ops_per_sec,
-        efficiency: work / solve / peak.ops_per_sec,
-        multiply_efficiency: work / multiply / peak.ops_per_sec,
+        peak_ops_per_sec: peak,
+        efficiency: work / solve / peak,
+        multiply_efficiency: work / multiply / peak,
         k,
         open_ms: milliseconds(open),
         capacity_overhead: (solve + open.as_secs_f64()) / 3_600.0,
