@@ -138,7 +138,8 @@ impl State {
 
 /// Starts a block: records its height, draws the audits of results committed in earlier blocks
 /// (from this block's randomness, unknown when they were committed), then applies the passage of
-/// time: leases, reveal windows, verification seats, acceptance windows, appeals, offline nodes.
+/// time: leases, reveal windows, late reveal windows, verification seats, acceptance windows,
+/// appeals, offline nodes.
 pub fn begin_block(state: &mut State, env: &BlockEnv) -> Vec<Event> {
     let mut events = Vec::new();
     let mut delta = Delta::new(state, env);
@@ -155,13 +156,17 @@ pub fn begin_block(state: &mut State, env: &BlockEnv) -> Vec<Event> {
             Err(reject) => panic!("the audit draw of task {id} failed: {reject}"),
         }
     }
+    let mut seen = BTreeSet::new();
+    // One settlement per task handles everything due in it (see `market::settle_expired`).
     let due: Vec<TaskId> = state
         .index
         .leases
         .iter()
         .take_while(|(deadline, _)| *deadline <= env.time_ms)
         .chain(state.index.verifying.iter().take_while(|(deadline, _)| *deadline <= env.time_ms))
+        .chain(state.index.withheld.iter().take_while(|(deadline, _)| *deadline <= env.time_ms))
         .map(|(_, id)| *id)
+        .filter(|id| seen.insert(*id))
         .take(EXPIRIES_PER_BLOCK_MAX)
         .collect();
     for id in due {

@@ -236,6 +236,28 @@ impl State {
             self.index.verifying.insert((deadline, new.id));
         }
         self.index_at_risk(old, new);
+        self.index_withheld(old, new);
+    }
+
+    /// Keeps the withheld-lease indices (late deadlines, what each node must still open) equal
+    /// to the tasks' leases; their stake at risk is in `index_at_risk`.
+    fn index_withheld(&mut self, old: Option<&Task>, new: &Task) {
+        for (task, add) in old.into_iter().map(|t| (t, false)).chain([(new, true)]) {
+            let unopened = task.leases.iter().filter(|l| l.late_reveal_deadline().is_some());
+            let nodes: Vec<NodeId> = unopened.map(|l| l.node).collect();
+            let deadline = crate::withheld::deadline(task);
+            if add {
+                self.index.withheld.extend(deadline.map(|d| (d, task.id)));
+                self.index.node_withheld.extend(nodes.into_iter().map(|n| (n, task.id)));
+            } else {
+                if let Some(d) = deadline {
+                    self.index.withheld.remove(&(d, task.id));
+                }
+                for node in nodes {
+                    self.index.node_withheld.remove(&(node, task.id));
+                }
+            }
+        }
     }
 
     /// Keeps `index.at_risk` equal to the run value of every open task's live leases per owner.
@@ -313,10 +335,11 @@ fn occupying(task: &Task) -> impl Iterator<Item = NodeId> + '_ {
     task.leases.iter().filter(move |l| open && l.is_running()).map(|l| l.node)
 }
 
-/// Leases whose result could still be found wrong before anyone is paid for it.
+/// Leases whose result could still be found wrong before anyone is paid for it, and withheld
+/// leases awaiting their late verdict (on open or ended tasks).
 fn at_risk_leases(task: &Task) -> impl Iterator<Item = &crate::state::Lease> + '_ {
     let open = !task.state.is_terminal();
-    task.leases
-        .iter()
-        .filter(move |l| open && matches!(l.verdict, Verdict::Pending | Verdict::Upheld))
+    task.leases.iter().filter(move |l| {
+        (open && matches!(l.verdict, Verdict::Pending | Verdict::Upheld)) || l.is_withheld_pending()
+    })
 }

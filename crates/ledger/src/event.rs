@@ -74,9 +74,16 @@ pub enum Event {
         node: NodeId,
         reason: FailureReason,
     },
-    /// A lease committed but did not reveal within the reveal window: a miss (reputation, no
-    /// pay, excluded from the task), never a slash.
-    RevealMissed {
+    /// A lease committed but did not reveal within the reveal window: withheld (a fault, no
+    /// pay, excluded from the task). It must open its commitment before `deadline_ms` or be
+    /// slashed `reveal-withheld` (`ledger::withheld`).
+    RevealWithheld {
+        task: TaskId,
+        node: NodeId,
+        deadline_ms: u64,
+    },
+    /// A withheld lease opened late with the result that stands (or none stands): not slashed.
+    LateRevealCleared {
         task: TaskId,
         node: NodeId,
     },
@@ -232,7 +239,8 @@ impl Event {
             | Event::TaskProgress { task, .. }
             | Event::ResultCommitted { task, .. }
             | Event::TaskRequeued { task, .. }
-            | Event::RevealMissed { task, .. }
+            | Event::RevealWithheld { task, .. }
+            | Event::LateRevealCleared { task, .. }
             | Event::Paid { task, .. }
             | Event::Refunded { task, .. }
             | Event::TaskEnded { task, .. }

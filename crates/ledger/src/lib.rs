@@ -19,11 +19,14 @@ mod root;
 pub mod staking;
 pub mod state;
 pub mod verdict;
+pub mod withheld;
 
 #[cfg(test)]
 mod tests;
 #[cfg(test)]
 mod verification_tests;
+#[cfg(test)]
+mod withheld_tests;
 
 pub use block::{begin_block, end_block};
 pub use event::Event;

@@ -221,6 +221,8 @@ pub(crate) fn finish(
     task.failure = reason;
     task.seats = 0;
     delta.emit(Event::TaskEnded { task: task.id, state, reason });
+    // Withheld leases opened late waited for the result the task ends with.
+    crate::withheld::judge_opened(delta, &mut task)?;
     delta.set_task(task);
     Ok(())
 }
@@ -325,6 +327,7 @@ pub fn assign(delta: &mut Delta<'_>, id: TaskId, node_id: NodeId) -> Result<(), 
         cost: Amount::ZERO,
         reveal: None,
         verdict: Verdict::Pending,
+        withheld_until_ms: None,
     });
     node.running += 1;
     delta.emit(Event::TaskAssigned { task: id, node: node_id, attempt: task.attempts, role });
@@ -426,16 +429,24 @@ pub fn report_failure(
     verdict::drop_lease(delta, task, index, reason)
 }
 
-/// Whatever in a task is due now: an expired lease or reveal window, an unfilled verification
-/// seat, or a closed acceptance window (accepted). Anyone may trigger this; blocks also do it.
+/// Whatever in a task is due now: a withheld lease's closed late reveal window (slashed), an
+/// expired lease or reveal window, an unfilled verification seat, or a closed acceptance window
+/// (accepted). Anyone may trigger this; blocks also do it.
 pub fn settle_expired(delta: &mut Delta<'_>, id: TaskId) -> Result<(), Reject> {
-    let task = delta.task(id)?;
     let now = delta.env.time_ms;
+    let late = crate::withheld::deadline(&delta.task(id)?).is_some_and(|d| d <= now);
+    if late {
+        crate::withheld::expire(delta, id)?;
+    }
+    let task = delta.task(id)?;
     if delta.base.lease_deadline(&task).is_some_and(|deadline| deadline <= now) {
         return verdict::expire(delta, id);
     }
     if delta.base.acceptance_deadline(&task).is_some_and(|deadline| deadline <= now) {
         return complete(delta, task);
+    }
+    if late {
+        return Ok(());
     }
     Err(Reject::LeaseNotExpired)
 }

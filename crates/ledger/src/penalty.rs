@@ -20,7 +20,7 @@ use serde::Serialize;
 /// A fault: evidence against a node, but no proof of cheating.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Fault {
-    /// The lease ran out (no heartbeat, time limit, reveal never sent).
+    /// The lease ran out (no heartbeat, time limit, reveal not sent in its window).
     Expired,
     /// The provider reported its own failure.
     Failed,
@@ -38,6 +38,8 @@ pub enum Offence {
     KnownAnswerWrong,
     /// A dispute committee found its result wrong.
     DisputeLost,
+    /// Never opened a withheld commitment within its late reveal window (`ledger::withheld`).
+    RevealWithheld,
 }
 
 /// Counts a fault; freezes the node if its score fell below the freeze line.

@@ -20,8 +20,20 @@ pub fn stake_required(delta: &Delta<'_>, who: &AccountId) -> Amount {
     Amount(delta.base.params.node_stake_min.0.saturating_mul(u128::from(nodes)))
 }
 
+/// Stake held for the slashes the account's leases may still cost before their verdict: those
+/// in flight (running, committed, awaiting acceptance) and those withheld awaiting their late
+/// verdict (`ledger::withheld`). It may not leave (unbond, withdraw) before then, or a node that
+/// sees its audit (or its late reveal window) going against it could take its stake out of
+/// reach before the slash.
+pub fn slash_locked(delta: &Delta<'_>, who: &AccountId) -> Amount {
+    let at_risk = delta.base.index.at_risk.get(who).copied().unwrap_or(0);
+    let economics = &delta.base.params.verification.economics;
+    Amount(economics.slash(at_risk).unwrap_or(u128::MAX))
+}
+
 pub fn unbond(delta: &mut Delta<'_>, who: AccountId, amount: Amount) -> Result<(), Reject> {
-    let required = stake_required(delta, &who);
+    let required =
+        Amount(stake_required(delta, &who).0.saturating_add(slash_locked(delta, &who).0));
     let mut account = delta.account(&who);
     let remaining = account.staked.checked_sub(amount).ok_or(Reject::InsufficientStake)?;
     if remaining < required || delta.env.time_ms < account.vote_locked_until_ms {
@@ -45,6 +57,11 @@ pub fn withdraw(delta: &mut Delta<'_>, who: AccountId) -> Result<(), Reject> {
         account.unbonding.drain(..).partition(|u| u.release_height <= height);
     if matured.is_empty() {
         return Err(Reject::NothingToWithdraw);
+    }
+    // A slash takes stake, then unbonding entries: what stays must cover the pending ones.
+    let staying = account.staked.0 + waiting.iter().map(|u| u.amount.0).sum::<u128>();
+    if staying < slash_locked(delta, &who).0 {
+        return Err(Reject::StakeLocked);
     }
     let amount = Amount(matured.iter().map(|u| u.amount.0).sum());
     account.unbonding = waiting;

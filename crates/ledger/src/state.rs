@@ -77,8 +77,13 @@ pub struct VerificationParams {
     /// Below this clean streak every result is audited (BOINC's rule).
     pub audit_streak_always: u32,
     /// How long a lease holder has to reveal once its round's reveals open. A holder that lets
-    /// it pass misses (like an expired lease: reputation, no pay, excluded), never slashed.
+    /// it pass is *withheld* (like an expired lease: reputation, no pay, excluded; the round is
+    /// judged without it) and must still open its commitment in the late reveal window.
     pub reveal_window_ms: u64,
+    /// How long after its reveal window a withheld lease may still open its commitment
+    /// (`ledger::withheld`): opened with the upheld hash it is cleared, with another hash
+    /// slashed like a lost vote, never opened slashed `reveal-withheld`.
+    pub late_reveal_window_ms: u64,
     /// How long a verification seat (auditor, referee, replacement replica, committee member)
     /// may wait for a node before the verification is given up.
     pub seat_wait_ms: u64,
@@ -114,6 +119,7 @@ impl Default for VerificationParams {
             economics: aicpw_verify::EconomicParams::default(),
             audit_streak_always: aicpw_verify::AuditPolicy::default().streak_always,
             reveal_window_ms: 60_000,
+            late_reveal_window_ms: 86_400_000,
             seat_wait_ms: 600_000,
             release_interval_ms: RELEASE_INTERVAL_MS_MAX,
             treasury: treasury_default(),
@@ -299,8 +305,9 @@ pub enum Verdict {
     Upheld,
     /// On the losing side of a vote, or caught by a known answer or a dispute: slashed.
     Overruled,
-    /// Committed but never revealed within the reveal window: a miss (reputation), unpaid, not
-    /// slashed.
+    /// Committed but not revealed within the reveal window: unpaid, a fault on record, out of
+    /// the round. While `Lease::withheld_until_ms` is set its late verdict is pending; cleared
+    /// it stays `Withheld`, slashed it becomes `Overruled`.
     Withheld,
     /// Paid.
     Paid,
@@ -338,6 +345,9 @@ pub struct Lease {
     pub cost: Amount,
     pub reveal: Option<Reveal>,
     pub verdict: Verdict,
+    /// Set while a withheld lease awaits its late verdict: the end of its late reveal window.
+    /// Unopened by then, it is slashed; opened, it is judged against the task's final result.
+    pub withheld_until_ms: Option<u64>,
 }
 codec_struct!(Lease {
     node,
@@ -353,13 +363,24 @@ codec_struct!(Lease {
     committed_height,
     cost,
     reveal,
-    verdict
+    verdict,
+    withheld_until_ms
 });
 
 impl Lease {
     /// Placed, neither committed nor judged: it occupies the node and has a heartbeat deadline.
     pub fn is_running(&self) -> bool {
         self.verdict == Verdict::Pending && self.commitment.is_none()
+    }
+
+    /// Withheld and not yet judged (opened late or not): its slash is still possible.
+    pub fn is_withheld_pending(&self) -> bool {
+        self.verdict == Verdict::Withheld && self.withheld_until_ms.is_some()
+    }
+
+    /// The end of the late reveal window of a withheld lease nobody has opened yet.
+    pub fn late_reveal_deadline(&self) -> Option<u64> {
+        self.withheld_until_ms.filter(|_| self.is_withheld_pending() && self.reveal.is_none())
     }
 }
 
@@ -540,10 +561,18 @@ pub struct Index {
     /// (node, task) for every lease of an open task's current round: what each provider must
     /// act on (run, commit, reveal).
     pub node_leases: BTreeSet<(NodeId, TaskId)>,
+    /// (end of the late reveal window, task) for tasks, open or ended, with an unopened
+    /// withheld lease: the earliest such deadline of each task.
+    pub withheld: BTreeSet<(u64, TaskId)>,
+    /// (node, task) for every unopened withheld lease still in its late reveal window: what a
+    /// provider must still open.
+    pub node_withheld: BTreeSet<(NodeId, TaskId)>,
     /// (closing time, node) of open appeals.
     pub appeals: BTreeSet<(u64, NodeId)>,
-    /// Per owner, the run value (price × time limit) of its leases on open tasks: the
-    /// unverified work its stake must cover (`verify::unaudited_work_max`).
+    /// Per owner, the run value (price × time limit) of its leases on open tasks and of its
+    /// withheld leases awaiting their verdict: the unverified work its stake must cover
+    /// (`verify::unaudited_work_max`), and whose slashes keep that stake from leaving
+    /// (`staking::slash_locked`).
     pub at_risk: BTreeMap<AccountId, u128>,
     /// (last seen, node) for online nodes.
     pub online: BTreeSet<(u64, NodeId)>,

@@ -657,6 +657,14 @@ fn pick(
     fitting.get(index % fitting.len().max(1)).copied()
 }
 
+/// The `index`-th withheld lease of the task still in its late reveal window.
+fn withheld(net: &Net, task: u64, index: usize) -> Option<NodeId> {
+    let task = net.state.tasks.get(&TaskId(task))?;
+    let late: Vec<NodeId> =
+        task.leases.iter().filter(|l| l.late_reveal_deadline().is_some()).map(|l| l.node).collect();
+    late.get(index % late.len().max(1)).copied()
+}
+
 fn requester_of(net: &Net, task: u64) -> Option<u32> {
     let requester = net.state.tasks.get(&TaskId(task)).map(|task| task.requester)?;
     (0..8).find(|i| key(*i).account() == requester)
@@ -696,7 +704,10 @@ fn play(net: &mut Net, outputs: &mut std::collections::BTreeMap<(u64, NodeId), b
             None => return,
         },
         Op::Reveal(t, i) => {
-            match pick(net, t, i, |l| l.commitment.is_some() && l.reveal.is_none()) {
+            // A committed lease of the round, or else a withheld one opening late.
+            let node = pick(net, t, i, |l| l.commitment.is_some() && l.reveal.is_none())
+                .or_else(|| withheld(net, t, i));
+            match node {
                 Some(node) => {
                     let honest = outputs.get(&(t, node)).copied().unwrap_or(true);
                     net.reveal(TaskId(t), node, output(honest))
@@ -774,22 +785,23 @@ fn play(net: &mut Net, outputs: &mut std::collections::BTreeMap<(u64, NodeId), b
 fn check_derived(net: &Net) -> Result<(), String> {
     let mut running: std::collections::BTreeMap<NodeId, u32> = Default::default();
     let mut at_risk: std::collections::BTreeMap<aicpw_types::AccountId, u128> = Default::default();
-    for task in net.state.tasks.values().filter(|t| !t.state.is_terminal()) {
+    for task in net.state.tasks.values() {
+        let open = !task.state.is_terminal();
         for lease in &task.leases {
-            if lease.is_running() {
+            if open && lease.is_running() {
                 *running.entry(lease.node).or_default() += 1;
             }
             let live = matches!(
                 lease.verdict,
                 crate::state::Verdict::Pending | crate::state::Verdict::Upheld
             );
-            if live {
+            if (open && live) || lease.is_withheld_pending() {
                 let owner = net.state.nodes[&lease.node].owner;
                 *at_risk.entry(owner).or_default() +=
                     crate::market::run_price(lease.price_per_hour, &task.terms).0;
             }
         }
-        if task.state == TaskState::Running && task.leases.is_empty() && task.seats == 0 {
+        if open && task.state == TaskState::Running && task.leases.is_empty() && task.seats == 0 {
             return Err(format!("task {} runs with no lease and no open seat", task.id));
         }
     }
@@ -812,7 +824,11 @@ proptest! {
     #![proptest_config(ProptestConfig { cases: 96, .. ProptestConfig::default() })]
     #[test]
     fn invariants_hold_over_random_transaction_sequences(ops in proptest::collection::vec(op(), 1..150)) {
-        let mut net = Net::new();
+        // A late reveal window of two minutes, so that random sequences reach late reveals
+        // and their expiry.
+        let mut params = Params::default();
+        params.verification.late_reveal_window_ms = 120_000;
+        let mut net = Net::with_params(params);
         net.provider(5, 2_400_000);
         net.provider(6, 3_600_000);
         net.provider(7, 1_800_000);
@@ -839,5 +855,7 @@ proptest! {
         let mut rebuilt = State::from_tables(s.params.clone(), s.meta.clone(), s.accounts.clone(), s.nodes.clone(), s.tasks.clone());
         prop_assert_eq!(rebuilt.finalize_root().0, root);
         prop_assert_eq!(&rebuilt.index.at_risk, &net.state.index.at_risk);
+        prop_assert_eq!(&rebuilt.index.withheld, &net.state.index.withheld);
+        prop_assert_eq!(&rebuilt.index.node_withheld, &net.state.index.node_withheld);
     }
 }

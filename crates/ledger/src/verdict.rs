@@ -15,10 +15,12 @@
 //!   k + 2 revealed hashes is upheld and the rest slashed; no majority: the task fails
 //!   (`no-quorum`), nobody slashed.
 //!
-//! A lease that commits but does not reveal within `reveal_window_ms` misses: like an expired
-//! lease it earns nothing, loses reputation and is excluded from the task, and the round is judged
-//! on the reveals that came (a lone worker's seat goes to another node). Absence is not proof of a
-//! wrong result, so it is never slashed; only provably wrong results are.
+//! A lease that commits but does not reveal within `reveal_window_ms` is withheld: like an
+//! expired lease it earns nothing, loses reputation and is excluded from the task, and the round
+//! is judged on the reveals that came. It must still open its commitment within the late reveal
+//! window or be slashed (`ledger::withheld`). A lone worker's silent lease is dropped and its task
+//! requeued instead: nothing was compared with it and no audit was drawn against it, so keeping
+//! it closed gains a cheater nothing over revealing, and absence alone is not slashed.
 
 use crate::delta::Delta;
 use crate::event::Event;
@@ -80,6 +82,18 @@ pub fn reveal_result(
     salt: Hash32,
     result_cid: String,
 ) -> Result<(), Reject> {
+    let task = delta.task(id)?;
+    if let Some(index) = crate::withheld::lease_of(&task, node) {
+        return crate::withheld::reveal_late(
+            delta,
+            who,
+            task,
+            index,
+            output_hash,
+            salt,
+            result_cid,
+        );
+    }
     let (mut task, index) = market::leased(delta, &who, id, node)?;
     let lease = &task.leases[index];
     if lease.reveal.is_some() {
@@ -390,18 +404,13 @@ fn expire_first(delta: &mut Delta<'_>, mut task: Task) -> Result<(), Reject> {
             penalty::fault(delta, task.leases[index].node, Fault::Expired)?;
             return drop_lease(delta, task, index, FailureReason::LeaseExpired);
         }
-        // A missing reveal is absence, not proof of a wrong result (an honest node may be
-        // offline longer than the window): a miss like an expired lease. The node earns nothing,
-        // is excluded from the task, and the round is judged on the reveals that came. Its seat
+        // A missing reveal is not yet proof of a wrong result (an honest node may be offline
+        // longer than the window), but it must not let a cheater that sees its audit coming keep
+        // its commitment closed for free: the lease is withheld until its late reveal window
+        // ends (`ledger::withheld`), and the round is judged on the reveals that came. Its seat
         // is not refilled: the round's hashes are public now, so a newcomer could copy them.
         for index in silent {
-            task.leases[index].verdict = Verdict::Withheld;
-            let node = task.leases[index].node;
-            if !task.excluded.contains(&node) {
-                task.excluded.push(node);
-            }
-            penalty::fault(delta, node, Fault::Expired)?;
-            delta.emit(Event::RevealMissed { task: task.id, node });
+            crate::withheld::withhold(delta, &mut task, index)?;
         }
         return close_round_if_ready(delta, task);
     }

@@ -196,22 +196,37 @@ async fn node_why(State(s): State<SharedState>, Path(id): Path<u64>) -> ApiResul
 /// The open tasks in which a node holds a lease of the current round (running, committed or
 /// revealed, not yet judged), with that lease and whether the round's reveals are open: what a
 /// provider agent acts on, whatever the lease's role (worker, replica, auditor, referee,
-/// committee member).
+/// committee member). Then the tasks (open or ended) where it holds a withheld lease it may
+/// still open: `lease.withheld_until_ms` is set and `reveal_open` is true until that deadline.
 async fn node_leases(State(s): State<SharedState>, Path(id): Path<u64>) -> ApiResult {
     let chain = s.chain();
     let state = chain.state();
     let node = NodeId(id);
     state.nodes.get(&node).ok_or(Reject::UnknownNode)?;
-    let list: Vec<Value> = state
+    let range = (node, TaskId(0))..=(node, TaskId(u64::MAX));
+    let current = state
         .index
         .node_leases
-        .range((node, TaskId(0))..=(node, TaskId(u64::MAX)))
+        .range(range.clone())
         .filter_map(|(_, task)| state.tasks.get(task))
         .filter_map(|task| task.pending_lease(node).map(|i| (task, &task.leases[i])))
+        .map(|(task, lease)| (task, lease, task.reveal_open_ms.is_some()));
+    let withheld = state
+        .index
+        .node_withheld
+        .range(range)
+        .filter_map(|(_, task)| state.tasks.get(task))
+        .filter_map(|task| {
+            let lease = task
+                .leases
+                .iter()
+                .find(|l| l.node == node && l.late_reveal_deadline().is_some())?;
+            Some((task, lease, true))
+        });
+    let list: Vec<Value> = current
+        .chain(withheld)
         .take(LIST_ITEMS_MAX)
-        .map(|(task, lease)| {
-            json!({ "task": task, "lease": lease, "reveal_open": task.reveal_open_ms.is_some() })
-        })
+        .map(|(task, lease, open)| json!({ "task": task, "lease": lease, "reveal_open": open }))
         .collect();
     Ok(Json(Value::Array(list)))
 }

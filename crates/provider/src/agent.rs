@@ -10,7 +10,10 @@
 //! The agent keeps its own state in `work_dir/agent.json` (written atomically), so a restart
 //! neither loses a task nor runs one twice: a result already uploaded is committed (or, if it was,
 //! revealed) with the salt kept there, without running again, and a task whose outcome is on the
-//! ledger is never touched again.
+//! ledger is never touched again. A lease whose reveal window passed while the agent was down is
+//! *withheld*, and the ledger slashes it unless it is opened within its late reveal window: the
+//! node's lease list still shows it (`withheld_until_ms`), so the restarted agent reveals it late
+//! from the journal, and an honest provider is never slashed for an outage shorter than that.
 
 use crate::client::{Client, ClientError};
 use crate::executor::{ExecutionEvent, ExecutionRequest, Executor, Limits, Termination};
@@ -371,8 +374,19 @@ fn send_final(shared: &Shared, id: TaskId, body: TxBody) {
     }
 }
 
-/// Waits until every lease of the round has committed, then reveals; stops if the lease was
-/// judged or dropped meanwhile, or the agent stops.
+/// This node's lease of the task that a reveal is still about: one of the current round, or
+/// one withheld (its reveal window passed, say while the agent was down) whose late reveal
+/// window is open: revealing it late with the honest result clears it of the slash.
+fn lease_to_reveal(task: &Value, node: u64) -> Option<&Value> {
+    task["leases"].as_array()?.iter().find(|l| {
+        let withheld = l["verdict"] == "withheld" && !l["withheld_until_ms"].is_null();
+        l["node"].as_u64() == Some(node) && (l["verdict"] == "pending" || withheld)
+    })
+}
+
+/// Waits until every lease of the round has committed, then reveals (at once for a withheld
+/// lease in its late reveal window); stops if the lease was judged or dropped meanwhile, or the
+/// agent stops.
 fn reveal_when_open(shared: &Shared, id: TaskId, sealed: &Sealed) {
     while !shared.stop.load(Ordering::SeqCst) {
         let task = match shared.client.get(&format!("/v1/tasks/{id}")) {
@@ -383,15 +397,13 @@ fn reveal_when_open(shared: &Shared, id: TaskId, sealed: &Sealed) {
                 continue;
             }
         };
-        let node = shared.node.0;
-        let mine = task["leases"].as_array().and_then(|leases| {
-            leases.iter().find(|l| l["node"].as_u64() == Some(node) && l["verdict"] == "pending")
-        });
-        let Some(lease) = mine else { return mark_done(shared, id, "judged") };
+        let Some(lease) = lease_to_reveal(&task, shared.node.0) else {
+            return mark_done(shared, id, "judged");
+        };
         if !lease["reveal"].is_null() {
             return mark_done(shared, id, "reveal_result");
         }
-        if !task["reveal_open_ms"].is_null() {
+        if !task["reveal_open_ms"].is_null() || lease["verdict"] == "withheld" {
             let body = TxBody::RevealResult {
                 task: id,
                 node: shared.node,
@@ -567,4 +579,28 @@ fn seal_and_upload(
     journal.results.insert(id.0, sealed.clone());
     save_journal(&shared.config.work_dir, &journal).map_err(|_| FailureReason::ProviderError)?;
     Ok(sealed)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::lease_to_reveal;
+    use serde_json::json;
+
+    #[test]
+    fn a_restarted_agent_reveals_a_withheld_lease_only_while_its_late_window_is_open() {
+        let lease = |node: u64, verdict: &str, until: Option<u64>| json!({ "node": node, "verdict": verdict, "withheld_until_ms": until });
+        // (this node's lease, whether the agent still has a reveal to send)
+        let cases = [
+            (lease(1, "pending", None), true),
+            (lease(1, "withheld", Some(90_000)), true),
+            (lease(1, "withheld", None), false),
+            (lease(1, "overruled", None), false),
+        ];
+        for (mine, reveals) in cases {
+            let task = json!({ "leases": [lease(2, "pending", None), mine.clone()] });
+            assert_eq!(lease_to_reveal(&task, 1).is_some(), reveals, "{mine}");
+        }
+        let other = json!({ "leases": [lease(2, "withheld", Some(90_000))] });
+        assert!(lease_to_reveal(&other, 1).is_none(), "another node's lease");
+    }
 }

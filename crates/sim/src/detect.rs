@@ -14,11 +14,9 @@ use serde::Serialize;
 pub enum CaughtWhen {
     /// The cheater's stake is slashed, or its node frozen or ejected by the ledger.
     ProviderSanctioned,
-    /// The cheater's stake is slashed.
+    /// The cheater's stake is slashed (for a withheld reveal: when its late reveal window
+    /// closes unopened).
     ProviderSlashed,
-    /// A commitment of the cheater was never opened: the lease missed (unpaid, excluded, a
-    /// fault on record), or the cheater was slashed.
-    RevealMissed,
     /// The cheater (a requester) loses the bond of a dispute.
     BondForfeited,
 }
@@ -93,9 +91,7 @@ fn sized_for_claim(state: &State, node: &NodeId, id: &ChallengeId) -> bool {
 /// The task a sanction was about, if it was about one.
 fn event_task(event: &Event) -> Option<TaskId> {
     match event {
-        Event::Penalized { task, .. }
-        | Event::DisputeResolved { task, .. }
-        | Event::RevealMissed { task, .. } => Some(*task),
+        Event::Penalized { task, .. } | Event::DisputeResolved { task, .. } => Some(*task),
         _ => None,
     }
 }
@@ -177,12 +173,6 @@ impl Detector {
                 Some("node frozen".into())
             }
             (CaughtWhen::ProviderSanctioned, _) => slashed,
-            (CaughtWhen::RevealMissed, Event::RevealMissed { node, .. })
-                if owned_by(state, node, me) =>
-            {
-                Some("reveal missed: unpaid, excluded".into())
-            }
-            (CaughtWhen::RevealMissed, _) => slashed,
             (CaughtWhen::BondForfeited, Event::DisputeResolved { task, outcome, .. })
                 if *outcome == DisputeOutcome::Rejected && requested_by(state, task, me) =>
             {

@@ -31,9 +31,11 @@ pub const UNITS_H100: u64 = 2_000_000;
 /// challenges every minute on small matrices (edge 64: the sim computes them for real), a
 /// round trip allowance that covers polling and the simulated network, and short appeals.
 pub fn sim_params() -> Params {
-    // Appeals are voted on for 5 minutes instead of a day, so that they end within a run.
+    // Appeals are voted on, and withheld reveals may be opened late, for minutes instead of a
+    // day, so that they end within a run.
     let verification = aicpw_ledger::state::VerificationParams {
         appeal_voting_ms: APPEAL_VOTING_MS,
+        late_reveal_window_ms: LATE_REVEAL_WINDOW_MS,
         ..Default::default()
     };
     Params {
@@ -51,6 +53,9 @@ pub fn sim_params() -> Params {
 
 /// How long stakers vote on an appeal in the simulation.
 pub const APPEAL_VOTING_MS: u64 = 300_000;
+/// How long a withheld reveal may be opened late in the simulation: longer than every outage
+/// the scenarios stage (`scenarios::LONG_OUTAGE_MS`), so an honest provider always makes it.
+pub const LATE_REVEAL_WINDOW_MS: u64 = 600_000;
 
 /// A crash of provider `provider` (index among providers) at `at_ms`, back at `restart_ms`.
 #[derive(Clone, Debug)]

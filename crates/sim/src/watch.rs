@@ -2,7 +2,8 @@
 //!
 //! Checked: the ledger's own invariants (`State::check_invariants`: tokens conserved, escrow
 //! consistent), supply plus burned equal to the genesis supply (nothing minted), no escrow above
-//! its budget, every task ended by its deadline, and no honest party slashed.
+//! its budget, every task ended by its deadline, every withheld lease judged by the end of its
+//! late reveal window (and none left unjudged at the end), and no honest party slashed.
 
 use crate::chain::BlockOutcome;
 use aicpw_ledger::{Event, State};
@@ -31,6 +32,18 @@ pub fn check_state(state: &State, genesis_supply: u128) -> Result<(), String> {
         }
     }
     Ok(())
+}
+
+/// A withheld lease whose late reveal window closed at or before `now` must have been slashed by
+/// the block at `now` (`begin_block` settles every deadline due).
+pub fn check_withheld(state: &State, now: u64) -> Result<(), String> {
+    match state.index.withheld.first() {
+        Some((deadline, task)) if *deadline <= now => Err(format!(
+            "a withheld lease of task {} outlived its late reveal window ({deadline} ms)",
+            task.0
+        )),
+        _ => Ok(()),
+    }
 }
 
 #[derive(Debug, Default)]
@@ -83,6 +96,9 @@ impl Watch {
         if let Err(broken) = check_state(state, self.genesis_supply) {
             self.violation(format!("block {}: {broken}", outcome.height));
         }
+        if let Err(broken) = check_withheld(state, now) {
+            self.violation(format!("block {}: {broken}", outcome.height));
+        }
         for event in &outcome.events {
             self.event(event, now);
         }
@@ -130,13 +146,22 @@ impl Watch {
         }
     }
 
-    /// At the end of a run: a task still open never ended.
-    pub fn finish(&mut self) {
+    /// At the end of a run: a task still open never ended, a withheld lease was never judged.
+    pub fn finish(&mut self, state: &State) {
         let open: Vec<TaskId> = self.deadlines.keys().copied().collect();
         for task in open {
             self.violation(format!("task {} never ended", task.0));
         }
         self.deadlines.clear();
+        let unjudged: Vec<TaskId> = state
+            .tasks
+            .values()
+            .filter(|t| t.leases.iter().any(|l| l.is_withheld_pending()))
+            .map(|t| t.id)
+            .collect();
+        for task in unjudged {
+            self.violation(format!("a withheld lease of task {} was never judged", task.0));
+        }
     }
 
     pub fn ended(&self, state: TaskState) -> u64 {

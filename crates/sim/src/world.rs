@@ -163,11 +163,13 @@ impl World {
                 break;
             }
         }
-        self.watch.finish();
+        self.watch.finish(&self.chain.state);
     }
 
     fn finished(&self) -> bool {
+        // Withheld leases are judged after their task ended (late reveal or its window's end).
         self.open_tasks.is_empty()
+            && self.chain.state.index.withheld.is_empty()
             && self.parties.iter().all(|p| match p {
                 Party::Requester(r) => r.is_done(),
                 Party::Provider(_) => true,

@@ -6,7 +6,7 @@ use aicpw_sim::chain::BlockOutcome;
 use aicpw_sim::rng::SimRng;
 use aicpw_sim::scenarios::base_setup;
 use aicpw_sim::setup::{account, RequesterSpec};
-use aicpw_sim::watch::{check_state, Watch};
+use aicpw_sim::watch::{check_state, check_withheld, Watch};
 use aicpw_types::{Amount, TaskId, TaskState, Verification};
 use std::collections::BTreeSet;
 
@@ -81,4 +81,24 @@ fn the_watch_counts_a_broken_state_a_late_task_and_an_honest_slash() {
     state.meta.supply = Amount(state.meta.supply.0 + 1);
     watch.after_block(&state, &BlockOutcome::default(), 3_000);
     assert_eq!(watch.violations, 2, "{:?}", watch.messages);
+}
+
+#[test]
+fn a_withheld_lease_left_past_its_late_window_or_never_judged_is_caught() {
+    let (mut state, supply) = busy_state();
+    check_withheld(&state, 60_000).expect("nothing withheld in an honest minute");
+    let task = state.tasks.values_mut().find(|t| !t.leases.is_empty()).expect("a leased task");
+    let lease = &mut task.leases[0];
+    lease.verdict = aicpw_ledger::state::Verdict::Withheld;
+    lease.withheld_until_ms = Some(50_000);
+    lease.reveal = None;
+    let (id, tasks) = (task.id, state.tasks.clone());
+    // Rebuilt as a restarted node would: the derived deadline index includes the lease.
+    let state = State::from_tables(state.params, state.meta, state.accounts, state.nodes, tasks);
+    assert_eq!(state.index.withheld.first(), Some(&(50_000, id)));
+    check_withheld(&state, 49_999).expect("not due yet");
+    assert!(check_withheld(&state, 50_000).is_err(), "due and not settled");
+    let mut watch = Watch::new(supply, BTreeSet::new(), 1_000);
+    watch.finish(&state);
+    assert_eq!(watch.violations, 1, "never judged: {:?}", watch.messages);
 }

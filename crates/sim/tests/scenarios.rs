@@ -55,12 +55,17 @@ fn lazy_provider_is_caught_by_audits_within_the_bound() {
 }
 
 #[test]
+fn a_lazy_provider_withholding_its_audited_forgeries_is_slashed_when_the_late_window_closes() {
+    assert_caught_in_bound("lazy-provider-withholding");
+}
+
+#[test]
 fn fake_capacity_is_caught_by_matrix_challenges_within_three() {
     assert_caught_in_bound("fake-capacity");
 }
 
 #[test]
-fn copying_replica_misses_and_earns_nothing_on_its_first_copy() {
+fn copying_replica_is_slashed_for_its_first_copy_it_cannot_open() {
     assert_caught_in_bound("copying-replica");
 }
 

@@ -76,6 +76,7 @@ rejects! {
     AppealNotOpen = 625, "no appeal is open for this node";
     AlreadyVoted = 626, "this account already voted on this appeal";
     AppealOpen = 627, "the node already has an open appeal, or has used all its appeals";
+    LateRevealClosed = 628, "the late reveal window of this withheld commitment has closed";
     ChallengeKindMismatch = 610, "the transaction does not answer this kind of challenge";
     OpeningsNotDrawn = 611, "the tiles to open are drawn in the block after the commitment";
     OpeningsOutOfOrder = 612, "openings must continue from the first drawn tile not yet opened";
@@ -129,5 +130,7 @@ mod tests {
         assert_eq!(Reject::NonceReplayed.code(), 200);
         assert_eq!(Reject::InsufficientBalance.code(), 202);
         assert_eq!(Reject::Oversize.code(), 101);
+        assert_eq!(Reject::BadCommitment.code(), 602);
+        assert_eq!(Reject::LateRevealClosed.code(), 628);
     }
 }

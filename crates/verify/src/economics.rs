@@ -4,7 +4,9 @@
 //! corrupted result). It is caught with probability at least `p` (the audit floor) and then
 //! forfeits the `price` and a `slash`. Cheating pays when `savings + benefit > p·(price + slash)`,
 //! so a slash of at least `(savings + benefit)/p - price` removes the incentive: with `p = 5%` and
-//! `savings = 0.8·price`, `slash ≥ 15·price`; with `p = 10%`, `slash ≥ 7·price`.
+//! `savings = 0.8·price`, `slash ≥ 15·price`; with `p = 10%`, `slash ≥ 7·price`. This assumes an
+//! audited cheat cannot dodge the slash by keeping its commitment closed: the ledger slashes a
+//! reveal withheld past its late reveal window as it slashes a lost audit (`ledger::withheld`).
 //!
 //! Defaults: audit floor 5%, slash 20× the task price, so `p·(price + slash) = 1.05·price`: cheating
 //! is a loss for savings up to 100% of the price plus an outside benefit under 5% of it. All

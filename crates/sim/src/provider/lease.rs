@@ -66,6 +66,34 @@ impl Provider {
                 self.reveal(ctx, node, task);
             }
         }
+        self.reveal_late(ctx, nodes);
+    }
+
+    /// Opens, from the journal, every commitment the ledger holds withheld (the reveal window
+    /// passed while this provider was down or cut off) while its late reveal window is open: an
+    /// honest provider's late reveal clears it of the `reveal-withheld` slash.
+    fn reveal_late(&mut self, ctx: &mut Ctx<'_>, nodes: &[NodeId]) {
+        let withheld: Vec<(NodeId, TaskId)> = nodes
+            .iter()
+            .flat_map(|node| {
+                let range = (*node, TaskId(0))..=(*node, TaskId(u64::MAX));
+                ctx.state.index.node_withheld.range(range).copied()
+            })
+            .collect();
+        for (node, id) in withheld {
+            // A copier has nothing that opens its copied commitment: nothing to send.
+            let copied = self.journal.get(&id).is_none_or(|s| s.output == Hash32::default());
+            if let (false, Some(task)) = (copied, ctx.state.tasks.get(&id)) {
+                self.reveal(ctx, node, task);
+            }
+        }
+    }
+
+    /// A withholding lazy worker keeps a forged result closed once its task is audited.
+    fn withholds(&self, task: &Task, sealed: &Sealed) -> bool {
+        let Behaviour::Lazy { withholds: true, .. } = self.spec.behaviour else { return false };
+        let audited = task.leases.iter().any(|l| l.role == Role::Auditor);
+        audited && sealed.output != work::true_output(&task.terms)
     }
 
     /// Decides, by behaviour and role, what to do with a new lease.
@@ -85,7 +113,7 @@ impl Provider {
         let run_ms = work::run_ms(terms, self.spec.speed_permille);
         let truth = work::true_output(terms);
         let (plan, cost_ms) = match (&self.spec.behaviour, lease.role) {
-            (Behaviour::Lazy { skip_ppm }, Role::Worker) if ctx.rng.chance(*skip_ppm) => {
+            (Behaviour::Lazy { skip_ppm, .. }, Role::Worker) if ctx.rng.chance(*skip_ppm) => {
                 (Plan::Commit { output: work::forged_output(terms, ctx.me as u64) }, run_ms / 10)
             }
             (Behaviour::CopyingReplica, Role::Replica) => (Plan::CopyCommitment, run_ms / 10),
@@ -172,6 +200,9 @@ impl Provider {
             return;
         }
         let Some(sealed) = self.journal.get(&id) else { return };
+        if self.withholds(task, sealed) {
+            return;
+        }
         let mut output = sealed.output;
         if output == Hash32::default() {
             let copied = task.leases.iter().filter(|l| l.node != node).find_map(|l| {

@@ -39,8 +39,11 @@ pub enum FakeStrategy {
 pub enum Behaviour {
     Honest,
     /// As a worker, skips the work on `skip_ppm` of its tasks and commits a forged output hash.
+    /// If `withholds`, it never reveals a forged result once it sees the task audited (an
+    /// auditor's lease on it): it gives up the pay to dodge the referee.
     Lazy {
         skip_ppm: u32,
+        withholds: bool,
     },
     /// Claims `claimed_units` (and registers hardware to match) but has only `units`.
     FakeCapacity {

@@ -39,19 +39,36 @@ fn requesters(count: usize, tasks: usize, verification: Verification) -> Vec<Req
 }
 
 pub fn lazy_provider(seed: u64) -> RunReport {
-    let mut rng = SimRng::new(seed, "scenario lazy-provider");
+    lazy("lazy-provider", seed, false)
+}
+
+pub fn lazy_provider_withholding(seed: u64) -> RunReport {
+    lazy("lazy-provider-withholding", seed, true)
+}
+
+/// A lazy worker among five honest providers; if `withholds`, it keeps every audited forgery's
+/// commitment closed, and is slashed `reveal-withheld` when the late reveal window closes.
+fn lazy(name: &'static str, seed: u64, withholds: bool) -> RunReport {
+    let mut rng = SimRng::new(seed, &format!("scenario {name}"));
     let mut setup = base_setup(seed, &mut rng, 5);
     let cheater = setup.providers.len();
-    setup.providers.push(cpu_cheater(&mut rng, Behaviour::Lazy { skip_ppm: LAZY_SKIP_PPM }));
+    let behaviour = Behaviour::Lazy { skip_ppm: LAZY_SKIP_PPM, withholds };
+    setup.providers.push(cpu_cheater(&mut rng, behaviour));
     setup.requesters = requesters(3, 90, Verification::Audit);
     setup.submit_window_ms = 2_400_000;
     let policy = AuditPolicy::default();
+    let caught = if withholds {
+        "withholds the reveal of every audited forgery: slashed reveal-withheld when its late \
+         reveal window closes"
+    } else {
+        "reveals them: the referee sides with the auditor"
+    };
     let bound = Bound {
         attempts: bounds::audit_tasks(LAZY_SKIP_PPM, &policy),
         unit: Attempts::Commits(Role::Worker).unit(),
         rule: format!(
-            "forges {}% of results; audited always below a clean streak of {}, then with \
-             max({}%, 1/streak): escape after k tasks <= prod(1 - x*p_i) <= 1%",
+            "forges {}% of results and {caught}; audited always below a clean streak of {}, \
+             then with max({}%, 1/streak): escape after k tasks <= prod(1 - x*p_i) <= 1%",
             LAZY_SKIP_PPM / 10_000,
             policy.streak_always,
             policy.rate_min_ppm / 10_000
@@ -59,7 +76,7 @@ pub fn lazy_provider(seed: u64) -> RunReport {
     };
     let detector =
         Setup::detector(cheater, CaughtWhen::ProviderSlashed, Attempts::Commits(Role::Worker));
-    run("lazy-provider", &setup, Some(detector), Some(bound))
+    run(name, &setup, Some(detector), Some(bound))
 }
 
 fn capacity_bound(rule: &str) -> Bound {
@@ -118,12 +135,12 @@ pub fn copying_replica(seed: u64) -> RunReport {
         attempts: 1,
         unit: Attempts::Commits(Role::Replica).unit(),
         rule: "a commitment binds its author's key: a copied one cannot be opened, so the copy \
-               is a missed reveal: unpaid, excluded from the task, counted like an expired lease \
-               (absence is never slashed; repeated misses freeze the node)"
+               is a withheld reveal (unpaid, excluded from the task, a fault on record) that is \
+               never opened late either: slashed reveal-withheld when its late window closes"
             .into(),
     };
     let detector =
-        Setup::detector(cheater, CaughtWhen::RevealMissed, Attempts::Commits(Role::Replica));
+        Setup::detector(cheater, CaughtWhen::ProviderSlashed, Attempts::Commits(Role::Replica));
     run("copying-replica", &setup, Some(detector), Some(bound))
 }
 

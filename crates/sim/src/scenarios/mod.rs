@@ -28,8 +28,9 @@ pub const SCENARIOS: &[Scenario] = &[
     Scenario {
         name: "honest-long-outage",
         about: "as honest, but crashes and the partition last 70-180 s, longer than the 30 s \
-                challenge opening window and the 60 s reveal window: a commitment not opened in \
-                time is a miss (reputation, no pay), never a slash, so nobody is slashed",
+                challenge opening window and the 60 s reveal window: a challenge not opened in \
+                time is a miss (reputation), a reveal not sent in time is withheld (no pay), \
+                and the provider opens it late when it is back, so nobody is slashed",
         run: honest_long_outage,
     },
     Scenario {
@@ -37,6 +38,13 @@ pub const SCENARIOS: &[Scenario] = &[
         about: "a worker skips the work on a quarter of its tasks and commits a forged hash; \
                 adaptive spot-check audits catch it",
         run: cheaters::lazy_provider,
+    },
+    Scenario {
+        name: "lazy-provider-withholding",
+        about: "the lazy worker keeps its commitment closed whenever a forged result is audited, \
+                giving up the pay to dodge the referee; the withheld lease is slashed when its \
+                late reveal window closes unopened",
+        run: cheaters::lazy_provider_withholding,
     },
     Scenario {
         name: "fake-capacity",
@@ -47,8 +55,8 @@ pub const SCENARIOS: &[Scenario] = &[
     Scenario {
         name: "copying-replica",
         about: "a replica copies another replica's commitment instead of computing; it cannot \
-                open it (commitments bind their author): each copy is an unpaid miss, never a \
-                slash, and repeated misses freeze the node",
+                open it (commitments bind their author): each copy is withheld, unpaid, and \
+                slashed when its late reveal window closes unopened",
         run: cheaters::copying_replica,
     },
     Scenario {
@@ -116,7 +124,9 @@ pub fn run(
     let mut world = setup.build();
     world.detector = detector;
     let horizon = if setup.horizon_ms == 0 {
-        setup.submit_window_ms + setup.task_end_bound_ms()
+        // A withheld lease of the last task is judged up to a late reveal window after it ends.
+        let late = setup.params.verification.late_reveal_window_ms;
+        setup.submit_window_ms + setup.task_end_bound_ms() + late
     } else {
         setup.horizon_ms
     };
