@@ -505,6 +505,8 @@ fn limits_of(terms: &Value) -> Limits {
         wall_time_secs: wall,
         cpu_cores: u32::try_from(cores).unwrap_or(u32::MAX),
         disk_mb: at_least_one(&resources["disk_mb"], 1024),
+        // The ledger placed the task on a node with this many GPUs; the sandbox binds them.
+        gpus: u32::try_from(resources["gpu_count"].as_u64().unwrap_or(0)).unwrap_or(u32::MAX),
     }
 }
 

@@ -63,6 +63,7 @@ impl Dirs {
             wall_time_secs: 60,
             cpu_cores: 1,
             disk_mb: 64,
+            gpus: 0,
         };
         request
     }
@@ -492,6 +493,25 @@ fn invalid_requests_are_refused_before_anything_starts() {
     request.limits.memory_mb = 0;
     let error = executor().run(&request, &mut |_| {}).expect_err("refused");
     assert!(error.to_string().contains("memory_mb"), "{error}");
+}
+
+#[test]
+fn a_task_sees_no_gpu_device_and_one_asking_for_more_gpus_than_are_free_does_not_start() {
+    let dirs = Dirs::new();
+    let script =
+        "import os\nprint(sorted(n for n in os.listdir('/dev') if n.startswith('nvidia')))";
+    let run = run_python(&dirs, script, |_| {});
+    assert_eq!(run.outcome.termination, Termination::Completed, "{}", run.describe());
+    assert_eq!(run.lines(LogStream::Stdout), vec!["[]"], "{}", run.describe());
+    let host_gpus = std::fs::read_dir("/dev")
+        .expect("/dev")
+        .filter_map(|entry| entry.ok()?.file_name().into_string().ok())
+        .filter(|name| name.strip_prefix("nvidia").is_some_and(|n| n.parse::<u32>().is_ok()))
+        .count() as u32;
+    let mut request = dirs.request("python3", &["-c", "print(1)"]);
+    request.limits.gpus = host_gpus + 1;
+    let error = executor().run(&request, &mut |_| {}).expect_err("not enough GPUs");
+    assert!(error.to_string().contains(&format!("needs {} GPUs", host_gpus + 1)), "{error}");
 }
 
 #[test]

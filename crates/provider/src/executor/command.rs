@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
 use super::{
-    ExecutionRequest, ExecutorError, Limits, SANDBOX_INPUT_DIR, SANDBOX_OUTPUT_DIR,
+    gpus, ExecutionRequest, ExecutorError, Limits, SANDBOX_INPUT_DIR, SANDBOX_OUTPUT_DIR,
     SANDBOX_PROGRESS_FILE, SANDBOX_SCRATCH_DIR,
 };
 
@@ -142,26 +142,29 @@ pub(crate) struct Plan {
     pub sandbox_uid: Option<u32>,
 }
 
-/// The plan of one run: `sandbox_uid` when the agent is root, `cpus` when pinned.
+/// The plan of one run: `sandbox_uid` when the agent is root, `cpus` when pinned, the GPU
+/// device numbers it holds.
 pub(crate) fn plan(
     host: &Host,
     request: &ExecutionRequest,
     sandbox_uid: Option<u32>,
     cpus: Option<Vec<u32>>,
+    gpus: &[u32],
 ) -> Plan {
     Plan {
         bwrap: host.tools.bwrap.clone(),
-        bwrap_options: bwrap_options(request, host, sandbox_uid.is_some()),
+        bwrap_options: bwrap_options(request, host, sandbox_uid.is_some(), gpus),
         command_line: command_line(&host.tools, request, sandbox_uid, cpus),
         sandbox_uid,
     }
 }
 
-/// The mounts and namespaces of the sandbox.
+/// The mounts and namespaces of the sandbox; `gpus` are the GPU device numbers bound into it.
 pub(crate) fn bwrap_options(
     request: &ExecutionRequest,
     host: &Host,
     as_root: bool,
+    gpus: &[u32],
 ) -> Vec<OsString> {
     let mut options = Options::default();
     options.add(["--ro-bind", "/usr", "/usr"]);
@@ -181,6 +184,14 @@ pub(crate) fn bwrap_options(
     }
     let shm_bytes = (request.limits.memory_mb / SHM_FRACTION_DIVISOR).clamp(1, SHM_MB_MAX) << 20;
     options.add(["--proc", "/proc", "--dev", "/dev"]);
+    for device in gpus.iter().map(|&number| gpus::device_path(number)) {
+        options.add(["--dev-bind", device.as_str(), device.as_str()]);
+    }
+    if !gpus.is_empty() {
+        for device in gpus::CONTROL_DEVICES {
+            options.add(["--dev-bind-try", device, device]);
+        }
+    }
     options.add(["--perms", "1777", "--size", shm_bytes.to_string().as_str()]);
     options.add(["--tmpfs", "/dev/shm", "--remount-ro", "/dev"]);
     options.add(["--perms", "0755", "--dir", "/task"]);

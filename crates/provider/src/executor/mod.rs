@@ -9,9 +9,10 @@
 //! Inside: `sandbox` (identity, uid slots, self-test), `command` (bubblewrap options and the
 //! wrapper chain), `supervise` (the run loop), `procfs` (process-tree sampling), `logs` (line
 //! bounds, rate limit, progress), `prepare` (request checks, directory hand-over and clean-up),
-//! `verdict` (from observations to a `Termination`).
+//! `verdict` (from observations to a `Termination`), `gpus` (whole GPUs per run).
 
 mod command;
+mod gpus;
 mod logs;
 mod prepare;
 mod procfs;
@@ -20,6 +21,7 @@ mod supervise;
 mod types;
 mod verdict;
 
+pub use gpus::GPUS_MAX;
 pub use sandbox::{sandbox_available, SandboxConfig, SandboxExecutor};
 pub use types::{
     CancelToken, ExecutionEvent, ExecutionOutcome, ExecutionRequest, ExecutorError, Limits,

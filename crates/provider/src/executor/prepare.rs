@@ -110,6 +110,10 @@ fn validate_limits(limits: &Limits) -> Result<(), ExecutorError> {
             return Err(ExecutorError::invalid(format!("limit {name} = {value} not in 1..={max}")));
         }
     }
+    if limits.gpus > super::GPUS_MAX {
+        let (gpus, max) = (limits.gpus, super::GPUS_MAX);
+        return Err(ExecutorError::invalid(format!("limit gpus = {gpus} not in 0..={max}")));
+    }
     Ok(())
 }
 

@@ -27,6 +27,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use rustix::fs::{FlockOperation, Mode, OFlags};
 
 use super::command::{self, Host};
+use super::gpus::{self, GpuPool};
 use super::{
     prepare, procfs, supervise, ExecutionEvent, ExecutionOutcome, ExecutionRequest, Executor,
     ExecutorError, Termination,
@@ -69,6 +70,7 @@ pub struct SandboxExecutor {
     identity: Identity,
     allowed_cpus: Vec<u32>,
     cpu_cursor: AtomicUsize,
+    gpus: GpuPool,
 }
 
 impl SandboxExecutor {
@@ -93,6 +95,7 @@ impl SandboxExecutor {
             identity,
             allowed_cpus: procfs::allowed_cpus().unwrap_or_default(),
             cpu_cursor: AtomicUsize::new(0),
+            gpus: GpuPool::new(gpus::detect(Path::new("/dev"))),
         })
     }
 
@@ -173,7 +176,8 @@ impl Executor for SandboxExecutor {
             prepare::hand_over(request, uid)?;
         }
         let cpus = self.pick_cpus(request.limits.cpu_cores);
-        let plan = command::plan(&self.host, request, sandbox_uid, cpus);
+        let gpus = self.gpus.take(request.limits.gpus)?;
+        let plan = command::plan(&self.host, request, sandbox_uid, cpus, gpus.devices());
         let outcome = supervise::supervise(&plan, request, events);
         if matches!(outcome, Err(ExecutorError::StrayProcesses { .. })) {
             // Processes of this uid survived SIGKILL (stuck in the kernel): keep the slot

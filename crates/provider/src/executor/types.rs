@@ -50,7 +50,7 @@ impl ExecutionRequest {
     }
 }
 
-/// Resource limits of one run. Every field must be at least 1.
+/// Resource limits of one run. Every field but `gpus` must be at least 1.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Limits {
     /// Resident memory of all the task's processes together.
@@ -65,6 +65,8 @@ pub struct Limits {
     pub cpu_cores: u32,
     /// Bytes the task may write to its outputs and scratch directories together.
     pub disk_mb: u64,
+    /// Whole GPUs the run gets for itself (0: it sees none), at most [`super::GPUS_MAX`].
+    pub gpus: u32,
 }
 
 impl Default for Limits {
@@ -76,6 +78,7 @@ impl Default for Limits {
             wall_time_secs: 3600,
             cpu_cores: 1,
             disk_mb: 1024,
+            gpus: 0,
         }
     }
 }
@@ -236,6 +239,8 @@ pub enum ExecutorError {
         #[source]
         source: std::io::Error,
     },
+    #[error("the task needs {wanted} GPUs; {free} of this machine's {total} are free")]
+    GpusUnavailable { wanted: u32, free: u32, total: u32 },
     #[error("sandbox processes {pids:?} were still alive after being killed")]
     StrayProcesses { pids: Vec<i32> },
 }

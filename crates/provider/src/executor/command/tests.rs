@@ -40,7 +40,7 @@ fn mounts_put_inputs_read_only_and_outputs_and_scratch_read_write() {
         RootEntry::Symlink { path: "/bin", target: "usr/bin".into() },
         RootEntry::Directory { path: "/lib" },
     ];
-    let options = strings(&bwrap_options(&request(), &host(entries), true));
+    let options = strings(&bwrap_options(&request(), &host(entries), true, &[]));
     assert!(contains_sequence(&options, &["--ro-bind", "/usr", "/usr"]));
     assert!(contains_sequence(&options, &["--symlink", "usr/bin", "/bin"]));
     assert!(contains_sequence(&options, &["--ro-bind", "/lib", "/lib"]));
@@ -57,16 +57,16 @@ fn mounts_put_inputs_read_only_and_outputs_and_scratch_read_write() {
 fn network_requests_keep_the_host_network_and_get_resolver_files() {
     let mut with_network = request();
     with_network.network = true;
-    let options = strings(&bwrap_options(&with_network, &host(Vec::new()), true));
+    let options = strings(&bwrap_options(&with_network, &host(Vec::new()), true, &[]));
     assert!(!options.contains(&"--unshare-net".to_string()));
     assert!(contains_sequence(&options, &["--ro-bind-try", "/etc/resolv.conf"]));
-    let without = strings(&bwrap_options(&request(), &host(Vec::new()), true));
+    let without = strings(&bwrap_options(&request(), &host(Vec::new()), true, &[]));
     assert!(!without.iter().any(|option| option == "/etc/resolv.conf"));
 }
 
 #[test]
 fn unprivileged_agents_get_a_user_namespace_and_root_agents_a_uid_switch() {
-    let unprivileged = strings(&bwrap_options(&request(), &host(Vec::new()), false));
+    let unprivileged = strings(&bwrap_options(&request(), &host(Vec::new()), false, &[]));
     assert!(unprivileged.contains(&"--unshare-user".to_string()));
     assert!(unprivileged.contains(&"--disable-userns".to_string()));
     assert!(!unprivileged.contains(&"--cap-add".to_string()));
@@ -106,6 +106,7 @@ fn rlimits_follow_the_requested_limits() {
         wall_time_secs: 9,
         cpu_cores: 1,
         disk_mb: 3,
+        gpus: 0,
     };
     let options = rlimit_options(&limits, false);
     assert!(options.contains(&format!("--as={}", (200 + ADDRESS_SPACE_SLACK_MB) << 20)));
@@ -125,9 +126,29 @@ fn a_missing_tool_is_reported_with_the_setup_hint() {
 
 #[test]
 fn the_plan_runs_bubblewrap_with_the_options_and_the_command_line() {
-    let plan = plan(&host(Vec::new()), &request(), None, None);
+    let plan = plan(&host(Vec::new()), &request(), None, None, &[]);
     assert_eq!(plan.bwrap, PathBuf::from("/usr/bin/bwrap"));
     assert_eq!(plan.sandbox_uid, None);
     assert_eq!(strings(&plan.command_line)[0], "/usr/bin/prlimit");
     assert!(strings(&plan.bwrap_options).contains(&"--unshare-pid".to_string()));
+}
+
+#[test]
+fn a_run_sees_only_the_gpus_it_holds_and_the_driver_control_devices() {
+    let options = strings(&bwrap_options(&request(), &host(Vec::new()), true, &[1, 3]));
+    assert!(contains_sequence(&options, &["--dev-bind", "/dev/nvidia1", "/dev/nvidia1"]));
+    assert!(contains_sequence(&options, &["--dev-bind", "/dev/nvidia3", "/dev/nvidia3"]));
+    assert!(contains_sequence(&options, &["--dev-bind-try", "/dev/nvidiactl", "/dev/nvidiactl"]));
+    assert!(contains_sequence(&options, &["--dev-bind-try", "/dev/nvidia-uvm", "/dev/nvidia-uvm"]));
+    assert!(!options.iter().any(|option| option == "/dev/nvidia0" || option == "/dev/nvidia2"));
+    // The device nodes are bound into the fresh /dev before it is made read-only.
+    let position = |needle: &[&str]| {
+        options.windows(needle.len()).position(|w| w.iter().zip(needle).all(|(a, b)| a == b))
+    };
+    let dev = position(&["--dev", "/dev"]).expect("a fresh /dev");
+    let gpu = position(&["--dev-bind", "/dev/nvidia1"]).expect("the GPU");
+    let read_only = position(&["--remount-ro", "/dev"]).expect("read-only /dev");
+    assert!(dev < gpu && gpu < read_only);
+    let without = strings(&bwrap_options(&request(), &host(Vec::new()), true, &[]));
+    assert!(!without.iter().any(|option| option.starts_with("/dev/nvidia")));
 }
