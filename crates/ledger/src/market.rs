@@ -6,7 +6,8 @@
 //! Payment rule: a lease holder earns its price (fixed when it took the lease) for the time from
 //! placement to its commitment, capped by its run's share of the budget. It is paid when the task
 //! completes, and only if its result was upheld. Unverified (`none`) tasks release escrow earlier,
-//! per interval of at most 60 s, on the worker's first heartbeat after each interval. A failure
+//! per verified interval of at most 60 s: on the worker's first heartbeat after each interval,
+//! while the node's capacity challenges vouch for it (see [`vouches_for_interval`]). A failure
 //! caused by the task itself (limits, a non-zero exit) ends an unverified task and pays the time
 //! used. A holder that fails for its own reasons or lets its lease expire earns nothing, and its
 //! seat goes to another node. The requester gets back whatever nobody earned.
@@ -15,7 +16,7 @@ use crate::bank;
 use crate::delta::Delta;
 use crate::event::Event;
 use crate::penalty::{self, Fault};
-use crate::state::{Lease, Role, Round, Task, Verdict};
+use crate::state::{Lease, Node, NodeStatus, Role, Round, Task, Verdict};
 use crate::verdict;
 use aicpw_types::task::{FailureReason, Verification};
 use aicpw_types::tx::KeyGrant;
@@ -356,8 +357,17 @@ pub fn heartbeat(
     Ok(())
 }
 
+/// Whether a node's record verifies an interval of service (the design's "passed heartbeat +
+/// challenge window"): it is active and not frozen, and it has no capacity challenge missed or
+/// failed since its last pass. Otherwise its time is paid on acceptance, like verified tasks'.
+pub fn vouches_for_interval(node: &Node) -> bool {
+    node.status == NodeStatus::Active && !node.capacity.frozen && node.capacity.misses == 0
+}
+
 /// Pays an unverified task's worker for the time since the last release, once that is at least
-/// `release_interval_ms`: the heartbeat is the evidence of service for the interval.
+/// `release_interval_ms` and the node [`vouches_for_interval`]: the heartbeat is the evidence of
+/// service for the interval, the node's capacity challenges the evidence that it is the machine
+/// it claims.
 fn release_interval(
     delta: &mut Delta<'_>,
     task: &mut Task,
@@ -366,7 +376,9 @@ fn release_interval(
 ) -> Result<(), Reject> {
     let interval = delta.base.params.verification.release_interval_ms;
     let lease = task.leases[index].clone();
-    if now.saturating_sub(lease.released_ms) < interval {
+    if now.saturating_sub(lease.released_ms) < interval
+        || !vouches_for_interval(&delta.node(lease.node)?)
+    {
         return Ok(());
     }
     let due = cost(task, &lease, now).saturating_sub(lease.released);
