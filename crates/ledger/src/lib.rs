@@ -12,6 +12,7 @@ pub mod delta;
 pub mod dispute;
 pub mod event;
 pub mod market;
+pub mod params;
 pub mod penalty;
 pub mod registry;
 pub mod reputation;

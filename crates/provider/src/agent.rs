@@ -15,17 +15,17 @@
 //! node's lease list still shows it (`withheld_until_ms`), so the restarted agent reveals it late
 //! from the journal, and an honest provider is never slashed for an outage shorter than that.
 
+mod execute;
+
 use crate::client::{Client, ClientError};
-use crate::executor::{ExecutionEvent, ExecutionRequest, Executor, Limits, Termination};
+use crate::executor::Executor;
 use crate::hardware;
-use aicpw_types::bundle::{self, Manifest};
-use aicpw_types::task::FailureReason;
-use aicpw_types::{seal, Amount, Hardware, Hash32, Keypair, NodeId, Reject, TaskId, TxBody};
+use aicpw_types::{Amount, Hardware, Hash32, Keypair, NodeId, Reject, TaskId, TxBody};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicU16, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -315,7 +315,7 @@ fn work_on(shared: &Shared, id: TaskId, leased: &Value) {
     if leased["lease"]["commitment"].is_null() {
         let outcome = match sealed.clone() {
             Some(sealed) => Ok(Ok(sealed)),
-            None => execute(shared, id, &leased["task"]),
+            None => execute::execute(shared, id, &leased["task"]),
         };
         let _ =
             std::fs::remove_dir_all(shared.config.work_dir.join("tasks").join(id.0.to_string()));
@@ -415,172 +415,6 @@ fn reveal_when_open(shared: &Shared, id: TaskId, sealed: &Sealed) {
         }
         std::thread::sleep(REVEAL_POLL_INTERVAL);
     }
-}
-
-type TaskResult = Result<Sealed, FailureReason>;
-/// A bundle's files: path and contents.
-type Files = Vec<(String, Vec<u8>)>;
-
-/// Fetches and opens the inputs, runs the task with heartbeats, seals and uploads the result.
-fn execute(shared: &Shared, id: TaskId, task: &Value) -> Result<TaskResult, FailureReason> {
-    let terms = &task["terms"];
-    let dir = shared.config.work_dir.join("tasks").join(id.0.to_string());
-    let (manifest, files) = fetch_inputs(shared, task).map_err(|e| {
-        tracing::warn!("task {id}: inputs unavailable: {e}");
-        FailureReason::InputsUnavailable
-    })?;
-    let (inputs, outputs, scratch) = (dir.join("in"), dir.join("out"), dir.join("tmp"));
-    let _ = std::fs::remove_dir_all(&dir);
-    for d in [&inputs, &outputs, &scratch] {
-        std::fs::create_dir_all(d).map_err(|_| FailureReason::ProviderError)?;
-    }
-    bundle::write_files(&inputs, &files).map_err(|_| FailureReason::ProviderError)?;
-    let mut request = ExecutionRequest::new(
-        &manifest.command,
-        manifest.args.clone(),
-        &inputs,
-        &outputs,
-        &scratch,
-    );
-    request.limits = limits_of(terms);
-    request.network = terms["network"].as_bool().unwrap_or(false);
-    let progress = Arc::new(AtomicU16::new(0));
-    let heartbeat_stop = Arc::new(AtomicBool::new(false));
-    let logs = Mutex::new(std::collections::VecDeque::new());
-    let outcome = std::thread::scope(|scope| {
-        scope.spawn(|| heartbeats(shared, id, &progress, &heartbeat_stop));
-        let outcome = shared.executor.run(&request, &mut |event| match event {
-            ExecutionEvent::Progress { permille } => progress.store(permille, Ordering::SeqCst),
-            ExecutionEvent::Log { line, .. } => {
-                let mut logs = logs.lock().expect("no panics while locked");
-                if logs.len() >= LOG_LINES_KEPT_MAX {
-                    logs.pop_front();
-                }
-                logs.push_back(line);
-            }
-        });
-        heartbeat_stop.store(true, Ordering::SeqCst);
-        outcome
-    });
-    let outcome = outcome.map_err(|e| {
-        tracing::warn!("task {id}: executor failed: {e}");
-        FailureReason::ProviderError
-    })?;
-    if let Some(reason) = failure_of(outcome.termination) {
-        return Ok(Err(reason));
-    }
-    let log_text: Vec<String> = logs.into_inner().expect("no panics while locked").into();
-    Ok(seal_and_upload(shared, id, task, &manifest, &outputs, &log_text.join("\n")))
-}
-
-fn fetch_inputs(shared: &Shared, task: &Value) -> Result<(Manifest, Files), String> {
-    let cid = task["terms"]["inputs_cid"].as_str().ok_or("no inputs_cid")?;
-    let blob = shared.client.get_store(cid).map_err(|e| e.to_string())?;
-    let plain = if task["terms"]["encrypted"].as_bool().unwrap_or(true) {
-        let grant = task["key_grants"]
-            .as_array()
-            .and_then(|g| g.iter().find(|g| g["node"].as_u64() == Some(shared.node.0)))
-            .and_then(|g| g["sealed_key"].as_str())
-            .ok_or("no key grant for this node")?;
-        let sealed = hex::decode(grant).map_err(|e| e.to_string())?;
-        let key =
-            seal::open(&shared.config.key.x25519_secret(), &sealed).map_err(|e| e.to_string())?;
-        let key: [u8; 32] = key.try_into().map_err(|_| "content key is not 32 bytes")?;
-        seal::decrypt(&key, &blob).map_err(|e| e.to_string())?
-    } else {
-        blob
-    };
-    bundle::unpack(&plain).map_err(|e| e.to_string())
-}
-
-fn limits_of(terms: &Value) -> Limits {
-    let resources = &terms["resources"];
-    let at_least_one = |v: &Value, default: u64| v.as_u64().filter(|n| *n > 0).unwrap_or(default);
-    let cores = at_least_one(&resources["cpu_cores"], 1);
-    let wall = at_least_one(&terms["time_limit_secs"], 60);
-    Limits {
-        memory_mb: at_least_one(&resources["memory_mb"], 512),
-        processes_max: 256,
-        cpu_time_secs: wall.saturating_mul(cores),
-        wall_time_secs: wall,
-        cpu_cores: u32::try_from(cores).unwrap_or(u32::MAX),
-        disk_mb: at_least_one(&resources["disk_mb"], 1024),
-        // The ledger placed the task on a node with this many GPUs; the sandbox binds them.
-        gpus: u32::try_from(resources["gpu_count"].as_u64().unwrap_or(0)).unwrap_or(u32::MAX),
-    }
-}
-
-/// The ledger's reason for a run that did not complete; `None` when it completed.
-fn failure_of(termination: Termination) -> Option<FailureReason> {
-    match termination {
-        Termination::Completed => None,
-        Termination::NonZeroExit | Termination::Signaled => {
-            Some(FailureReason::TaskExitedWithError)
-        }
-        Termination::WallTimeExceeded => Some(FailureReason::TimeLimitExceeded),
-        Termination::CpuTimeExceeded => Some(FailureReason::CpuLimitExceeded),
-        Termination::MemoryExceeded => Some(FailureReason::MemoryLimitExceeded),
-        Termination::ProcessLimitExceeded => Some(FailureReason::ProcessLimitExceeded),
-        Termination::DiskExceeded => Some(FailureReason::DiskLimitExceeded),
-        Termination::Cancelled => Some(FailureReason::ProviderError),
-    }
-}
-
-fn heartbeats(shared: &Shared, id: TaskId, progress: &AtomicU16, stop: &AtomicBool) {
-    let tick = Duration::from_millis(100);
-    let mut waited = Duration::ZERO;
-    while !stop.load(Ordering::SeqCst) {
-        std::thread::sleep(tick);
-        waited += tick;
-        if waited < TASK_HEARTBEAT_INTERVAL {
-            continue;
-        }
-        waited = Duration::ZERO;
-        let progress_permille = progress.load(Ordering::SeqCst);
-        let body = TxBody::TaskHeartbeat { task: id, node: shared.node, progress_permille };
-        if let Err(e) = shared.client.send(&shared.config.key, body, false) {
-            tracing::warn!("task {id}: heartbeat failed: {e}");
-        }
-    }
-}
-
-/// Packs the declared outputs and the log tail, seals them to the requester and uploads them.
-/// The output hash covers the plaintext outputs, so replicas and auditors can compare results
-/// whatever key each sealed them with.
-fn seal_and_upload(
-    shared: &Shared,
-    id: TaskId,
-    task: &Value,
-    manifest: &Manifest,
-    outputs: &Path,
-    logs: &str,
-) -> TaskResult {
-    let mut files = Vec::new();
-    for name in &manifest.outputs {
-        let path = outputs.join(name);
-        if !path.exists() {
-            tracing::warn!("task {id}: declared output {name} is missing");
-            return Err(FailureReason::TaskExitedWithError);
-        }
-        bundle::collect(&path, name, &mut files).map_err(|_| FailureReason::ProviderError)?;
-    }
-    let output_hash =
-        Hash32::of(&bundle::pack(manifest, &files).map_err(|_| FailureReason::ProviderError)?);
-    files.push(("logs/task.log".to_string(), logs.as_bytes().to_vec()));
-    let plain = bundle::pack(manifest, &files).map_err(|_| FailureReason::ProviderError)?;
-    let result_key = task["terms"]["result_key"].as_str().and_then(|k| hex::decode(k).ok());
-    let result_key: [u8; 32] =
-        result_key.and_then(|k| k.try_into().ok()).ok_or(FailureReason::ProviderError)?;
-    let content_key = seal::random_key();
-    let mut blob = seal::seal(&result_key, &content_key);
-    blob.extend_from_slice(&seal::encrypt(&content_key, &plain));
-    let cid = shared.client.put_store(&blob).map_err(|_| FailureReason::ProviderError)?;
-    // The salt is journaled before the commitment leaves: a restart can still reveal.
-    let sealed = Sealed { result_cid: cid, output_hash, salt: Hash32(seal::random_key()) };
-    let mut journal = shared.journal.lock().expect("no panics while locked");
-    journal.results.insert(id.0, sealed.clone());
-    save_journal(&shared.config.work_dir, &journal).map_err(|_| FailureReason::ProviderError)?;
-    Ok(sealed)
 }
 
 #[cfg(test)]
