@@ -245,6 +245,11 @@ impl Blocks {
         Pos { block: pos.block + 1, index: 0 }
     }
 
+    /// The entries of block `block` and their traits, side by side.
+    pub fn block_entries(&self, block: usize) -> (&[Entry], &[Traits]) {
+        self.blocks.get(block).map_or((&[], &[]), |b| (&b.entries, &b.traits))
+    }
+
     pub fn at(&self, pos: Pos) -> Option<(&Entry, &Traits)> {
         let block = self.blocks.get(pos.block)?;
         Some((block.entries.get(pos.index)?, &block.traits[pos.index]))

@@ -299,29 +299,38 @@ impl Matcher {
                     continue;
                 }
             }
-            let Some((entry, traits)) = list.at(pos) else {
-                pos = list.next_block(pos);
-                continue;
+            // Inside a block that may hold a match: walk its slices, up to `stop`.
+            let (entries, traits) = list.block_entries(pos.block);
+            let end = match stop {
+                Some(stop) if stop.block == pos.block => stop.index.min(entries.len()),
+                _ => entries.len(),
             };
-            if entry > high {
+            let start = pos.index.min(end);
+            for (offset, (entry, traits)) in
+                entries[start..end].iter().zip(&traits[start..end]).enumerate()
+            {
+                if entry > high {
+                    return None;
+                }
+                if probe.examined >= self.params.scan_nodes_max {
+                    probe.bound_reached = true;
+                    return None;
+                }
+                probe.examined += 1;
+                if let Some(constraint) = walk.filter.fails(traits) {
+                    probe.count(constraint, 1);
+                    continue;
+                }
+                if let Some(constraint) = self.unmet_beyond_traits(entry, traits, walk) {
+                    probe.count(constraint, 1);
+                    continue;
+                }
+                return Some((*entry, Pos { block: pos.block, index: start + offset }));
+            }
+            if end < entries.len() {
                 return None;
             }
-            if probe.examined >= self.params.scan_nodes_max {
-                probe.bound_reached = true;
-                return None;
-            }
-            probe.examined += 1;
-            let at = pos;
-            pos = list.next(pos);
-            if let Some(constraint) = walk.filter.fails(traits) {
-                probe.count(constraint, 1);
-                continue;
-            }
-            if let Some(constraint) = self.unmet_beyond_traits(entry, traits, walk) {
-                probe.count(constraint, 1);
-                continue;
-            }
-            return Some((*entry, at));
+            pos = list.next_block(pos);
         }
     }
 
