@@ -172,11 +172,14 @@ impl State {
     }
 
     /// Run value (price × time limit) the owner may still take on unverified: its stake bounds
-    /// the work it may hold unaudited (`verify::unaudited_work_max`).
+    /// the work it may hold unaudited (`verify::unaudited_work_max`). The stake first backs the
+    /// intervals already released to its leases at risk (their clawback), so a new lease never
+    /// leaves a slash or a clawback uncovered (`release::backed` keeps releases covered too).
     pub fn headroom(&self, owner: &AccountId) -> u128 {
         let staked = self.accounts.get(owner).map(|a| a.staked).unwrap_or_default();
+        let clawback = self.index.clawback.get(owner).copied().unwrap_or(0);
         let economics = &self.params.verification.economics;
-        let max = aicpw_verify::unaudited_work_max(staked.0, economics);
+        let max = aicpw_verify::unaudited_work_max(staked.0.saturating_sub(clawback), economics);
         max.saturating_sub(self.index.at_risk.get(owner).copied().unwrap_or(0))
     }
 
@@ -260,29 +263,32 @@ impl State {
         }
     }
 
-    /// Keeps `index.at_risk` equal to the run value of every open task's live leases per owner.
+    /// Keeps `index.at_risk` equal to the run value of every open task's live leases per owner,
+    /// and `index.clawback` to what was released to them.
     fn index_at_risk(&mut self, old: Option<&Task>, new: &Task) {
-        let mut change: BTreeMap<AccountId, (u128, u128)> = BTreeMap::new();
+        // Per owner: (run value, released) before and after.
+        let mut change: BTreeMap<AccountId, [(u128, u128); 2]> = BTreeMap::new();
         for (task, slot) in old.into_iter().map(|t| (t, 0)).chain([(new, 1)]) {
             for lease in at_risk_leases(task) {
                 let Some(owner) = self.nodes.get(&lease.node).map(|n| n.owner) else { continue };
                 let value = crate::market::run_price(lease.price_per_hour, &task.terms).0;
-                let entry = change.entry(owner).or_default();
-                if slot == 0 {
-                    entry.0 += value;
-                } else {
-                    entry.1 += value;
-                }
+                let entry = &mut change.entry(owner).or_default()[slot];
+                entry.0 += value;
+                entry.1 += lease.released.0;
             }
         }
-        for (owner, (was, now)) in change {
+        for (owner, [was, now]) in change {
             if was == now {
                 continue;
             }
-            let total = self.index.at_risk.entry(owner).or_default();
-            *total = total.saturating_sub(was).saturating_add(now);
-            if *total == 0 {
-                self.index.at_risk.remove(&owner);
+            for (table, was, now) in
+                [(&mut self.index.at_risk, was.0, now.0), (&mut self.index.clawback, was.1, now.1)]
+            {
+                let total = table.entry(owner).or_default();
+                *total = total.saturating_sub(was).saturating_add(now);
+                if *total == 0 {
+                    table.remove(&owner);
+                }
             }
             self.refresh_offers_of(owner);
         }
@@ -335,8 +341,8 @@ fn occupying(task: &Task) -> impl Iterator<Item = NodeId> + '_ {
     task.leases.iter().filter(move |l| open && l.is_running()).map(|l| l.node)
 }
 
-/// Leases whose result could still be found wrong before anyone is paid for it, and withheld
-/// leases awaiting their late verdict (on open or ended tasks).
+/// Leases whose result could still be found wrong (and their released intervals clawed back),
+/// and withheld leases awaiting their late verdict (on open or ended tasks).
 fn at_risk_leases(task: &Task) -> impl Iterator<Item = &crate::state::Lease> + '_ {
     let open = !task.state.is_terminal();
     task.leases.iter().filter(move |l| {

@@ -68,30 +68,43 @@ pub fn open(delta: &mut Delta<'_>, who: AccountId, id: TaskId, bond: Amount) -> 
         return Err(Reject::BondTooLow);
     }
     bank::debit(delta, who, bond)?;
-    task.dispute =
-        Some(Dispute { bond, opened_ms: delta.env.time_ms, outcome: DisputeOutcome::Open });
+    task.dispute = Some(Dispute {
+        bond,
+        opened_ms: delta.env.time_ms,
+        outcome: DisputeOutcome::Open,
+        released: Amount::ZERO,
+    });
     delta.emit(Event::DisputeOpened { task: id, bond });
     start_round(delta, &mut task, Round::Dispute, COMMITTEE_SIZE);
     delta.set_task(task);
     Ok(())
 }
 
-/// Pays a committee member its time from the bond.
-fn pay_from_bond(
+/// Pays a committee member up to `amount` of its time from the bond; returns what was paid.
+pub(crate) fn pay_from_bond(
     delta: &mut Delta<'_>,
     task: &mut Task,
     node: NodeId,
     amount: Amount,
-) -> Result<(), Reject> {
-    let Some(dispute) = task.dispute.as_mut() else { return Ok(()) };
+) -> Result<Amount, Reject> {
+    let Some(dispute) = task.dispute.as_mut() else { return Ok(Amount::ZERO) };
     let amount = amount.min(dispute.bond);
     if amount.is_zero() {
-        return Ok(());
+        return Ok(amount);
     }
     dispute.bond = dispute.bond.saturating_sub(amount);
     let owner = delta.node(node)?.owner;
     bank::credit(delta, owner, amount)?;
     delta.emit(Event::Paid { task: task.id, node, owner, amount });
+    Ok(amount)
+}
+
+/// Pays committee member `index` what its time earned beyond its released intervals, once.
+fn pay_member(delta: &mut Delta<'_>, task: &mut Task, index: usize) -> Result<(), Reject> {
+    let lease = &mut task.leases[index];
+    lease.verdict = Verdict::Paid;
+    let (node, due) = (lease.node, lease.cost.saturating_sub(lease.released));
+    pay_from_bond(delta, task, node, due)?;
     Ok(())
 }
 
@@ -160,16 +173,12 @@ pub(crate) fn decide(delta: &mut Delta<'_>, mut task: Task) -> Result<(), Reject
         .collect();
     let honest = owners(delta, &task, &winners)?;
     for index in &winners {
-        task.leases[*index].verdict = Verdict::Paid;
-        let (node, cost) = (task.leases[*index].node, task.leases[*index].cost);
-        pay_from_bond(delta, &mut task, node, cost)?;
+        pay_member(delta, &mut task, *index)?;
     }
     if outcome.no_quorum {
         for index in &members {
             if task.leases[*index].reveal.is_some() {
-                task.leases[*index].verdict = Verdict::Paid;
-                let (node, cost) = (task.leases[*index].node, task.leases[*index].cost);
-                pay_from_bond(delta, &mut task, node, cost)?;
+                pay_member(delta, &mut task, *index)?;
             }
         }
         close(delta, &mut task, DisputeOutcome::Inconclusive, None)?;
@@ -177,7 +186,7 @@ pub(crate) fn decide(delta: &mut Delta<'_>, mut task: Task) -> Result<(), Reject
     }
     for index in &losers {
         task.leases[*index].verdict = Verdict::Overruled;
-        penalty::penalize(delta, &task, *index, &honest, Offence::DisputeLost)?;
+        penalty::penalize(delta, &mut task, *index, &honest, Offence::DisputeLost)?;
     }
     if outcome.majority_hash == Some(result.output_hash.0) {
         let provider = delta.node(result.node)?.owner;
@@ -208,7 +217,7 @@ fn overturn(
         if task.dispute.is_some() { Offence::DisputeLost } else { Offence::KnownAnswerWrong };
     for index in guilty {
         task.leases[index].verdict = Verdict::Overruled;
-        penalty::penalize(delta, &task, index, &challengers, offence)?;
+        penalty::penalize(delta, &mut task, index, &challengers, offence)?;
     }
     close(delta, &mut task, DisputeOutcome::Upheld, None)?;
     finish(delta, task, TaskState::Failed, Some(FailureReason::ResultRejected))
@@ -218,9 +227,7 @@ fn overturn(
 pub(crate) fn inconclusive(delta: &mut Delta<'_>, mut task: Task) -> Result<(), Reject> {
     for index in committee(&task) {
         if task.leases[index].reveal.is_some() {
-            task.leases[index].verdict = Verdict::Paid;
-            let (node, cost) = (task.leases[index].node, task.leases[index].cost);
-            pay_from_bond(delta, &mut task, node, cost)?;
+            pay_member(delta, &mut task, index)?;
         }
     }
     close(delta, &mut task, DisputeOutcome::Inconclusive, None)?;

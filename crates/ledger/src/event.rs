@@ -98,6 +98,18 @@ pub enum Event {
         requester: AccountId,
         amount: Amount,
     },
+    /// What a lease was released per interval, taken back from its owner's stake because its
+    /// result was proven wrong (`offence`, as in the `Penalized` event that follows) and returned
+    /// where it came from: the open task's escrow (refunded with what nobody earns) or dispute
+    /// bond, or the requester once the task has ended. `amount` is what was taken: less than
+    /// released only where the stake was short (`ledger::release`).
+    ClawedBack {
+        task: TaskId,
+        node: NodeId,
+        owner: AccountId,
+        amount: Amount,
+        offence: Offence,
+    },
     TaskEnded {
         task: TaskId,
         state: TaskState,
@@ -243,6 +255,7 @@ impl Event {
             | Event::LateRevealCleared { task, .. }
             | Event::Paid { task, .. }
             | Event::Refunded { task, .. }
+            | Event::ClawedBack { task, .. }
             | Event::TaskEnded { task, .. }
             | Event::TaskRated { task, .. }
             | Event::RevealsOpened { task, .. }

@@ -15,6 +15,7 @@ pub mod market;
 pub mod params;
 pub mod penalty;
 pub mod registry;
+pub mod release;
 pub mod reputation;
 mod root;
 pub mod staking;
@@ -22,6 +23,10 @@ pub mod state;
 pub mod verdict;
 pub mod withheld;
 
+#[cfg(test)]
+mod release_props;
+#[cfg(test)]
+mod release_tests;
 #[cfg(test)]
 mod tests;
 #[cfg(test)]

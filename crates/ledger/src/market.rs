@@ -4,19 +4,20 @@
 //! `dispute`'s.
 //!
 //! Payment rule: a lease holder earns its price (fixed when it took the lease) for the time from
-//! placement to its commitment, capped by its run's share of the budget. It is paid when the task
-//! completes, and only if its result was upheld. Unverified (`none`) tasks release escrow earlier,
-//! per verified interval of at most 60 s: on the worker's first heartbeat after each interval,
-//! while the node's capacity challenges vouch for it (see [`vouches_for_interval`]). A failure
-//! caused by the task itself (limits, a non-zero exit) ends an unverified task and pays the time
-//! used. A holder that fails for its own reasons or lets its lease expire earns nothing, and its
-//! seat goes to another node. The requester gets back whatever nobody earned.
+//! placement to its commitment, capped by its run's share of the budget. Every running lease, of
+//! every policy and role, is paid per verified interval of at most 60 s on its heartbeats
+//! (`release`); the rest is paid when the task completes, and only if its result was upheld. A
+//! lease whose result is later judged wrong has its released intervals clawed back with the slash;
+//! one that ends with no verdict against it (expired, provider error, reassigned, the task failed
+//! or was cancelled) keeps them and gets nothing more. A failure caused by the task itself
+//! (limits, a non-zero exit) ends an unverified task and pays the time used. The requester gets
+//! back whatever nobody earned.
 
 use crate::bank;
 use crate::delta::Delta;
 use crate::event::Event;
 use crate::penalty::{self, Fault};
-use crate::state::{Lease, Node, NodeStatus, Role, Round, Task, Verdict};
+use crate::state::{Lease, Role, Round, Task, Verdict};
 use crate::verdict;
 use aicpw_types::task::{FailureReason, Verification};
 use aicpw_types::tx::KeyGrant;
@@ -150,10 +151,11 @@ pub(crate) fn running_lease(
     Ok((task, index))
 }
 
-/// The most one lease may earn: its run's share of the budget (of the bond, for a committee).
+/// The most one lease may earn: its run's share of the budget (of the bond as it was before any
+/// member's interval was released from it, for a committee).
 fn run_cap(task: &Task, role: Role) -> Amount {
     match role {
-        Role::Committee => Amount(task.bond_held().0 / u128::from(COMMITTEE_SIZE)),
+        Role::Committee => Amount(task.committee_bond().0 / u128::from(COMMITTEE_SIZE)),
         _ => Amount(task.terms.budget.0 / runs_max(task.terms.verification)),
     }
 }
@@ -235,9 +237,10 @@ pub fn cancel(delta: &mut Delta<'_>, who: AccountId, id: TaskId) -> Result<(), R
         TaskState::Running => {
             // Only verified work is paid: a lease whose result was judged correct gets its
             // earnings, an unverified task's worker its time (the partial payment rule). A lease
-            // of a verified policy whose result nobody judged yet (committed, awaiting its audit,
-            // its reveal or its vote) is not paid: otherwise a copier or a lazy auditor could
-            // cancel its way out of the check, paid. What nobody earned is refunded.
+            // of a verified policy whose result nobody judged yet (running, committed, awaiting
+            // its audit, its reveal or its vote) keeps the intervals released to it and gets
+            // nothing more: paying its commitment would let a copier or a lazy auditor cancel its
+            // way out of the check, paid. What nobody earned is refunded.
             let now = delta.env.time_ms;
             let unverified = task.terms.verification == Verification::None;
             for index in 0..task.leases.len() {
@@ -349,43 +352,9 @@ pub fn heartbeat(
     let lease = &mut task.leases[index];
     lease.last_heartbeat_ms = now;
     lease.progress_permille = progress_permille;
-    if task.terms.verification == Verification::None && lease.role == Role::Worker {
-        release_interval(delta, &mut task, index, now)?;
-    }
+    crate::release::interval(delta, &mut task, index, now)?;
     delta.set_task(task);
     delta.emit(Event::TaskProgress { task: id, node, progress_permille });
-    Ok(())
-}
-
-/// Whether a node's record verifies an interval of service (the design's "passed heartbeat +
-/// challenge window"): it is active and not frozen, and it has no capacity challenge missed or
-/// failed since its last pass. Otherwise its time is paid on acceptance, like verified tasks'.
-pub fn vouches_for_interval(node: &Node) -> bool {
-    node.status == NodeStatus::Active && !node.capacity.frozen && node.capacity.misses == 0
-}
-
-/// Pays an unverified task's worker for the time since the last release, once that is at least
-/// `release_interval_ms` and the node [`vouches_for_interval`]: the heartbeat is the evidence of
-/// service for the interval, the node's capacity challenges the evidence that it is the machine
-/// it claims.
-fn release_interval(
-    delta: &mut Delta<'_>,
-    task: &mut Task,
-    index: usize,
-    now: u64,
-) -> Result<(), Reject> {
-    let interval = delta.base.params.verification.release_interval_ms;
-    let lease = task.leases[index].clone();
-    if now.saturating_sub(lease.released_ms) < interval
-        || !vouches_for_interval(&delta.node(lease.node)?)
-    {
-        return Ok(());
-    }
-    let due = cost(task, &lease, now).saturating_sub(lease.released);
-    let paid = pay(delta, task, lease.node, due)?;
-    let lease = &mut task.leases[index];
-    lease.released = Amount(lease.released.0 + paid.0);
-    lease.released_ms = now;
     Ok(())
 }
 

@@ -79,8 +79,8 @@ pub struct VerificationParams {
     /// How long a verification seat (auditor, referee, replacement replica, committee member)
     /// may wait for a node before the verification is given up.
     pub seat_wait_ms: u64,
-    /// Unverified (`none`) tasks release escrow to the provider per interval of this length,
-    /// on the first heartbeat after it; at most [`RELEASE_INTERVAL_MS_MAX`].
+    /// Every running lease is paid per verified interval of this length, on its first heartbeat
+    /// after it (`ledger::release`); at most [`RELEASE_INTERVAL_MS_MAX`].
     pub release_interval_ms: u64,
     /// Receives the treasury share of slashed stake.
     pub treasury: AccountId,

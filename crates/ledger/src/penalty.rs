@@ -7,6 +7,12 @@
 //! stake is split (`verify::SlashSplit`): 30% to the challengers (the honest auditor, replicas,
 //! referee or disputer, in equal parts), 20% to the treasury account, 50% and every rounding
 //! remainder burned. Supply shrinks only by the burn.
+//!
+//! Before the slash, whatever the lease was released per interval is clawed back from the same
+//! stake and returned to the escrow (the requester's once the task has ended;
+//! `release::claw_back`, `ClawedBack` event): the offence proved the work wrong, so none of its
+//! pay may stay with the cheater. Restitution comes first; where the stake cannot cover both,
+//! the slash gets what is left.
 
 use crate::bank;
 use crate::delta::Delta;
@@ -79,11 +85,12 @@ pub fn slash_amount(delta: &Delta<'_>, task: &Task, index: usize) -> Amount {
     Amount(economics.slash(basis.0).unwrap_or(u128::MAX))
 }
 
-/// Slashes the owner of lease `index` of `task` for `offence`, pays the challengers' and the
-/// treasury's shares, burns the rest, and freezes (or, after `offences_eject`, ejects) the node.
+/// Claws back what lease `index` of `task` was released, then slashes its owner for `offence`,
+/// pays the challengers' and the treasury's shares, burns the rest, and freezes (or, after
+/// `offences_eject`, ejects) the node. Returns the slash taken.
 pub fn penalize(
     delta: &mut Delta<'_>,
-    task: &Task,
+    task: &mut Task,
     index: usize,
     challengers: &[AccountId],
     offence: Offence,
@@ -91,6 +98,7 @@ pub fn penalize(
     let params = delta.base.params.verification.clone();
     let id = task.leases[index].node;
     let mut node = delta.node(id)?;
+    crate::release::claw_back(delta, task, index, node.owner, offence)?;
     let amount = slash_amount(delta, task, index);
     let taken = crate::staking::take(delta, node.owner, amount);
     let shares = params.economics.split.split(taken.0).map_err(|_| Reject::AmountOverflow)?;

@@ -20,15 +20,19 @@ pub fn stake_required(delta: &Delta<'_>, who: &AccountId) -> Amount {
     Amount(delta.base.params.node_stake_min.0.saturating_mul(u128::from(nodes)))
 }
 
-/// Stake held for the slashes the account's leases may still cost before their verdict: those
-/// in flight (running, committed, awaiting acceptance) and those withheld awaiting their late
-/// verdict (`ledger::withheld`). It may not leave (unbond, withdraw) before then, or a node that
-/// sees its audit (or its late reveal window) going against it could take its stake out of
-/// reach before the slash.
+/// Stake held for what the account's leases may still cost before their verdict: the slashes of
+/// those in flight (running, committed, awaiting acceptance) and of those withheld awaiting their
+/// late verdict (`ledger::withheld`), plus the clawback of every interval released to them
+/// (`ledger::release`). It may not leave (unbond, withdraw) before then, or a node that sees its
+/// audit (or its late reveal window) going against it could take its stake out of reach before
+/// the slash, and keep its prepaid intervals.
 pub fn slash_locked(delta: &Delta<'_>, who: &AccountId) -> Amount {
-    let at_risk = delta.base.index.at_risk.get(who).copied().unwrap_or(0);
+    let index = &delta.base.index;
+    let at_risk = index.at_risk.get(who).copied().unwrap_or(0);
+    let clawback = index.clawback.get(who).copied().unwrap_or(0);
     let economics = &delta.base.params.verification.economics;
-    Amount(economics.slash(at_risk).unwrap_or(u128::MAX))
+    let slashes = economics.slash(at_risk).unwrap_or(u128::MAX);
+    Amount(slashes.saturating_add(clawback))
 }
 
 pub fn unbond(delta: &mut Delta<'_>, who: AccountId, amount: Amount) -> Result<(), Reject> {

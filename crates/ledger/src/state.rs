@@ -163,8 +163,8 @@ pub enum Verdict {
     Upheld,
     /// On the losing side of a vote, or caught by a known answer or a dispute: slashed.
     Overruled,
-    /// Committed but not revealed within the reveal window: unpaid, a fault on record, out of
-    /// the round. While `Lease::withheld_until_ms` is set its late verdict is pending; cleared
+    /// Committed but not revealed within the reveal window: paid nothing beyond its released
+    /// intervals (clawed back if it is slashed), a fault on record, out of the round. While `Lease::withheld_until_ms` is set its late verdict is pending; cleared
     /// it stays `Withheld`, slashed it becomes `Overruled`.
     Withheld,
     /// Paid.
@@ -191,7 +191,8 @@ pub struct Lease {
     pub started_ms: u64,
     pub last_heartbeat_ms: u64,
     pub progress_permille: u16,
-    /// Escrow already released to the node per interval (unverified tasks), and up to when.
+    /// Money already released to the node per verified interval (`ledger::release`), and up to
+    /// when: kept unless the lease is judged wrong, then clawed back from its owner's stake.
     pub released: Amount,
     pub released_ms: u64,
     /// The binding commitment to the result, and when it landed.
@@ -279,8 +280,11 @@ pub struct Dispute {
     pub bond: Amount,
     pub opened_ms: u64,
     pub outcome: DisputeOutcome,
+    /// Paid from the bond to committee members per verified interval and not clawed back: with
+    /// what is held, the bond their runs share (`Task::committee_bond`).
+    pub released: Amount,
 }
-codec_struct!(Dispute { bond, opened_ms, outcome });
+codec_struct!(Dispute { bond, opened_ms, outcome, released });
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ResultCommit {
@@ -353,6 +357,15 @@ impl Task {
     pub fn bond_held(&self) -> Amount {
         match &self.dispute {
             Some(d) if d.outcome == DisputeOutcome::Open => d.bond,
+            _ => Amount::ZERO,
+        }
+    }
+
+    /// The bond an open dispute's committee runs are paid from: what is held plus what was
+    /// released from it per interval (so a member's release does not shrink the other's share).
+    pub fn committee_bond(&self) -> Amount {
+        match &self.dispute {
+            Some(d) if d.outcome == DisputeOutcome::Open => Amount(d.bond.0 + d.released.0),
             _ => Amount::ZERO,
         }
     }
@@ -432,6 +445,10 @@ pub struct Index {
     /// (`verify::unaudited_work_max`), and whose slashes keep that stake from leaving
     /// (`staking::slash_locked`).
     pub at_risk: BTreeMap<AccountId, u128>,
+    /// Per owner, the money released per interval (`ledger::release`) to the same leases: what
+    /// may still be clawed back from its stake, which the stake must keep backing on top of the
+    /// slashes (`staking::slash_locked`, `State::headroom`).
+    pub clawback: BTreeMap<AccountId, u128>,
     /// (last seen, node) for online nodes.
     pub online: BTreeSet<(u64, NodeId)>,
     /// (owner, node) for every registered node.

@@ -21,6 +21,8 @@ pub(crate) struct Net {
     genesis_supply: u128,
     /// Events of the last block: its own rules' and its transactions'.
     pub events: Vec<crate::Event>,
+    /// Events of every block so far, in order.
+    pub log: Vec<crate::Event>,
 }
 
 pub(crate) fn key(i: u32) -> Keypair {
@@ -84,6 +86,7 @@ impl Net {
             nonces: Default::default(),
             genesis_supply,
             events: Vec::new(),
+            log: Vec::new(),
         }
     }
 
@@ -157,6 +160,7 @@ impl Net {
 
     fn close_block(&mut self, env: &BlockEnv) {
         self.events.extend(end_block(&mut self.state, env));
+        self.log.extend(self.events.iter().cloned());
         self.state.finalize_root();
         self.state.check_invariants().expect("invariants hold after every block");
         let burned = self.state.meta.burned.0;
@@ -781,10 +785,12 @@ fn play(net: &mut Net, outputs: &mut std::collections::BTreeMap<(u64, NodeId), b
     drop(outcome);
 }
 
-/// Derived bookkeeping agrees with the tables: running counts and the stake at risk.
-fn check_derived(net: &Net) -> Result<(), String> {
+/// Derived bookkeeping agrees with the tables: running counts, the stake at risk and the
+/// releases that may be clawed back; and every owner's stake backs both.
+pub(crate) fn check_derived(net: &Net) -> Result<(), String> {
     let mut running: std::collections::BTreeMap<NodeId, u32> = Default::default();
     let mut at_risk: std::collections::BTreeMap<aicpw_types::AccountId, u128> = Default::default();
+    let mut clawback: std::collections::BTreeMap<aicpw_types::AccountId, u128> = Default::default();
     for task in net.state.tasks.values() {
         let open = !task.state.is_terminal();
         for lease in &task.leases {
@@ -799,6 +805,9 @@ fn check_derived(net: &Net) -> Result<(), String> {
                 let owner = net.state.nodes[&lease.node].owner;
                 *at_risk.entry(owner).or_default() +=
                     crate::market::run_price(lease.price_per_hour, &task.terms).0;
+                if !lease.released.is_zero() {
+                    *clawback.entry(owner).or_default() += lease.released.0;
+                }
             }
         }
         if open && task.state == TaskState::Running && task.leases.is_empty() && task.seats == 0 {
@@ -817,6 +826,19 @@ fn check_derived(net: &Net) -> Result<(), String> {
     if at_risk != net.state.index.at_risk {
         return Err(format!("at risk {:?} != index {:?}", at_risk, net.state.index.at_risk));
     }
+    if clawback != net.state.index.clawback {
+        return Err(format!("clawback {clawback:?} != index {:?}", net.state.index.clawback));
+    }
+    // Placement (headroom), releases (`release::backed`), unbonding and withdrawals keep it; only
+    // a capacity-challenge slash (off here) could break it.
+    for (owner, account) in &net.state.accounts {
+        let held = account.staked.0 + account.unbonding_total().0;
+        let slashes = at_risk.get(owner).copied().unwrap_or(0) * 20;
+        let needed = slashes + clawback.get(owner).copied().unwrap_or(0);
+        if held < needed {
+            return Err(format!("{owner} holds {held} of stake, {needed} is at risk"));
+        }
+    }
     Ok(())
 }
 
@@ -825,9 +847,11 @@ proptest! {
     #[test]
     fn invariants_hold_over_random_transaction_sequences(ops in proptest::collection::vec(op(), 1..150)) {
         // A late reveal window of two minutes, so that random sequences reach late reveals
-        // and their expiry.
+        // and their expiry; intervals of a block, so that leases are released money that a
+        // verdict may claw back.
         let mut params = Params::default();
         params.verification.late_reveal_window_ms = 120_000;
+        params.verification.release_interval_ms = 1_000;
         let mut net = Net::with_params(params);
         net.provider(5, 2_400_000);
         net.provider(6, 3_600_000);
@@ -855,6 +879,7 @@ proptest! {
         let mut rebuilt = State::from_tables(s.params.clone(), s.meta.clone(), s.accounts.clone(), s.nodes.clone(), s.tasks.clone());
         prop_assert_eq!(rebuilt.finalize_root().0, root);
         prop_assert_eq!(&rebuilt.index.at_risk, &net.state.index.at_risk);
+        prop_assert_eq!(&rebuilt.index.clawback, &net.state.index.clawback);
         prop_assert_eq!(&rebuilt.index.withheld, &net.state.index.withheld);
         prop_assert_eq!(&rebuilt.index.node_withheld, &net.state.index.node_withheld);
     }

@@ -16,8 +16,8 @@
 //!   (`no-quorum`), nobody slashed.
 //!
 //! A lease that commits but does not reveal within `reveal_window_ms` is withheld: like an
-//! expired lease it earns nothing, loses reputation and is excluded from the task, and the round
-//! is judged on the reveals that came. It must still open its commitment within the late reveal
+//! expired lease it earns nothing more than its released intervals, loses reputation and is
+//! excluded from the task, and the round is judged on the reveals that came. It must still open its commitment within the late reveal
 //! window or be slashed (`ledger::withheld`). A lone worker's silent lease is dropped and its task
 //! requeued instead: nothing was compared with it and no audit was drawn against it, so keeping
 //! it closed gains a cheater nothing over revealing, and absence alone is not slashed.
@@ -290,7 +290,7 @@ fn decide(delta: &mut Delta<'_>, mut task: Task, replicas: u32) -> Result<(), Re
     };
     for index in &minority {
         task.leases[*index].verdict = Verdict::Overruled;
-        penalty::penalize(delta, &task, *index, &honest, offence)?;
+        penalty::penalize(delta, &mut task, *index, &honest, offence)?;
     }
     let result = majority.first().copied().ok_or(Reject::InvalidTaskState)?;
     enter_verifying(delta, task, result)

@@ -1,6 +1,6 @@
 //! Table-driven tests of result verification: commit-reveal, audits, referees, replica quorums,
-//! disputes, known answers, slashing and its split, graded responses, appeals, per-interval
-//! release, and the economics the parameters promise.
+//! disputes, known answers, slashing and its split, graded responses, appeals, and the economics
+//! the parameters promise (per-interval release and clawback: `release_tests`).
 
 use crate::market::{budget_min, dispute_bond_min, run_price};
 use crate::state::{DisputeOutcome, NodeStatus, Params, Role, Round, Verdict};
@@ -427,44 +427,6 @@ fn a_known_answer_task_catches_a_wrong_result() {
             assert_eq!(node.reputation.audits_passed, 1);
         }
     }
-}
-
-#[test]
-fn escrow_is_released_per_interval_for_unverified_tasks_only() {
-    for (verification, released) in [(Verification::None, true), (Verification::Replicas(2), false)]
-    {
-        let (mut net, _) = net_with(2);
-        let id = net.submit(0, policy(verification));
-        let node = net.worker(id);
-        net.wait(50_000);
-        assert_eq!(net.task(id).paid, Amount::ZERO, "no full interval yet");
-        net.wait(20_000);
-        let paid = net.task(id).paid;
-        if released {
-            // Released on the first heartbeat 60 s or more after the start, for all of it.
-            let lease = &net.task(id).leases[0];
-            let held = lease.released_ms - lease.started_ms;
-            assert!((60_000..70_000).contains(&held));
-            let price = net.state.nodes[&node].price_per_hour.0;
-            assert_eq!(paid, Amount((u128::from(held) * price).div_ceil(3_600_000)));
-        } else {
-            assert_eq!(paid, Amount::ZERO, "verified tasks pay on acceptance");
-        }
-    }
-}
-
-#[test]
-fn released_escrow_is_not_paid_twice_on_acceptance() {
-    let (mut net, _) = net_with(1);
-    let id = net.submit(0, policy(Verification::None));
-    let node = net.worker(id);
-    net.wait(61_000);
-    let released = net.task(id).paid;
-    assert!(released > Amount::ZERO);
-    net.finish_lease(id, node, b"x");
-    net.run(0, TxBody::AcceptResult { task: id }).expect("accept");
-    let task = net.task(id);
-    assert_eq!(task.paid, task.leases[0].cost, "released + rest = the cost, once");
 }
 
 #[test]

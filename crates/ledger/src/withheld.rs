@@ -6,16 +6,18 @@
 //! p·(price + slash)` assumes every audited forgery is slashed). So a missed reveal does not end
 //! the matter:
 //!
-//! - The lease becomes *withheld* (`RevealWithheld`): unpaid, a fault on record, excluded, and the
+//! - The lease becomes *withheld* (`RevealWithheld`): paid nothing beyond the intervals released
+//!   to it while it ran (clawed back if it is slashed), a fault on record, excluded, and the
 //!   round is judged on the reveals that came, as before. It keeps `withheld_until_ms`, the end of
 //!   its late reveal window (`late_reveal_window_ms`, 24 h, after its reveal window).
 //! - Within that window the holder may still open its commitment with `RevealResult`; one that
 //!   does not open it is `BadCommitment` 602, one after the window `LateRevealClosed` 628.
 //! - An opened late reveal is judged against the result the task ends with (judged when the task
 //!   ends, at once if it has): equal to a completed task's result, cleared (`LateRevealCleared`,
-//!   no slash, still unpaid); different, slashed like the loser of the round's vote (`minority`
-//!   for replicas, `audit-failed` for audits, `dispute-lost` for a committee member), the
-//!   challenger share to the owners that revealed the result. A task failed `result-rejected`
+//!   no slash, keeping its released intervals, paid nothing more); different, slashed like the
+//!   loser of the round's vote (`minority` for replicas, `audit-failed` for audits,
+//!   `dispute-lost` for a committee member), its released intervals clawed back, the challenger
+//!   share to the owners that revealed the result. A task failed `result-rejected`
 //!   proved its result wrong: a late reveal of that hash is slashed (`dispute-lost`, or
 //!   `known-answer-wrong`), the share to the requester. A task that ended with no result standing
 //!   (no quorum, cancelled, verification unavailable, attempts exhausted) proves nothing either
@@ -206,7 +208,7 @@ pub fn expire(delta: &mut Delta<'_>, id: TaskId) -> Result<(), Reject> {
     for index in due {
         task.leases[index].verdict = Verdict::Overruled;
         task.leases[index].withheld_until_ms = None;
-        penalty::penalize(delta, &task, index, &[], Offence::RevealWithheld)?;
+        penalty::penalize(delta, &mut task, index, &[], Offence::RevealWithheld)?;
     }
     delta.set_task(task);
     Ok(())

@@ -32,10 +32,13 @@ pub const UNITS_H100: u64 = 2_000_000;
 /// round trip allowance that covers polling and the simulated network, and short appeals.
 pub fn sim_params() -> Params {
     // Appeals are voted on, and withheld reveals may be opened late, for minutes instead of a
-    // day, so that they end within a run.
+    // day, so that they end within a run; escrow is released every few seconds instead of every
+    // minute, so that the simulated tasks (seconds of work) are paid per interval and a caught
+    // cheater's intervals are clawed back.
     let verification = aicpw_ledger::state::VerificationParams {
         appeal_voting_ms: APPEAL_VOTING_MS,
         late_reveal_window_ms: LATE_REVEAL_WINDOW_MS,
+        release_interval_ms: RELEASE_INTERVAL_MS,
         ..Default::default()
     };
     Params {
@@ -51,6 +54,8 @@ pub fn sim_params() -> Params {
     }
 }
 
+/// Escrow release interval in the simulation: two of a provider's 3 s heartbeats.
+pub const RELEASE_INTERVAL_MS: u64 = 6_000;
 /// How long stakers vote on an appeal in the simulation.
 pub const APPEAL_VOTING_MS: u64 = 300_000;
 /// How long a withheld reveal may be opened late in the simulation: longer than every outage

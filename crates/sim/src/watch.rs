@@ -2,8 +2,9 @@
 //!
 //! Checked: the ledger's own invariants (`State::check_invariants`: tokens conserved, escrow
 //! consistent), supply plus burned equal to the genesis supply (nothing minted), no escrow above
-//! its budget, every task ended by its deadline, every withheld lease judged by the end of its
-//! late reveal window (and none left unjudged at the end), and no honest party slashed.
+//! its budget, no lease judged wrong keeping the intervals released to it (clawed back with the
+//! slash), every task ended by its deadline, every withheld lease judged by the end of its late
+//! reveal window (and none left unjudged at the end), and no honest party slashed.
 
 use crate::chain::BlockOutcome;
 use aicpw_ledger::{Event, State};
@@ -29,6 +30,25 @@ pub fn check_state(state: &State, genesis_supply: u128) -> Result<(), String> {
         }
         if task.state == TaskState::Verifying && task.result.is_none() {
             return Err(format!("verifying task {} has no result", task.id.0));
+        }
+        kept_nothing(state, task)?;
+    }
+    Ok(())
+}
+
+/// A lease judged wrong keeps none of its released intervals: they were clawed back with the
+/// slash, unless its owner had no stake left to take them from.
+fn kept_nothing(state: &State, task: &aicpw_ledger::state::Task) -> Result<(), String> {
+    let overruled = aicpw_ledger::state::Verdict::Overruled;
+    for lease in task.leases.iter().filter(|l| l.verdict == overruled && !l.released.is_zero()) {
+        let owner = state.nodes.get(&lease.node).map(|n| n.owner);
+        let account = owner.and_then(|o| state.accounts.get(&o));
+        let held = account.map_or(0, |a| a.staked.0 + a.unbonding_total().0);
+        if held > 0 {
+            return Err(format!(
+                "node {} kept {} released on task {} after its result was judged wrong",
+                lease.node.0, lease.released, task.id.0
+            ));
         }
     }
     Ok(())
@@ -67,6 +87,8 @@ pub struct Watch {
     pub appeals_approved: u64,
     owners: BTreeMap<NodeId, AccountId>,
     pub requeues: u64,
+    /// Leases whose released intervals were clawed back (their results judged wrong).
+    pub clawbacks: u64,
     pub submitted: u64,
     pub ended: BTreeMap<TaskState, u64>,
     pub blocks: u64,
@@ -121,6 +143,7 @@ impl Watch {
                 *self.ended.entry(*state).or_default() += 1;
             }
             Event::TaskRequeued { .. } => self.requeues += 1,
+            Event::ClawedBack { .. } => self.clawbacks += 1,
             Event::Slashed { account, .. } | Event::Penalized { owner: account, .. } => {
                 self.slashes += 1;
                 if self.honest.contains(account) {

@@ -56,6 +56,17 @@ fn a_terminal_task_holding_escrow_is_caught() {
 }
 
 #[test]
+fn a_lease_judged_wrong_that_kept_its_released_intervals_is_caught() {
+    let (mut state, supply) = busy_state();
+    let task = state.tasks.values_mut().find(|t| !t.leases.is_empty()).expect("a leased task");
+    let lease = &mut task.leases[0];
+    lease.verdict = aicpw_ledger::state::Verdict::Overruled;
+    lease.released = Amount(1);
+    let error = check_state(&state, supply).expect_err("a caught cheat kept its pay");
+    assert!(error.contains("judged wrong"), "{error}");
+}
+
+#[test]
 fn a_burn_that_did_not_come_from_supply_is_caught() {
     let (mut state, supply) = busy_state();
     state.meta.burned = Amount(state.meta.burned.0 + 5);

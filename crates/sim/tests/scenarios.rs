@@ -60,6 +60,15 @@ fn a_lazy_provider_withholding_its_audited_forgeries_is_slashed_when_the_late_wi
 }
 
 #[test]
+fn a_lazy_provider_stalling_for_its_intervals_is_caught_and_keeps_none_of_them() {
+    assert_caught_in_bound("lazy-provider-stalling");
+    // Its forgeries were paid per interval before the audit caught them; `kept_nothing` (a
+    // violation otherwise) checks every block that a caught one kept none of it.
+    let clawbacks: u64 = runs("lazy-provider-stalling").iter().map(|r| r.clawbacks).sum();
+    assert!(clawbacks > 0, "caught forgeries had intervals to claw back");
+}
+
+#[test]
 fn fake_capacity_is_caught_by_matrix_challenges_within_three() {
     assert_caught_in_bound("fake-capacity");
 }

@@ -8,6 +8,14 @@
 //! audited cheat cannot dodge the slash by keeping its commitment closed: the ledger slashes a
 //! reveal withheld past its late reveal window as it slashes a lost audit (`ledger::withheld`).
 //!
+//! It also assumes a caught cheat forfeits the *whole* price. The ledger pays every lease per
+//! verified interval while it runs (`ledger::release`), so part of the price may be in the
+//! cheat's hands before the audit; a caught cheat that kept it would forfeit only `price − kept`,
+//! and cheating pays when `savings + benefit > p·(price − kept + slash)`
+//! ([`cheating_is_unprofitable_keeping`]): with the defaults and everything prepaid, a cheat
+//! saving the whole price breaks even. So the ledger claws the released money back from the
+//! stake together with the slash (`kept = 0`) and keeps the stake backing that clawback.
+//!
 //! Defaults: audit floor 5%, slash 20× the task price, so `p·(price + slash) = 1.05·price`: cheating
 //! is a loss for savings up to 100% of the price plus an outside benefit under 5% of it. All
 //! amounts are `u128` base units; arithmetic is checked and an overflow is never read as "safe".
@@ -120,10 +128,25 @@ impl SlashSplit {
 }
 
 /// Whether `savings + benefit < p·(price + slash)` holds with `p` the audit floor and the slash
-/// the parameters impose at this price. `false` when the numbers overflow `u128` (unprovable).
+/// the parameters impose at this price: a caught cheat forfeits the whole price, every interval
+/// released to it clawed back. `false` when the numbers overflow `u128` (unprovable).
 pub fn cheating_is_unprofitable(
     params: &EconomicParams,
     price: u128,
+    savings: u128,
+    benefit: u128,
+) -> bool {
+    cheating_is_unprofitable_keeping(params, price, 0, savings, benefit)
+}
+
+/// Whether `savings + benefit < p·(price − kept + slash)` holds: as
+/// [`cheating_is_unprofitable`] for a caught cheat that keeps `kept` (at most `price`) of what
+/// it was prepaid per interval, the price being the honest provider's pay either way. `false`
+/// when the numbers overflow `u128` or `kept` exceeds the price.
+pub fn cheating_is_unprofitable_keeping(
+    params: &EconomicParams,
+    price: u128,
+    kept: u128,
     savings: u128,
     benefit: u128,
 ) -> bool {
@@ -131,7 +154,7 @@ pub fn cheating_is_unprofitable(
     let loss = params
         .slash(price)
         .ok()
-        .and_then(|slash| slash.checked_add(price))
+        .and_then(|slash| slash.checked_add(price.checked_sub(kept)?))
         .and_then(|forfeit| forfeit.checked_mul(u128::from(params.audit_rate_min_ppm)));
     matches!((gain, loss), (Some(gain), Some(loss)) if gain < loss)
 }

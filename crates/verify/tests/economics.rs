@@ -1,6 +1,6 @@
 //! The published economic parameters and the inequality they must satisfy.
 
-use aicpw_verify::economics::{SlashShares, SlashSplit, BPS};
+use aicpw_verify::economics::{cheating_is_unprofitable_keeping, SlashShares, SlashSplit, BPS};
 use aicpw_verify::{cheating_is_unprofitable, slash_min, unaudited_work_max, EconomicParams};
 use proptest::prelude::*;
 
@@ -39,6 +39,37 @@ fn the_default_parameters_deter_savings_up_to_the_whole_price() {
         assert!(params.slash(PRICE).expect("fits") >= needed);
     }
     assert!(!cheating_is_unprofitable(&params, PRICE, PRICE, PRICE / 20)); // 5% outside benefit
+}
+
+#[test]
+fn a_caught_cheat_must_not_keep_its_prepaid_intervals() {
+    // Released per interval and clawed back when caught (kept = 0): the published inequality.
+    // Kept, the forfeit shrinks to `price − kept + slash`, and at the defaults a cheat saving the
+    // whole price that was prepaid all of it breaks even: the clawback is what keeps it a loss.
+    let params = EconomicParams::default();
+    let cases = [
+        // (savings, kept, unprofitable)
+        (PRICE, 0, true),
+        (PRICE, PRICE / 2, true),
+        (PRICE, PRICE, false),
+        (PRICE * 8 / 10, PRICE, true),
+        (PRICE / 2, PRICE, true),
+    ];
+    for (savings, kept, unprofitable) in cases {
+        assert_eq!(
+            cheating_is_unprofitable_keeping(&params, PRICE, kept, savings, 0),
+            unprofitable,
+            "savings {savings}, kept {kept}"
+        );
+    }
+    for savings_percent in 0..=100u128 {
+        let savings = PRICE * savings_percent / 100;
+        assert_eq!(
+            cheating_is_unprofitable_keeping(&params, PRICE, 0, savings, 0),
+            cheating_is_unprofitable(&params, PRICE, savings, 0)
+        );
+    }
+    assert!(!cheating_is_unprofitable_keeping(&params, PRICE, PRICE + 1, 0, 0), "kept ≤ price");
 }
 
 #[test]

@@ -608,34 +608,45 @@ fn challenges_fit_the_nodes_memory_and_their_deadlines_allow_for_the_quadratic_s
 
 #[test]
 fn escrow_is_released_per_interval_only_while_the_nodes_challenges_vouch_for_it() {
-    let mut net = Net::new(params());
-    let node = net.provider(1, 1)[0];
-    net.step(1);
-    net.pass(1, node);
-    let terms = crate::verification_tests::policy(aicpw_types::task::Verification::None);
-    let id = net.submit(0, terms);
-    assert_eq!(net.worker(id), node);
-    // Heartbeats every second for over a minute, while the rounds every 10 s go unanswered (the
-    // block that freezes the node refuses its node heartbeat and so, by nonce, its task's: a
-    // beat a second keeps the lease well within its timeout).
-    for _ in 0..61 {
+    use aicpw_types::task::Verification;
+    // The same rule for every policy: an audited worker's intervals are released like an
+    // unverified one's (and clawed back if its audit goes against it).
+    for verification in [Verification::None, Verification::Audit] {
+        let mut net = Net::new(params());
+        let node = net.provider(1, 1)[0];
+        net.step(1);
+        net.pass(1, node);
+        let id = net.submit(0, crate::verification_tests::policy(verification));
+        assert_eq!(net.worker(id), node);
+        // Heartbeats every second for over a minute, while the rounds every 10 s go unanswered
+        // (the block that freezes the node refuses its node heartbeat and so, by nonce, its
+        // task's: a beat a second keeps the lease well within its timeout).
+        for _ in 0..61 {
+            net.0.wait(1_000);
+        }
+        assert!(net.state.nodes[&node].capacity.misses > 0);
+        let unpaid = net.task(id).paid;
+        assert_eq!(
+            unpaid,
+            Amount::ZERO,
+            "{verification:?}: no interval verified while challenges fail"
+        );
+        // Heartbeats every half second until the next round, which the node answers.
+        while net.matrix(node).status != ChallengeStatus::Issued {
+            net.0.time_ms += 500;
+            net.0.keep_alive();
+        }
+        net.pass(1, node);
+        let passed_ms = net.0.time_ms;
         net.0.wait(1_000);
+        let task = net.task(id);
+        let lease = &task.leases[0];
+        assert!(lease.is_running());
+        assert!(lease.released_ms > passed_ms, "released at the first beat after the pass");
+        let price = net.state.nodes[&node].price_per_hour.0;
+        let held = u128::from(lease.released_ms - lease.started_ms);
+        let all = Amount((held * price).div_ceil(3_600_000));
+        assert_eq!(task.paid, all, "{verification:?}: for all the time since");
+        assert_eq!(lease.released, all);
     }
-    assert!(net.state.nodes[&node].capacity.misses > 0);
-    assert_eq!(net.task(id).paid, Amount::ZERO, "no interval is verified while challenges fail");
-    // Heartbeats every half second until the next round, which the node answers.
-    while net.matrix(node).status != ChallengeStatus::Issued {
-        net.0.time_ms += 500;
-        net.0.keep_alive();
-    }
-    net.pass(1, node);
-    let passed_ms = net.0.time_ms;
-    net.0.wait(1_000);
-    let task = net.task(id);
-    let lease = &task.leases[0];
-    assert!(lease.is_running());
-    assert!(lease.released_ms > passed_ms, "released at the first beat after the pass");
-    let price = net.state.nodes[&node].price_per_hour.0;
-    let held = u128::from(lease.released_ms - lease.started_ms);
-    assert_eq!(task.paid, Amount((held * price).div_ceil(3_600_000)), "for all the time since");
 }

@@ -113,8 +113,11 @@ impl Provider {
         let run_ms = work::run_ms(terms, self.spec.speed_permille);
         let truth = work::true_output(terms);
         let (plan, cost_ms) = match (&self.spec.behaviour, lease.role) {
-            (Behaviour::Lazy { skip_ppm, .. }, Role::Worker) if ctx.rng.chance(*skip_ppm) => {
-                (Plan::Commit { output: work::forged_output(terms, ctx.me as u64) }, run_ms / 10)
+            (Behaviour::Lazy { skip_ppm, stalls, .. }, Role::Worker)
+                if ctx.rng.chance(*skip_ppm) =>
+            {
+                let held_ms = if *stalls { run_ms } else { run_ms / 10 };
+                (Plan::Commit { output: work::forged_output(terms, ctx.me as u64) }, held_ms)
             }
             (Behaviour::CopyingReplica, Role::Replica) => (Plan::CopyCommitment, run_ms / 10),
             (Behaviour::LazyAuditor, Role::Auditor) => {

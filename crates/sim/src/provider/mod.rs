@@ -40,10 +40,13 @@ pub enum Behaviour {
     Honest,
     /// As a worker, skips the work on `skip_ppm` of its tasks and commits a forged output hash.
     /// If `withholds`, it never reveals a forged result once it sees the task audited (an
-    /// auditor's lease on it): it gives up the pay to dodge the referee.
+    /// auditor's lease on it): it gives up the pay to dodge the referee. If `stalls`, it holds a
+    /// forged lease for the whole run time (heartbeats included) as if it worked, collecting
+    /// the intervals released to it, instead of committing at once.
     Lazy {
         skip_ppm: u32,
         withholds: bool,
+        stalls: bool,
     },
     /// Claims `claimed_units` (and registers hardware to match) but has only `units`.
     FakeCapacity {

@@ -39,29 +39,39 @@ fn requesters(count: usize, tasks: usize, verification: Verification) -> Vec<Req
 }
 
 pub fn lazy_provider(seed: u64) -> RunReport {
-    lazy("lazy-provider", seed, false)
+    lazy("lazy-provider", seed, false, false)
 }
 
 pub fn lazy_provider_withholding(seed: u64) -> RunReport {
-    lazy("lazy-provider-withholding", seed, true)
+    lazy("lazy-provider-withholding", seed, true, false)
+}
+
+pub fn lazy_provider_stalling(seed: u64) -> RunReport {
+    lazy("lazy-provider-stalling", seed, false, true)
 }
 
 /// A lazy worker among five honest providers; if `withholds`, it keeps every audited forgery's
-/// commitment closed, and is slashed `reveal-withheld` when the late reveal window closes.
-fn lazy(name: &'static str, seed: u64, withholds: bool) -> RunReport {
+/// commitment closed, and is slashed `reveal-withheld` when the late reveal window closes; if
+/// `stalls`, it sits on each forged lease for the run time, paid per interval until it commits.
+fn lazy(name: &'static str, seed: u64, withholds: bool, stalls: bool) -> RunReport {
     let mut rng = SimRng::new(seed, &format!("scenario {name}"));
     let mut setup = base_setup(seed, &mut rng, 5);
     let cheater = setup.providers.len();
-    let behaviour = Behaviour::Lazy { skip_ppm: LAZY_SKIP_PPM, withholds };
+    let behaviour = Behaviour::Lazy { skip_ppm: LAZY_SKIP_PPM, withholds, stalls };
     setup.providers.push(cpu_cheater(&mut rng, behaviour));
     setup.requesters = requesters(3, 90, Verification::Audit);
     setup.submit_window_ms = 2_400_000;
     let policy = AuditPolicy::default();
-    let caught = if withholds {
-        "withholds the reveal of every audited forgery: slashed reveal-withheld when its late \
-         reveal window closes"
-    } else {
-        "reveals them: the referee sides with the auditor"
+    let caught = match (withholds, stalls) {
+        (true, _) => {
+            "withholds the reveal of every audited forgery: slashed reveal-withheld when its late \
+             reveal window closes"
+        }
+        (false, true) => {
+            "holds each forged lease for the run time, paid per interval, then reveals: the \
+             referee sides with the auditor and its intervals are clawed back"
+        }
+        (false, false) => "reveals them: the referee sides with the auditor",
     };
     let bound = Bound {
         attempts: bounds::audit_tasks(LAZY_SKIP_PPM, &policy),

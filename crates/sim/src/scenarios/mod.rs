@@ -47,6 +47,14 @@ pub const SCENARIOS: &[Scenario] = &[
         run: cheaters::lazy_provider_withholding,
     },
     Scenario {
+        name: "lazy-provider-stalling",
+        about: "the lazy worker holds each forged lease for the whole run time with heartbeats, \
+                so escrow is released to it per interval as to an honest worker; the audit \
+                catches it as before, and every interval released to a caught forgery is clawed \
+                back from its stake with the slash",
+        run: cheaters::lazy_provider_stalling,
+    },
+    Scenario {
         name: "fake-capacity",
         about: "a node registers an H100 and claims its capacity but has a CPU: it misses the \
                 matrix challenges sized for its claim, or bluffs a root it cannot open",

@@ -1,0 +1,148 @@
+//! Escrow released per verified interval, and clawed back from a lease judged wrong.
+//!
+//! The design's settlement (VERIFICATION.md §4): "escrow is released per verified interval, the
+//! rest on acceptance". Every running lease that does work — worker, replica, auditor, referee,
+//! dispute committee member, under every verification policy — is paid on its first heartbeat at
+//! least `release_interval_ms` (at most 60 s) after its last release, for the time since, capped
+//! by its run's share (`market::cost`), while
+//! - the node's capacity challenges vouch for the interval ([`vouches_for_interval`]): the
+//!   heartbeat is the evidence of service, the challenges that the node is the machine it
+//!   claims; and
+//! - its owner's stake can still take the release back ([`backed`]): it covers the slash of
+//!   everything the owner has at risk, every earlier release that could be clawed back, and this
+//!   one.
+//!
+//! Otherwise the time waits for the commitment and is paid on acceptance. A committee member's
+//! interval comes from the dispute's bond (which pays the committee's time), every other lease's
+//! from the task's escrow.
+//!
+//! A release is final only once its lease can no longer be judged wrong. A lease overruled
+//! (`audit-failed`, `minority`, `dispute-lost`, `known-answer-wrong`, a late reveal slashed like
+//! the loser, `reveal-withheld`) has it clawed back from its owner's stake together with the slash
+//! ([`claw_back`], called by `penalty::penalize`), back into the escrow (or bond) it came from
+//! while the task is open, to the requester once it has ended. So a caught cheater keeps nothing
+//! it was prepaid and forfeits price + slash, as `verify::economics` assumes, and everyone else
+//! is paid as if it had never been released. Leases that end with no verdict against them
+//! (expired, provider error, reassigned, the task failed for its own reasons or was cancelled, a
+//! late reveal cleared) keep their released intervals: the heartbeats and challenges were the
+//! evidence of service. Acceptance pays each upheld lease `cost − released`, never twice.
+//!
+//! The stake backing a possible clawback stays put: `Index::clawback` (the releases of every
+//! lease still at risk, per owner) is locked with the slashes (`staking::slash_locked`) and taken
+//! off the headroom for new work (`State::headroom`), so with [`backed`] the stake covers every
+//! slash and clawback at risk; only a capacity-challenge slash, which takes stake outside this
+//! bookkeeping, can leave it short.
+
+use crate::bank;
+use crate::delta::Delta;
+use crate::event::Event;
+use crate::market;
+use crate::penalty::Offence;
+use crate::state::{DisputeOutcome, Node, NodeStatus, Role, Task};
+use aicpw_types::{AccountId, Amount, Reject};
+
+/// Whether a node's record verifies an interval of service (the design's "passed heartbeat +
+/// challenge window"): it is active and not frozen, and it has no capacity challenge missed or
+/// failed since its last pass. Otherwise its time is paid on acceptance.
+pub fn vouches_for_interval(node: &Node) -> bool {
+    node.status == NodeStatus::Active && !node.capacity.frozen && node.capacity.misses == 0
+}
+
+/// Whether the owner's stake and unbonding entries could still take `due` back if it were
+/// released now, on top of everything they already back (`staking::slash_locked`: the slashes of
+/// its leases at risk and the clawback of their releases). A release it could not take back would
+/// let a cheater keep prepaid money when caught; an honest owner at the edge of its stake is paid
+/// the interval on acceptance instead.
+pub fn backed(delta: &Delta<'_>, owner: &AccountId, due: Amount) -> bool {
+    let account = delta.account(owner);
+    let held = account.staked.0.saturating_add(account.unbonding_total().0);
+    let locked = crate::staking::slash_locked(delta, owner).0;
+    locked.checked_add(due.0).is_some_and(|needed| held >= needed)
+}
+
+/// Pays running lease `index` of `task` for the time since its last release, once that is at
+/// least `release_interval_ms`, its node [`vouches_for_interval`] and the release is [`backed`].
+/// The time of an interval that does not qualify is paid by a later release or on acceptance.
+pub(crate) fn interval(
+    delta: &mut Delta<'_>,
+    task: &mut Task,
+    index: usize,
+    now: u64,
+) -> Result<(), Reject> {
+    let lease = task.leases[index].clone();
+    if now.saturating_sub(lease.released_ms) < delta.base.params.verification.release_interval_ms {
+        return Ok(());
+    }
+    let node = delta.node(lease.node)?;
+    let due = market::cost(task, &lease, now).saturating_sub(lease.released);
+    if due.is_zero() || !vouches_for_interval(&node) || !backed(delta, &node.owner, due) {
+        return Ok(());
+    }
+    let paid = if lease.role == Role::Committee {
+        let paid = crate::dispute::pay_from_bond(delta, task, lease.node, due)?;
+        if let Some(dispute) = task.dispute.as_mut() {
+            dispute.released = dispute.released.checked_add(paid).ok_or(Reject::AmountOverflow)?;
+        }
+        paid
+    } else {
+        market::pay(delta, task, lease.node, due)?
+    };
+    let lease = &mut task.leases[index];
+    lease.released = lease.released.checked_add(paid).ok_or(Reject::AmountOverflow)?;
+    lease.released_ms = now;
+    Ok(())
+}
+
+/// Takes what lease `index` was released back from its owner's stake (then its unbonding
+/// entries), because `offence` proved its result wrong, and returns it where it came from, as if
+/// it had never been released: a committee member's to the open dispute's bond, every other
+/// lease's to the open task's escrow (which pays the leases upheld and refunds the rest, as it
+/// would have had the lease never been paid); once the dispute or the task has ended, to the
+/// requester (counted as refunded). Returns what was taken: less than released only where the
+/// stake is short (a capacity-challenge slash may have taken what backed it). `penalty::penalize`
+/// calls this before slashing: restitution of the requester's money for work proven wrong comes
+/// before the penalty, so a short stake shortchanges burn, challengers and treasury, never the
+/// requester.
+pub(crate) fn claw_back(
+    delta: &mut Delta<'_>,
+    task: &mut Task,
+    index: usize,
+    owner: AccountId,
+    offence: Offence,
+) -> Result<Amount, Reject> {
+    let (node, role, released) =
+        (task.leases[index].node, task.leases[index].role, task.leases[index].released);
+    if released.is_zero() {
+        return Ok(Amount::ZERO);
+    }
+    let taken = crate::staking::take(delta, owner, released);
+    if taken.is_zero() {
+        return Ok(taken);
+    }
+    let open = task.dispute.as_mut().filter(|d| d.outcome == DisputeOutcome::Open);
+    match (role, open) {
+        (Role::Committee, Some(dispute)) => {
+            dispute.bond = dispute.bond.checked_add(taken).ok_or(Reject::AmountOverflow)?;
+            dispute.released = dispute.released.saturating_sub(taken);
+        }
+        (Role::Committee, None) => {
+            if let Some(dispute) = task.dispute.as_mut() {
+                dispute.released = dispute.released.saturating_sub(taken);
+            }
+            bank::credit(delta, task.requester, taken)?;
+        }
+        _ => {
+            task.paid = task.paid.checked_sub(taken).ok_or(Reject::AmountOverflow)?;
+            if task.state.is_terminal() {
+                task.refunded = task.refunded.checked_add(taken).ok_or(Reject::AmountOverflow)?;
+                bank::credit(delta, task.requester, taken)?;
+            } else {
+                task.escrow = task.escrow.checked_add(taken).ok_or(Reject::AmountOverflow)?;
+            }
+        }
+    }
+    let lease = &mut task.leases[index];
+    lease.released = lease.released.saturating_sub(taken);
+    delta.emit(Event::ClawedBack { task: task.id, node, owner, amount: taken, offence });
+    Ok(taken)
+}
