@@ -15,7 +15,7 @@ use std::path::Path;
 /// Most nodes a task's content key is sealed to.
 pub const KEY_GRANTS_MAX: usize = 64;
 
-fn read_task_file(file: &Path) -> Result<TaskFile> {
+pub fn read_task_file(file: &Path) -> Result<TaskFile> {
     let size =
         std::fs::metadata(file).with_context(|| format!("cannot read {}", file.display()))?.len();
     if size > TASK_FILE_BYTES_MAX as u64 {
@@ -58,12 +58,8 @@ pub fn submit(client: &Client, key: &Keypair, file: &Path, show: bool) -> Result
 
 /// The output hash a provider commits to for these outputs: the bundle of the manifest and the
 /// declared output files (the log is not part of it).
-fn answer_hash(spec: &TaskFile, outputs: &Path) -> Result<Hash32> {
-    let manifest = Manifest {
-        command: spec.command.clone(),
-        args: spec.args.clone(),
-        outputs: spec.outputs.clone(),
-    };
+pub fn answer_hash(spec: &TaskFile, outputs: &Path) -> Result<Hash32> {
+    let manifest = manifest_of(spec);
     let mut files = Vec::new();
     for name in &spec.outputs {
         bundle::collect(&outputs.join(name), name, &mut files)
@@ -83,10 +79,22 @@ pub fn submit_with(
 ) -> Result<(u64, Option<(Hash32, Hash32)>)> {
     let spec = read_task_file(file)?;
     let answer = match known_answer {
-        Some(dir) => Some((answer_hash(&spec, dir)?, Hash32(seal::random_key()))),
+        Some(dir) => Some((answer_hash(&spec, dir)?, fresh_salt())),
         None => None,
     };
-    let base = file.parent().unwrap_or(Path::new("."));
+    let plain = pack_inputs(&spec, file.parent().unwrap_or(Path::new(".")))?;
+    let id = submit_bundle(client, key, &spec, &plain, answer.as_ref(), show)?;
+    Ok((id, answer))
+}
+
+/// A fresh random salt for a known-answer commitment.
+pub fn fresh_salt() -> Hash32 {
+    Hash32(seal::random_key())
+}
+
+/// The plain bundle a provider receives: the manifest and the input files, read relative to
+/// `base` (the task file's directory).
+pub fn pack_inputs(spec: &TaskFile, base: &Path) -> Result<Vec<u8>> {
     let mut files = Vec::new();
     for input in &spec.inputs {
         let path = base.join(input);
@@ -94,21 +102,38 @@ pub fn submit_with(
             path.file_name().and_then(|n| n.to_str()).context("an input has no file name")?;
         bundle::collect(&path, name, &mut files).with_context(|| format!("input {input}"))?;
     }
-    let manifest = Manifest {
+    Ok(bundle::pack(&manifest_of(spec), &files)?)
+}
+
+fn manifest_of(spec: &TaskFile) -> Manifest {
+    Manifest {
         command: spec.command.clone(),
         args: spec.args.clone(),
         outputs: spec.outputs.clone(),
-    };
-    let plain = bundle::pack(&manifest, &files)?;
+    }
+}
+
+/// Seals (unless the file says `encrypt: false`) and uploads a plain bundle under a fresh content
+/// key, locks the budget with the task's terms and commits to `answer` (answer hash, salt) or to
+/// random bytes; returns the task id. Every submission, known-answer or not, takes this path, so
+/// the ledger and the providers see the same kind of transaction.
+pub fn submit_bundle(
+    client: &Client,
+    key: &Keypair,
+    spec: &TaskFile,
+    plain: &[u8],
+    answer: Option<&(Hash32, Hash32)>,
+    show: bool,
+) -> Result<u64> {
     let (blob, key_grants) = if spec.encrypt {
         let content_key = seal::random_key();
-        let grants = grant_candidates(client, &spec)?
+        let grants = grant_candidates(client, spec)?
             .into_iter()
             .map(|(node, public)| KeyGrant { node, sealed_key: seal::seal(&public, &content_key) })
             .collect();
-        (seal::encrypt(&content_key, &plain), grants)
+        (seal::encrypt(&content_key, plain), grants)
     } else {
-        (plain, Vec::new())
+        (plain.to_vec(), Vec::new())
     };
     let bar = if show { ProgressBar::new(blob.len() as u64) } else { ProgressBar::hidden() };
     bar.set_style(
@@ -135,18 +160,17 @@ pub fn submit_with(
         result_key: key.x25519_public(),
     };
     // Random bytes for a normal task: indistinguishable from a known answer's commitment.
-    let answer_commitment = match &answer {
+    let answer_commitment = match answer {
         Some((hash, salt)) => aicpw_ledger::dispute::answer_commitment(&key.account(), hash, salt),
         None => Hash32(seal::random_key()),
     };
     let body = TxBody::SubmitTask { terms, key_grants, answer_commitment };
     let committed = client.send(key, body, true)?;
-    let id = committed["events"]
+    committed["events"]
         .as_array()
         .and_then(|events| events.iter().find(|e| e["event"] == "task_submitted"))
         .and_then(|e| e["task"].as_u64())
-        .context("the node's receipt has no task_submitted event")?;
-    Ok((id, answer))
+        .context("the node's receipt has no task_submitted event")
 }
 
 fn state_of(task: &Value) -> String {
