@@ -1,15 +1,15 @@
 //! What each command does.
 
 use crate::{
-    bench_challenge, bench_dispatch, bench_ledger, bench_match, demo, requester, BenchCommand,
-    Command, KeysCommand, NodeCommand, ProviderCommand, QueryCommand, StoreCommand, TaskCommand,
-    TxCommand,
+    bench_challenge, bench_dispatch, bench_ledger, bench_match, demo, injector, known_answers,
+    requester, BenchCommand, Command, KeysCommand, KnownAnswerCommand, NodeCommand,
+    ProviderCommand, QueryCommand, StoreCommand, TaskCommand, TxCommand,
 };
 use aicpw_provider::client::Client;
 use aicpw_types::{AccountId, Amount, Keypair, TxBody};
 use anyhow::{bail, Context, Result};
 use serde_json::Value;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 pub fn run(node: &str, command: Command) -> Result<()> {
     let client = Client::new(node);
@@ -258,6 +258,74 @@ fn task(client: &Client, command: TaskCommand) -> Result<()> {
         TaskCommand::Why { id, json } => {
             let v = client.get(&format!("/v1/tasks/{id}/why"))?;
             show(json, &v, |v| serde_json::to_string_pretty(v).unwrap_or_default());
+        }
+        TaskCommand::KnownAnswer(command) => known_answer(command)?,
+        TaskCommand::InjectKnownAnswers { key, library, rate, uses_max, delay_max_secs } => {
+            let test_rates = std::env::var(injector::TEST_RATES_ENV).is_ok_and(|v| v == "1");
+            injector::check_rate(rate, test_rates)?;
+            let config = injector::Config {
+                library: library_or_default(library)?,
+                rate_ppm: rate,
+                uses_max,
+                delay_max: std::time::Duration::from_secs(delay_max_secs),
+            };
+            injector::run(client, &load_key(&key)?, config)?;
+        }
+    }
+    Ok(())
+}
+
+fn library_or_default(library: Option<PathBuf>) -> Result<PathBuf> {
+    library.map_or_else(known_answers::default_library, Ok)
+}
+
+fn known_answer(command: KnownAnswerCommand) -> Result<()> {
+    match command {
+        KnownAnswerCommand::Add { file, library } => {
+            let library = library_or_default(library)?;
+            let info = known_answers::add(&library, &file)?;
+            println!(
+                "added known answer {} ({}): answer {}, the same on {} local runs of {} ms",
+                info.id,
+                info.name,
+                info.answer_hash,
+                known_answers::DETERMINISM_RUNS,
+                info.run_ms
+            );
+        }
+        KnownAnswerCommand::List { library, json } => {
+            let library = library_or_default(library)?;
+            let entries = known_answers::list(&library)?;
+            let journal = injector::Journal::load(&library)?;
+            let value = serde_json::json!({
+                "entries": entries.iter().map(|e| serde_json::json!({
+                    "id": e.id, "name": e.name, "answer_hash": e.answer_hash,
+                    "uses": journal.uses.get(&e.id).copied().unwrap_or(0),
+                })).collect::<Vec<_>>(),
+                "pending": journal.pending.len(),
+                "totals": journal.totals,
+            });
+            show(json, &value, |v| {
+                let mut lines: Vec<String> = v["entries"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .map(|e| {
+                        format!(
+                            "{} {:<24} used {}",
+                            e["id"].as_str().unwrap_or(""),
+                            e["name"].as_str().unwrap_or(""),
+                            e["uses"]
+                        )
+                    })
+                    .collect();
+                let t = &v["totals"];
+                lines.push(format!(
+                    "{} pending; injected {}, confirmed {}, caught {}, unchecked {}",
+                    v["pending"], t["injected"], t["confirmed"], t["caught"], t["unchecked"]
+                ));
+                lines.join("\n")
+            });
         }
     }
     Ok(())

@@ -7,6 +7,8 @@ mod bench_ledger;
 mod bench_match;
 mod commands;
 mod demo;
+mod injector;
+mod known_answers;
 mod requester;
 mod sim;
 
@@ -264,6 +266,61 @@ enum TaskCommand {
     /// Explain why a task waits: which requirement no node meets.
     Why {
         id: u64,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Keep the known-answer library: tasks whose answer this requester computed itself.
+    #[command(subcommand)]
+    KnownAnswer(KnownAnswerCommand),
+    /// Mix known-answer tasks from the library into this account's tasks and reveal their answers.
+    ///
+    /// Follows the node's events until stopped. For each task the account submits (by any
+    /// process), it draws with probability --rate whether to submit a library entry too, after a
+    /// random delay, exactly like a normal task of the account. It reveals the answer as soon as
+    /// the result is verified (the ledger takes it only while the result awaits acceptance: 10
+    /// minutes by default) and prints one line per injection, confirmation and caught provider.
+    /// Keep it running while the account submits; its journal (injector.json in the library)
+    /// survives restarts.
+    InjectKnownAnswers {
+        /// The account's key: its tasks are the traffic, and it signs the injections.
+        #[arg(long)]
+        key: PathBuf,
+        /// The library directory [default: ~/.aicpw/known-answers].
+        #[arg(long)]
+        library: Option<PathBuf>,
+        /// Share of the account's tasks followed by an injection, in parts per million; 0
+        /// injects nothing (pending injections are still revealed). At most 100,000 (10%) unless the environment sets
+        /// AICPW_TEST_ANY_KNOWN_ANSWER_RATE=1 (for tests: up to 1,000,000).
+        #[arg(long, visible_alias = "known-answer-rate", default_value_t = injector::RATE_DEFAULT_PPM)]
+        rate: u32,
+        /// Injections of one entry before it is retired (a provider that saw an entry's inputs
+        /// before could recognise them), 1 to 1000.
+        #[arg(long, default_value_t = injector::USES_DEFAULT,
+              value_parser = clap::value_parser!(u32).range(1..=i64::from(injector::USES_MAX)))]
+        uses_max: u32,
+        /// Longest random wait between the task that drew an injection and the injection, in
+        /// seconds (0 to 3600).
+        #[arg(long, default_value_t = injector::DELAY_DEFAULT_SECS,
+              value_parser = clap::value_parser!(u64).range(0..=injector::DELAY_MAX_SECS))]
+        delay_max_secs: u64,
+    },
+}
+
+#[derive(Subcommand)]
+enum KnownAnswerCommand {
+    /// Run a task file twice in the local sandbox (the providers' executor, the file's limits)
+    /// and keep its inputs, terms and answer hash in the library. Refuses a task whose two
+    /// answers differ, and tasks with network access, GPUs or a container runtime.
+    Add {
+        file: PathBuf,
+        /// The library directory [default: ~/.aicpw/known-answers].
+        #[arg(long)]
+        library: Option<PathBuf>,
+    },
+    /// List the library's entries, how often each was injected, and the injector's totals.
+    List {
+        #[arg(long)]
+        library: Option<PathBuf>,
         #[arg(long)]
         json: bool,
     },

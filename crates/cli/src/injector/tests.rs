@@ -1,0 +1,57 @@
+use super::*;
+use aicpw_types::Hash32;
+use rand_chacha::rand_core::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+
+fn entry(id: &str) -> EntryInfo {
+    EntryInfo {
+        version: known_answers::ENTRY_VERSION,
+        id: id.into(),
+        name: id.into(),
+        answer_hash: Hash32([1; 32]),
+        bundle_hash: Hash32([2; 32]),
+        added_unix_secs: 0,
+        run_ms: 1,
+    }
+}
+
+#[test]
+fn injections_follow_about_the_rate_of_the_accounts_tasks() {
+    let mut rng = ChaCha8Rng::seed_from_u64(7);
+    let draws = 1_000_000u32;
+    let injected = (0..draws).filter(|_| draws_injection(&mut rng, RATE_DEFAULT_PPM)).count();
+    // Binomial(10^6, 1.5%): standard deviation ~122; 5 of them either side.
+    assert!((14_390..=15_610).contains(&injected), "{injected} injections of {draws}");
+    assert!(!(0..10_000).any(|_| draws_injection(&mut rng, 0)), "0 ppm never injects");
+    assert!((0..10_000).all(|_| draws_injection(&mut rng, aicpw_verify::PPM)), "100% always does");
+}
+
+#[test]
+fn rates_above_ten_percent_need_the_test_switch() {
+    assert!(check_rate(RATE_DEFAULT_PPM, false).is_ok());
+    assert!(check_rate(RATE_MAX_PPM, false).is_ok());
+    assert!(check_rate(RATE_MAX_PPM + 1, false).is_err());
+    assert!(check_rate(1_000_000, true).is_ok());
+    assert!(check_rate(1_000_001, true).is_err());
+}
+
+#[test]
+fn the_least_used_entries_are_picked_and_worn_out_ones_never() {
+    let entries = vec![entry("a"), entry("b"), entry("c")];
+    let uses: BTreeMap<String, u32> = [("a".to_string(), 1), ("b".to_string(), 2)].into();
+    let mut rng = ChaCha8Rng::seed_from_u64(1);
+    for _ in 0..100 {
+        let picked = pick_entry(&entries, &uses, 4, &mut rng).expect("an entry");
+        assert_eq!(picked.id, "c", "the unused one first");
+    }
+    let uses: BTreeMap<String, u32> =
+        [("a".to_string(), 3), ("b".to_string(), 3), ("c".to_string(), 4)].into();
+    let mut seen = std::collections::BTreeSet::new();
+    for _ in 0..100 {
+        seen.insert(pick_entry(&entries, &uses, 4, &mut rng).expect("an entry").id.clone());
+    }
+    assert_eq!(seen, ["a".to_string(), "b".to_string()].into(), "ties are drawn at random");
+    let worn: BTreeMap<String, u32> = entries.iter().map(|e| (e.id.clone(), 4)).collect();
+    assert!(pick_entry(&entries, &worn, 4, &mut rng).is_none());
+    assert!(pick_entry(&[], &BTreeMap::new(), 4, &mut rng).is_none());
+}
