@@ -249,8 +249,11 @@ enum TaskCommand {
         #[arg(long)]
         no_accept: bool,
     },
-    /// Cancel a task: a full refund while queued; later only work already verified (or, without
-    /// verification, the time a provider ran it) is paid, the rest is refunded.
+    /// Cancel a task: its escrow back while queued; later only verified work is paid (intervals
+    /// already released, upheld results, or without verification the time a provider ran it) and
+    /// the rest is refunded. While results revealed against each other are being judged, the
+    /// cancel waits for the verdict (the loser is still slashed), then the task ends cancelled;
+    /// a second cancel meanwhile is refused (510 CancelPending).
     Cancel {
         id: u64,
         #[arg(long)]

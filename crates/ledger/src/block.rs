@@ -11,7 +11,7 @@ use crate::state::{
 use aicpw_matcher::{Matcher, TaskRequest};
 use aicpw_types::codec::Encode;
 use aicpw_types::task::{MatchStrategy, Verification};
-use aicpw_types::{AccountId, Amount, BlockEnv, Hash32, NodeId, Reject, TaskId};
+use aicpw_types::{AccountId, Amount, BlockEnv, Hash32, NodeId, Reject, TaskId, TaskState};
 use std::collections::{BTreeMap, BTreeSet};
 
 /// Expired leases, closed acceptance windows and offline nodes handled per block, each.
@@ -122,6 +122,10 @@ impl State {
             }
             if task.state.is_terminal() && task.seats != 0 {
                 return Err(format!("task {} ended with open seats", task.id));
+            }
+            let deferrable = matches!(task.state, TaskState::Running | TaskState::Cancelled);
+            if task.cancel_requested() && !deferrable {
+                return Err(format!("task {} awaits a cancel in state {:?}", task.id, task.state));
             }
             escrow += task.escrow.0;
             bonds += task.bond_held().0;

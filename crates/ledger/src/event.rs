@@ -110,6 +110,14 @@ pub enum Event {
         amount: Amount,
         offence: Offence,
     },
+    /// The requester cancelled a task whose revealed results disagree and are being judged in
+    /// `round`: the task ends `cancelled` once the verdict is in (`until`: `"verdict"`), the
+    /// loser slashed as it would have been (`ledger::cancel`).
+    CancelDeferred {
+        task: TaskId,
+        round: Round,
+        until: &'static str,
+    },
     TaskEnded {
         task: TaskId,
         state: TaskState,
@@ -256,6 +264,7 @@ impl Event {
             | Event::Paid { task, .. }
             | Event::Refunded { task, .. }
             | Event::ClawedBack { task, .. }
+            | Event::CancelDeferred { task, .. }
             | Event::TaskEnded { task, .. }
             | Event::TaskRated { task, .. }
             | Event::RevealsOpened { task, .. }

@@ -6,6 +6,7 @@
 pub mod arbitration;
 pub mod bank;
 pub mod block;
+pub mod cancel;
 pub mod challenge;
 pub mod check;
 pub mod delta;
@@ -23,6 +24,8 @@ pub mod state;
 pub mod verdict;
 pub mod withheld;
 
+#[cfg(test)]
+mod cancel_tests;
 #[cfg(test)]
 mod release_props;
 #[cfg(test)]
@@ -108,7 +111,7 @@ fn execute(delta: &mut Delta<'_>, who: AccountId, body: &TxBody) -> Result<(), R
         TxBody::SubmitTask { terms, key_grants, answer_commitment } => {
             market::submit(delta, who, terms, key_grants, answer_commitment).map(|_| ())
         }
-        TxBody::CancelTask { task } => market::cancel(delta, who, task),
+        TxBody::CancelTask { task } => cancel::cancel(delta, who, task),
         TxBody::TaskHeartbeat { task, node, progress_permille } => {
             market::heartbeat(delta, who, task, node, progress_permille)
         }

@@ -11,7 +11,8 @@
 //! one that ends with no verdict against it (expired, provider error, reassigned, the task failed
 //! or was cancelled) keeps them and gets nothing more. A failure caused by the task itself
 //! (limits, a non-zero exit) ends an unverified task and pays the time used. The requester gets
-//! back whatever nobody earned.
+//! back whatever nobody earned. Cancelling is `cancel`'s business: it ends the work at once, but
+//! waits for the verdict on results already revealed against each other.
 
 use crate::bank;
 use crate::delta::Delta;
@@ -105,6 +106,7 @@ pub fn submit(
         reveal_open_ms: None,
         answer_commitment,
         dispute: None,
+        cancel_requested_ms: None,
     });
     delta.emit(Event::TaskSubmitted { task: id, requester, budget });
     Ok(id)
@@ -215,6 +217,13 @@ pub(crate) fn finish(
     reason: Option<FailureReason>,
 ) -> Result<(), Reject> {
     assert!(state.is_terminal(), "finish takes a terminal state");
+    // A cancel that waited for a verdict ends the task cancelled however its judgement ends
+    // without one (no majority, no seat in time): the requester asked for it to end.
+    let (state, reason) = if task.cancel_requested() {
+        (TaskState::Cancelled, Some(FailureReason::CancelledByRequester))
+    } else {
+        (state, reason)
+    };
     for node in task.leases.iter().filter(|l| l.is_running()).map(|l| l.node).collect::<Vec<_>>() {
         leave_node(delta, node)?;
     }
@@ -228,44 +237,6 @@ pub(crate) fn finish(
     crate::withheld::judge_opened(delta, &mut task)?;
     delta.set_task(task);
     Ok(())
-}
-
-pub fn cancel(delta: &mut Delta<'_>, who: AccountId, id: TaskId) -> Result<(), Reject> {
-    let mut task = requested_task(delta, &who, id)?;
-    match task.state {
-        TaskState::Queued => {}
-        TaskState::Running => {
-            // Only verified work is paid: a lease whose result was judged correct gets its
-            // earnings, an unverified task's worker its time (the partial payment rule). A lease
-            // of a verified policy whose result nobody judged yet (running, committed, awaiting
-            // its audit, its reveal or its vote) keeps the intervals released to it and gets
-            // nothing more: paying its commitment would let a copier or a lazy auditor cancel its
-            // way out of the check, paid. What nobody earned is refunded.
-            let now = delta.env.time_ms;
-            let unverified = task.terms.verification == Verification::None;
-            for index in 0..task.leases.len() {
-                let lease = task.leases[index].clone();
-                let earned = match lease.verdict {
-                    Verdict::Upheld => lease.cost,
-                    Verdict::Pending if unverified && lease.role == Role::Worker => {
-                        if lease.is_running() {
-                            cost(&task, &lease, now)
-                        } else {
-                            lease.cost
-                        }
-                    }
-                    _ => continue,
-                };
-                pay(delta, &mut task, lease.node, earned.saturating_sub(lease.released))?;
-                if lease.is_running() {
-                    leave_node(delta, lease.node)?;
-                }
-                task.leases[index].verdict = Verdict::Paid;
-            }
-        }
-        _ => return Err(Reject::InvalidTaskState),
-    }
-    finish(delta, task, TaskState::Cancelled, Some(FailureReason::CancelledByRequester))
 }
 
 pub fn grant_keys(

@@ -1,12 +1,13 @@
 //! Property test of per-interval release and clawback: random conduct of every lease of a task
 //! (how long it holds its seat, whether its result is right, whether it withholds its reveal and
-//! opens it late) and random requester moves (accept, dispute, known answer) under every policy.
+//! opens it late) and random requester moves (accept, dispute, known answer, a cancel at a random
+//! step: at once, or deferred to the verdict on results already revealed) under every policy.
 
 use crate::state::{Params, Role, Verdict};
 use crate::tests::{check_derived, key, Net};
 use crate::verification_tests::policy;
 use crate::Event;
-use aicpw_types::task::Verification;
+use aicpw_types::task::{FailureReason, Verification};
 use aicpw_types::{Hash32, NodeId, TaskId, TaskState, TxBody};
 use proptest::prelude::*;
 use std::collections::BTreeMap;
@@ -97,6 +98,31 @@ fn net_paid(net: &Net, id: TaskId) -> BTreeMap<NodeId, (Role, u128)> {
     nodes
 }
 
+/// A cancel deferred to a verdict ends the task cancelled, and that verdict slashed exactly the
+/// minority of every majority vote taken after it.
+fn check_deferred_cancel(net: &Net, id: TaskId) -> Result<(), String> {
+    let Some(at) = net.log.iter().position(|e| matches!(e, Event::CancelDeferred { .. })) else {
+        return Ok(());
+    };
+    let task = net.task(id);
+    let cancelled = (TaskState::Cancelled, Some(FailureReason::CancelledByRequester));
+    if (task.state, task.failure) != cancelled {
+        return Err(format!("a deferred cancel ended {:?} {:?}", task.state, task.failure));
+    }
+    let after = &net.log[at..];
+    let penalized = |node: &NodeId| {
+        after.iter().any(|e| matches!(e, Event::Penalized { node: n, .. } if n == node))
+    };
+    for event in after {
+        if let Event::VoteDecided { output_hash: Some(_), minority, .. } = event {
+            if let Some(node) = minority.iter().find(|n| !penalized(n)) {
+                return Err(format!("the vote's loser {node} was not slashed"));
+            }
+        }
+    }
+    Ok(())
+}
+
 proptest! {
     #![proptest_config(ProptestConfig { cases: 64, .. ProptestConfig::default() })]
     #[test]
@@ -104,6 +130,8 @@ proptest! {
         verification in 0..4u8,
         conducts in proptest::collection::vec(conduct(), 8),
         end in 0..3u8,
+        cancel in 0..3u8,
+        cancel_at in 0..12usize,
     ) {
         let mut params = Params::default();
         params.verification.late_reveal_window_ms = 120_000;
@@ -123,10 +151,15 @@ proptest! {
         net.run(0, TxBody::SubmitTask { terms, key_grants: vec![], answer_commitment })
             .expect("submit");
         let id = TaskId(0);
-        for _ in 0..60 {
+        for at in 0..60 {
             let task = net.task(id);
             if task.state.is_terminal() && !task.leases.iter().any(|l| l.is_withheld_pending()) {
                 break;
+            }
+            // Never, at a random step, or as soon as revealed results disagree (once).
+            let judged = crate::cancel::under_judgement(task) && !task.cancel_requested();
+            if (cancel == 1 && at == cancel_at) || (cancel == 2 && judged) {
+                let _ = net.run(0, TxBody::CancelTask { task: id });
             }
             step(&mut net, id, &conducts, end);
             if let Err(broken) = check_derived(&net) {
@@ -135,6 +168,9 @@ proptest! {
         }
         let task = net.task(id).clone();
         prop_assert!(task.state.is_terminal(), "ended: {:?}", task.state);
+        if let Err(broken) = check_deferred_cancel(&net, id) {
+            prop_assert!(false, "{}", broken);
+        }
         prop_assert!(net.state.index.clawback.is_empty(), "nothing left to claw back");
         for lease in task.leases.iter().filter(|l| l.verdict == Verdict::Overruled) {
             prop_assert!(lease.released.is_zero(), "an overruled lease keeps nothing");

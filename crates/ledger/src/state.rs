@@ -327,6 +327,11 @@ pub struct Task {
     pub reveal_open_ms: Option<u64>,
     pub answer_commitment: Hash32,
     pub dispute: Option<Dispute>,
+    /// When the requester cancelled a task whose revealed results disagree: the cancel waits for
+    /// the verdict on them (`ledger::cancel`), then the task ends cancelled. No new work seats
+    /// are placed meanwhile.
+    #[serde(default)]
+    pub cancel_requested_ms: Option<u64>,
 }
 codec_struct!(Task {
     id,
@@ -349,7 +354,8 @@ codec_struct!(Task {
     seats_since_ms,
     reveal_open_ms,
     answer_commitment,
-    dispute
+    dispute,
+    cancel_requested_ms
 });
 
 impl Task {
@@ -368,6 +374,11 @@ impl Task {
             Some(d) if d.outcome == DisputeOutcome::Open => Amount(d.bond.0 + d.released.0),
             _ => Amount::ZERO,
         }
+    }
+
+    /// Whether a cancel waits for the verdict on the task's revealed results.
+    pub fn cancel_requested(&self) -> bool {
+        self.cancel_requested_ms.is_some()
     }
 
     /// The lease `node` holds in the current round, if any.

@@ -595,6 +595,9 @@ enum Op {
     /// Requester, budget, policy (0 none, 1 audit, 2 replicas 2, 3 replicas 3).
     Submit(u32, u128, u8),
     Cancel(u32, u64),
+    /// The task's own requester cancels it in the middle of its judging (a no-op otherwise:
+    /// `Cancel` covers the rest).
+    RequesterCancel(u64),
     /// Task, which running lease, which output (two outputs: lazy and honest).
     Commit(u64, usize, bool),
     /// Task, which committed lease reveals.
@@ -620,6 +623,7 @@ fn op() -> impl Strategy<Value = Op> {
         1 => (0..6u32, 0..2_000_000_000u128).prop_map(|(a, n)| Op::Unbond(a, n)),
         3 => (0..5u32, 3_000_000..40_000_000u128, 0..4u8).prop_map(|(a, n, p)| Op::Submit(a, n, p)),
         1 => (0..6u32, 0..5u64).prop_map(|(a, t)| Op::Cancel(a, t)),
+        3 => (0..4u64).prop_map(Op::RequesterCancel),
         8 => (0..4u64, 0..3usize, outputs).prop_map(|(t, i, o)| Op::Commit(t, i, o)),
         8 => (0..4u64, 0..3usize).prop_map(|(t, i)| Op::Reveal(t, i)),
         1 => (0..4u64, 0..3usize).prop_map(|(t, i)| Op::Heartbeat(t, i)),
@@ -700,6 +704,14 @@ fn play(net: &mut Net, outputs: &mut std::collections::BTreeMap<(u64, NodeId), b
             )
         }
         Op::Cancel(a, t) => net.run(a, TxBody::CancelTask { task: TaskId(t) }),
+        Op::RequesterCancel(t) => {
+            let judged =
+                net.state.tasks.get(&TaskId(t)).is_some_and(crate::cancel::under_judgement);
+            match requester_of(net, t).filter(|_| judged) {
+                Some(who) => net.run(who, TxBody::CancelTask { task: TaskId(t) }),
+                None => return,
+            }
+        }
         Op::Commit(t, i, honest) => match pick(net, t, i, |l| l.is_running()) {
             Some(node) => {
                 outputs.insert((t, node), honest);
@@ -813,6 +825,7 @@ pub(crate) fn check_derived(net: &Net) -> Result<(), String> {
         if open && task.state == TaskState::Running && task.leases.is_empty() && task.seats == 0 {
             return Err(format!("task {} runs with no lease and no open seat", task.id));
         }
+        crate::cancel_tests::check_deferred_cancel(task)?;
     }
     for node in net.state.nodes.values() {
         let count = running.get(&node.id).copied().unwrap_or(0);
@@ -846,11 +859,12 @@ proptest! {
     #![proptest_config(ProptestConfig { cases: 96, .. ProptestConfig::default() })]
     #[test]
     fn invariants_hold_over_random_transaction_sequences(ops in proptest::collection::vec(op(), 1..150)) {
-        // A late reveal window of two minutes, so that random sequences reach late reveals
-        // and their expiry; intervals of a block, so that leases are released money that a
-        // verdict may claw back.
+        // A late reveal window and a seat wait of two minutes, so that random sequences reach
+        // late reveals, unstaffed rounds and their expiry (deferred cancels included); intervals
+        // of a block, so that leases are released money that a verdict may claw back.
         let mut params = Params::default();
         params.verification.late_reveal_window_ms = 120_000;
+        params.verification.seat_wait_ms = 120_000;
         params.verification.release_interval_ms = 1_000;
         let mut net = Net::with_params(params);
         net.provider(5, 2_400_000);

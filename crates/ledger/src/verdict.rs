@@ -149,7 +149,10 @@ fn revealed(lease: &Lease) -> Option<Hash32> {
     lease.reveal.as_ref().filter(|_| lease.verdict == Verdict::Pending).map(|r| r.output_hash)
 }
 
-/// A result verified by the task's policy: the requester may download, accept, dispute it.
+/// A result verified by the task's policy: the requester may download, accept, dispute it. If
+/// the requester cancelled while it was judged, the verdict was what the cancel waited for: the
+/// result is kept (a withheld lease opened late is judged against it) and the task ends
+/// cancelled, its upheld leases paid (`cancel::settle`).
 fn enter_verifying(delta: &mut Delta<'_>, mut task: Task, index: usize) -> Result<(), Reject> {
     let lease = &task.leases[index];
     let reveal = lease.reveal.clone().ok_or(Reject::InvalidTaskState)?;
@@ -160,6 +163,9 @@ fn enter_verifying(delta: &mut Delta<'_>, mut task: Task, index: usize) -> Resul
         committed_ms: delta.env.time_ms,
         cost: lease.cost,
     });
+    if task.cancel_requested() {
+        return crate::cancel::settle(delta, task);
+    }
     task.state = TaskState::Verifying;
     delta.emit(Event::ResultVerified {
         task: task.id,
@@ -334,7 +340,8 @@ pub(crate) fn drop_lease(
     let exhausted = task.attempts >= attempts_max.saturating_add(extra);
     let now = delta.env.time_ms;
     match lease.role {
-        Role::Worker | Role::Replica if exhausted => {
+        // A cancelled task places no new work: it ends instead (cancelled, `market::finish`).
+        Role::Worker | Role::Replica if exhausted || task.cancel_requested() => {
             return finish(delta, task, TaskState::Failed, Some(FailureReason::AttemptsExhausted));
         }
         Role::Worker => {

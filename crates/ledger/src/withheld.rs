@@ -19,9 +19,11 @@
 //!   `dispute-lost` for a committee member), its released intervals clawed back, the challenger
 //!   share to the owners that revealed the result. A task failed `result-rejected`
 //!   proved its result wrong: a late reveal of that hash is slashed (`dispute-lost`, or
-//!   `known-answer-wrong`), the share to the requester. A task that ended with no result standing
-//!   (no quorum, cancelled, verification unavailable, attempts exhausted) proves nothing either
-//!   way: the opened lease is cleared.
+//!   `known-answer-wrong`), the share to the requester. A task cancelled after the verdict its
+//!   cancel waited for (`ledger::cancel`) keeps that verdict's result: judged as if completed. A
+//!   task that ended with no result standing (no quorum, cancelled before any verdict,
+//!   verification unavailable, attempts exhausted) proves nothing either way: the opened lease is
+//!   cleared.
 //! - Unopened at the end of the window: slashed `reveal-withheld` (`Penalized`), the same amount
 //!   and graded response as every proven offence (`penalty::penalize`). The ledger's own clock is
 //!   the evidence, so nobody is paid a challenger share: it is burned with the burn share, the
@@ -127,6 +129,9 @@ fn standing(task: &Task) -> Standing {
     let hash = task.result.as_ref().map(|r| r.output_hash);
     match (task.state, task.failure, hash) {
         (TaskState::Completed, _, Some(hash)) => Standing::Result(hash),
+        // Only a cancel that waited for its verdict ends with a result: the round's majority,
+        // which stands for its withheld leases as a completed task's result would.
+        (TaskState::Cancelled, _, Some(hash)) => Standing::Result(hash),
         (TaskState::Failed, Some(FailureReason::ResultRejected), Some(hash)) => {
             Standing::Rejected(hash)
         }

@@ -338,8 +338,12 @@ fn a_late_reveal_on_a_task_that_ended_with_no_result_is_cleared() {
     net.reveal(id, auditor, b"right").expect("auditor reveals");
     net.wait(net.state.params.verification.reveal_window_ms);
     assert_eq!(verdict(&net, id, worker), Verdict::Withheld);
-    // The requester cancels while the referee runs: no result will ever stand.
+    // The requester cancels while the referee runs; the cancel waits for the verdict, which
+    // finds no majority (the referee reveals a third hash): no result will ever stand.
     net.run(0, TxBody::CancelTask { task: id }).expect("cancel");
+    let referee = net.leased(id)[1];
+    net.finish_lease(id, referee, b"third");
+    assert_eq!(net.task(id).state, TaskState::Cancelled);
     let events = net.reveal(id, worker, b"forged").expect("late reveal").events;
     assert!(events.contains(&Event::LateRevealCleared { task: id, node: worker }), "{events:?}");
     assert_eq!(net.state.meta.burned, Amount::ZERO);

@@ -1,6 +1,8 @@
 //! A simulated requester: submits its planned tasks on time (again if a submission was lost),
 //! slips known-answer tasks into its traffic, accepts verified results (or reveals the known
-//! answer), cancels a task that waited in the queue too long; a dishonest one disputes honest work.
+//! answer), cancels a task that waited in the queue too long (or, by plan, one it changed its
+//! mind about: a cancel of a task whose revealed results are being judged waits for the
+//! verdict); a dishonest one disputes honest work.
 
 use crate::party::{sent_recently, Ctx, Wallet};
 use crate::work;
@@ -192,7 +194,9 @@ fn next_step(
     let impatient = tracked.queued_since_ms.is_some_and(|since| now >= since + QUEUE_PATIENCE_MS);
     let changed_mind =
         planned.cancel_after_ms.is_some_and(|after| now >= task.submitted_ms + after);
-    if (impatient || changed_mind) && matches!(task.state, TaskState::Queued | TaskState::Running) {
+    // A cancel the ledger deferred to the verdict on revealed results is not sent again.
+    let cancellable = matches!(task.state, TaskState::Queued | TaskState::Running);
+    if (impatient || changed_mind) && cancellable && !task.cancel_requested() {
         return Some(TxBody::CancelTask { task: id });
     }
     if tracked.verifying_since_ms.is_none_or(|since| now < since + REVIEW_MS) {

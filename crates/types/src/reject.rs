@@ -63,6 +63,7 @@ rejects! {
     TooManyKeyGrants = 507, "too many sealed key grants";
     LeaseNotExpired = 508, "the lease has not expired yet";
     TasksPendingFull = 509, "the market's queue of pending tasks is full";
+    CancelPending = 510, "the task's cancel already waits for the verdict on its revealed results";
     UnknownChallenge = 600, "no such challenge";
     ChallengeClosed = 601, "the challenge's deadline has passed or it was answered";
     BadCommitment = 602, "the revealed result does not match its commitment";
