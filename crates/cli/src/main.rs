@@ -406,7 +406,8 @@ enum BenchCommand {
         #[arg(long, default_value_t = 200)]
         tasks: usize,
     },
-    /// Capacity challenge: solver speed against this machine's INT8 peak, overhead, detection.
+    /// Capacity challenge: solver speed against this machine's INT8 peak, overhead, detection;
+    /// built with `--features cuda`, also the GPU solver's against the GPU's vendor peak.
     Challenge {
         #[arg(long)]
         json: bool,
