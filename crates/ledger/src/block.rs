@@ -4,6 +4,7 @@
 use crate::delta::Delta;
 use crate::event::Event;
 use crate::market;
+use crate::money::Violation;
 use crate::root::LtHash;
 use crate::state::{
     entry_bytes, key_bytes, Account, EntryKey, Genesis, Index, Meta, Node, Round, State, Task,
@@ -25,11 +26,15 @@ impl State {
         let mut supply = 0u128;
         for (id, amount) in &genesis.accounts {
             let account: &mut Account = accounts.entry(*id).or_default();
-            account.balance = Amount(account.balance.0 + amount.0);
+            account.balance = account.balance.checked_add(*amount).expect("genesis fits in u128");
             supply = supply.checked_add(amount.0).expect("genesis supply fits in u128");
         }
-        let meta =
-            Meta { chain_id: genesis.chain_id.clone(), supply: Amount(supply), ..Meta::default() };
+        let meta = Meta {
+            chain_id: genesis.chain_id.clone(),
+            supply: Amount(supply),
+            genesis_supply: Amount(supply),
+            ..Meta::default()
+        };
         State::from_tables(genesis.params.clone(), meta, accounts, BTreeMap::new(), BTreeMap::new())
     }
 
@@ -54,6 +59,7 @@ impl State {
         state.root.add(&entry_bytes(EntryKey::Meta, &state.meta));
         for (id, account) in accounts {
             state.root.add(&entry_bytes(EntryKey::Account(id), &account));
+            state.index.money.account(&id, None, Some(&account));
             state.accounts.insert(id, account);
         }
         for (id, node) in nodes {
@@ -64,6 +70,7 @@ impl State {
         for (id, task) in tasks {
             state.root.add(&entry_bytes(EntryKey::Task(id), &task));
             state.index_task(None, &task);
+            state.index.money.task(None, Some(&task));
             if !task.state.is_terminal() {
                 for lease in task.leases.iter().filter(|l| l.is_running()) {
                     state.index.matcher.occupy(lease.node, &task.terms.resources);
@@ -104,10 +111,12 @@ impl State {
         (self.root.root(), changed)
     }
 
-    /// Tokens are conserved (supply = accounts + escrow + dispute bonds; slashing changes supply
-    /// only by what it burns, recorded in `burned`) and escrow is consistent; returns what is
-    /// broken, if anything.
+    /// Everything [`crate::money::check`] checks from its running totals, recomputed from the
+    /// tables (so the totals are checked too), and every task's consistency; returns what is
+    /// broken, if anything. A full scan: tests and the simulation call it, blocks call
+    /// `money::check`.
     pub fn check_invariants(&self) -> Result<(), String> {
+        crate::money::check(self).map_err(|violation| violation.to_string())?;
         let mut total: u128 = 0;
         for account in self.accounts.values() {
             total += account.balance.0 + account.staked.0 + account.unbonding_total().0;
@@ -135,6 +144,10 @@ impl State {
                 "supply {} != accounts {total} + escrow {escrow} + bonds {bonds}",
                 self.meta.supply
             ));
+        }
+        let totals = &self.index.money;
+        if (totals.held, totals.escrow, totals.bonds) != (total, escrow, bonds) {
+            return Err(format!("the running money totals {totals:?} differ from the tables"));
         }
         Ok(())
     }
@@ -257,9 +270,10 @@ fn owned_by(state: &State, owner: AccountId) -> impl Iterator<Item = NodeId> + '
 }
 
 /// Ends a block: fills open seats of tasks (oldest first, at most `placements_per_block_max`
-/// tasks). A task's seats are filled all at once or not at all, on nodes of distinct owners, each
-/// within its owner's stake headroom.
-pub fn end_block(state: &mut State, env: &BlockEnv) -> Vec<Event> {
+/// tasks; a task's seats are filled all at once or not at all, on nodes of distinct owners, each
+/// within its owner's stake headroom), then checks that money is conserved (`money::check`). A
+/// violation is a bug in a rule: the caller must not commit the block (the node halts).
+pub fn end_block(state: &mut State, env: &BlockEnv) -> Result<Vec<Event>, Violation> {
     let requests: Vec<(TaskRequest, u8, bool)> = state
         .index
         .queued
@@ -297,7 +311,9 @@ pub fn end_block(state: &mut State, env: &BlockEnv) -> Vec<Event> {
         let assigned: Result<(), Reject> = market::assign(&mut delta, task, node);
         assert!(assigned.is_ok(), "the matcher placed task {task} on node {node}: {assigned:?}");
     }
-    state.commit(delta.into_changes())
+    let events = state.commit(delta.into_changes());
+    crate::money::check(state)?;
+    Ok(events)
 }
 
 /// Whether a task's open seats are drawn at random rather than by the requester's strategy:

@@ -38,6 +38,7 @@
 use crate::delta::Delta;
 use crate::event::Event;
 use crate::market::{self, finish};
+use crate::money;
 use crate::state::{Role, Round, Task, Verdict};
 use aicpw_types::task::{FailureReason, Verification};
 use aicpw_types::{AccountId, Reject, TaskId, TaskState};
@@ -107,7 +108,7 @@ pub(crate) fn settle(delta: &mut Delta<'_>, mut task: Task) -> Result<(), Reject
             }
             _ => continue,
         };
-        market::pay(delta, &mut task, lease.node, earned.saturating_sub(lease.released))?;
+        money::pay(delta, &mut task, lease.node, earned.saturating_sub(lease.released))?;
         if lease.is_running() {
             market::leave_node(delta, lease.node)?;
         }

@@ -2,7 +2,7 @@
 //! verdict on results already revealed against each other, which slashes the loser as it would
 //! have; then the task ends cancelled.
 
-use crate::penalty::Offence;
+use crate::money::Offence;
 use crate::release_tests::{
     assert_rebuilt, forged_and_audited, lease, net5, paid_and_clawed, ONE_INTERVAL_MS, STAKE,
 };

@@ -216,16 +216,6 @@ impl ChallengeFailure {
     pub fn is_miss(self) -> bool {
         matches!(self, ChallengeFailure::Late | ChallengeFailure::OpeningsWithheld)
     }
-
-    /// The machine-readable reason of the sanction it earns.
-    pub fn reason(self) -> &'static str {
-        match self {
-            ChallengeFailure::Late => "capacity-challenge-late",
-            ChallengeFailure::OpeningsWithheld => "capacity-challenge-openings-withheld",
-            ChallengeFailure::TileMismatch => "capacity-challenge-tile-mismatch",
-            ChallengeFailure::PathMalformed => "capacity-challenge-path-malformed",
-        }
-    }
 }
 
 /// What a challenge's result cost the node (`verify::Sanction`, as events show it).

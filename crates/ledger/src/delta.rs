@@ -101,6 +101,7 @@ impl State {
         for (id, account) in changes.accounts {
             let old = self.accounts.get(&id).cloned();
             self.mark_dirty(EntryKey::Account(id), old.as_ref().map(|a| a as &dyn Encode));
+            self.index.money.account(&id, old.as_ref(), Some(&account));
             let stake_changed = old.map(|o| o.staked) != Some(account.staked);
             self.accounts.insert(id, account);
             if stake_changed {
@@ -116,6 +117,7 @@ impl State {
         for (id, task) in changes.tasks {
             let old = self.tasks.get(&id).cloned();
             self.mark_dirty(EntryKey::Task(id), old.as_ref().map(|t| t as &dyn Encode));
+            self.index.money.task(old.as_ref(), Some(&task));
             self.index_task(old.as_ref(), &task);
             self.tasks.insert(id, task);
         }

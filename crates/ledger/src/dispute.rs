@@ -27,15 +27,15 @@
 //! known answers (1–2% of a submitter's traffic, `verify::KnownAnswerPolicy`) is the submitter's
 //! policy; providers cannot tell them apart.
 
-use crate::bank;
 use crate::delta::Delta;
 use crate::event::Event;
 use crate::market::{self, complete, finish, COMMITTEE_SIZE};
-use crate::penalty::{self, Offence};
+use crate::money::{self, Offence};
+use crate::penalty;
 use crate::state::{Dispute, DisputeOutcome, Role, Round, Task, Verdict};
 use crate::verdict::{owners, start_round, voter};
 use aicpw_types::task::FailureReason;
-use aicpw_types::{AccountId, Amount, Hash32, NodeId, Reject, TaskId, TaskState};
+use aicpw_types::{AccountId, Amount, Hash32, Reject, TaskId, TaskState};
 use aicpw_verify::replication::{quorum, QuorumOutcome, RevealedOutput};
 
 /// Derive-key context of known-answer commitments.
@@ -67,7 +67,7 @@ pub fn open(delta: &mut Delta<'_>, who: AccountId, id: TaskId, bond: Amount) -> 
     if bond < market::dispute_bond_min(&task.terms) {
         return Err(Reject::BondTooLow);
     }
-    bank::debit(delta, who, bond)?;
+    money::debit(delta, who, bond)?;
     task.dispute = Some(Dispute {
         bond,
         opened_ms: delta.env.time_ms,
@@ -80,55 +80,18 @@ pub fn open(delta: &mut Delta<'_>, who: AccountId, id: TaskId, bond: Amount) -> 
     Ok(())
 }
 
-/// Pays a committee member up to `amount` of its time from the bond; returns what was paid.
-pub(crate) fn pay_from_bond(
-    delta: &mut Delta<'_>,
-    task: &mut Task,
-    node: NodeId,
-    amount: Amount,
-) -> Result<Amount, Reject> {
-    let Some(dispute) = task.dispute.as_mut() else { return Ok(Amount::ZERO) };
-    let amount = amount.min(dispute.bond);
-    if amount.is_zero() {
-        return Ok(amount);
-    }
-    dispute.bond = dispute.bond.saturating_sub(amount);
-    let owner = delta.node(node)?.owner;
-    bank::credit(delta, owner, amount)?;
-    delta.emit(Event::Paid { task: task.id, node, owner, amount });
-    Ok(amount)
-}
-
 /// Pays committee member `index` what its time earned beyond its released intervals, once.
 fn pay_member(delta: &mut Delta<'_>, task: &mut Task, index: usize) -> Result<(), Reject> {
     let lease = &mut task.leases[index];
     lease.verdict = Verdict::Paid;
     let (node, due) = (lease.node, lease.cost.saturating_sub(lease.released));
-    pay_from_bond(delta, task, node, due)?;
-    Ok(())
-}
-
-/// Hands what is left of an open dispute's bond to `to` (the requester unless given) and closes
-/// the dispute with `outcome`.
-fn close(
-    delta: &mut Delta<'_>,
-    task: &mut Task,
-    outcome: DisputeOutcome,
-    to: Option<AccountId>,
-) -> Result<(), Reject> {
-    let Some(dispute) = task.dispute.as_mut().filter(|d| d.outcome == DisputeOutcome::Open) else {
-        return Ok(());
-    };
-    let rest = std::mem::take(&mut dispute.bond);
-    dispute.outcome = outcome;
-    bank::credit(delta, to.unwrap_or(task.requester), rest)?;
-    delta.emit(Event::DisputeResolved { task: task.id, outcome, returned: rest });
+    money::pay_from_bond(delta, task, node, due)?;
     Ok(())
 }
 
 /// Returns an open dispute's bond to the requester (the task ends some other way).
 pub(crate) fn return_bond(delta: &mut Delta<'_>, task: &mut Task) -> Result<(), Reject> {
-    close(delta, task, DisputeOutcome::Inconclusive, None)
+    money::close_bond(delta, task, DisputeOutcome::Inconclusive, None)
 }
 
 fn committee(task: &Task) -> Vec<usize> {
@@ -181,7 +144,7 @@ pub(crate) fn decide(delta: &mut Delta<'_>, mut task: Task) -> Result<(), Reject
                 pay_member(delta, &mut task, *index)?;
             }
         }
-        close(delta, &mut task, DisputeOutcome::Inconclusive, None)?;
+        money::close_bond(delta, &mut task, DisputeOutcome::Inconclusive, None)?;
         return complete(delta, task);
     }
     for index in &losers {
@@ -190,7 +153,7 @@ pub(crate) fn decide(delta: &mut Delta<'_>, mut task: Task) -> Result<(), Reject
     }
     if outcome.majority_hash == Some(result.output_hash.0) {
         let provider = delta.node(result.node)?.owner;
-        close(delta, &mut task, DisputeOutcome::Rejected, Some(provider))?;
+        money::close_bond(delta, &mut task, DisputeOutcome::Rejected, Some(provider))?;
         return complete(delta, task);
     }
     overturn(delta, task, result.output_hash, &[])
@@ -219,7 +182,7 @@ fn overturn(
         task.leases[index].verdict = Verdict::Overruled;
         penalty::penalize(delta, &mut task, index, &challengers, offence)?;
     }
-    close(delta, &mut task, DisputeOutcome::Upheld, None)?;
+    money::close_bond(delta, &mut task, DisputeOutcome::Upheld, None)?;
     finish(delta, task, TaskState::Failed, Some(FailureReason::ResultRejected))
 }
 
@@ -230,7 +193,7 @@ pub(crate) fn inconclusive(delta: &mut Delta<'_>, mut task: Task) -> Result<(), 
             pay_member(delta, &mut task, index)?;
         }
     }
-    close(delta, &mut task, DisputeOutcome::Inconclusive, None)?;
+    money::close_bond(delta, &mut task, DisputeOutcome::Inconclusive, None)?;
     complete(delta, task)
 }
 

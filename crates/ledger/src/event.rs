@@ -1,7 +1,7 @@
 //! What the ledger tells the world: events in receipts and in block outcomes.
 
 use crate::challenge::{ChallengeFailure, ChallengeKind, ChallengeSanction};
-use crate::penalty::Offence;
+use crate::money::Offence;
 use crate::state::{DisputeOutcome, Role, Round};
 use aicpw_types::task::FailureReason;
 use aicpw_types::{
@@ -29,11 +29,6 @@ pub enum Event {
     Withdrawn {
         account: AccountId,
         amount: Amount,
-    },
-    Slashed {
-        account: AccountId,
-        amount: Amount,
-        reason: String,
     },
     NodeRegistered {
         node: NodeId,
@@ -163,8 +158,9 @@ pub enum Event {
         node: NodeId,
         output_hash: Hash32,
     },
+    /// Every slash: a task offence (`task` is the task) or a failed capacity challenge (none).
     Penalized {
-        task: TaskId,
+        task: Option<TaskId>,
         node: NodeId,
         owner: AccountId,
         offence: Offence,
@@ -274,10 +270,10 @@ impl Event {
             | Event::AuditPassed { task, .. }
             | Event::VoteDecided { task, .. }
             | Event::ResultVerified { task, .. }
-            | Event::Penalized { task, .. }
             | Event::DisputeOpened { task, .. }
             | Event::DisputeResolved { task, .. }
             | Event::KnownAnswerRevealed { task, .. } => Some(*task),
+            Event::Penalized { task, .. } => *task,
             _ => None,
         }
     }

@@ -4,7 +4,6 @@
 //! scratch copy ([`delta::Delta`]) that is committed only when every step succeeded.
 
 pub mod arbitration;
-pub mod bank;
 pub mod block;
 pub mod cancel;
 pub mod challenge;
@@ -13,6 +12,7 @@ pub mod delta;
 pub mod dispute;
 pub mod event;
 pub mod market;
+pub mod money;
 pub mod params;
 pub mod penalty;
 pub mod registry;
@@ -26,6 +26,8 @@ pub mod withheld;
 
 #[cfg(test)]
 mod cancel_tests;
+#[cfg(test)]
+mod money_tests;
 #[cfg(test)]
 mod release_props;
 #[cfg(test)]
@@ -85,16 +87,15 @@ fn charge(delta: &mut Delta<'_>, tx: &aicpw_types::Tx) -> Result<(), Reject> {
     if tx.fee < delta.base.params.fee_min {
         return Err(Reject::FeeTooLow);
     }
-    account.balance = account.balance.checked_sub(tx.fee).ok_or(Reject::InsufficientBalance)?;
     account.nonce += 1;
     delta.set_account(tx.signer, account);
-    bank::credit(delta, delta.env.proposer, tx.fee)
+    money::pay_fee(delta, tx.signer, tx.fee)
 }
 
 fn execute(delta: &mut Delta<'_>, who: AccountId, body: &TxBody) -> Result<(), Reject> {
     use registry::Offer;
     match body.clone() {
-        TxBody::Transfer { to, amount } => bank::transfer(delta, who, to, amount),
+        TxBody::Transfer { to, amount } => money::transfer(delta, who, to, amount),
         TxBody::Bond { amount } => staking::bond(delta, who, amount),
         TxBody::Unbond { amount } => staking::unbond(delta, who, amount),
         TxBody::Withdraw => staking::withdraw(delta, who),

@@ -1,7 +1,7 @@
 //! The market: tasks with budgets in escrow, leases, heartbeats, settlement, refunds and
 //! reassignment. Every task ends `completed`, `failed` or `cancelled`, with a reason. How results
 //! are committed, revealed and judged is `verdict`'s business; disputes and known answers are
-//! `dispute`'s.
+//! `dispute`'s. The tokens move in `money`.
 //!
 //! Payment rule: a lease holder earns its price (fixed when it took the lease) for the time from
 //! placement to its commitment, capped by its run's share of the budget. Every running lease, of
@@ -14,9 +14,9 @@
 //! back whatever nobody earned. Cancelling is `cancel`'s business: it ends the work at once, but
 //! waits for the verdict on results already revealed against each other.
 
-use crate::bank;
 use crate::delta::Delta;
 use crate::event::Event;
+use crate::money;
 use crate::penalty::{self, Fault};
 use crate::state::{Lease, Role, Round, Task, Verdict};
 use crate::verdict;
@@ -78,7 +78,7 @@ pub fn submit(
     if delta.base.index.queued.len() >= delta.base.params.tasks_queued_max as usize {
         return Err(Reject::TasksPendingFull);
     }
-    bank::debit(delta, requester, terms.budget)?;
+    money::debit(delta, requester, terms.budget)?;
     let mut meta = delta.meta();
     let id = TaskId(meta.next_task);
     meta.next_task += 1;
@@ -169,37 +169,6 @@ pub(crate) fn cost(task: &Task, lease: &Lease, now: u64) -> Amount {
     Amount(earned).min(run_cap(task, lease.role))
 }
 
-/// Pays up to `amount` from the escrow to the node's owner; returns what was paid.
-pub(crate) fn pay(
-    delta: &mut Delta<'_>,
-    task: &mut Task,
-    node: NodeId,
-    amount: Amount,
-) -> Result<Amount, Reject> {
-    let amount = amount.min(task.escrow);
-    if amount.is_zero() {
-        return Ok(amount);
-    }
-    let owner = delta.node(node)?.owner;
-    task.escrow = task.escrow.checked_sub(amount).ok_or(Reject::AmountOverflow)?;
-    task.paid = task.paid.checked_add(amount).ok_or(Reject::AmountOverflow)?;
-    bank::credit(delta, owner, amount)?;
-    delta.emit(Event::Paid { task: task.id, node, owner, amount });
-    Ok(amount)
-}
-
-fn refund_rest(delta: &mut Delta<'_>, task: &mut Task) -> Result<(), Reject> {
-    let amount = task.escrow;
-    if amount.is_zero() {
-        return Ok(());
-    }
-    task.escrow = Amount::ZERO;
-    task.refunded = task.refunded.checked_add(amount).ok_or(Reject::AmountOverflow)?;
-    bank::credit(delta, task.requester, amount)?;
-    delta.emit(Event::Refunded { task: task.id, requester: task.requester, amount });
-    Ok(())
-}
-
 /// A lease stopped running on its node (committed, dropped, or its task ended).
 pub(crate) fn leave_node(delta: &mut Delta<'_>, node: NodeId) -> Result<(), Reject> {
     let mut node = delta.node(node)?;
@@ -227,7 +196,7 @@ pub(crate) fn finish(
     for node in task.leases.iter().filter(|l| l.is_running()).map(|l| l.node).collect::<Vec<_>>() {
         leave_node(delta, node)?;
     }
-    refund_rest(delta, &mut task)?;
+    money::refund_rest(delta, &mut task)?;
     crate::dispute::return_bond(delta, &mut task)?;
     task.state = state;
     task.failure = reason;
@@ -336,7 +305,7 @@ pub(crate) fn complete(delta: &mut Delta<'_>, mut task: Task) -> Result<(), Reje
         if lease.verdict != Verdict::Upheld {
             continue;
         }
-        pay(delta, &mut task, lease.node, lease.cost.saturating_sub(lease.released))?;
+        money::pay(delta, &mut task, lease.node, lease.cost.saturating_sub(lease.released))?;
         task.leases[index].verdict = Verdict::Paid;
         let mut node = delta.node(lease.node)?;
         crate::reputation::record(&mut node.reputation, |r| r.completed += 1);
@@ -368,7 +337,7 @@ pub fn report_failure(
     let unverified = task.terms.verification == Verification::None && lease.role == Role::Worker;
     if reason.is_task_fault() && unverified {
         let earned = cost(&task, &lease, delta.env.time_ms);
-        pay(delta, &mut task, node, earned.saturating_sub(lease.released))?;
+        money::pay(delta, &mut task, node, earned.saturating_sub(lease.released))?;
         leave_node(delta, node)?;
         task.leases[index].verdict = Verdict::Paid;
         return finish(delta, task, TaskState::Failed, Some(reason));

@@ -6,22 +6,21 @@
 //! savings up to the whole price (`verify::cheating_is_unprofitable`, checked by a test). Slashed
 //! stake is split (`verify::SlashSplit`): 30% to the challengers (the honest auditor, replicas,
 //! referee or disputer, in equal parts), 20% to the treasury account, 50% and every rounding
-//! remainder burned. Supply shrinks only by the burn.
+//! remainder burned. Supply shrinks only by the burn. The tokens move in `money`.
 //!
 //! Before the slash, whatever the lease was released per interval is clawed back from the same
 //! stake and returned to the escrow (the requester's once the task has ended;
-//! `release::claw_back`, `ClawedBack` event): the offence proved the work wrong, so none of its
+//! `money::claw_back`, `ClawedBack` event): the offence proved the work wrong, so none of its
 //! pay may stay with the cheater. Restitution comes first; where the stake cannot cover both,
 //! the slash gets what is left.
 
-use crate::bank;
 use crate::delta::Delta;
 use crate::event::Event;
 use crate::market;
+use crate::money::{self, Offence, Slash};
 use crate::reputation;
 use crate::state::{NodeStatus, Task};
 use aicpw_types::{AccountId, Amount, NodeId, Reject};
-use serde::Serialize;
 
 /// A fault: evidence against a node, but no proof of cheating.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -30,22 +29,6 @@ pub enum Fault {
     Expired,
     /// The provider reported its own failure.
     Failed,
-}
-
-/// A proven offence: the node is slashed for it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum Offence {
-    /// Lost an audit: the referee sided with the other party.
-    AuditFailed,
-    /// A replica in the minority of the quorum.
-    Minority,
-    /// Its result differs from the answer of a known-answer task.
-    KnownAnswerWrong,
-    /// A dispute committee found its result wrong.
-    DisputeLost,
-    /// Never opened a withheld commitment within its late reveal window (`ledger::withheld`).
-    RevealWithheld,
 }
 
 /// Counts a fault; freezes the node if its score fell below the freeze line.
@@ -78,11 +61,11 @@ pub fn passed(delta: &mut Delta<'_>, id: NodeId) -> Result<(), Reject> {
 }
 
 /// The slash for an offence on a run at `price_per_hour`.
-pub fn slash_amount(delta: &Delta<'_>, task: &Task, index: usize) -> Amount {
+pub fn slash_amount(delta: &Delta<'_>, task: &Task, index: usize) -> Result<Amount, Reject> {
     let lease = &task.leases[index];
     let basis = market::run_price(lease.price_per_hour, &task.terms);
     let economics = &delta.base.params.verification.economics;
-    Amount(economics.slash(basis.0).unwrap_or(u128::MAX))
+    economics.slash(basis.0).map(Amount).map_err(|_| Reject::AmountOverflow)
 }
 
 /// Claws back what lease `index` of `task` was released, then slashes its owner for `offence`,
@@ -98,36 +81,15 @@ pub fn penalize(
     let params = delta.base.params.verification.clone();
     let id = task.leases[index].node;
     let mut node = delta.node(id)?;
-    crate::release::claw_back(delta, task, index, node.owner, offence)?;
-    let amount = slash_amount(delta, task, index);
-    let taken = crate::staking::take(delta, node.owner, amount);
-    let shares = params.economics.split.split(taken.0).map_err(|_| Reject::AmountOverflow)?;
-    // Equal parts to the challengers; the remainder (all of it if there is none) is burned.
-    let count = challengers.len() as u128;
-    let each = shares.challenger.checked_div(count).unwrap_or(0);
-    let burn = shares.burn + (shares.challenger - each * count);
-    for challenger in challengers {
-        bank::credit(delta, *challenger, Amount(each))?;
-    }
-    bank::credit(delta, params.treasury, Amount(shares.treasury))?;
-    let mut meta = delta.meta();
-    meta.supply = meta.supply.saturating_sub(Amount(burn));
-    meta.burned = Amount(meta.burned.0.saturating_add(burn));
-    delta.set_meta(meta);
+    money::claw_back(delta, task, index, node.owner, offence)?;
+    let amount = slash_amount(delta, task, index)?;
+    let slash =
+        Slash { task: Some(task.id), node: id, owner: node.owner, offence, amount, challengers };
+    let taken = money::slash(delta, slash)?;
     reputation::record(&mut node.reputation, |r| {
         r.audits_failed += 1;
         r.offences = r.offences.saturating_add(1);
         r.clean_streak = aicpw_verify::audit::next_clean_streak(r.clean_streak, false);
-    });
-    delta.emit(Event::Penalized {
-        task: task.id,
-        node: id,
-        owner: node.owner,
-        offence,
-        amount: taken,
-        burned: Amount(burn),
-        challengers: challengers.to_vec(),
-        treasury: Amount(shares.treasury),
     });
     escalate(delta, &mut node, &params)?;
     delta.set_node(node);

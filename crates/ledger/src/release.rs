@@ -19,7 +19,7 @@
 //! A release is final only once its lease can no longer be judged wrong. A lease overruled
 //! (`audit-failed`, `minority`, `dispute-lost`, `known-answer-wrong`, a late reveal slashed like
 //! the loser, `reveal-withheld`) has it clawed back from its owner's stake together with the slash
-//! ([`claw_back`], called by `penalty::penalize`), back into the escrow (or bond) it came from
+//! (`money::claw_back`, called by `penalty::penalize`), back into the escrow (or bond) it came from
 //! while the task is open, to the requester once it has ended. So a caught cheater keeps nothing
 //! it was prepaid and forfeits price + slash, as `verify::economics` assumes, and everyone else
 //! is paid as if it had never been released. Leases that end with no verdict against them
@@ -33,12 +33,10 @@
 //! slash and clawback at risk; only a capacity-challenge slash, which takes stake outside this
 //! bookkeeping, can leave it short.
 
-use crate::bank;
 use crate::delta::Delta;
-use crate::event::Event;
 use crate::market;
-use crate::penalty::Offence;
-use crate::state::{DisputeOutcome, Node, NodeStatus, Role, Task};
+use crate::money;
+use crate::state::{Node, NodeStatus, Role, Task};
 use aicpw_types::{AccountId, Amount, Reject};
 
 /// Whether a node's record verifies an interval of service (the design's "passed heartbeat +
@@ -79,70 +77,16 @@ pub(crate) fn interval(
         return Ok(());
     }
     let paid = if lease.role == Role::Committee {
-        let paid = crate::dispute::pay_from_bond(delta, task, lease.node, due)?;
+        let paid = money::pay_from_bond(delta, task, lease.node, due)?;
         if let Some(dispute) = task.dispute.as_mut() {
             dispute.released = dispute.released.checked_add(paid).ok_or(Reject::AmountOverflow)?;
         }
         paid
     } else {
-        market::pay(delta, task, lease.node, due)?
+        money::pay(delta, task, lease.node, due)?
     };
     let lease = &mut task.leases[index];
     lease.released = lease.released.checked_add(paid).ok_or(Reject::AmountOverflow)?;
     lease.released_ms = now;
     Ok(())
-}
-
-/// Takes what lease `index` was released back from its owner's stake (then its unbonding
-/// entries), because `offence` proved its result wrong, and returns it where it came from, as if
-/// it had never been released: a committee member's to the open dispute's bond, every other
-/// lease's to the open task's escrow (which pays the leases upheld and refunds the rest, as it
-/// would have had the lease never been paid); once the dispute or the task has ended, to the
-/// requester (counted as refunded). Returns what was taken: less than released only where the
-/// stake is short (a capacity-challenge slash may have taken what backed it). `penalty::penalize`
-/// calls this before slashing: restitution of the requester's money for work proven wrong comes
-/// before the penalty, so a short stake shortchanges burn, challengers and treasury, never the
-/// requester.
-pub(crate) fn claw_back(
-    delta: &mut Delta<'_>,
-    task: &mut Task,
-    index: usize,
-    owner: AccountId,
-    offence: Offence,
-) -> Result<Amount, Reject> {
-    let (node, role, released) =
-        (task.leases[index].node, task.leases[index].role, task.leases[index].released);
-    if released.is_zero() {
-        return Ok(Amount::ZERO);
-    }
-    let taken = crate::staking::take(delta, owner, released);
-    if taken.is_zero() {
-        return Ok(taken);
-    }
-    let open = task.dispute.as_mut().filter(|d| d.outcome == DisputeOutcome::Open);
-    match (role, open) {
-        (Role::Committee, Some(dispute)) => {
-            dispute.bond = dispute.bond.checked_add(taken).ok_or(Reject::AmountOverflow)?;
-            dispute.released = dispute.released.saturating_sub(taken);
-        }
-        (Role::Committee, None) => {
-            if let Some(dispute) = task.dispute.as_mut() {
-                dispute.released = dispute.released.saturating_sub(taken);
-            }
-            bank::credit(delta, task.requester, taken)?;
-        }
-        _ => {
-            task.paid = task.paid.checked_sub(taken).ok_or(Reject::AmountOverflow)?;
-            if task.state.is_terminal() {
-                task.refunded = task.refunded.checked_add(taken).ok_or(Reject::AmountOverflow)?;
-                bank::credit(delta, task.requester, taken)?;
-            } else {
-                task.escrow = task.escrow.checked_add(taken).ok_or(Reject::AmountOverflow)?;
-            }
-        }
-    }
-    let lease = &mut task.leases[index];
-    lease.released = lease.released.saturating_sub(taken);
-    delta.emit(Event::ClawedBack { task: task.id, node, owner, amount: taken, offence });
-    Ok(taken)
 }

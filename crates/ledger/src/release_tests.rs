@@ -2,7 +2,7 @@
 //! policy and role is paid per verified interval; a lease judged wrong has it clawed back with
 //! the slash; any other lease keeps it; the stake backing a clawback stays put.
 
-use crate::penalty::Offence;
+use crate::money::Offence;
 use crate::state::{Lease, Role, Round, Verdict};
 use crate::tests::{key, Net};
 use crate::verification_tests::{policy, slash_of, stake};
@@ -545,7 +545,15 @@ fn a_short_stake_pays_the_clawback_to_the_requester_before_the_slash() {
     let owner = net.state.nodes[&worker].owner;
     let env = net.env();
     let mut delta = crate::delta::Delta::new(&net.state, &env);
-    crate::staking::slash(&mut delta, owner, Amount(STAKE - released - 1_000), "test");
+    let slash = crate::money::Slash {
+        task: None,
+        node: worker,
+        owner,
+        offence: Offence::CapacityChallengeFailed,
+        amount: Amount(STAKE - released - 1_000),
+        challengers: &[],
+    };
+    crate::money::slash(&mut delta, slash).expect("slash");
     let changes = delta.into_changes();
     net.state.commit(changes);
     let referee = net.leased(id)[2];

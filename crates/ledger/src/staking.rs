@@ -1,4 +1,5 @@
-//! Bonded stake: bond, unbond with a delay, withdraw, and slashing by the ledger's own rules.
+//! Bonded stake: bond, unbond with a delay, withdraw. Slashing is `money::slash`, called by the
+//! ledger's own rules only.
 
 use crate::delta::Delta;
 use crate::event::Event;
@@ -73,35 +74,4 @@ pub fn withdraw(delta: &mut Delta<'_>, who: AccountId) -> Result<(), Reject> {
     delta.set_account(who, account);
     delta.emit(Event::Withdrawn { account: who, amount });
     Ok(())
-}
-
-/// Takes up to `amount` from the account's bonded stake, then from its unbonding entries (so
-/// unbonding cannot dodge a penalty), and burns it. Returns what was taken. Only ledger rules call
-/// this; no transaction can.
-pub fn slash(delta: &mut Delta<'_>, who: AccountId, amount: Amount, reason: &str) -> Amount {
-    let taken = take(delta, who, amount);
-    let mut meta = delta.meta();
-    meta.supply = meta.supply.saturating_sub(taken);
-    meta.burned = Amount(meta.burned.0.saturating_add(taken.0));
-    delta.set_meta(meta);
-    delta.emit(Event::Slashed { account: who, amount: taken, reason: reason.to_string() });
-    taken
-}
-
-/// Takes up to `amount` from the account's bonded stake, then from its unbonding entries, and
-/// returns it to the caller, which must put every unit somewhere (`penalty` splits it between
-/// burn, challengers and treasury).
-pub(crate) fn take(delta: &mut Delta<'_>, who: AccountId, amount: Amount) -> Amount {
-    let mut account = delta.account(&who);
-    let from_stake = account.staked.min(amount);
-    account.staked = account.staked.saturating_sub(from_stake);
-    let mut taken = from_stake;
-    for entry in account.unbonding.iter_mut().rev() {
-        let take = entry.amount.min(amount.saturating_sub(taken));
-        entry.amount = entry.amount.saturating_sub(take);
-        taken = Amount(taken.0 + take.0);
-    }
-    account.unbonding.retain(|u| !u.amount.is_zero());
-    delta.set_account(who, account);
-    taken
 }

@@ -410,11 +410,22 @@ pub struct Meta {
     pub height: u64,
     pub supply: Amount,
     pub burned: Amount,
+    /// What genesis created: supply + burned, always (`money::check`).
+    pub genesis_supply: Amount,
     pub next_node: u64,
     pub next_task: u64,
     pub next_challenge: u64,
 }
-codec_struct!(Meta { chain_id, height, supply, burned, next_node, next_task, next_challenge });
+codec_struct!(Meta {
+    chain_id,
+    height,
+    supply,
+    burned,
+    genesis_supply,
+    next_node,
+    next_task,
+    next_challenge
+});
 
 #[derive(Clone, Debug)]
 pub struct State {
@@ -466,6 +477,8 @@ pub struct Index {
     pub owned: BTreeSet<(AccountId, NodeId)>,
     pub matcher: Matcher,
     pub challenge: crate::challenge::ChallengeIndex,
+    /// Where the supply sits, for the end-of-block conservation check (`money::check`).
+    pub money: crate::money::Totals,
 }
 
 /// The canonical bytes of an entry's key: a table tag, then the id.

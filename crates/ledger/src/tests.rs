@@ -159,7 +159,7 @@ impl Net {
     }
 
     fn close_block(&mut self, env: &BlockEnv) {
-        self.events.extend(end_block(&mut self.state, env));
+        self.events.extend(end_block(&mut self.state, env).expect("money is conserved"));
         self.log.extend(self.events.iter().cloned());
         self.state.finalize_root();
         self.state.check_invariants().expect("invariants hold after every block");
@@ -561,20 +561,30 @@ fn encrypted_tasks_go_only_to_nodes_holding_a_key_grant() {
 }
 
 #[test]
-fn slashing_takes_stake_then_unbonding_and_burns_it() {
+fn slashing_takes_stake_then_unbonding_and_burns_all_but_the_treasury_share() {
     let mut net = Net::new();
     net.run(0, TxBody::Bond { amount: Amount(1_000) }).expect("bond");
     net.run(0, TxBody::Unbond { amount: Amount(600) }).expect("unbond");
     let supply = net.state.meta.supply;
     let env = net.env();
     let mut delta = crate::delta::Delta::new(&net.state, &env);
-    let taken = crate::staking::slash(&mut delta, key(0).account(), Amount(700), "test");
+    let slash = crate::money::Slash {
+        task: None,
+        node: NodeId(0),
+        owner: key(0).account(),
+        offence: crate::money::Offence::CapacityChallengeFailed,
+        amount: Amount(700),
+        challengers: &[],
+    };
+    let taken = crate::money::slash(&mut delta, slash).expect("slash");
     let changes = delta.into_changes();
     net.state.commit(changes);
     assert_eq!(taken, Amount(700));
     let account = &net.state.accounts[&key(0).account()];
     assert_eq!((account.staked, account.unbonding_total()), (Amount(0), Amount(300)));
-    assert_eq!(net.state.meta.supply, Amount(supply.0 - 700));
+    // 20% to the treasury, the rest (the challengers' share too: there are none) burned.
+    assert_eq!(net.state.meta.supply, Amount(supply.0 - 560));
+    assert_eq!(net.state.meta.burned, Amount(560));
     net.state.check_invariants().expect("supply shrank by exactly the burn");
 }
 

@@ -25,7 +25,8 @@
 use crate::delta::Delta;
 use crate::event::Event;
 use crate::market::{self, finish, leave_node};
-use crate::penalty::{self, Fault, Offence};
+use crate::money::Offence;
+use crate::penalty::{self, Fault};
 use crate::state::{Lease, Reveal, Role, Round, Task, Verdict};
 use aicpw_types::task::{FailureReason, Verification};
 use aicpw_types::{AccountId, Hash32, NodeId, Reject, TaskId, TaskState};

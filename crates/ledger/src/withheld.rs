@@ -36,7 +36,8 @@
 
 use crate::delta::Delta;
 use crate::event::Event;
-use crate::penalty::{self, Fault, Offence};
+use crate::money::Offence;
+use crate::penalty::{self, Fault};
 use crate::state::{Role, Task, Verdict};
 use aicpw_types::task::{FailureReason, Verification};
 use aicpw_types::{AccountId, Hash32, NodeId, Reject, TaskId, TaskState};

@@ -2,7 +2,7 @@
 //! withheld, then cleared, slashed for its late hash, or slashed `reveal-withheld` when its late
 //! reveal window ends unopened; its stake cannot leave before the verdict.
 
-use crate::penalty::Offence;
+use crate::money::Offence;
 use crate::state::{NodeStatus, Params, Round, Verdict};
 use crate::tests::{key, Net};
 use crate::verification_tests::{policy, slash_of, stake, verdict};
@@ -183,7 +183,7 @@ fn a_withheld_reveal_never_opened_is_slashed_reveal_withheld_when_the_late_windo
     let split = w.net.state.params.verification.economics.split.split(slash).expect("split");
     // Nobody challenged but the ledger's clock: the challenger share is burned with the burn.
     let expected = Event::Penalized {
-        task: w.id,
+        task: Some(w.id),
         node: w.silent,
         owner,
         offence: Offence::RevealWithheld,

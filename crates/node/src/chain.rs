@@ -23,6 +23,10 @@ pub enum ChainError {
     DataDir { path: String, source: std::io::Error },
     #[error("writing a state checkpoint failed: {0}")]
     Checkpoint(String),
+    /// A rule broke conservation (a bug): the block is not committed and the node stops making
+    /// blocks rather than sign money that does not add up.
+    #[error("block {height} not committed: {violation}; the node halts (a ledger bug: report it)")]
+    Conservation { height: u64, violation: aicpw_ledger::money::Violation },
 }
 
 /// A checkpoint is written once this many state entries changed since the last one...
@@ -114,7 +118,8 @@ fn execute_block(state: &mut State, block: &Block) -> Result<Vec<EntryKey>, Chai
         result
             .map_err(|reject| ChainError::ReplayDiverged { height, reason: reject.to_string() })?;
     }
-    aicpw_ledger::end_block(state, &env);
+    aicpw_ledger::end_block(state, &env)
+        .map_err(|violation| ChainError::Conservation { height, violation })?;
     let (root, changed) = state.finalize_root();
     if root != block.header.state_root {
         return Err(ChainError::ReplayDiverged { height, reason: "state root".into() });
@@ -293,7 +298,11 @@ impl Chain {
                 Err(reject) => rejected.push((tx.tx.id(), reject)),
             }
         }
-        events.extend(aicpw_ledger::end_block(&mut self.state, &env));
+        let height = env.height;
+        events.extend(
+            aicpw_ledger::end_block(&mut self.state, &env)
+                .map_err(|violation| ChainError::Conservation { height, violation })?,
+        );
         let (state_root, changed) = self.state.finalize_root();
         let header = BlockHeader {
             chain_id: env.chain_id,
@@ -328,5 +337,36 @@ impl Chain {
             root = block.header.state_root;
         }
         Ok(root)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use aicpw_types::{Amount, Keypair};
+
+    #[test]
+    fn a_block_that_breaks_conservation_is_never_committed_and_the_node_halts() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let proposer = Keypair::dev(0).account();
+        let mut chain = Chain::open(dir.path(), Some(&crate::dev_genesis())).expect("open");
+        chain.produce(Vec::new(), 1_000, proposer).expect("a block that adds up");
+        // A rule with a bug: one token credited with nothing debited.
+        let (env, _) = chain.next_env(2_000, proposer);
+        let mut delta = aicpw_ledger::delta::Delta::new(&chain.state, &env);
+        aicpw_ledger::money::credit(&mut delta, proposer, Amount(1)).expect("credit");
+        let changes = delta.into_changes();
+        chain.state.commit(changes);
+        let refused = chain.produce(Vec::new(), 2_000, proposer).expect_err("not conserved");
+        assert!(matches!(refused, ChainError::Conservation { height: 2, .. }), "{refused}");
+        assert_eq!(chain.height(), 1, "the block was not committed");
+        assert!(chain.block(2).expect("read").is_none());
+        let again = chain.produce(Vec::new(), 3_000, proposer);
+        assert!(matches!(again, Err(ChainError::Conservation { .. })), "it never continues");
+        drop(chain);
+        // Restarted, the node holds the last block that added up, and replays to it.
+        let chain = Chain::open(dir.path(), None).expect("reopen");
+        assert_eq!(chain.height(), 1);
+        assert_eq!(chain.replay().expect("replay"), chain.head().expect("head").state_root);
     }
 }

@@ -38,6 +38,8 @@ pub struct BlockOutcome {
     pub included: Vec<TxBody>,
     pub included_signers: Vec<AccountId>,
     pub rejected: Vec<Rejection>,
+    /// The ledger found money not conserved at the end of the block (a node would halt).
+    pub violation: Option<String>,
 }
 
 pub struct Chain {
@@ -119,7 +121,10 @@ impl Chain {
         let mut outcome = BlockOutcome { height: self.height, ..BlockOutcome::default() };
         outcome.events.extend(begin_block(&mut self.state, &env));
         self.apply_mempool(&env, &mut outcome);
-        outcome.events.extend(end_block(&mut self.state, &env));
+        match end_block(&mut self.state, &env) {
+            Ok(events) => outcome.events.extend(events),
+            Err(violation) => outcome.violation = Some(violation.to_string()),
+        }
         self.state.finalize_root();
         self.expire(now);
         outcome

@@ -91,7 +91,8 @@ fn sized_for_claim(state: &State, node: &NodeId, id: &ChallengeId) -> bool {
 /// The task a sanction was about, if it was about one.
 fn event_task(event: &Event) -> Option<TaskId> {
     match event {
-        Event::Penalized { task, .. } | Event::DisputeResolved { task, .. } => Some(*task),
+        Event::Penalized { task, .. } => *task,
+        Event::DisputeResolved { task, .. } => Some(*task),
         _ => None,
     }
 }
@@ -156,9 +157,6 @@ impl Detector {
     fn sanction(&self, state: &State, event: &Event) -> Option<String> {
         let me = &self.cheater;
         let slashed = match event {
-            Event::Slashed { account, reason, .. } if account == me => {
-                Some(format!("slashed: {reason}"))
-            }
             Event::Penalized { owner, offence, .. } if owner == me => {
                 let name = serde_json::to_string(offence).unwrap_or_default();
                 Some(format!("slashed: {}", name.trim_matches('"')))

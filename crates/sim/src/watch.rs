@@ -115,6 +115,9 @@ impl Watch {
 
     pub fn after_block(&mut self, state: &State, outcome: &BlockOutcome, now: u64) {
         self.blocks += 1;
+        if let Some(broken) = &outcome.violation {
+            self.violation(format!("block {}: {broken}", outcome.height));
+        }
         if let Err(broken) = check_state(state, self.genesis_supply) {
             self.violation(format!("block {}: {broken}", outcome.height));
         }
@@ -144,7 +147,7 @@ impl Watch {
             }
             Event::TaskRequeued { .. } => self.requeues += 1,
             Event::ClawedBack { .. } => self.clawbacks += 1,
-            Event::Slashed { account, .. } | Event::Penalized { owner: account, .. } => {
+            Event::Penalized { owner: account, .. } => {
                 self.slashes += 1;
                 if self.honest.contains(account) {
                     self.honest_slashed += 1;

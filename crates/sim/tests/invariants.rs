@@ -1,13 +1,14 @@
 //! The invariant checker itself: a state broken on purpose (a cloned state, corrupted) is caught,
 //! and so are a task that never ends and a slashed honest party.
 
+use aicpw_ledger::money::Offence;
 use aicpw_ledger::{Event, State};
 use aicpw_sim::chain::BlockOutcome;
 use aicpw_sim::rng::SimRng;
 use aicpw_sim::scenarios::base_setup;
 use aicpw_sim::setup::{account, RequesterSpec};
 use aicpw_sim::watch::{check_state, check_withheld, Watch};
-use aicpw_types::{Amount, TaskId, TaskState, Verification};
+use aicpw_types::{Amount, NodeId, TaskId, TaskState, Verification};
 use std::collections::BTreeSet;
 
 /// A state a minute into an honest run, with tasks in escrow, and its genesis supply.
@@ -84,7 +85,16 @@ fn the_watch_counts_a_broken_state_a_late_task_and_an_honest_slash() {
     let outcome = BlockOutcome { height: 1, events: vec![submitted], ..BlockOutcome::default() };
     watch.after_block(&state, &outcome, 10);
     assert_eq!(watch.violations, 0);
-    let slashed = Event::Slashed { account: honest, amount: Amount(1), reason: "test".into() };
+    let slashed = Event::Penalized {
+        task: None,
+        node: NodeId(0),
+        owner: honest,
+        offence: Offence::CapacityChallengeFailed,
+        amount: Amount(1),
+        burned: Amount(1),
+        challengers: Vec::new(),
+        treasury: Amount(0),
+    };
     let outcome = BlockOutcome { height: 2, events: vec![slashed], ..BlockOutcome::default() };
     watch.after_block(&state, &outcome, 2_000);
     assert_eq!(watch.violations, 1, "task 999 missed its deadline: {:?}", watch.messages);

@@ -1,12 +1,12 @@
 //! Results of challenges: scores, proven capacity, and the graded response to misses and failures.
 
 use super::{ChallengeFailure, ChallengeKind, ChallengeSanction, ChallengeStatus};
-use crate::bank;
 use crate::delta::Delta;
 use crate::event::Event;
+use crate::money::{self, Offence, Slash};
 use crate::reputation;
 use crate::state::{Node, NodeStatus};
-use aicpw_types::{AccountId, Amount, ComputeUnits, Reject};
+use aicpw_types::{ComputeUnits, Reject};
 use aicpw_verify::{ChallengeVerdict, Sanction};
 
 /// Records the result of the node's current matrix challenge: `Ok(units)` passed with that
@@ -120,9 +120,17 @@ fn punish(
         Sanction::None | Sanction::LowerReputation => {}
         Sanction::Freeze => freeze(delta, node),
         Sanction::Slash => {
-            let params = &delta.base.params.challenges;
-            let amount = params.slash_failed;
-            slash(delta, node.owner, amount, failure.reason())?;
+            // Split as every slash is; the challengers' share is burned too, since the ledger
+            // itself challenged (paying the block's proposer would pay it for censoring answers).
+            let slash = Slash {
+                task: None,
+                node: node.id,
+                owner: node.owner,
+                offence: Offence::CapacityChallengeFailed,
+                amount: delta.base.params.challenges.slash_failed,
+                challengers: &[],
+            };
+            money::slash(delta, slash)?;
             reputation::record(&mut node.reputation, |r| r.offences = r.offences.saturating_add(1));
             // A slashed node is frozen until the stakers' arbitration thaws it (or ejected after
             // `offences_eject` offences), and no longer challenged meanwhile.
@@ -132,30 +140,6 @@ fn punish(
         }
     }
     Ok(sanction.into())
-}
-
-/// Takes `amount` from the owner's stake (then its unbonding entries) and splits it as every
-/// slash is split (`verify::SlashSplit`): the treasury's share to the treasury, the rest burned —
-/// the challenger's share too, since the ledger itself challenged (paying the block's proposer
-/// would pay it for censoring answers).
-fn slash(
-    delta: &mut Delta<'_>,
-    owner: AccountId,
-    amount: Amount,
-    reason: &str,
-) -> Result<(), Reject> {
-    let treasury = delta.base.params.verification.treasury;
-    let split = delta.base.params.verification.economics.split;
-    let taken = crate::staking::take(delta, owner, amount);
-    let shares = split.split(taken.0).map_err(|_| Reject::AmountOverflow)?;
-    bank::credit(delta, treasury, Amount(shares.treasury))?;
-    let burn = taken.0 - shares.treasury;
-    let mut meta = delta.meta();
-    meta.supply = meta.supply.saturating_sub(Amount(burn));
-    meta.burned = Amount(meta.burned.0.saturating_add(burn));
-    delta.set_meta(meta);
-    delta.emit(Event::Slashed { account: owner, amount: taken, reason: reason.to_string() });
-    Ok(())
 }
 
 /// Freezes an active node for missed challenges: the next passed one thaws it.
