@@ -5,12 +5,13 @@
 //!
 //! Payment rule: a lease holder earns its price (fixed when it took the lease) for the time from
 //! placement to its commitment, capped by its run's share of the budget. Every running lease, of
-//! every policy and role, is paid per verified interval of at most 60 s on its heartbeats
-//! (`release`); the rest is paid when the task completes, and only if its result was upheld. A
+//! every policy and role, is paid per interval of at most 60 s that its capacity challenges vouch
+//! for (`release`; heartbeats alone vouch for nothing); the rest is paid when the task completes, and only if its result was upheld. A
 //! lease whose result is later judged wrong has its released intervals clawed back with the slash;
 //! one that ends with no verdict against it (expired, provider error, reassigned, the task failed
 //! or was cancelled) keeps them and gets nothing more. A failure caused by the task itself
-//! (limits, a non-zero exit) ends an unverified task and pays the time used. The requester gets
+//! (limits, a non-zero exit) ends an unverified task and pays only the time its challenges
+//! vouch for: the provider's report proves no work. The requester gets
 //! back whatever nobody earned. Cancelling is `cancel`'s business: it ends the work at once, but
 //! waits for the verdict on results already revealed against each other.
 
@@ -336,8 +337,11 @@ pub fn report_failure(
     let lease = task.leases[index].clone();
     let unverified = task.terms.verification == Verification::None && lease.role == Role::Worker;
     if reason.is_task_fault() && unverified {
-        let earned = cost(&task, &lease, delta.env.time_ms);
-        money::pay(delta, &mut task, node, earned.saturating_sub(lease.released))?;
+        // The provider's word that the task failed is no evidence of work, and neither are its
+        // heartbeats: it keeps what was released and gets the time its capacity challenges vouch
+        // for since, nothing more. The rest is refunded.
+        let now = delta.env.time_ms;
+        crate::release::vouched(delta, &mut task, index, now)?;
         leave_node(delta, node)?;
         task.leases[index].verdict = Verdict::Paid;
         return finish(delta, task, TaskState::Failed, Some(reason));

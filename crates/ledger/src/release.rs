@@ -5,9 +5,11 @@
 //! dispute committee member, under every verification policy — is paid on its first heartbeat at
 //! least `release_interval_ms` (at most 60 s) after its last release, for the time since, capped
 //! by its run's share (`market::cost`), while
-//! - the node's capacity challenges vouch for the interval ([`vouches_for_interval`]): the
-//!   heartbeat is the evidence of service, the challenges that the node is the machine it
-//!   claims; and
+//! - the node's capacity challenges vouch for the interval ([`vouches_for_interval`]): a matrix
+//!   challenge issued since the last release passed, and none was missed since. A heartbeat
+//!   only says that the lease is alive, which a provider doing nothing can say too; so while
+//!   capacity challenges are off (the ledger's default) nothing is released per interval and
+//!   the time is paid for a verified result only; and
 //! - its owner's stake can still take the release back ([`backed`]): it covers the slash of
 //!   everything the owner has at risk, every earlier release that could be clawed back, and this
 //!   one.
@@ -33,17 +35,23 @@
 //! slash and clawback at risk; only a capacity-challenge slash, which takes stake outside this
 //! bookkeeping, can leave it short.
 
+use crate::challenge::ChallengeStatus;
 use crate::delta::Delta;
 use crate::market;
 use crate::money;
 use crate::state::{Node, NodeStatus, Role, Task};
 use aicpw_types::{AccountId, Amount, Reject};
 
-/// Whether a node's record verifies an interval of service (the design's "passed heartbeat +
-/// challenge window"): it is active and not frozen, and it has no capacity challenge missed or
-/// failed since its last pass. Otherwise its time is paid on acceptance.
-pub fn vouches_for_interval(node: &Node) -> bool {
-    node.status == NodeStatus::Active && !node.capacity.frozen && node.capacity.misses == 0
+/// Whether a node's record verifies its service since `since_ms` (the design's "passed
+/// heartbeat and challenge window"): it is active and not frozen, its latest matrix challenge
+/// was issued at or after `since_ms` and passed, and it missed none since. Heartbeats alone vouch for nothing.
+/// Otherwise its time is paid for a verified result only.
+pub fn vouches_for_interval(node: &Node, since_ms: u64) -> bool {
+    let passed = node.capacity.matrix.as_ref().is_some_and(|challenge| {
+        challenge.status == ChallengeStatus::Passed && challenge.issued_ms >= since_ms
+    });
+    let active = node.status == NodeStatus::Active && !node.capacity.frozen;
+    active && node.capacity.misses == 0 && passed
 }
 
 /// Whether the owner's stake and unbonding entries could still take `due` back if it were
@@ -59,21 +67,34 @@ pub fn backed(delta: &Delta<'_>, owner: &AccountId, due: Amount) -> bool {
 }
 
 /// Pays running lease `index` of `task` for the time since its last release, once that is at
-/// least `release_interval_ms`, its node [`vouches_for_interval`] and the release is [`backed`].
-/// The time of an interval that does not qualify is paid by a later release or on acceptance.
+/// least `release_interval_ms` (see [`vouched`]).
 pub(crate) fn interval(
     delta: &mut Delta<'_>,
     task: &mut Task,
     index: usize,
     now: u64,
 ) -> Result<(), Reject> {
-    let lease = task.leases[index].clone();
-    if now.saturating_sub(lease.released_ms) < delta.base.params.verification.release_interval_ms {
+    let since = task.leases[index].released_ms;
+    if now.saturating_sub(since) < delta.base.params.verification.release_interval_ms {
         return Ok(());
     }
+    vouched(delta, task, index, now)
+}
+
+/// Pays running lease `index` of `task` for the time since its last release if its node
+/// [`vouches_for_interval`] and the release is [`backed`]. Time that does not qualify is paid by
+/// a later release, or for a verified result, or never.
+pub(crate) fn vouched(
+    delta: &mut Delta<'_>,
+    task: &mut Task,
+    index: usize,
+    now: u64,
+) -> Result<(), Reject> {
+    let lease = task.leases[index].clone();
     let node = delta.node(lease.node)?;
     let due = market::cost(task, &lease, now).saturating_sub(lease.released);
-    if due.is_zero() || !vouches_for_interval(&node) || !backed(delta, &node.owner, due) {
+    let vouched = vouches_for_interval(&node, lease.released_ms);
+    if due.is_zero() || !vouched || !backed(delta, &node.owner, due) {
         return Ok(());
     }
     let paid = if lease.role == Role::Committee {

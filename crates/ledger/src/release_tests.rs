@@ -7,7 +7,7 @@ use crate::state::{Lease, Role, Round, Verdict};
 use crate::tests::{key, Net};
 use crate::verification_tests::{policy, slash_of, stake};
 use crate::Event;
-use aicpw_types::task::Verification;
+use aicpw_types::task::{FailureReason, Verification};
 use aicpw_types::{Amount, Hash32, NodeId, Reject, TaskId, TaskState, TxBody};
 
 /// Heartbeats for this long cover one released interval (60 s) and not two.
@@ -572,4 +572,82 @@ fn a_short_stake_pays_the_clawback_to_the_requester_before_the_slash() {
     let task = net.task(id);
     assert_eq!(task.paid.0 + task.refunded.0, task.terms.budget.0);
     assert_eq!(task.paid, Amount(task.leases[1].cost.0 + task.leases[2].cost.0));
+}
+
+/// The attack of a provider paid without working, part 1: while capacity challenges are off (the
+/// ledger's default), a lease that only sends heartbeats is released nothing per interval.
+#[test]
+fn heartbeats_alone_release_nothing_per_interval() {
+    let mut net = net5();
+    net.vouching = false;
+    let id = net.submit(0, policy(Verification::None));
+    let worker = net.worker(id);
+    net.wait(5 * ONE_INTERVAL_MS);
+    assert!(net.task(id).leases[0].is_running());
+    assert_eq!(paid_to(&net, id, worker), 0, "five intervals of heartbeats, no evidence of work");
+    assert!(lease(&net, id, worker).released.is_zero());
+    // A capacity challenge passed since the last release vouches for the time: it is released.
+    net.vouching = true;
+    net.wait(ONE_INTERVAL_MS);
+    assert!(paid_to(&net, id, worker) > 0, "a passed challenge is evidence");
+}
+
+/// A pass issued before the lease's last release does not vouch for the time after it.
+#[test]
+fn an_old_pass_vouches_for_no_later_interval() {
+    let mut net = net5();
+    let id = net.submit(0, policy(Verification::None));
+    let worker = net.worker(id);
+    net.wait(ONE_INTERVAL_MS);
+    assert!(paid_to(&net, id, worker) > 0);
+    net.vouching = false;
+    // The last pass came after the first release: it vouches for the next interval...
+    net.wait(ONE_INTERVAL_MS);
+    let vouched = paid_to(&net, id, worker);
+    let last_pass = net.state.nodes[&worker].capacity.matrix.as_ref().expect("a pass").issued_ms;
+    assert!(lease(&net, id, worker).released_ms > last_pass);
+    // ...and for none after it.
+    net.wait(3 * ONE_INTERVAL_MS);
+    assert_eq!(paid_to(&net, id, worker), vouched, "no pass since the last release");
+}
+
+/// The attack of a provider paid without working, part 2: heartbeat until the time limit, then
+/// report `TimeLimitExceeded`. Its word and its heartbeats are no evidence of work: it is paid
+/// nothing, and the requester gets the whole budget back.
+#[test]
+fn idling_to_the_time_limit_and_reporting_it_pays_nothing() {
+    let mut net = net5();
+    net.vouching = false;
+    let terms = policy(Verification::None);
+    let (budget, limit_ms) = (terms.budget, terms.time_limit_secs * 1_000);
+    let before = net.balance(0);
+    let id = net.submit(0, terms);
+    let worker = net.worker(id);
+    net.wait(limit_ms - 5_000);
+    let owner = net.owner(worker);
+    let reason = FailureReason::TimeLimitExceeded;
+    net.run(owner, TxBody::ReportFailure { task: id, node: worker, reason }).expect("report");
+    let task = net.task(id);
+    assert_eq!((task.state, task.failure), (TaskState::Failed, Some(reason)));
+    assert_eq!(paid_to(&net, id, worker), 0, "paid for idling");
+    assert_eq!((task.paid, task.refunded), (Amount::ZERO, budget));
+    assert_eq!(net.balance(0), Amount(before.0 - 10), "only the submission's fee is spent");
+}
+
+/// An honest provider whose task really fails keeps the time its challenges vouched for,
+/// including the stretch since its last release.
+#[test]
+fn a_task_fault_pays_the_vouched_time_up_to_the_report() {
+    let mut net = net5();
+    let id = net.submit(0, policy(Verification::None));
+    let worker = net.worker(id);
+    net.wait(ONE_INTERVAL_MS + 20_000);
+    let released = lease(&net, id, worker).released.0;
+    assert!(released > 0);
+    net.pass_challenges();
+    let owner = net.owner(worker);
+    let reason = FailureReason::TaskExitedWithError;
+    net.run(owner, TxBody::ReportFailure { task: id, node: worker, reason }).expect("report");
+    assert!(paid_to(&net, id, worker) > released, "the last stretch is vouched for too");
+    assert_eq!(net.task(id).state, TaskState::Failed);
 }

@@ -23,6 +23,10 @@ pub(crate) struct Net {
     pub events: Vec<crate::Event>,
     /// Events of every block so far, in order.
     pub log: Vec<crate::Event>,
+    /// Whether every active node passes a capacity challenge before each `keep_alive` block, so
+    /// its intervals are vouched for (`release::vouches_for_interval`). On by default; the
+    /// challenge rounds themselves are tested in `challenge::tests`.
+    pub vouching: bool,
 }
 
 pub(crate) fn key(i: u32) -> Keypair {
@@ -87,6 +91,7 @@ impl Net {
             genesis_supply,
             events: Vec::new(),
             log: Vec::new(),
+            vouching: true,
         }
     }
 
@@ -212,10 +217,48 @@ impl Net {
                 Some(self.sign(who, body))
             })
             .collect();
+        if self.vouching {
+            self.pass_challenges();
+        }
         self.block(&txs);
         for (who, nonce) in self.nonces.iter_mut() {
             *nonce = self.state.accounts.get(&key(*who).account()).map_or(0, |a| a.nonce);
         }
+    }
+
+    /// Records a passed matrix challenge issued now for every active node.
+    pub fn pass_challenges(&mut self) {
+        let env = self.env();
+        let mut delta = crate::delta::Delta::new(&self.state, &env);
+        for node in self.state.nodes.values().filter(|n| n.status == NodeStatus::Active) {
+            let mut node = node.clone();
+            node.capacity.matrix = Some(crate::challenge::Challenge {
+                id: aicpw_types::ChallengeId(u64::MAX - node.id.0),
+                node: node.id,
+                kind: crate::challenge::ChallengeKind::Matrix,
+                seed: Hash32::default(),
+                n: 64,
+                tile: 16,
+                open_count: 0,
+                difficulty: 0,
+                sized_for: Default::default(),
+                issued_ms: self.time_ms,
+                issued_height: self.height,
+                deadline_ms: self.time_ms,
+                status: crate::challenge::ChallengeStatus::Passed,
+                root: None,
+                response_ms: 0,
+                committed_height: self.height,
+                open_randomness: None,
+                open_deadline_ms: self.time_ms,
+                opened: 0,
+                units: Default::default(),
+                failure: None,
+            });
+            delta.set_node(node);
+        }
+        let changes = delta.into_changes();
+        self.state.commit(changes);
     }
 
     pub fn idle(&mut self, ms: u64) {
@@ -485,10 +528,11 @@ fn a_task_no_node_can_run_waits_and_is_refunded_in_full_on_cancel() {
 }
 
 #[test]
-fn a_task_that_breaks_its_limits_pays_for_the_time_used() {
+fn a_task_that_breaks_its_limits_pays_the_time_its_challenges_vouch_for() {
     let mut net = Net::new();
     let node = net.provider(1, 3_600_000);
     net.submit(0, terms(10_000_000));
+    net.pass_challenges();
     let failure =
         TxBody::ReportFailure { task: TaskId(0), node, reason: FailureReason::MemoryLimitExceeded };
     net.run(1, failure).expect("report");
