@@ -93,6 +93,12 @@ fn tasks_that_break_their_limits_are_killed_with_a_reason_and_pay_for_time_used(
     let mut net = Net::start();
     net.provider(1, 3_600_000);
     net.wait_nodes(1);
+    // The time of a task that failed by itself is paid only while the node's capacity
+    // challenges vouch for it: the provider's report and its heartbeats are no evidence of work.
+    wait_until("the node passed a capacity challenge", Duration::from_secs(60), || {
+        let node = net.client.get("/v1/nodes/0").unwrap_or_default();
+        node["capacity"]["passed"].as_u64().unwrap_or(0) > 0
+    });
     let sleepy_path = net.task_file_limited("sleepy", "import time\ntime.sleep(60)\n", "", 2);
     let hog = net.task_file(
         "hog",

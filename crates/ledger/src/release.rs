@@ -5,8 +5,8 @@
 //! dispute committee member, under every verification policy — is paid on its first heartbeat at
 //! least `release_interval_ms` (at most 60 s) after its last release, for the time since, capped
 //! by its run's share (`market::cost`), while
-//! - the node's capacity challenges vouch for the interval ([`vouches_for_interval`]): a matrix
-//!   challenge issued since the last release passed, and none was missed since. A heartbeat
+//! - the node's capacity challenges vouch for it ([`vouches_for_interval`]): it passed a
+//!   matrix challenge in the last two rounds and missed none since. A heartbeat
 //!   only says that the lease is alive, which a provider doing nothing can say too; so while
 //!   capacity challenges are off (the ledger's default) nothing is released per interval and
 //!   the time is paid for a verified result only; and
@@ -42,16 +42,22 @@ use crate::money;
 use crate::state::{Node, NodeStatus, Role, Task};
 use aicpw_types::{AccountId, Amount, Reject};
 
-/// Whether a node's record verifies its service since `since_ms` (the design's "passed
-/// heartbeat and challenge window"): it is active and not frozen, its latest matrix challenge
-/// was issued at or after `since_ms` and passed, and it missed none since. Heartbeats alone vouch for nothing.
-/// Otherwise its time is paid for a verified result only.
-pub fn vouches_for_interval(node: &Node, since_ms: u64) -> bool {
-    let passed = node.capacity.matrix.as_ref().is_some_and(|challenge| {
-        challenge.status == ChallengeStatus::Passed && challenge.issued_ms >= since_ms
+/// Whether a node's capacity challenges vouch for its service now (the design's "passed
+/// heartbeat and challenge window"): it is active and not frozen, has passed a matrix challenge
+/// and missed none since, and its latest one, passed or still open, was issued within the last
+/// two rounds (`2 × max(challenges.interval_ms, release_interval_ms)`), so the pass is current.
+/// Heartbeats alone vouch for nothing: with capacity challenges off (the ledger's default) no
+/// node is vouched for, and time is paid for a verified result only.
+pub fn vouches_for_interval(delta: &Delta<'_>, node: &Node) -> bool {
+    let params = &delta.base.params;
+    let round = params.challenges.interval_ms.max(params.verification.release_interval_ms);
+    let window = round.saturating_mul(2);
+    let current = node.capacity.matrix.as_ref().is_some_and(|challenge| {
+        let standing = !matches!(challenge.status, ChallengeStatus::Late | ChallengeStatus::Failed);
+        standing && challenge.issued_ms.saturating_add(window) >= delta.env.time_ms
     });
     let active = node.status == NodeStatus::Active && !node.capacity.frozen;
-    active && node.capacity.misses == 0 && passed
+    active && node.capacity.passed > 0 && node.capacity.misses == 0 && current
 }
 
 /// Whether the owner's stake and unbonding entries could still take `due` back if it were
@@ -93,8 +99,7 @@ pub(crate) fn vouched(
     let lease = task.leases[index].clone();
     let node = delta.node(lease.node)?;
     let due = market::cost(task, &lease, now).saturating_sub(lease.released);
-    let vouched = vouches_for_interval(&node, lease.released_ms);
-    if due.is_zero() || !vouched || !backed(delta, &node.owner, due) {
+    if due.is_zero() || !vouches_for_interval(delta, &node) || !backed(delta, &node.owner, due) {
         return Ok(());
     }
     let paid = if lease.role == Role::Committee {

@@ -232,6 +232,7 @@ impl Net {
         let mut delta = crate::delta::Delta::new(&self.state, &env);
         for node in self.state.nodes.values().filter(|n| n.status == NodeStatus::Active) {
             let mut node = node.clone();
+            node.capacity.passed += 1;
             node.capacity.matrix = Some(crate::challenge::Challenge {
                 id: aicpw_types::ChallengeId(u64::MAX - node.id.0),
                 node: node.id,
