@@ -311,9 +311,29 @@ pub fn end_block(state: &mut State, env: &BlockEnv) -> Result<Vec<Event>, Violat
         let assigned: Result<(), Reject> = market::assign(&mut delta, task, node);
         assert!(assigned.is_ok(), "the matcher placed task {task} on node {node}: {assigned:?}");
     }
-    let events = state.commit(delta.into_changes());
+    let mut events = state.commit(delta.into_changes());
+    events.extend(prune(state, env));
     crate::money::check(state)?;
     Ok(events)
+}
+
+/// Removes ended tasks `task_retention_ms` after they ended, at most [`EXPIRIES_PER_BLOCK_MAX`]
+/// a block, oldest first. Only tasks no rule needs any more are listed (`Index::ended`: no
+/// withheld lease awaits its late verdict); a pruned task holds no money.
+fn prune(state: &mut State, env: &BlockEnv) -> Vec<Event> {
+    let cutoff = env.time_ms.saturating_sub(state.params.task_retention_ms);
+    let due: Vec<TaskId> = state
+        .index
+        .ended
+        .iter()
+        .take_while(|(ended, _)| *ended <= cutoff)
+        .map(|(_, id)| *id)
+        .take(EXPIRIES_PER_BLOCK_MAX)
+        .collect();
+    due.into_iter()
+        .filter(|id| state.remove_task(*id))
+        .map(|task| Event::TaskPruned { task })
+        .collect()
 }
 
 /// Whether a task's open seats are drawn at random rather than by the requester's strategy:

@@ -75,6 +75,17 @@ impl<'s> Delta<'s> {
         self.events.push(event);
     }
 
+    /// State entries this delta creates (accounts holding something, nodes, tasks): what the
+    /// signer pays the storage fee for.
+    pub fn created(&self) -> u128 {
+        let accounts = self.accounts.iter().filter(|(id, account)| {
+            !self.base.accounts.contains_key(id) && **account != Account::default()
+        });
+        let nodes = self.nodes.keys().filter(|id| !self.base.nodes.contains_key(id));
+        let tasks = self.tasks.keys().filter(|id| !self.base.tasks.contains_key(id));
+        (accounts.count() + nodes.count() + tasks.count()) as u128
+    }
+
     pub fn into_changes(self) -> Changes {
         Changes {
             accounts: self.accounts,
@@ -103,6 +114,12 @@ impl State {
             self.mark_dirty(EntryKey::Account(id), old.as_ref().map(|a| a as &dyn Encode));
             self.index.money.account(&id, old.as_ref(), Some(&account));
             let stake_changed = old.map(|o| o.staked) != Some(account.staked);
+            // An account with nothing in it that never signed is no account: not stored (its
+            // nonce is 0, so nothing it signed can be replayed).
+            if account == Account::default() {
+                self.accounts.remove(&id);
+                continue;
+            }
             self.accounts.insert(id, account);
             if stake_changed {
                 self.refresh_offers_of(id);
@@ -203,8 +220,18 @@ impl State {
         }
     }
 
+    /// Removes an ended task from the state (`block::prune`); returns whether it was there.
+    pub(crate) fn remove_task(&mut self, id: TaskId) -> bool {
+        let Some(old) = self.tasks.remove(&id) else { return false };
+        self.mark_dirty(EntryKey::Task(id), Some(&old));
+        self.index.ended.remove(&(old.ended_ms, id));
+        self.index.money.task(Some(&old), None);
+        true
+    }
+
     pub(crate) fn index_task(&mut self, old: Option<&Task>, new: &Task) {
         if let Some(old) = old {
+            self.index.ended.remove(&(old.ended_ms, old.id));
             self.index.queued.remove(&old.id);
             self.index.draws.remove(&old.id);
             for lease in old.leases.iter().filter(|l| l.verdict == Verdict::Pending) {
@@ -233,6 +260,9 @@ impl State {
             for lease in new.leases.iter().filter(|l| l.verdict == Verdict::Pending) {
                 self.index.node_leases.insert((lease.node, new.id));
             }
+        }
+        if new.state.is_terminal() && crate::withheld::deadline(new).is_none() {
+            self.index.ended.insert((new.ended_ms, new.id));
         }
         if let Some(deadline) = self.lease_deadline(new) {
             self.index.leases.insert((deadline, new.id));

@@ -169,6 +169,10 @@ pub enum Event {
         challengers: Vec<AccountId>,
         treasury: Amount,
     },
+    /// An ended task left the state `task_retention_ms` after it ended.
+    TaskPruned {
+        task: TaskId,
+    },
     NodeFrozen {
         node: NodeId,
         score_permille: u16,
@@ -272,7 +276,8 @@ impl Event {
             | Event::ResultVerified { task, .. }
             | Event::DisputeOpened { task, .. }
             | Event::DisputeResolved { task, .. }
-            | Event::KnownAnswerRevealed { task, .. } => Some(*task),
+            | Event::KnownAnswerRevealed { task, .. }
+            | Event::TaskPruned { task } => Some(*task),
             Event::Penalized { task, .. } => *task,
             _ => None,
         }

@@ -33,6 +33,8 @@ mod release_props;
 #[cfg(test)]
 mod release_tests;
 #[cfg(test)]
+mod storage_tests;
+#[cfg(test)]
 mod tests;
 #[cfg(test)]
 mod verification_tests;
@@ -71,6 +73,8 @@ pub fn apply_verified(state: &mut State, tx: &SignedTx, env: &BlockEnv) -> Resul
     let mut delta = Delta::new(state, env);
     charge(&mut delta, &tx.tx)?;
     execute(&mut delta, tx.tx.signer, &tx.tx.body)?;
+    let created = delta.created();
+    money::pay_storage(&mut delta, tx.tx.signer, created)?;
     let events = state.commit(delta.into_changes());
     Ok(Receipt { tx_id: tx.tx.id(), kind: tx.tx.body.kind(), events })
 }

@@ -108,6 +108,7 @@ pub fn submit(
         answer_commitment,
         dispute: None,
         cancel_requested_ms: None,
+        ended_ms: 0,
     });
     delta.emit(Event::TaskSubmitted { task: id, requester, budget });
     Ok(id)
@@ -202,6 +203,7 @@ pub(crate) fn finish(
     task.state = state;
     task.failure = reason;
     task.seats = 0;
+    task.ended_ms = delta.env.time_ms;
     delta.emit(Event::TaskEnded { task: task.id, state, reason });
     // Withheld leases opened late waited for the result the task ends with.
     crate::withheld::judge_opened(delta, &mut task)?;

@@ -85,6 +85,21 @@ pub(crate) fn pay_fee(delta: &mut Delta<'_>, signer: AccountId, fee: Amount) -> 
     credit(delta, delta.env.proposer, fee)
 }
 
+/// Pays the storage fee of the `entries` a transaction creates from its signer to the proposer.
+pub(crate) fn pay_storage(
+    delta: &mut Delta<'_>,
+    signer: AccountId,
+    entries: u128,
+) -> Result<(), Reject> {
+    let per_entry = delta.base.params.storage_fee_per_entry.0;
+    let fee = Amount(per_entry.checked_mul(entries).ok_or(Reject::AmountOverflow)?);
+    if fee.is_zero() {
+        return Ok(());
+    }
+    debit(delta, signer, fee).map_err(|_| Reject::StorageFeeUnpaid)?;
+    credit(delta, delta.env.proposer, fee)
+}
+
 /// Pays up to `amount` from the task's escrow to the node's owner; returns what was paid.
 pub(crate) fn pay(
     delta: &mut Delta<'_>,

@@ -9,6 +9,12 @@ use serde::{Deserialize, Serialize};
 #[serde(default)]
 pub struct Params {
     pub fee_min: Amount,
+    /// Paid by a transaction's signer to the proposer for every state entry it creates (an
+    /// account, a node, a task), on top of its fee: what the network stores for it.
+    pub storage_fee_per_entry: Amount,
+    /// An ended task is removed from the state this long after it ended (once no withheld lease
+    /// of it awaits its late verdict); rate it before then.
+    pub task_retention_ms: u64,
     /// Blocks between `Unbond` and the moment `Withdraw` may release the amount.
     pub unbonding_blocks: u64,
     /// Stake an account must keep bonded for each node it registers.
@@ -40,6 +46,8 @@ impl Default for Params {
     fn default() -> Self {
         Params {
             fee_min: Amount(10),
+            storage_fee_per_entry: Amount(10_000),
+            task_retention_ms: 7 * 86_400_000,
             unbonding_blocks: 100,
             node_stake_min: Amount::tokens(1_000),
             nodes_per_account_max: 16,

@@ -332,6 +332,9 @@ pub struct Task {
     /// are placed meanwhile.
     #[serde(default)]
     pub cancel_requested_ms: Option<u64>,
+    /// When the task ended (0 while open): it is pruned `task_retention_ms` later.
+    #[serde(default)]
+    pub ended_ms: u64,
 }
 codec_struct!(Task {
     id,
@@ -355,7 +358,8 @@ codec_struct!(Task {
     reveal_open_ms,
     answer_commitment,
     dispute,
-    cancel_requested_ms
+    cancel_requested_ms,
+    ended_ms
 });
 
 impl Task {
@@ -460,6 +464,9 @@ pub struct Index {
     /// (node, task) for every unopened withheld lease still in its late reveal window: what a
     /// provider must still open.
     pub node_withheld: BTreeSet<(NodeId, TaskId)>,
+    /// (end time, task) of ended tasks no rule needs any more (no withheld lease awaiting its
+    /// late verdict): pruned `task_retention_ms` after they ended.
+    pub ended: BTreeSet<(u64, TaskId)>,
     /// (closing time, node) of open appeals.
     pub appeals: BTreeSet<(u64, NodeId)>,
     /// Per owner, the run value (price × time limit) of its leases on open tasks and of its

@@ -71,8 +71,10 @@ pub(crate) fn terms(budget: u128) -> TaskTerms {
 }
 
 impl Net {
+    /// A net whose transactions pay no storage fee, so the rules' tests can count balances to
+    /// the unit; `storage_tests` pay it.
     pub fn new() -> Net {
-        Net::with_params(Params::default())
+        Net::with_params(Params { storage_fee_per_entry: Amount::ZERO, ..Params::default() })
     }
 
     pub fn with_params(params: Params) -> Net {

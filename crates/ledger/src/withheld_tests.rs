@@ -349,3 +349,23 @@ fn a_late_reveal_on_a_task_that_ended_with_no_result_is_cleared() {
     assert_eq!(net.state.meta.burned, Amount::ZERO);
     assert_root(&mut net);
 }
+
+/// Pruning never takes what a later rule needs: an ended task stays while a withheld lease of it
+/// awaits its late verdict, however short the retention, and goes once that verdict is in.
+#[test]
+fn a_task_is_not_pruned_while_a_withheld_lease_awaits_its_late_verdict() {
+    let mut w = setup(Verification::Replicas(3), b"wrong");
+    w.net.run(0, TxBody::AcceptResult { task: w.id }).expect("accept");
+    assert_eq!(w.net.task(w.id).state, TaskState::Completed);
+    w.net.state.params.task_retention_ms = 1_000;
+    w.net.idle(10_000);
+    assert!(w.net.state.tasks.contains_key(&w.id), "its late reveal window still needs it");
+    let late = w.net.state.params.verification.late_reveal_window_ms;
+    w.net.idle(late);
+    let withheld =
+        |e: &Event| matches!(e, Event::Penalized { offence: Offence::RevealWithheld, .. });
+    assert!(w.net.log.iter().any(withheld), "slashed when its late window closed");
+    w.net.idle(10_000);
+    assert!(!w.net.state.tasks.contains_key(&w.id), "pruned once no rule needs it");
+    assert_root(&mut w.net);
+}

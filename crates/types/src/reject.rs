@@ -44,6 +44,7 @@ rejects! {
     AmountOverflow = 203, "the amount overflows";
     ZeroAmount = 204, "the amount must be positive";
     UnknownAccount = 205, "no such account";
+    StorageFeeUnpaid = 210, "the balance does not cover the storage fee of the entries the transaction creates";
     InsufficientStake = 300, "not enough bonded stake";
     NothingToWithdraw = 301, "no unbonded stake has matured yet";
     UnbondingQueueFull = 302, "too many unbonding entries; withdraw first";
