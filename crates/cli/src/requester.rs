@@ -60,12 +60,8 @@ pub fn submit(client: &Client, key: &Keypair, file: &Path, show: bool) -> Result
 /// declared output files (the log is not part of it).
 pub fn answer_hash(spec: &TaskFile, outputs: &Path) -> Result<Hash32> {
     let manifest = manifest_of(spec);
-    let mut files = Vec::new();
-    for name in &spec.outputs {
-        bundle::collect(&outputs.join(name), name, &mut files)
-            .with_context(|| format!("known answer: output {name}"))?;
-    }
-    Ok(Hash32::of(&bundle::pack(&manifest, &files)?))
+    let files = bundle::collect_outputs(outputs, &manifest).context("known answer outputs")?;
+    Ok(bundle::output_hash(&manifest, &files)?)
 }
 
 /// [`submit`], optionally as a known-answer task whose expected outputs are in `known_answer`;
@@ -256,9 +252,8 @@ pub fn fetch_result(
     let content_key: [u8; 32] = content_key.try_into().map_err(|_| anyhow!("bad content key"))?;
     let plain = seal::decrypt(&content_key, &blob[sealed_len..])?;
     let (manifest, files) = bundle::unpack(&plain)?;
-    let outputs: Vec<(String, Vec<u8>)> =
-        files.iter().filter(|(p, _)| !p.starts_with("logs/")).cloned().collect();
-    let output_hash = Hash32::of(&bundle::pack(&manifest, &outputs)?);
+    let (outputs, _log) = bundle::split_result(&files)?;
+    let output_hash = bundle::output_hash(&manifest, outputs)?;
     if result["output_hash"].as_str() != Some(output_hash.to_string().as_str()) {
         bail!("the result does not match the output hash the provider committed");
     }

@@ -118,9 +118,27 @@ fn save_journal(work_dir: &Path, journal: &Journal) -> Result<(), AgentError> {
     let state_error =
         |message: String| AgentError::State { path: path.display().to_string(), message };
     let bytes = serde_json::to_vec_pretty(journal).map_err(|e| state_error(e.to_string()))?;
+    write_durably(&path, &bytes).map_err(|e| state_error(e.to_string()))
+}
+
+/// Replaces `path` with `bytes` so that a crash at any point leaves either the old or the new
+/// journal on disk, never a torn or lost one: the new contents are synced before the rename,
+/// and the directory after it. Only the agent's user may read it (it holds reveal salts).
+fn write_durably(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
     let temp = path.with_extension("json.tmp");
-    std::fs::write(&temp, bytes).map_err(|e| state_error(e.to_string()))?;
-    std::fs::rename(&temp, &path).map_err(|e| state_error(e.to_string()))
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&temp)?;
+    file.write_all(bytes)?;
+    file.sync_all()?;
+    std::fs::rename(&temp, path)?;
+    let dir = path.parent().filter(|dir| !dir.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    std::fs::File::open(dir)?.sync_all()
 }
 
 pub fn detected_hardware(work_dir: &Path) -> Result<Hardware, AgentError> {
@@ -419,8 +437,32 @@ fn reveal_when_open(shared: &Shared, id: TaskId, sealed: &Sealed) {
 
 #[cfg(test)]
 mod tests {
-    use super::lease_to_reveal;
+    use super::{lease_to_reveal, load_journal, save_journal, Journal, Sealed};
+    use aicpw_types::{Hash32, NodeId};
     use serde_json::json;
+    use std::os::unix::fs::PermissionsExt;
+
+    #[test]
+    fn the_journal_is_replaced_whole_and_readable_only_by_the_agent() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut journal = Journal { node: Some(NodeId(7)), ..Journal::default() };
+        let salt = Hash32([9; 32]);
+        let sealed = Sealed { result_cid: "bafy".into(), output_hash: Hash32([1; 32]), salt };
+        journal.results.insert(3, sealed);
+        save_journal(dir.path(), &journal).expect("first save");
+        journal.done.insert(4, "completed".into());
+        save_journal(dir.path(), &journal).expect("second save");
+        let loaded = load_journal(dir.path()).expect("load");
+        assert_eq!(loaded.results.get(&3).map(|sealed| sealed.salt), Some(salt));
+        assert!(loaded.done.contains_key(&4));
+        let names: Vec<_> = std::fs::read_dir(dir.path())
+            .expect("list")
+            .map(|entry| entry.expect("entry").file_name())
+            .collect();
+        assert_eq!(names, ["agent.json"], "no temporary file is left behind");
+        let mode = std::fs::metadata(dir.path().join("agent.json")).expect("stat").permissions();
+        assert_eq!(mode.mode() & 0o077, 0, "the salts are not readable by other users");
+    }
 
     #[test]
     fn a_restarted_agent_reveals_a_withheld_lease_only_while_its_late_window_is_open() {

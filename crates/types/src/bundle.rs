@@ -2,8 +2,16 @@
 //! into one byte string that is encrypted as a whole. Inputs travel as a bundle to the provider; the
 //! outputs come back as a bundle to the requester.
 
-use crate::spec::is_relative_plain_path;
+use crate::spec::{is_relative_plain_path, PATHS_MAX};
+use crate::Hash32;
+use rustix::fs::{openat, Dir, Mode, OFlags, CWD};
+use rustix::io::Errno;
 use serde::{Deserialize, Serialize};
+use std::ffi::OsStr;
+use std::fs::File;
+use std::io::{ErrorKind, Read};
+use std::os::fd::AsFd;
+use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 
 const MAGIC: &[u8; 8] = b"AICPWB1\n";
@@ -16,6 +24,8 @@ const PATH_BYTES_MAX: usize = 1024;
 
 /// Bundle entries: (path inside the bundle, bytes).
 pub type Files = Vec<(String, Vec<u8>)>;
+/// One bundle entry.
+pub type Entry = (String, Vec<u8>);
 
 /// What the provider runs and returns.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]
@@ -23,6 +33,20 @@ pub struct Manifest {
     pub command: String,
     pub args: Vec<String>,
     pub outputs: Vec<String>,
+}
+
+impl Manifest {
+    /// Every declared output is a plain relative path (no `/` at the start, no `.` or `..`),
+    /// so it names something inside the outputs directory.
+    fn check_outputs(&self) -> Result<(), BundleError> {
+        if self.outputs.len() > PATHS_MAX {
+            return Err(BundleError::TooLarge("output count"));
+        }
+        match self.outputs.iter().find(|o| !is_relative_plain_path(o) || o.len() > PATH_BYTES_MAX) {
+            Some(bad) => Err(BundleError::UnsafePath(bad.clone())),
+            None => Ok(()),
+        }
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -37,6 +61,8 @@ pub enum BundleError {
     UnsafePath(String),
     #[error("bad manifest: {0}")]
     Manifest(String),
+    #[error("declared output {0} is missing")]
+    MissingOutput(String),
     #[error("i/o on {path}: {source}")]
     Io { path: String, source: std::io::Error },
 }
@@ -109,6 +135,7 @@ pub fn unpack(bytes: &[u8]) -> Result<(Manifest, Files), BundleError> {
     }
     let manifest: Manifest = serde_json::from_slice(r.take(manifest_len as u64)?)
         .map_err(|e| BundleError::Manifest(e.to_string()))?;
+    manifest.check_outputs()?;
     let count = r.u32()? as usize;
     if count > BUNDLE_FILES_MAX {
         return Err(BundleError::TooLarge("file count"));
@@ -133,25 +160,103 @@ pub fn unpack(bytes: &[u8]) -> Result<(Manifest, Files), BundleError> {
     Ok((manifest, files))
 }
 
-/// Reads a file or a directory tree from disk as bundle entries under `prefix`.
-pub fn collect(
-    path: &Path,
-    prefix: &str,
-    out: &mut Vec<(String, Vec<u8>)>,
-) -> Result<(), BundleError> {
-    let meta = std::fs::symlink_metadata(path).map_err(io(path))?;
+/// Where a result bundle holds the task's log tail: always its last entry, never part of the
+/// output hash (a declared output may be named `logs` too).
+pub const RESULT_LOG_PATH: &str = "logs/task.log";
+
+/// The output hash a provider commits to and a requester checks: the manifest and the declared
+/// outputs' entries, without the log. The one definition both sides call.
+pub fn output_hash(
+    manifest: &Manifest,
+    outputs: &[(String, Vec<u8>)],
+) -> Result<Hash32, BundleError> {
+    Ok(Hash32::of(&pack(manifest, outputs)?))
+}
+
+/// Splits a result bundle's entries into the outputs and the log tail (its last entry).
+pub fn split_result(files: &[Entry]) -> Result<(&[Entry], &[u8]), BundleError> {
+    match files.split_last() {
+        Some(((path, log), outputs)) if path == RESULT_LOG_PATH => Ok((outputs, log)),
+        _ => Err(BundleError::Manifest(format!("a result bundle ends with {RESULT_LOG_PATH}"))),
+    }
+}
+
+/// Reads a file or a directory tree from disk as bundle entries under `prefix` (see
+/// [`collect_outputs`] for how links, special files and sizes are handled).
+pub fn collect(path: &Path, prefix: &str, out: &mut Files) -> Result<(), BundleError> {
+    let file = open_no_follow(CWD, path.as_os_str(), path)?;
+    collect_open(file, prefix, out)
+}
+
+/// Reads the manifest's declared outputs from `dir`, as a provider returns them and a known
+/// answer is hashed. Each name is opened relative to `dir` one component at a time and never
+/// through a symbolic link, so whatever the task left there (or the manifest names) nothing
+/// outside `dir` is read; links and special files are refused, not skipped; every file's size
+/// is checked from its metadata before it is read, against [`BUNDLE_BYTES_MAX`] in total.
+pub fn collect_outputs(dir: &Path, manifest: &Manifest) -> Result<Files, BundleError> {
+    manifest.check_outputs()?;
+    let root = open_no_follow(CWD, dir.as_os_str(), dir)?;
+    let mut out = Vec::new();
+    for name in &manifest.outputs {
+        let mut current = root.try_clone().map_err(io(dir))?;
+        for part in name.split('/') {
+            current = match open_no_follow(&current, part.as_ref(), Path::new(name)) {
+                Err(BundleError::Io { source, .. }) if source.kind() == ErrorKind::NotFound => {
+                    return Err(BundleError::MissingOutput(name.clone()))
+                }
+                opened => opened?,
+            };
+        }
+        collect_open(current, name, &mut out)?;
+    }
+    Ok(out)
+}
+
+/// Opens `name` relative to `dir` without following a final symbolic link (refused as
+/// unsafe, like a socket) and without blocking on a FIFO.
+fn open_no_follow<Fd: AsFd>(dir: Fd, name: &OsStr, shown: &Path) -> Result<File, BundleError> {
+    let flags = OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::CLOEXEC;
+    match openat(dir, name, flags, Mode::empty()) {
+        Ok(fd) => Ok(File::from(fd)),
+        // A link (`ELOOP`) or a socket (`ENXIO`).
+        Err(Errno::LOOP | Errno::NXIO) => Err(BundleError::UnsafePath(shown.display().to_string())),
+        Err(error) => Err(io(shown)(error.into())),
+    }
+}
+
+fn collect_open(file: File, prefix: &str, out: &mut Files) -> Result<(), BundleError> {
+    if prefix.len() > PATH_BYTES_MAX {
+        return Err(BundleError::TooLarge("path"));
+    }
+    let shown = Path::new(prefix);
+    let meta = file.metadata().map_err(io(shown))?;
     if meta.is_dir() {
-        let mut entries: Vec<_> = std::fs::read_dir(path)
-            .map_err(io(path))?
-            .collect::<Result<_, _>>()
-            .map_err(io(path))?;
-        entries.sort_by_key(|e| e.file_name());
-        for entry in entries {
-            let name = entry.file_name().to_string_lossy().into_owned();
-            collect(&entry.path(), &format!("{prefix}/{name}"), out)?;
+        let mut names = Vec::new();
+        for entry in Dir::read_from(&file).map_err(|e| io(shown)(e.into()))? {
+            let entry = entry.map_err(|e| io(shown)(e.into()))?;
+            let name = entry.file_name().to_bytes();
+            if name != b"." && name != b".." {
+                names.push(name.to_vec());
+            }
+        }
+        names.sort();
+        for name in names {
+            let text = String::from_utf8(name.clone())
+                .map_err(|_| BundleError::UnsafePath(format!("{prefix}/(not UTF-8)")))?;
+            let path = format!("{prefix}/{text}");
+            let child = open_no_follow(&file, OsStr::from_bytes(&name), Path::new(&path))?;
+            collect_open(child, &path, out)?;
         }
     } else if meta.is_file() {
-        out.push((prefix.to_string(), std::fs::read(path).map_err(io(path))?));
+        let used: u64 = out.iter().map(|(_, bytes)| bytes.len() as u64).sum();
+        if used.saturating_add(meta.len()) > BUNDLE_BYTES_MAX {
+            return Err(BundleError::TooLarge("total size"));
+        }
+        let mut bytes = Vec::new();
+        file.take(meta.len()).read_to_end(&mut bytes).map_err(io(shown))?;
+        out.push((prefix.to_string(), bytes));
+    } else {
+        return Err(BundleError::UnsafePath(prefix.to_string()));
     }
     if out.len() > BUNDLE_FILES_MAX {
         return Err(BundleError::TooLarge("file count"));
@@ -201,5 +306,73 @@ mod tests {
         let at = evil.len() - 3 - 8 - 1;
         evil[at] = b'/';
         assert!(unpack(&evil).is_err());
+    }
+
+    fn manifest(outputs: &[&str]) -> Manifest {
+        Manifest {
+            command: "python3".into(),
+            args: vec![],
+            outputs: outputs.iter().map(|o| o.to_string()).collect(),
+        }
+    }
+
+    #[test]
+    fn an_output_named_logs_hashes_the_same_for_provider_and_requester() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        std::fs::create_dir(dir.path().join("logs")).expect("mkdir");
+        std::fs::write(dir.path().join("logs/metrics.json"), b"{\"loss\": 0.1}").expect("write");
+        let manifest = manifest(&["logs"]);
+        // The provider: the declared outputs, hashed, then the log tail appended.
+        let mut files = collect_outputs(dir.path(), &manifest).expect("collect");
+        let committed = output_hash(&manifest, &files).expect("hash");
+        files.push((RESULT_LOG_PATH.to_string(), b"epoch 1".to_vec()));
+        let result = pack(&manifest, &files).expect("pack");
+        // The requester: unpack, drop the log, hash with the same function.
+        let (manifest, files) = unpack(&result).expect("unpack");
+        let (outputs, log) = split_result(&files).expect("split");
+        assert_eq!(log, b"epoch 1");
+        assert_eq!(outputs.len(), 1);
+        assert_eq!(output_hash(&manifest, outputs).expect("hash"), committed);
+    }
+
+    #[test]
+    fn manifests_naming_outputs_outside_the_outputs_directory_are_refused_on_unpack() {
+        for bad in ["/proc/kmsg", "../../etc/shadow", "a/../../b", "./x", ""] {
+            let bytes = pack(&manifest(&[bad]), &[]).expect("pack does not judge outputs");
+            assert!(matches!(unpack(&bytes), Err(BundleError::UnsafePath(_))), "{bad:?}");
+        }
+        let dir = tempfile::tempdir().expect("tempdir");
+        let refused = collect_outputs(dir.path(), &manifest(&["/proc/kmsg"]));
+        assert!(matches!(refused, Err(BundleError::UnsafePath(_))));
+    }
+
+    #[test]
+    fn outputs_are_read_without_following_links_or_blocking() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let out = dir.path();
+        std::os::unix::fs::symlink("/proc/kmsg", out.join("kmsg")).expect("symlink");
+        std::os::unix::fs::symlink("/proc", out.join("proc")).expect("symlink");
+        std::os::unix::fs::symlink("/etc", out.join("etc")).expect("symlink");
+        std::fs::create_dir(out.join("d")).expect("mkdir");
+        std::os::unix::fs::symlink("/etc/hostname", out.join("d/leak")).expect("symlink");
+        std::os::unix::net::UnixListener::bind(out.join("socket")).expect("bind");
+        // Whatever the host holds behind a link, the failure is the same: unsafe, nothing read.
+        for name in ["kmsg", "proc/kmsg", "etc/hostname", "etc/no-such-file", "d", "socket"] {
+            let refused = collect_outputs(out, &manifest(&[name]));
+            assert!(matches!(refused, Err(BundleError::UnsafePath(_))), "{name}: {refused:?}");
+        }
+        let missing = collect_outputs(out, &manifest(&["model.bin"]));
+        assert!(matches!(missing, Err(BundleError::MissingOutput(name)) if name == "model.bin"));
+    }
+
+    #[test]
+    fn a_sparse_output_larger_than_a_bundle_is_refused_before_it_is_read() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let file = std::fs::File::create(dir.path().join("huge")).expect("create");
+        file.set_len(1 << 30).expect("a 1 GiB sparse file");
+        let started = std::time::Instant::now();
+        let refused = collect_outputs(dir.path(), &manifest(&["huge"]));
+        assert!(matches!(refused, Err(BundleError::TooLarge("total size"))), "{refused:?}");
+        assert!(started.elapsed() < std::time::Duration::from_secs(1), "it was not read");
     }
 }

@@ -3,7 +3,7 @@
 
 use super::{save_journal, Sealed, Shared, LOG_LINES_KEPT_MAX, TASK_HEARTBEAT_INTERVAL};
 use crate::executor::{ExecutionEvent, ExecutionRequest, Limits, Termination};
-use aicpw_types::bundle::{self, Manifest};
+use aicpw_types::bundle::{self, BundleError, Manifest};
 use aicpw_types::task::FailureReason;
 use aicpw_types::{seal, Hash32, TaskId, TxBody};
 use serde_json::Value;
@@ -154,18 +154,16 @@ fn seal_and_upload(
     outputs: &Path,
     logs: &str,
 ) -> TaskResult {
-    let mut files = Vec::new();
-    for name in &manifest.outputs {
-        let path = outputs.join(name);
-        if !path.exists() {
-            tracing::warn!("task {id}: declared output {name} is missing");
-            return Err(FailureReason::TaskExitedWithError);
+    let mut files = bundle::collect_outputs(outputs, manifest).map_err(|e| {
+        tracing::warn!("task {id}: outputs refused: {e}");
+        match e {
+            BundleError::Io { .. } => FailureReason::ProviderError,
+            _ => FailureReason::TaskExitedWithError,
         }
-        bundle::collect(&path, name, &mut files).map_err(|_| FailureReason::ProviderError)?;
-    }
+    })?;
     let output_hash =
-        Hash32::of(&bundle::pack(manifest, &files).map_err(|_| FailureReason::ProviderError)?);
-    files.push(("logs/task.log".to_string(), logs.as_bytes().to_vec()));
+        bundle::output_hash(manifest, &files).map_err(|_| FailureReason::TaskExitedWithError)?;
+    files.push((bundle::RESULT_LOG_PATH.to_string(), logs.as_bytes().to_vec()));
     let plain = bundle::pack(manifest, &files).map_err(|_| FailureReason::ProviderError)?;
     let result_key = task["terms"]["result_key"].as_str().and_then(|k| hex::decode(k).ok());
     let result_key: [u8; 32] =
