@@ -9,6 +9,8 @@
 #   setpriv        util-linux: drops root to the unprivileged sandbox uid when the agent runs as root
 #   taskset        util-linux: pins a task to the CPU cores it asked for
 #   env            coreutils:  gives the task exactly the environment the executor chose
+#   mkfs.ext4      e2fsprogs:  formats each run's own disk image (the disk limit, enforced by the kernel)
+#   mount          mount:      loop-mounts that image for the run
 #   python3        the interpreter of the example tasks (examples/tasks)
 #   nvidia-smi     optional, never installed here: GPU detection uses it when the driver is present
 set -euo pipefail
@@ -20,6 +22,8 @@ required=(
   "setpriv:util-linux"
   "taskset:util-linux"
   "env:coreutils"
+  "mkfs.ext4:e2fsprogs"
+  "mount:mount"
   "python3:python3"
 )
 
@@ -29,7 +33,8 @@ for entry in "${required[@]}"; do
   package="${entry##*:}"
   # The sandbox resolves tools in the host's /usr, so look there rather than in $PATH
   # (a pyenv or virtualenv python3 on $PATH is invisible inside the sandbox).
-  if [[ ! -x "/usr/bin/${command_name}" && ! -x "/bin/${command_name}" ]]; then
+  if [[ ! -x "/usr/bin/${command_name}" && ! -x "/bin/${command_name}" &&
+    ! -x "/usr/sbin/${command_name}" && ! -x "/sbin/${command_name}" ]]; then
     if [[ " ${missing_packages[*]-} " != *" ${package} "* ]]; then
       missing_packages+=("${package}")
     fi
@@ -80,6 +85,21 @@ if ! bwrap --ro-bind /usr /usr "${root_flags[@]}" --proc /proc --dev /dev \
   echo "hint: unprivileged user namespaces may be disabled" \
     "(sysctl kernel.unprivileged_userns_clone=1, or an AppArmor userns restriction)," \
     "or this is a container without CAP_SYS_ADMIN / with a seccomp filter that blocks unshare" >&2
+  exit 1
+fi
+# A provider agent runs other people's tasks only under kernel-enforced limits: as root, with
+# cgroups (v2 with memory, pids and cpu, or the v1 controllers) and loop devices for each run's disk.
+v2_controllers="$(cat /sys/fs/cgroup/cgroup.controllers 2>/dev/null || true)"
+if [[ "$(id -u)" -ne 0 ]]; then
+  echo "setup.sh: note: the provider agent must run as root (cgroups and a loop-mounted disk per run)" >&2
+elif [[ ! -e /dev/loop-control ]]; then
+  echo "setup.sh: no /dev/loop-control: load the loop module (modprobe loop)" >&2
+  exit 1
+elif ! { [[ "${v2_controllers}" == *memory* && "${v2_controllers}" == *pids* && "${v2_controllers}" == *cpu* ]] ||
+  [[ -e /sys/fs/cgroup/memory/memory.limit_in_bytes && -e /sys/fs/cgroup/pids/cgroup.procs &&
+    -e /sys/fs/cgroup/cpu/cpu.cfs_quota_us ]]; }; then
+  echo "setup.sh: no cgroup memory, pids and cpu controllers under /sys/fs/cgroup:" \
+    "enable cgroup v2 (systemd.unified_cgroup_hierarchy=1) or mount the v1 controllers" >&2
   exit 1
 fi
 echo "setup.sh: sandbox tools present and working"

@@ -286,12 +286,14 @@ fn writing_to_the_inputs_fails_and_to_the_outputs_works() {
         try:\n    open('/aicpw', 'w').write('x')\n    sys.exit(4)\n\
         except OSError as error:\n    print('root read-only:', error)\n\
         open('/task/out/result.txt', 'w').write('ok')\n\
-        open('/tmp/scratch.txt', 'w').write('ok')\n";
+        open('/tmp/scratch.txt', 'w').write('ok')\n\
+        print('scratch', open('/tmp/scratch.txt').read())\n";
     let dirs = Dirs::new();
     let run = run_python(&dirs, script, |_| {});
     assert_eq!(run.outcome.termination, Termination::Completed, "{}", run.describe());
     assert_eq!(std::fs::read_to_string(dirs.path("out").join("result.txt")).expect("out"), "ok");
-    assert!(dirs.path("scratch").join("scratch.txt").exists());
+    // Scratch lies on the run's own filesystem, which goes with the run.
+    assert!(run.stdout().lines().any(|line| line == "scratch ok"), "{}", run.describe());
     assert!(!dirs.path("in").join("new.txt").exists());
 }
 
@@ -527,4 +529,153 @@ fn worker_processes_and_shared_memory_work_within_the_limits() {
     assert_eq!(run.outcome.termination, Termination::Completed, "{}", run.describe());
     assert_eq!(run.stdout(), "sum 328350");
     assert!(run.outcome.processes_peak <= 16);
+}
+
+#[test]
+fn memory_in_memfds_counts_against_the_memory_limit() {
+    // memfd pages belong to no process's resident set: only the kernel's cgroup sees them.
+    let script = "import os\n\
+        fds = []\n\
+        for i in range(24):\n\
+        \x20   fd = os.memfd_create('hoard')\n\
+        \x20   os.write(fd, bytes(8 << 20))\n\
+        \x20   fds.append(fd)\n\
+        \x20   print('memfds hold', (i + 1) * 8, 'MiB', flush=True)\n\
+        print('kept 192 MiB')\n";
+    let dirs = Dirs::new();
+    let run = run_python(&dirs, script, |request| request.limits.memory_mb = 64);
+    assert_eq!(run.outcome.termination, Termination::MemoryExceeded, "{}", run.describe());
+    assert!(!run.stdout().contains("kept 192 MiB"), "{}", run.describe());
+}
+
+#[test]
+fn widening_the_cpu_affinity_gains_no_cpu_beyond_the_quota() {
+    // Two busy workers after the task has widened its own affinity mask to every CPU: the
+    // cgroup's CPU quota still holds them to the one core the run asked for.
+    let script = "import os, multiprocessing, time\n\
+        os.sched_setaffinity(0, range(os.cpu_count()))\n\
+        print('cpus', len(os.sched_getaffinity(0)), flush=True)\n\
+        def spin():\n\
+        \x20   end = time.time() + 3\n\
+        \x20   while time.time() < end:\n        pass\n\
+        workers = [multiprocessing.Process(target=spin) for _ in range(2)]\n\
+        [w.start() for w in workers]\n\
+        [w.join() for w in workers]\n";
+    let dirs = Dirs::new();
+    let run = run_python(&dirs, script, |request| request.limits.cpu_cores = 1);
+    assert_eq!(run.outcome.termination, Termination::Completed, "{}", run.describe());
+    let ratio = run.outcome.cpu_ms as f64 / run.outcome.wall_ms as f64;
+    assert!(ratio < 1.25, "used {ratio:.2} CPUs with a quota of 1: {}", run.describe());
+}
+
+#[test]
+fn namespaces_mounts_and_kernel_interfaces_are_refused_inside_the_sandbox() {
+    // Each probe must fail with EPERM (or ENOSYS for clone3); any success is printed.
+    let script = r#"
+import ctypes, errno, os, subprocess
+libc = ctypes.CDLL(None, use_errno=True)
+def probe(name, number, *args):
+    result = libc.syscall(number, *[ctypes.c_long(a) for a in args])
+    print(name, 'ok' if result >= 0 else errno.errorcode[ctypes.get_errno()], flush=True)
+probe('unshare_user', 272, 0x10000000)
+probe('unshare_net', 272, 0x40000000)
+probe('clone_newuser', 56, 0x10000000 | 17, 0, 0, 0, 0)
+probe('clone3', 435, 0, 0)
+probe('setns', 308, 0, 0)
+probe('mount', 165, 0, 0, 0, 0, 0)
+probe('ptrace', 101, 0, 0, 0, 0)
+probe('keyctl', 250, 0, 0, 0, 0, 0)
+probe('add_key', 248, 0, 0, 0, 0, 0)
+probe('bpf', 321, 0, 0, 0)
+probe('perf_event_open', 298, 0, 0, 0, 0, 0)
+probe('userfaultfd', 323, 0)
+probe('io_uring_setup', 425, 1, 0)
+probe('kexec_load', 246, 0, 0, 0, 0)
+probe('init_module', 175, 0, 0, 0)
+probe('fsopen', 430, 0, 0)
+shell = subprocess.run(['unshare', '-U', '-r', 'id', '-u'], capture_output=True, text=True)
+print('unshare_command', shell.returncode, shell.stdout.strip(), flush=True)
+print('fork_still_works', subprocess.run(['true']).returncode, flush=True)
+"#;
+    let dirs = Dirs::new();
+    let run = run_python(&dirs, script, |_| {});
+    assert_eq!(run.outcome.termination, Termination::Completed, "{}", run.describe());
+    let stdout = run.stdout();
+    let results: std::collections::BTreeMap<&str, &str> =
+        stdout.lines().filter_map(|line| line.split_once(' ')).collect();
+    for name in [
+        "unshare_user",
+        "unshare_net",
+        "clone_newuser",
+        "setns",
+        "mount",
+        "ptrace",
+        "keyctl",
+        "add_key",
+        "bpf",
+        "perf_event_open",
+        "userfaultfd",
+        "io_uring_setup",
+        "kexec_load",
+        "init_module",
+        "fsopen",
+    ] {
+        assert_eq!(results.get(name), Some(&"EPERM"), "{name}: {}", run.describe());
+    }
+    assert_eq!(results.get("clone3"), Some(&"ENOSYS"), "{}", run.describe());
+    let unshare = results.get("unshare_command").copied().unwrap_or_default();
+    assert!(!unshare.starts_with("0 ") && !unshare.ends_with(" 0"), "unshare -U -r: {unshare}");
+    assert_eq!(results.get("fork_still_works"), Some(&"0"), "{}", run.describe());
+}
+
+#[test]
+fn files_deleted_but_held_open_count_against_the_disk_limit() {
+    // Deleted files vanish from every directory walk; the run's own filesystem still counts
+    // their blocks. The task keeps the space after ENOSPC, as an attacker would.
+    let script = "import os, time\n\
+        held = []\n\
+        try:\n\
+        \x20   for i in range(80):\n\
+        \x20       path = f'/tmp/hidden-{i}'\n\
+        \x20       handle = open(path, 'wb')\n\
+        \x20       os.unlink(path)\n\
+        \x20       handle.write(os.urandom(1 << 20))\n\
+        \x20       handle.flush()\n\
+        \x20       held.append(handle)\n\
+        \x20   print('held 80 MiB in deleted files', flush=True)\n\
+        except OSError as error:\n\
+        \x20   print('refused after', len(held), 'MiB:', error, flush=True)\n\
+        time.sleep(5)\n";
+    let dirs = Dirs::new();
+    let run = run_python(&dirs, script, |request| request.limits.disk_mb = 50);
+    assert_eq!(run.outcome.termination, Termination::DiskExceeded, "{}", run.describe());
+    assert!(!run.stdout().contains("held 80 MiB"), "{}", run.describe());
+    assert!(run.outcome.wall_ms < 5_000, "stopped, not left to run: {}", run.describe());
+}
+
+#[test]
+fn outputs_come_back_from_the_runs_own_filesystem_and_it_is_gone_after() {
+    let script = "import os\n\
+        os.makedirs('/task/out/model', exist_ok=True)\n\
+        open('/task/out/model/weights.bin', 'wb').write(b'w' * 1000)\n";
+    let dirs = Dirs::new();
+    let run = run_python(&dirs, script, |_| {});
+    assert_eq!(run.outcome.termination, Termination::Completed, "{}", run.describe());
+    let weights = std::fs::read(dirs.path("out").join("model/weights.bin")).expect("output copied");
+    assert_eq!(weights, vec![b'w'; 1000]);
+    let mounts = std::fs::read_to_string("/proc/self/mountinfo").expect("mountinfo");
+    let scratch = dirs.path("scratch");
+    assert!(!mounts.contains(scratch.to_str().expect("utf-8")), "run filesystem left mounted");
+}
+
+#[test]
+fn sparse_outputs_larger_than_the_disk_limit_are_not_copied_out() {
+    // Two sparse files, each within the file size limit, that hold almost no blocks: their
+    // apparent sizes, which a reader would have to read, exceed the disk limit together.
+    let script = "for name in ['a', 'b']:\n\
+        \x20   open(f'/task/out/{name}.bin', 'wb').truncate(60 << 20)\n";
+    let dirs = Dirs::new();
+    let run = run_python(&dirs, script, |request| request.limits.disk_mb = 64);
+    assert_eq!(run.outcome.termination, Termination::DiskExceeded, "{}", run.describe());
+    assert!(std::fs::read_dir(dirs.path("out")).expect("list").next().is_none());
 }

@@ -11,12 +11,15 @@
 //! bounds, rate limit, progress), `prepare` (request checks, directory hand-over and clean-up),
 //! `verdict` (from observations to a `Termination`), `gpus` (whole GPUs per run).
 
+mod cgroup;
 mod command;
+mod disk;
 mod gpus;
 mod logs;
 mod prepare;
 mod procfs;
 mod sandbox;
+mod seccomp;
 mod supervise;
 mod types;
 mod verdict;

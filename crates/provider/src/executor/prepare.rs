@@ -196,7 +196,7 @@ pub(crate) fn disk_usage_bytes(dir: &Path) -> Option<u64> {
 
 /// Visits `root` and everything below it without following symbolic links, bounded in
 /// entries and depth.
-fn walk(
+pub(crate) fn walk(
     root: &Path,
     visit: &mut dyn FnMut(&Path, fs::FileType) -> Result<(), ExecutorError>,
 ) -> Result<(), ExecutorError> {

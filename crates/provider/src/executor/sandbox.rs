@@ -11,12 +11,13 @@
 //! unprivileged host uid, one per concurrent run (`SandboxConfig`), dropped to with
 //! `setpriv` inside the sandbox after bubblewrap has set up the mounts.
 //!
-//! Limits: a writable cgroup v2 hierarchy with delegated controllers is missing on many
-//! machines a provider runs on (containers, hosts on the hybrid cgroup v1 layout such as the
-//! one this was developed on), so limits are rlimits set with `prlimit` inside the sandbox
-//! (hard per-process bounds: address space, CPU seconds, processes, file size) plus a monitor
-//! that sums CPU time, resident memory and threads over the whole process tree every 50 ms and
-//! kills the sandbox when a total crosses its limit.
+//! Limits: a root agent enforces them in the kernel: a cgroup per run (`cgroup`) for memory,
+//! processes and CPU bandwidth, a filesystem per run (`disk`) for the disk limit, a seccomp
+//! filter (`seccomp`) against the kernel's rarely needed interfaces. Underneath stay the
+//! rlimits set with `prlimit` inside the sandbox (address space, CPU seconds, processes, file
+//! size) and a monitor that sums CPU time, resident memory and threads over the process tree
+//! every 50 ms and kills the sandbox when a total crosses its limit. Without cgroups and loop
+//! mounts the executor refuses to start unless `SandboxConfig::require_kernel_limits` is off.
 
 use std::fs;
 use std::os::fd::OwnedFd;
@@ -26,7 +27,9 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use rustix::fs::{FlockOperation, Mode, OFlags};
 
+use super::cgroup::Cgroups;
 use super::command::{self, Host};
+use super::disk::{DiskTools, RunDisk};
 use super::gpus::{self, GpuPool};
 use super::{
     prepare, procfs, supervise, ExecutionEvent, ExecutionOutcome, ExecutionRequest, Executor,
@@ -41,11 +44,15 @@ pub struct SandboxConfig {
     pub uid_base: u32,
     /// Runs at once; run `i` uses uid `uid_base + i`, so limits and cleanup are per run.
     pub uid_slots: u32,
+    /// Refuse to start without kernel-enforced limits (a cgroup and a filesystem per run), as
+    /// an agent running other people's tasks must. Off only for a user's own tasks on their
+    /// machine (the CLI's known-answer runs), which then have the rlimits and the monitor alone.
+    pub require_kernel_limits: bool,
 }
 
 impl Default for SandboxConfig {
     fn default() -> Self {
-        SandboxConfig { uid_base: 1_600_000_000, uid_slots: 64 }
+        SandboxConfig { uid_base: 1_600_000_000, uid_slots: 64, require_kernel_limits: true }
     }
 }
 
@@ -71,6 +78,8 @@ pub struct SandboxExecutor {
     allowed_cpus: Vec<u32>,
     cpu_cursor: AtomicUsize,
     gpus: GpuPool,
+    /// The kernel-enforced limits of a root agent: a cgroup and a filesystem per run.
+    kernel_limits: Option<(Cgroups, DiskTools)>,
 }
 
 impl SandboxExecutor {
@@ -90,12 +99,18 @@ impl SandboxExecutor {
         } else {
             Identity::Unprivileged
         };
+        let kernel_limits = match Cgroups::detect().and_then(|c| Ok((c, DiskTools::find()?))) {
+            Ok(found) => Some(found),
+            Err(error) if config.require_kernel_limits => return Err(error),
+            Err(_) => None,
+        };
         Ok(SandboxExecutor {
             host: Host::detect()?,
             identity,
             allowed_cpus: procfs::allowed_cpus().unwrap_or_default(),
             cpu_cursor: AtomicUsize::new(0),
             gpus: GpuPool::new(gpus::detect(Path::new("/dev"))),
+            kernel_limits,
         })
     }
 
@@ -177,8 +192,33 @@ impl Executor for SandboxExecutor {
         }
         let cpus = self.pick_cpus(request.limits.cpu_cores);
         let gpus = self.gpus.take(request.limits.gpus)?;
-        let plan = command::plan(&self.host, request, sandbox_uid, cpus, gpus.devices());
-        let outcome = supervise::supervise(&plan, request, events);
+        // Kernel limits exist only for a root agent, which always holds a uid slot: the slot
+        // names the cgroup, so concurrent runs (of any agent on the host) never share one.
+        let (cgroup, disk) = match (&self.kernel_limits, sandbox_uid) {
+            (Some((cgroups, tools)), Some(uid)) => (
+                Some(cgroups.create(&format!("uid-{uid}"), &request.limits)?),
+                Some(RunDisk::create(tools, &request.scratch_dir, request.limits.disk_mb, uid)?),
+            ),
+            _ => (None, None),
+        };
+        // With a run filesystem the task writes there; its outputs are copied back after.
+        let on_disk = disk.as_ref().map(|disk| ExecutionRequest {
+            outputs_dir: disk.outputs(),
+            scratch_dir: disk.scratch(),
+            ..request.clone()
+        });
+        let sandboxed = on_disk.as_ref().unwrap_or(request);
+        let plan = command::plan(&self.host, sandboxed, sandbox_uid, cpus, gpus.devices());
+        let mut outcome =
+            supervise::supervise(&plan, sandboxed, events, cgroup.as_ref(), disk.as_ref());
+        if let (Ok(finished), Some(disk)) = (&mut outcome, &disk) {
+            let limit = request.limits.disk_mb.saturating_mul(1 << 20);
+            match disk.copy_outputs(&request.outputs_dir, limit) {
+                Ok(true) => {}
+                Ok(false) => finished.termination = Termination::DiskExceeded,
+                Err(error) => outcome = Err(error),
+            }
+        }
         if matches!(outcome, Err(ExecutorError::StrayProcesses { .. })) {
             // Processes of this uid survived SIGKILL (stuck in the kernel): keep the slot
             // locked for the life of the agent rather than hand their uid to another task.

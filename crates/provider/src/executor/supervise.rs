@@ -1,7 +1,9 @@
 //! Starts one sandbox and watches it to the end: logs, progress, limits, cleanup, verdict.
 
+use std::ffi::{OsStr, OsString};
 use std::fs::File;
 use std::io::{Read, Write};
+use std::os::fd::AsRawFd;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::path::Path;
@@ -12,12 +14,14 @@ use std::time::{Duration, Instant};
 
 use rustix::fs::{FileType, Mode, OFlags};
 
+use super::cgroup::RunCgroup;
 use super::command::Plan;
+use super::disk::RunDisk;
 use super::logs::{self, LogLine, RateLimiter};
 use super::procfs::{self, TreeSample};
 use super::verdict::{classify, Observations};
 use super::{
-    prepare, ExecutionEvent, ExecutionOutcome, ExecutionRequest, ExecutorError, LogStream,
+    prepare, seccomp, ExecutionEvent, ExecutionOutcome, ExecutionRequest, ExecutorError, LogStream,
     Termination, LOG_CHANNEL_DEPTH_MAX, LOG_LINES_PER_SECOND_MAX, PROGRESS_FILE_NAME,
 };
 
@@ -39,6 +43,8 @@ pub(crate) fn supervise(
     plan: &Plan,
     request: &ExecutionRequest,
     events: &mut dyn FnMut(ExecutionEvent),
+    cgroup: Option<&RunCgroup>,
+    disk: Option<&RunDisk>,
 ) -> Result<ExecutionOutcome, ExecutorError> {
     let progress_path = request.scratch_dir.join(PROGRESS_FILE_NAME);
     match std::fs::remove_file(&progress_path) {
@@ -48,18 +54,23 @@ pub(crate) fn supervise(
         _ => {}
     }
     let started = Instant::now();
-    let (mut child, receiver) = spawn(plan)?;
-    let mut watch = Watch::new(request, events, started);
+    let (mut child, receiver) = spawn(plan, cgroup)?;
+    let mut watch = Watch::new(request, events, started, disk);
     let status = watch.run(&mut child, &receiver, &progress_path);
     let wall_ms = duration_ms(started.elapsed());
     // Whatever happened above, no sandbox process may outlive this call.
-    let cleanup = cleanup(&mut child, &watch.last_sample, plan.sandbox_uid);
+    let cleanup = cleanup(&mut child, &watch.last_sample, plan.sandbox_uid, cgroup);
     let status = status?;
     cleanup?;
     watch.drain(&receiver);
     watch.poll_progress_file(&progress_path);
     watch.report_dropped(Instant::now(), true);
     let outputs_removed = prepare::sanitize_outputs(&request.outputs_dir)?;
+    // The kernel killed a process of the run at its memory limit (which one it picks, the task
+    // or bubblewrap, decides nothing).
+    if cgroup.is_some_and(|cgroup| cgroup.out_of_memory_kills() > 0) {
+        watch.kill_reason.get_or_insert(Termination::MemoryExceeded);
+    }
     let observed = Observations {
         kill_reason: watch.kill_reason,
         exit_code: status.code(),
@@ -67,7 +78,7 @@ pub(crate) fn supervise(
         cpu_ms: watch.cpu_ms(),
         cpu_limit_ms: request.limits.cpu_time_secs.saturating_mul(1000),
         out_of_memory_reported: watch.out_of_memory_reported,
-        disk_full: disk_used_bytes(request).is_none_or(|used| used >= disk_limit_bytes(request)),
+        disk_full: watch.disk_used().is_none_or(|used| used >= disk_limit_bytes(request)),
         processes_peak: watch.processes_peak,
         processes_max: request.limits.processes_max,
     };
@@ -85,8 +96,14 @@ pub(crate) fn supervise(
     })
 }
 
-/// Starts bubblewrap, hands it its options and starts the two log readers.
-fn spawn(plan: &Plan) -> Result<(Child, Receiver<LogLine>), ExecutorError> {
+/// Starts bubblewrap, moves it into the run's cgroup, hands it its options (it reads them
+/// before doing anything else, so nothing of the sandbox starts outside the cgroup) and starts
+/// the two log readers.
+fn spawn(
+    plan: &Plan,
+    cgroup: Option<&RunCgroup>,
+) -> Result<(Child, Receiver<LogLine>), ExecutorError> {
+    let filter = seccomp::filter_file()?;
     let mut child = Command::new(&plan.bwrap)
         .args(["--args", "0", "--"])
         .args(&plan.command_line)
@@ -99,19 +116,28 @@ fn spawn(plan: &Plan) -> Result<(Child, Receiver<LogLine>), ExecutorError> {
         .spawn()
         .map_err(|source| ExecutorError::io("start bubblewrap", source))?;
     let mut options = Vec::new();
-    for option in &plan.bwrap_options {
+    let seccomp = ["--seccomp".to_string(), filter.as_raw_fd().to_string()];
+    for option in
+        plan.bwrap_options.iter().map(OsString::as_os_str).chain(seccomp.iter().map(OsStr::new))
+    {
         options.extend_from_slice(option.as_bytes());
         options.push(0);
     }
-    let written = match child.stdin.take() {
-        Some(mut stdin) => stdin.write_all(&options),
-        None => Err(std::io::Error::other("no pipe to bubblewrap's stdin")),
-    };
+    // bubblewrap holds its own copy of the filter from here on.
+    drop(filter);
+    let entered = cgroup.map_or(Ok(()), |cgroup| cgroup.enter(child.id()));
+    let written = entered.and_then(|()| {
+        match child.stdin.take() {
+            Some(mut stdin) => stdin.write_all(&options),
+            None => Err(std::io::Error::other("no pipe to bubblewrap's stdin")),
+        }
+        .map_err(|source| ExecutorError::io("pass options to bubblewrap", source))
+    });
     // The task inherits the pipe's read end, at end of file from here on: an empty stdin.
-    if let Err(source) = written {
+    if let Err(error) = written {
         let _ = child.kill();
         let _ = child.wait();
-        return Err(ExecutorError::io("pass options to bubblewrap", source));
+        return Err(error);
     }
     let (sender, receiver) = mpsc::sync_channel(LOG_CHANNEL_DEPTH_MAX);
     let pipes: [(Option<Box<dyn Read + Send>>, LogStream); 2] = [
@@ -138,6 +164,7 @@ struct Watch<'a> {
     request: &'a ExecutionRequest,
     events: &'a mut dyn FnMut(ExecutionEvent),
     started: Instant,
+    disk: Option<&'a RunDisk>,
     limiter: RateLimiter,
     last_permille: Option<u16>,
     dropped_total: u64,
@@ -157,11 +184,13 @@ impl<'a> Watch<'a> {
         request: &'a ExecutionRequest,
         events: &'a mut dyn FnMut(ExecutionEvent),
         started: Instant,
+        disk: Option<&'a RunDisk>,
     ) -> Self {
         Watch {
             request,
             events,
             started,
+            disk,
             limiter: RateLimiter::new(started),
             last_permille: None,
             dropped_total: 0,
@@ -208,7 +237,9 @@ impl<'a> Watch<'a> {
                     next_progress_poll = now + PROGRESS_POLL_INTERVAL;
                     self.poll_progress_file(progress_path);
                 }
-                let check_disk = now >= next_disk_poll;
+                // A run filesystem is measured at every sample (one statfs), a directory tree
+                // only once per `DISK_POLL_INTERVAL`.
+                let check_disk = self.disk.is_some() || now >= next_disk_poll;
                 if check_disk {
                     next_disk_poll = now + DISK_POLL_INTERVAL;
                 }
@@ -257,10 +288,19 @@ impl<'a> Watch<'a> {
             return Some(Termination::CpuTimeExceeded);
         }
         let disk_limit = disk_limit_bytes(self.request);
-        if check_disk && disk_used_bytes(self.request).is_none_or(|used| used > disk_limit) {
+        if check_disk && self.disk_used().is_none_or(|used| used > disk_limit) {
             return Some(Termination::DiskExceeded);
         }
         None
+    }
+
+    /// Bytes the task has written: from its filesystem's block count when it has one (files
+    /// it deleted but holds open included), else by walking its directories.
+    fn disk_used(&self) -> Option<u64> {
+        match self.disk {
+            Some(disk) => disk.task_bytes(),
+            None => disk_used_bytes(self.request),
+        }
     }
 
     fn cpu_ms(&self) -> u64 {
@@ -374,6 +414,7 @@ fn cleanup(
     child: &mut Child,
     sample: &TreeSample,
     sandbox_uid: Option<u32>,
+    cgroup: Option<&RunCgroup>,
 ) -> Result<(), ExecutorError> {
     if matches!(child.try_wait(), Ok(None)) {
         kill_sandbox(child, sample);
@@ -392,7 +433,9 @@ fn cleanup(
         }
         alive.sort_unstable();
         alive.dedup();
-        if alive.is_empty() {
+        // Whatever escaped the tree and changed uid is still in the cgroup.
+        let cgroup_members = cgroup.is_some_and(RunCgroup::kill_all);
+        if alive.is_empty() && !cgroup_members {
             return Ok(());
         }
         if Instant::now() >= deadline {

@@ -14,9 +14,12 @@ pub struct ExecutionRequest {
     pub args: Vec<String>,
     /// Host directory mounted read-only at `/task/in` (the working directory).
     pub inputs_dir: PathBuf,
-    /// Host directory mounted read-write at `/task/out` (`$AICPW_OUTPUT_DIR`).
+    /// Host directory that holds the outputs after the run: mounted read-write at `/task/out`
+    /// (`$AICPW_OUTPUT_DIR`), or, with kernel limits, where they are copied from the run's own
+    /// filesystem.
     pub outputs_dir: PathBuf,
-    /// Host directory mounted read-write at `/tmp` (`$HOME`, `$TMPDIR`); private to this run.
+    /// Host directory private to this run: mounted read-write at `/tmp` (`$HOME`, `$TMPDIR`),
+    /// or, with kernel limits, holding the run's own filesystem, whose `/tmp` goes with it.
     pub scratch_dir: PathBuf,
     pub limits: Limits,
     /// Share the host's network; otherwise the task sees only its own loopback interface.

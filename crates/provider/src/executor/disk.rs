@@ -1,0 +1,178 @@
+//! The run's writable space as a filesystem of its own: a sparse image, formatted ext4 and
+//! loop-mounted (`nosuid`, `nodev`), holds the outputs and scratch directories. Everything the
+//! task writes there counts, files it deleted but keeps open included, and the kernel refuses
+//! writes (`ENOSPC`) at the image's size; the monitor stops the task once the bytes in use pass
+//! the disk limit, which lies a margin below that size. The outputs are copied to the
+//! request's outputs directory after the run, and the filesystem is unmounted and deleted.
+
+use std::fs;
+use std::os::unix::fs::{lchown, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use rustix::mount::{unmount, UnmountFlags};
+
+use super::command::find_tool;
+use super::{prepare, ExecutorError};
+
+/// Space the filesystem's own structures take, and a margin above the limit so that the
+/// monitor, not `ENOSPC`, normally ends an overrun: an eighth of the limit plus this.
+const IMAGE_SLACK_MB: u64 = 16;
+const IMAGE_NAME: &str = ".aicpw-disk.img";
+const MOUNT_NAME: &str = ".aicpw-disk";
+
+/// The programs that make and mount the filesystem.
+#[derive(Clone, Debug)]
+pub(crate) struct DiskTools {
+    mkfs: PathBuf,
+    mount: PathBuf,
+}
+
+impl DiskTools {
+    pub fn find() -> Result<DiskTools, ExecutorError> {
+        Ok(DiskTools {
+            mkfs: find_tool("mkfs.ext4", "e2fsprogs")?,
+            mount: find_tool("mount", "mount")?,
+        })
+    }
+}
+
+/// A mounted run filesystem; unmounted and deleted when dropped.
+#[derive(Debug)]
+pub(crate) struct RunDisk {
+    image: PathBuf,
+    mount_point: PathBuf,
+    mounted: bool,
+    /// Bytes in use right after formatting (the filesystem's own), not counted as the task's.
+    baseline_bytes: u64,
+}
+
+impl RunDisk {
+    /// Makes a filesystem for `limit_mb` of task data in `host_dir` (a directory of the run
+    /// the task never sees), owned by `uid`, with `out` and `tmp` directories.
+    pub fn create(
+        tools: &DiskTools,
+        host_dir: &Path,
+        limit_mb: u64,
+        uid: u32,
+    ) -> Result<RunDisk, ExecutorError> {
+        let mut disk = RunDisk {
+            image: host_dir.join(IMAGE_NAME),
+            mount_point: host_dir.join(MOUNT_NAME),
+            mounted: false,
+            baseline_bytes: 0,
+        };
+        let size_mb = limit_mb.saturating_add(limit_mb / 8).saturating_add(IMAGE_SLACK_MB);
+        let image = fs::File::create(&disk.image).map_err(|source| {
+            ExecutorError::io(format!("create {}", disk.image.display()), source)
+        })?;
+        image
+            .set_len(size_mb.saturating_mul(1 << 20))
+            .map_err(|source| ExecutorError::io("size the disk image", source))?;
+        let owner = format!("root_owner={uid}:{uid},nodiscard");
+        run(Command::new(&tools.mkfs)
+            .args(["-q", "-F", "-m", "0", "-O", "^has_journal", "-E"])
+            .arg(&owner)
+            .arg(&disk.image))?;
+        fs::create_dir(&disk.mount_point).map_err(|source| {
+            ExecutorError::io(format!("create {}", disk.mount_point.display()), source)
+        })?;
+        run(Command::new(&tools.mount)
+            .args(["-t", "ext4", "-o", "loop,nosuid,nodev"])
+            .arg(&disk.image)
+            .arg(&disk.mount_point))?;
+        disk.mounted = true;
+        for dir in [disk.outputs(), disk.scratch()] {
+            fs::create_dir(&dir)
+                .map_err(|source| ExecutorError::io(format!("create {}", dir.display()), source))?;
+            fs::set_permissions(&dir, fs::Permissions::from_mode(0o700))
+                .map_err(|source| ExecutorError::io(format!("chmod {}", dir.display()), source))?;
+            lchown(&dir, Some(uid), Some(uid))
+                .map_err(|source| ExecutorError::io(format!("chown {}", dir.display()), source))?;
+        }
+        disk.baseline_bytes = disk.used_bytes().unwrap_or(0);
+        Ok(disk)
+    }
+
+    /// Where the task's outputs are written (mounted at `/task/out`).
+    pub fn outputs(&self) -> PathBuf {
+        self.mount_point.join("out")
+    }
+
+    /// The task's scratch directory (mounted at `/tmp`).
+    pub fn scratch(&self) -> PathBuf {
+        self.mount_point.join("tmp")
+    }
+
+    /// Bytes the task has in use: every allocated block but the filesystem's own.
+    pub fn task_bytes(&self) -> Option<u64> {
+        self.used_bytes().map(|used| used.saturating_sub(self.baseline_bytes))
+    }
+
+    fn used_bytes(&self) -> Option<u64> {
+        let stats = rustix::fs::statvfs(&self.mount_point).ok()?;
+        Some(stats.f_blocks.saturating_sub(stats.f_bfree).saturating_mul(stats.f_frsize))
+    }
+
+    /// Copies the outputs (already sanitized: directories and regular files only) to `dest`,
+    /// unless their apparent sizes (sparse files count whole) add up to more than
+    /// `limit_bytes`; returns whether they were copied.
+    pub fn copy_outputs(&self, dest: &Path, limit_bytes: u64) -> Result<bool, ExecutorError> {
+        let source = self.outputs();
+        if prepare::disk_usage_bytes(&source).is_none_or(|apparent| apparent > limit_bytes) {
+            return Ok(false);
+        }
+        let mut failure = None;
+        prepare::walk(&source, &mut |path, file_type| {
+            let Ok(relative) = path.strip_prefix(&source) else { return Ok(()) };
+            let target = dest.join(relative);
+            let copied = if relative.as_os_str().is_empty() {
+                Ok(())
+            } else if file_type.is_dir() {
+                fs::create_dir(&target)
+            } else if file_type.is_file() {
+                fs::copy(path, &target).map(drop)
+            } else {
+                Ok(())
+            };
+            if let Err(error) = copied {
+                failure.get_or_insert(ExecutorError::io(
+                    format!("copy output {}", relative.display()),
+                    error,
+                ));
+            }
+            Ok(())
+        })?;
+        failure.map_or(Ok(true), Err)
+    }
+}
+
+impl Drop for RunDisk {
+    fn drop(&mut self) {
+        // Best effort: the run's processes are gone, so the unmount only fails when someone
+        // else holds the mount; a lazy unmount then lets it go with its last user.
+        if self.mounted && unmount(&self.mount_point, UnmountFlags::empty()).is_err() {
+            let _ = unmount(&self.mount_point, UnmountFlags::DETACH);
+        }
+        let _ = fs::remove_dir(&self.mount_point);
+        let _ = fs::remove_file(&self.image);
+    }
+}
+
+fn run(command: &mut Command) -> Result<(), ExecutorError> {
+    let output = command
+        .env_clear()
+        .stdin(Stdio::null())
+        .output()
+        .map_err(|source| ExecutorError::io(format!("run {command:?}"), source))?;
+    if output.status.success() {
+        return Ok(());
+    }
+    Err(ExecutorError::SandboxUnavailable {
+        reason: format!(
+            "{command:?} failed ({}): {}; the run's disk limit needs loop devices and ext4",
+            output.status,
+            String::from_utf8_lossy(&output.stderr).trim()
+        ),
+    })
+}
