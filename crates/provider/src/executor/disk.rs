@@ -62,6 +62,11 @@ impl RunDisk {
             mounted: false,
             baseline_bytes: 0,
         };
+        // An agent that died mid-run leaves its run's filesystem mounted here.
+        if fs::symlink_metadata(&disk.mount_point).is_ok() {
+            let _ = unmount(&disk.mount_point, UnmountFlags::DETACH);
+            let _ = fs::remove_dir_all(&disk.mount_point);
+        }
         let size_mb = limit_mb.saturating_add(limit_mb / 8).saturating_add(IMAGE_SLACK_MB);
         let image = fs::File::create(&disk.image).map_err(|source| {
             ExecutorError::io(format!("create {}", disk.image.display()), source)
