@@ -679,3 +679,30 @@ fn sparse_outputs_larger_than_the_disk_limit_are_not_copied_out() {
     assert_eq!(run.outcome.termination, Termination::DiskExceeded, "{}", run.describe());
     assert!(std::fs::read_dir(dirs.path("out")).expect("list").next().is_none());
 }
+
+/// Run by `an_agent_without_kernel_limits_refuses_to_start`, as an unprivileged user.
+#[test]
+#[ignore = "run as an unprivileged user by the test below"]
+fn refusal_probe_without_root() {
+    let error = SandboxExecutor::new(SandboxConfig::default()).expect_err("refused");
+    println!("REFUSED: {error}");
+    let own = SandboxConfig { require_kernel_limits: false, ..SandboxConfig::default() };
+    assert!(SandboxExecutor::new(own).is_ok(), "the user's own tasks may still run");
+}
+
+#[test]
+fn an_agent_without_kernel_limits_refuses_to_start() {
+    // As an ordinary user no cgroup or loop mount can be made: the executor must refuse the
+    // agent's (other people's) work and say what to enable, not run it under rlimits alone.
+    let output = std::process::Command::new("setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups", "--"])
+        .arg(std::env::current_exe().expect("test binary"))
+        .args(["--ignored", "--exact", "refusal_probe_without_root", "--nocapture"])
+        .output()
+        .expect("run the probe as nobody");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{stdout}{}", String::from_utf8_lossy(&output.stderr));
+    let line = stdout.lines().find(|line| line.starts_with("REFUSED:")).expect("refusal");
+    assert!(line.contains("run the provider agent as root"), "{line}");
+    assert!(line.contains("cgroup"), "{line}");
+}

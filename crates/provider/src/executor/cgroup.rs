@@ -113,7 +113,11 @@ impl Cgroups {
                 run.recreate()?;
                 let dir = &run.dirs[0];
                 write(&dir.join("memory.max"), &memory)?;
-                write(&dir.join("memory.swap.max"), "0")?;
+                // Present only where the kernel accounts swap.
+                let swap = dir.join("memory.swap.max");
+                if swap.exists() {
+                    write(&swap, "0")?;
+                }
                 // An out-of-memory kill ends the whole run, not one process of it.
                 write(&dir.join("memory.oom.group"), "1")?;
                 write(&dir.join("pids.max"), &pids)?;
