@@ -85,7 +85,8 @@ fn a_task_no_node_can_run_waits_with_a_reason_and_is_refunded_in_full() {
         (task["state"].as_str(), task["failure"].as_str()),
         (Some("cancelled"), Some("cancelled-by-requester"))
     );
-    assert_eq!(net.balance(3), before - 20, "everything back but two fees");
+    let storage = aicpw_ledger::Params::default().storage_fee_per_entry.0;
+    assert_eq!(net.balance(3), before - 20 - storage, "back but two fees and the task's storage");
 }
 
 #[test]

@@ -319,7 +319,9 @@ pub fn end_block(state: &mut State, env: &BlockEnv) -> Result<Vec<Event>, Violat
 
 /// Removes ended tasks `task_retention_ms` after they ended, at most [`EXPIRIES_PER_BLOCK_MAX`]
 /// a block, oldest first. Only tasks no rule needs any more are listed (`Index::ended`: no
-/// withheld lease awaits its late verdict); a pruned task holds no money.
+/// withheld lease awaits its late verdict); a pruned task holds no money. Then removes ejected
+/// and deregistered nodes no task in the state refers to (`Index::node_tasks`) and no open
+/// appeal needs: nothing can look them up any more.
 fn prune(state: &mut State, env: &BlockEnv) -> Vec<Event> {
     let cutoff = env.time_ms.saturating_sub(state.params.task_retention_ms);
     let due: Vec<TaskId> = state
@@ -330,10 +332,23 @@ fn prune(state: &mut State, env: &BlockEnv) -> Vec<Event> {
         .map(|(_, id)| *id)
         .take(EXPIRIES_PER_BLOCK_MAX)
         .collect();
-    due.into_iter()
+    let mut events: Vec<Event> = due
+        .into_iter()
         .filter(|id| state.remove_task(*id))
         .map(|task| Event::TaskPruned { task })
-        .collect()
+        .collect();
+    let gone: Vec<NodeId> = state
+        .index
+        .ejected
+        .iter()
+        .filter(|node| !state.index.node_tasks.contains_key(node))
+        .take(EXPIRIES_PER_BLOCK_MAX)
+        .copied()
+        .collect();
+    events.extend(
+        gone.into_iter().filter(|id| state.remove_node(*id)).map(|node| Event::NodePruned { node }),
+    );
+    events
 }
 
 /// Whether a task's open seats are drawn at random rather than by the requester's strategy:

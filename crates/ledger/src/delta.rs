@@ -162,6 +162,7 @@ impl State {
     pub(crate) fn index_node(&mut self, old: Option<&Node>, new: Option<&Node>) {
         self.index.challenge.update(old, new);
         if let Some(old) = old {
+            self.index.ejected.remove(&old.id);
             self.index.online.remove(&(old.last_seen_ms, old.id));
             self.index.owned.remove(&(old.owner, old.id));
             if let Some(appeal) = &old.appeal {
@@ -169,6 +170,9 @@ impl State {
             }
         }
         if let Some(new) = new {
+            if new.status == NodeStatus::Ejected && new.appeal.is_none() {
+                self.index.ejected.insert(new.id);
+            }
             self.index.owned.insert((new.owner, new.id));
             if let Some(appeal) = &new.appeal {
                 self.index.appeals.insert((appeal.closes_ms, new.id));
@@ -226,7 +230,36 @@ impl State {
         self.mark_dirty(EntryKey::Task(id), Some(&old));
         self.index.ended.remove(&(old.ended_ms, id));
         self.index.money.task(Some(&old), None);
+        self.count_node_tasks(Some(&old), None);
         true
+    }
+
+    /// Removes an ejected node no task refers to any more (`block::prune`); returns whether it
+    /// was there.
+    pub(crate) fn remove_node(&mut self, id: NodeId) -> bool {
+        let Some(old) = self.nodes.remove(&id) else { return false };
+        self.mark_dirty(EntryKey::Node(id), Some(&old));
+        self.index_node(Some(&old), None);
+        true
+    }
+
+    /// Keeps `Index::node_tasks` equal to the tasks' leases.
+    fn count_node_tasks(&mut self, old: Option<&Task>, new: Option<&Task>) {
+        let nodes = |task: Option<&Task>| -> BTreeSet<NodeId> {
+            task.map(|t| t.leases.iter().map(|l| l.node).collect()).unwrap_or_default()
+        };
+        let (before, after) = (nodes(old), nodes(new));
+        for node in before.difference(&after) {
+            if let Some(count) = self.index.node_tasks.get_mut(node) {
+                *count = count.saturating_sub(1);
+                if *count == 0 {
+                    self.index.node_tasks.remove(node);
+                }
+            }
+        }
+        for node in after.difference(&before) {
+            *self.index.node_tasks.entry(*node).or_default() += 1;
+        }
     }
 
     pub(crate) fn index_task(&mut self, old: Option<&Task>, new: &Task) {
@@ -272,6 +305,7 @@ impl State {
         }
         self.index_at_risk(old, new);
         self.index_withheld(old, new);
+        self.count_node_tasks(old, Some(new));
     }
 
     /// Keeps the withheld-lease indices (late deadlines, what each node must still open) equal

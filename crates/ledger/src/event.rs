@@ -173,6 +173,10 @@ pub enum Event {
     TaskPruned {
         task: TaskId,
     },
+    /// An ejected or deregistered node left the state: no task refers to it any more.
+    NodePruned {
+        node: NodeId,
+    },
     NodeFrozen {
         node: NodeId,
         score_permille: u16,

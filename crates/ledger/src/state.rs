@@ -467,6 +467,11 @@ pub struct Index {
     /// (end time, task) of ended tasks no rule needs any more (no withheld lease awaiting its
     /// late verdict): pruned `task_retention_ms` after they ended.
     pub ended: BTreeSet<(u64, TaskId)>,
+    /// Per node, the tasks in the state with a lease of it.
+    pub node_tasks: BTreeMap<NodeId, u32>,
+    /// Ejected and deregistered nodes: pruned once no task in the state refers to them and no
+    /// appeal of theirs is open.
+    pub ejected: BTreeSet<NodeId>,
     /// (closing time, node) of open appeals.
     pub appeals: BTreeSet<(u64, NodeId)>,
     /// Per owner, the run value (price × time limit) of its leases on open tasks and of its

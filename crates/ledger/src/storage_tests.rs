@@ -84,3 +84,31 @@ fn an_account_left_empty_that_never_signed_is_not_stored() {
     let root = net.state.finalize_root().0;
     assert_eq!(net.rebuilt().finalize_root().0, root);
 }
+
+#[test]
+fn a_deregistered_node_leaves_the_state_once_no_task_refers_to_it() {
+    let mut net = Net::with_params(Params::default());
+    let idle = net.provider(1, 1_000_000);
+    let worked = net.provider(2, 500_000);
+    let id = net.submit(0, policy(Verification::None));
+    assert_eq!(net.worker(id), worked, "the cheaper node");
+    net.finish_lease(id, worked, b"out");
+    net.run(0, TxBody::AcceptResult { task: id }).expect("accept");
+    net.run(1, TxBody::DeregisterNode { node: idle }).expect("deregister");
+    net.run(2, TxBody::DeregisterNode { node: worked }).expect("deregister");
+    assert!(!net.state.nodes.contains_key(&idle), "no task refers to it");
+    assert!(net
+        .log
+        .iter()
+        .any(|e| matches!(e, crate::Event::NodePruned { node } if *node == idle)));
+    assert!(net.state.nodes.contains_key(&worked), "its task is still in the state");
+    let retention = net.state.params.task_retention_ms;
+    net.idle(retention + 1_000);
+    assert!(!net.state.tasks.contains_key(&id));
+    assert!(!net.state.nodes.contains_key(&worked), "pruned after the last task naming it");
+    let root = net.state.finalize_root().0;
+    let rebuilt = net.rebuilt();
+    assert_eq!(rebuilt.index.node_tasks, net.state.index.node_tasks);
+    assert_eq!(rebuilt.index.ejected, net.state.index.ejected);
+    assert_eq!(net.rebuilt().finalize_root().0, root);
+}
