@@ -157,10 +157,7 @@ fn bad_transactions_get_their_own_codes_and_the_node_keeps_serving() {
     };
     let next = alice.sign(tx(2, transfer(&bob, 1)));
     let (status, committed) = as_json(&next);
-    assert_eq!(
-        (status, committed["tx_id"].as_str()),
-        (200, Some(next.tx.id().to_string().as_str()))
-    );
+    assert_eq!((status, committed["tx_id"].as_str()), (200, Some(next.id().to_string().as_str())));
     let mut forged = alice.sign(tx(3, transfer(&bob, 1)));
     forged.signature[0] ^= 1;
     let (status, refused) = as_json(&forged);

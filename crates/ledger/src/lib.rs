@@ -76,7 +76,7 @@ pub fn apply_verified(state: &mut State, tx: &SignedTx, env: &BlockEnv) -> Resul
     let created = delta.created();
     money::pay_storage(&mut delta, tx.tx.signer, created)?;
     let events = state.commit(delta.into_changes());
-    Ok(Receipt { tx_id: tx.tx.id(), kind: tx.tx.body.kind(), events })
+    Ok(Receipt { tx_id: tx.id(), kind: tx.tx.body.kind(), events })
 }
 
 /// The stateful check: the nonce is the next one and the fee is paid to the block's proposer.

@@ -291,7 +291,7 @@ async fn block(State(s): State<SharedState>, Path(height): Path<String>) -> ApiR
     let txs: Vec<Value> = block
         .txs
         .iter()
-        .map(|t| json!({ "tx_id": t.tx.id(), "kind": t.tx.body.kind(), "signer": t.tx.signer }))
+        .map(|t| json!({ "tx_id": t.id(), "kind": t.tx.body.kind(), "signer": t.tx.signer }))
         .collect();
     Ok(Json(json!({ "hash": block.header.hash(), "header": block.header, "txs": txs })))
 }

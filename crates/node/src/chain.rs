@@ -295,7 +295,7 @@ impl Chain {
                     receipts.push(receipt);
                     included.push(tx);
                 }
-                Err(reject) => rejected.push((tx.tx.id(), reject)),
+                Err(reject) => rejected.push((tx.id(), reject)),
             }
         }
         let height = env.height;

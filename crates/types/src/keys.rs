@@ -2,7 +2,7 @@
 
 use crate::tx::{SignedTx, Tx};
 use crate::AccountId;
-use ed25519_dalek::{Signer, SigningKey};
+use ed25519_zebra::SigningKey;
 use hkdf::Hkdf;
 use rand_core::{OsRng, RngCore};
 use serde::{Deserialize, Serialize};
@@ -36,7 +36,7 @@ impl Keypair {
         Keypair::from_seed(seed)
     }
     pub fn from_seed(seed: [u8; 32]) -> Keypair {
-        Keypair { signing: SigningKey::from_bytes(&seed) }
+        Keypair { signing: SigningKey::from(seed) }
     }
     /// The deterministic dev account number `index`: the same on every machine, never for real money.
     pub fn dev(index: u32) -> Keypair {
@@ -45,7 +45,7 @@ impl Keypair {
         Keypair::from_seed(*hasher.finalize().as_bytes())
     }
     pub fn account(&self) -> AccountId {
-        AccountId(self.signing.verifying_key().to_bytes())
+        AccountId(ed25519_zebra::VerificationKeyBytes::from(&self.signing).into())
     }
     pub fn sign(&self, tx: Tx) -> SignedTx {
         let signature = self.signing.sign(&tx.signing_bytes()).to_bytes();
@@ -53,7 +53,7 @@ impl Keypair {
     }
     /// The X25519 secret for sealed boxes, derived from the seed with HKDF-SHA256.
     pub fn x25519_secret(&self) -> x25519_dalek::StaticSecret {
-        let hk = Hkdf::<Sha256>::new(Some(b"aicpw x25519"), self.signing.as_bytes());
+        let hk = Hkdf::<Sha256>::new(Some(b"aicpw x25519"), self.signing.as_ref());
         let mut okm = [0u8; 32];
         hk.expand(b"aicpw 2026-11 x25519 key v1", &mut okm)
             .expect("32 bytes is a valid HKDF-SHA256 output length");
@@ -65,7 +65,7 @@ impl Keypair {
 
     pub fn save(&self, path: &Path) -> Result<(), KeyError> {
         let file = KeyFile {
-            secret_key: hex::encode(self.signing.as_bytes()),
+            secret_key: hex::encode(self.signing.as_ref()),
             address: self.account().to_string(),
         };
         let text = serde_json::to_string_pretty(&file).expect("a key file always serializes");

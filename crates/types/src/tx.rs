@@ -5,7 +5,9 @@ use crate::task::{hex_array, FailureReason, TaskTerms};
 use crate::{
     codec_struct, AccountId, Amount, ChallengeId, ComputeUnits, Hardware, Hash32, NodeId, TaskId,
 };
-use ed25519_dalek::{Signature, VerifyingKey};
+use curve25519_dalek::edwards::CompressedEdwardsY;
+use ed25519_zebra::{batch, Signature, VerificationKey, VerificationKeyBytes};
+use rand_core::OsRng;
 use serde::{Deserialize, Serialize};
 
 /// Largest encoded signed transaction, in bytes.
@@ -259,9 +261,6 @@ impl Tx {
         self.encode(&mut e);
         e.bytes
     }
-    pub fn id(&self) -> Hash32 {
-        Hash32::of(&self.to_bytes())
-    }
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -273,29 +272,52 @@ pub struct SignedTx {
 codec_struct!(SignedTx { tx, signature });
 
 impl SignedTx {
-    /// Verifies this one signature; for many at once use [`verify_batch`].
+    /// The transaction's id: the hash of its signed encoding, so two signatures of the same
+    /// transaction are two ids and nobody but the signer can make a transaction with a given id.
+    pub fn id(&self) -> Hash32 {
+        Hash32::of(&self.to_bytes())
+    }
+
+    /// Checks this one signature by the rule of [`verify_batch`]; for many at once use that.
     pub fn verify_signature(&self) -> bool {
-        let Ok(key) = VerifyingKey::from_bytes(&self.tx.signer.0) else {
-            return false;
-        };
-        let signature = Signature::from_bytes(&self.signature);
-        key.verify_strict(&self.tx.signing_bytes(), &signature).is_ok()
+        signer_key(&self.tx.signer).is_some_and(|key| {
+            let signature = Signature::from_bytes(&self.signature);
+            key.verify(&signature, &self.tx.signing_bytes()).is_ok()
+        })
     }
 }
 
+/// The signer's key, when it may sign at all: an encoding of a curve point that is not of small
+/// order (a small-order key verifies a zero signature on every message, so anyone could sign).
+fn signer_key(signer: &AccountId) -> Option<VerificationKey> {
+    let point = CompressedEdwardsY(signer.0).decompress()?;
+    if point.is_small_order() {
+        return None;
+    }
+    VerificationKey::try_from(signer.0).ok()
+}
+
 /// Verifies many signatures at once; returns, for each transaction, whether its signature is valid.
-/// One batch check covers the common all-valid case; only a failed batch is checked one by one.
+///
+/// AICPW has one signature rule, whichever way it is checked (alone or batched, at admission, in
+/// block production, in replay): ZIP-215, the cofactored equation `[8][s]B = [8]R + [8][k]A`
+/// with `s` canonical and any encoding of the points `R` and `A` accepted, and the signer's key
+/// `A` not of small order. The cofactored equation is what makes a batch agree with the checks
+/// one by one (the cofactorless one lets a small-order part of `R` or `A` pass or fail with the
+/// batch's random weights). One batch check covers the common all-valid case; only a failed
+/// batch is checked one by one.
 pub fn verify_batch(txs: &[SignedTx]) -> Vec<bool> {
-    let messages: Vec<Vec<u8>> = txs.iter().map(|s| s.tx.signing_bytes()).collect();
-    let keys: Option<Vec<VerifyingKey>> =
-        txs.iter().map(|s| VerifyingKey::from_bytes(&s.tx.signer.0).ok()).collect();
-    if let Some(keys) = keys {
-        let signatures: Vec<Signature> =
-            txs.iter().map(|s| Signature::from_bytes(&s.signature)).collect();
-        let refs: Vec<&[u8]> = messages.iter().map(Vec::as_slice).collect();
-        if ed25519_dalek::verify_batch(&refs, &signatures, &keys).is_ok() {
-            return vec![true; txs.len()];
+    let mut verifier = batch::Verifier::new();
+    for tx in txs {
+        if signer_key(&tx.tx.signer).is_none() {
+            return txs.iter().map(SignedTx::verify_signature).collect();
         }
+        let key = VerificationKeyBytes::from(tx.tx.signer.0);
+        let signature = Signature::from_bytes(&tx.signature);
+        verifier.queue((key, signature, &tx.tx.signing_bytes()));
+    }
+    if verifier.verify(OsRng).is_ok() {
+        return vec![true; txs.len()];
     }
     txs.iter().map(SignedTx::verify_signature).collect()
 }
@@ -382,7 +404,7 @@ impl Decode for Block {
 pub fn tx_root(txs: &[SignedTx]) -> Hash32 {
     let mut hasher = blake3::Hasher::new();
     for tx in txs {
-        hasher.update(&Hash32::of(&tx.to_bytes()).0);
+        hasher.update(&tx.id().0);
     }
     Hash32(*hasher.finalize().as_bytes())
 }
