@@ -1,18 +1,34 @@
-//! The running node: a bounded mempool, the block producer loop, and the fan-out of events.
+//! The running node: the mempool, the block producer loop, and the fan-out of events.
+//!
+//! The mempool admits only what could commit: a valid signature (the one rule of
+//! [`aicpw_types::tx::verify_batch`]), the minimum fee, a nonce inside the signer's window, and a
+//! balance that covers the fees and spending of all the signer's waiting transactions. It holds
+//! one transaction per signer and nonce, keyed by the hash of the signed encoding, and bounds
+//! each signer's share, so what one account sends costs that account alone.
 
 use crate::chain::{BlockOutcome, Chain, ChainError};
-use aicpw_ledger::Event;
+use aicpw_ledger::{Event, State};
 use aicpw_store::Store;
+use aicpw_types::codec::Encode;
 use aicpw_types::tx::BLOCK_TXS_MAX;
-use aicpw_types::{AccountId, Hash32, Reject, SignedTx};
+use aicpw_types::{AccountId, Amount, Hash32, Reject, SignedTx, TxBody};
 use serde::Serialize;
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use tokio::sync::{broadcast, oneshot, Notify};
 
-/// Transactions the mempool holds at most.
+/// Transactions the mempool holds at most...
 pub const MEMPOOL_TXS_MAX: usize = 100_000;
+/// ...and encoded bytes.
+pub const MEMPOOL_BYTES_MAX: usize = 64 * 1024 * 1024;
+/// A signer's transactions wait only for nonces below its committed nonce plus this window, so
+/// this many at most wait per signer...
+pub const NONCE_WINDOW: u64 = 256;
+/// ...in at most this many encoded bytes.
+pub const SIGNER_BYTES_MAX: usize = 4 * 1024 * 1024;
+/// A transaction still waiting for an earlier nonce after this long is dropped.
+pub const NONCE_GAP_WAIT_MAX: Duration = Duration::from_secs(60);
 /// Events buffered for slow subscribers before they are told they lagged.
 pub const EVENTS_BUFFERED_MAX: usize = 16_384;
 /// A block is made at least this often, so time-based rules (expiry, matching) run without traffic.
@@ -30,13 +46,69 @@ type Waiter = oneshot::Sender<Result<Committed, Reject>>;
 /// Resolves once the transaction is in a committed block, or was left out with a rejection.
 pub type CommitWaiter = oneshot::Receiver<Result<Committed, Reject>>;
 
+struct Waiting {
+    tx: SignedTx,
+    id: Hash32,
+    bytes: usize,
+    since: Instant,
+}
+
 #[derive(Default)]
 struct Mempool {
-    queue: VecDeque<SignedTx>,
+    /// Per signer, its waiting transactions by nonce.
+    signers: HashMap<AccountId, BTreeMap<u64, Waiting>>,
     ids: HashSet<Hash32>,
-    /// Per signer with transactions waiting: the nonce after its highest waiting one.
-    next_nonces: HashMap<AccountId, u64>,
+    len: usize,
+    bytes: usize,
+    /// A transaction that can go into the next block arrived since the last block was made.
+    ready: bool,
     waiters: HashMap<Hash32, Waiter>,
+}
+
+impl Mempool {
+    fn remove(&mut self, signer: &AccountId, nonce: u64) -> Option<Waiting> {
+        let queue = self.signers.get_mut(signer)?;
+        let waiting = queue.remove(&nonce)?;
+        if queue.is_empty() {
+            self.signers.remove(signer);
+        }
+        self.ids.remove(&waiting.id);
+        self.len -= 1;
+        self.bytes -= waiting.bytes;
+        Some(waiting)
+    }
+
+    /// Tells the submitter of `id`, if it waits, why its transaction will not commit.
+    fn refuse(&mut self, id: &Hash32, reject: Reject) {
+        if let Some(waiter) = self.waiters.remove(id) {
+            // A waiter that went away (client disconnected) needs no answer.
+            let _ = waiter.send(Err(reject));
+        }
+    }
+
+    /// Drops the signer's transactions from nonce `first` on, telling each submitter `reject`.
+    fn drop_from(&mut self, signer: &AccountId, first: u64, reject: Reject) {
+        let nonces: Vec<u64> = self
+            .signers
+            .get(signer)
+            .map_or(Vec::new(), |q| q.range(first..).map(|(n, _)| *n).collect());
+        for nonce in nonces {
+            if let Some(waiting) = self.remove(signer, nonce) {
+                self.refuse(&waiting.id, reject);
+            }
+        }
+    }
+}
+
+/// What a transaction takes from its signer's balance besides the fee, at least: the ledger
+/// checks the exact amount when it applies it.
+fn outlay(body: &TxBody) -> Amount {
+    match body {
+        TxBody::Transfer { amount, .. } | TxBody::Bond { amount } => *amount,
+        TxBody::SubmitTask { terms, .. } => terms.budget,
+        TxBody::DisputeResult { bond, .. } => *bond,
+        _ => Amount::ZERO,
+    }
 }
 
 pub struct Shared {
@@ -74,6 +146,7 @@ impl Shared {
     }
 
     /// The chain, for reads. A poisoned lock means block production panicked: the node must stop.
+    /// Lock order: the chain before the mempool, never the other way.
     pub fn chain(&self) -> MutexGuard<'_, Chain> {
         self.chain.lock().expect("block production panicked; the node cannot continue")
     }
@@ -82,68 +155,139 @@ impl Shared {
         self.mempool.lock().expect("the mempool lock is never held across a panic")
     }
 
-    /// Admits a transaction after the checks that need no block: limits, chain, nonce not replayed.
+    /// Admits a transaction that could commit: limits and chain, signature, fee, a nonce in the
+    /// signer's window, and a balance covering it after the signer's waiting transactions.
     pub fn submit(
         &self,
         tx: SignedTx,
         wait: bool,
     ) -> Result<(Hash32, Option<CommitWaiter>), Reject> {
-        let id = tx.tx.id();
-        {
+        let (signer, nonce, bytes) = (tx.tx.signer, tx.tx.nonce, tx.to_bytes().len());
+        let (committed, balance) = {
             let chain = self.chain();
             aicpw_ledger::check::stateless(&tx, &chain.genesis().chain_id)?;
-            let nonce = chain.state().accounts.get(&tx.tx.signer).map_or(0, |a| a.nonce);
-            if tx.tx.nonce < nonce {
-                return Err(Reject::NonceReplayed);
+            if tx.tx.fee < chain.state().params.fee_min {
+                return Err(Reject::FeeTooLow);
             }
+            let account = chain.state().accounts.get(&signer);
+            (account.map_or(0, |a| a.nonce), account.map_or(Amount::ZERO, |a| a.balance))
+        };
+        if nonce < committed {
+            return Err(Reject::NonceReplayed);
         }
+        if nonce - committed >= NONCE_WINDOW {
+            return Err(Reject::NonceTooFar);
+        }
+        // The costly check last, once the cheap ones passed, and outside every lock.
+        if !tx.verify_signature() {
+            return Err(Reject::BadSignature);
+        }
+        let id = tx.id();
         let mut pool = self.mempool();
         if pool.ids.contains(&id) {
             return Err(Reject::DuplicateTransaction);
         }
-        if pool.queue.len() >= MEMPOOL_TXS_MAX {
+        let queue = pool.signers.get(&signer);
+        if queue.is_some_and(|q| q.contains_key(&nonce)) {
+            return Err(Reject::NoncePending);
+        }
+        let waiting = queue.into_iter().flat_map(BTreeMap::values);
+        let (mut spent, mut signer_bytes) = (tx.tx.fee.checked_add(outlay(&tx.tx.body)), bytes);
+        for w in waiting {
+            spent =
+                spent.and_then(|s| s.checked_add(w.tx.tx.fee)?.checked_add(outlay(&w.tx.tx.body)));
+            signer_bytes += w.bytes;
+        }
+        if spent.is_none_or(|spent| spent > balance) {
+            return Err(Reject::InsufficientBalance);
+        }
+        if signer_bytes > SIGNER_BYTES_MAX {
+            return Err(Reject::SignerQuotaFull);
+        }
+        if pool.len >= MEMPOOL_TXS_MAX || pool.bytes + bytes > MEMPOOL_BYTES_MAX {
             return Err(Reject::MempoolFull);
         }
+        let ready = (committed..nonce).all(|n| queue.is_some_and(|q| q.contains_key(&n)));
         pool.ids.insert(id);
-        let next = pool.next_nonces.entry(tx.tx.signer).or_default();
-        *next = (*next).max(tx.tx.nonce + 1);
-        pool.queue.push_back(tx);
+        pool.len += 1;
+        pool.bytes += bytes;
+        pool.ready |= ready;
+        let entry = Waiting { tx, id, bytes, since: Instant::now() };
+        pool.signers.entry(signer).or_default().insert(nonce, entry);
         let receiver = wait.then(|| {
             let (sender, receiver) = oneshot::channel();
             pool.waiters.insert(id, sender);
             receiver
         });
         drop(pool);
-        self.wake.notify_one();
+        if ready {
+            self.wake.notify_one();
+        }
         Ok((id, receiver))
     }
 
     pub fn mempool_len(&self) -> usize {
-        self.mempool().queue.len()
+        self.mempool().len
     }
 
-    /// The nonce a signer should use next: after its committed ones and those waiting here.
+    /// The nonce a signer should use next: after its committed ones and those waiting here in an
+    /// unbroken run after them.
     pub fn next_nonce(&self, who: &AccountId, committed: u64) -> u64 {
-        self.mempool().next_nonces.get(who).map_or(committed, |waiting| committed.max(*waiting))
+        let pool = self.mempool();
+        let Some(queue) = pool.signers.get(who) else {
+            return committed;
+        };
+        (committed..).find(|n| !queue.contains_key(n)).unwrap_or(committed)
     }
 
-    fn take_batch(&self) -> Vec<SignedTx> {
+    /// Takes the next block's transactions: each signer's unbroken run from its committed nonce,
+    /// signers in the order their oldest waiting transaction arrived. Drops what can no longer
+    /// commit: nonces already used, and gaps waited on too long.
+    fn take_batch(&self, state: &State) -> Vec<SignedTx> {
         let mut pool = self.mempool();
-        let n = pool.queue.len().min(BLOCK_TXS_MAX);
-        let batch: Vec<SignedTx> = pool.queue.drain(..n).collect();
-        for tx in &batch {
-            pool.ids.remove(&tx.tx.id());
+        let now = Instant::now();
+        let mut runs: Vec<(Instant, AccountId, Vec<u64>)> = Vec::new();
+        let mut dropped: Vec<(AccountId, u64, Reject)> = Vec::new();
+        for (signer, queue) in &pool.signers {
+            let committed = state.accounts.get(signer).map_or(0, |a| a.nonce);
+            dropped.extend(
+                queue.range(..committed).map(|(n, _)| (*signer, *n, Reject::NonceReplayed)),
+            );
+            let run: Vec<u64> = (committed..).take_while(|n| queue.contains_key(n)).collect();
+            let gapped = queue.range(committed + run.len() as u64..);
+            dropped.extend(
+                gapped
+                    .filter(|(_, w)| now.duration_since(w.since) > NONCE_GAP_WAIT_MAX)
+                    .map(|(n, _)| (*signer, *n, Reject::MempoolExpired)),
+            );
+            if let Some(first) = run.first() {
+                runs.push((queue[first].since, *signer, run));
+            }
         }
-        if pool.queue.is_empty() {
-            pool.next_nonces.clear();
-        } else {
-            let waiting: HashSet<AccountId> = pool.queue.iter().map(|tx| tx.tx.signer).collect();
-            pool.next_nonces.retain(|who, _| waiting.contains(who));
+        for (signer, nonce, reject) in dropped {
+            if let Some(waiting) = pool.remove(&signer, nonce) {
+                pool.refuse(&waiting.id, reject);
+            }
         }
+        runs.sort_by_key(|(since, signer, _)| (*since, *signer));
+        let mut batch = Vec::new();
+        for (_, signer, run) in runs {
+            for nonce in run {
+                if batch.len() == BLOCK_TXS_MAX {
+                    pool.ready = true;
+                    return batch;
+                }
+                let waiting = pool.remove(&signer, nonce).expect("the run was just read");
+                batch.push(waiting.tx);
+            }
+        }
+        pool.ready = false;
         batch
     }
 
-    fn publish(&self, outcome: &BlockOutcome) {
+    /// Answers the waiters of the block's transactions. A rejected transaction also drops its
+    /// signer's later ones, which can no longer apply: its mistake is its signer's cost alone.
+    fn publish(&self, outcome: &BlockOutcome, senders: &HashMap<Hash32, (AccountId, u64)>) {
         let height = outcome.header.height;
         let mut pool = self.mempool();
         for receipt in &outcome.receipts {
@@ -155,8 +299,9 @@ impl Shared {
             }
         }
         for (id, reject) in &outcome.rejected {
-            if let Some(waiter) = pool.waiters.remove(id) {
-                let _ = waiter.send(Err(*reject));
+            pool.refuse(id, *reject);
+            if let Some((signer, nonce)) = senders.get(id) {
+                pool.drop_from(signer, nonce + 1, Reject::EarlierRejected);
             }
         }
         drop(pool);
@@ -173,10 +318,18 @@ impl Shared {
 
     /// Makes one block from the mempool (possibly empty) and tells waiters and subscribers.
     pub fn produce_once(&self) -> Result<BlockOutcome, ChainError> {
-        let batch = self.take_batch();
-        let outcome = self.chain().produce(batch, now_ms(), self.proposer)?;
-        self.publish(&outcome);
+        let mut chain = self.chain();
+        let batch = self.take_batch(chain.state());
+        let senders = batch.iter().map(|tx| (tx.id(), (tx.tx.signer, tx.tx.nonce))).collect();
+        let outcome = chain.produce(batch, now_ms(), self.proposer)?;
+        drop(chain);
+        self.publish(&outcome, &senders);
         Ok(outcome)
+    }
+
+    /// Whether a transaction that can go into the next block waits.
+    fn has_ready(&self) -> bool {
+        self.mempool().ready
     }
 
     /// Produces blocks until the process ends: as soon as transactions arrive (they accumulate
@@ -184,8 +337,7 @@ impl Shared {
     pub async fn run_producer(self: Arc<Self>) -> Result<(), ChainError> {
         loop {
             let idle = tokio::time::timeout(BLOCK_INTERVAL_IDLE, self.wake.notified()).await;
-            let has_txs = self.mempool_len() > 0;
-            if idle.is_ok() && !has_txs {
+            if idle.is_ok() && !self.has_ready() {
                 continue;
             }
             let shared = self.clone();
@@ -196,7 +348,7 @@ impl Shared {
                 }
                 Err(join) => std::panic::resume_unwind(join.into_panic()),
             }
-            if self.mempool_len() > 0 {
+            if self.has_ready() {
                 self.wake.notify_one();
             }
         }

@@ -160,7 +160,10 @@ impl Client {
                     let stale = matches!(
                         e.reject(),
                         Some(
-                            Reject::NonceReplayed | Reject::NonceGap | Reject::DuplicateTransaction
+                            Reject::NonceReplayed
+                                | Reject::NonceGap
+                                | Reject::NoncePending
+                                | Reject::DuplicateTransaction
                         )
                     );
                     if stale && attempt < SEND_ATTEMPTS_MAX {

@@ -44,6 +44,9 @@ rejects! {
     AmountOverflow = 203, "the amount overflows";
     ZeroAmount = 204, "the amount must be positive";
     UnknownAccount = 205, "no such account";
+    NoncePending = 206, "this signer already has a transaction with this nonce waiting";
+    NonceTooFar = 207, "the nonce is too far ahead of the account's next nonce";
+    EarlierRejected = 208, "an earlier transaction of this signer was rejected; resubmit";
     StorageFeeUnpaid = 210, "the balance does not cover the storage fee of the entries the transaction creates";
     InsufficientStake = 300, "not enough bonded stake";
     NothingToWithdraw = 301, "no unbonded stake has matured yet";
@@ -91,6 +94,8 @@ rejects! {
     PayloadTooLarge = 904, "the request body is larger than the limit";
     BadRequest = 905, "the request could not be parsed";
     Unavailable = 906, "the node cannot serve this now";
+    SignerQuotaFull = 910, "the signer's share of the mempool is full; retry later";
+    MempoolExpired = 911, "the transaction waited too long for the nonces before it";
 }
 
 impl std::fmt::Display for Reject {
