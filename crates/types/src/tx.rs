@@ -5,10 +5,11 @@ use crate::task::{hex_array, FailureReason, TaskTerms};
 use crate::{
     codec_struct, AccountId, Amount, ChallengeId, ComputeUnits, Hardware, Hash32, NodeId, TaskId,
 };
-use curve25519_dalek::edwards::CompressedEdwardsY;
+use curve25519_dalek::constants::EIGHT_TORSION;
 use ed25519_zebra::{batch, Signature, VerificationKey, VerificationKeyBytes};
 use rand_core::OsRng;
 use serde::{Deserialize, Serialize};
+use std::sync::OnceLock;
 
 /// Largest encoded signed transaction, in bytes.
 pub const TX_BYTES_MAX: usize = 64 * 1024;
@@ -290,11 +291,33 @@ impl SignedTx {
 /// The signer's key, when it may sign at all: an encoding of a curve point that is not of small
 /// order (a small-order key verifies a zero signature on every message, so anyone could sign).
 fn signer_key(signer: &AccountId) -> Option<VerificationKey> {
-    let point = CompressedEdwardsY(signer.0).decompress()?;
-    if point.is_small_order() {
+    if small_order(&signer.0) {
         return None;
     }
     VerificationKey::try_from(signer.0).ok()
+}
+
+/// Whether `encoding` decodes to a point of small order, by its bytes alone (no decompression):
+/// the `y` of the eight torsion points, and `y = p` and `y = p + 1`, the non-canonical encodings
+/// of `y = 0` and `y = 1`; with either sign bit, since `x = ±x` when `x = 0` and the torsion
+/// points come in pairs `±x` otherwise.
+fn small_order(encoding: &[u8; 32]) -> bool {
+    static SMALL_ORDER_Y: OnceLock<Vec<[u8; 32]>> = OnceLock::new();
+    let ys = SMALL_ORDER_Y.get_or_init(|| {
+        let mut p = [0xff; 32];
+        (p[0], p[31]) = (0xed, 0x7f);
+        let mut p_plus_1 = p;
+        p_plus_1[0] = 0xee;
+        let torsion = EIGHT_TORSION.iter().map(|point| point.compress().0);
+        torsion.chain([p, p_plus_1]).map(|y| without_sign(&y)).collect()
+    });
+    ys.contains(&without_sign(encoding))
+}
+
+fn without_sign(encoding: &[u8; 32]) -> [u8; 32] {
+    let mut y = *encoding;
+    y[31] &= 0x7f;
+    y
 }
 
 /// Verifies many signatures at once; returns, for each transaction, whether its signature is valid.
@@ -309,7 +332,7 @@ fn signer_key(signer: &AccountId) -> Option<VerificationKey> {
 pub fn verify_batch(txs: &[SignedTx]) -> Vec<bool> {
     let mut verifier = batch::Verifier::new();
     for tx in txs {
-        if signer_key(&tx.tx.signer).is_none() {
+        if small_order(&tx.tx.signer.0) {
             return txs.iter().map(SignedTx::verify_signature).collect();
         }
         let key = VerificationKeyBytes::from(tx.tx.signer.0);
@@ -418,5 +441,44 @@ pub mod hex_bytes {
     }
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error> {
         hex::decode(String::deserialize(d)?).map_err(serde::de::Error::custom)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::small_order;
+    use curve25519_dalek::edwards::CompressedEdwardsY;
+
+    /// Encodings of `y` for `y` near 0 and near `p` (both sides), with either sign bit.
+    fn encodings_near_the_ends() -> Vec<[u8; 32]> {
+        let mut out = Vec::new();
+        for low in 0u8..=38 {
+            let mut near_zero = [0u8; 32];
+            near_zero[0] = low;
+            // p - 20 + low: from p - 20 to p + 18 = 2^255 - 1 (values from p on are non-canonical).
+            let mut near_p = [0xff; 32];
+            near_p[31] = 0x7f;
+            near_p[0] = 0xed - 20 + low;
+            for mut encoding in [near_zero, near_p] {
+                out.push(encoding);
+                encoding[31] |= 0x80;
+                out.push(encoding);
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn small_order_by_bytes_is_small_order_after_decompression() {
+        let torsion = curve25519_dalek::constants::EIGHT_TORSION.map(|p| p.compress().0);
+        let hashed = (0u32..2_000).map(|i| *blake3::hash(&i.to_le_bytes()).as_bytes());
+        let mut small = 0;
+        for encoding in encodings_near_the_ends().into_iter().chain(torsion).chain(hashed) {
+            let decoded = CompressedEdwardsY(encoding).decompress();
+            let expected = decoded.is_some_and(|point| point.is_small_order());
+            assert_eq!(small_order(&encoding), expected, "{}", hex::encode(encoding));
+            small += usize::from(expected);
+        }
+        assert!(small >= 14, "every small-order encoding near the ends, and the torsion points");
     }
 }
