@@ -63,6 +63,7 @@ pub fn run(tasks: usize) -> Result<Value> {
         listen: "127.0.0.1:0".parse()?,
         genesis: Some(aicpw_node::dev_genesis()),
         proposer: Keypair::dev(0),
+        store: aicpw_node::StorePolicy::default(),
     };
     let bound = runtime.block_on(aicpw_node::Bound::open(config))?;
     let url = format!("http://{}", bound.local_addr().context("no address")?);

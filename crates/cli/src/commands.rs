@@ -56,7 +56,14 @@ fn show(json: bool, value: &Value, human: impl FnOnce(&Value) -> String) {
 
 fn node_command(command: NodeCommand) -> Result<()> {
     match command {
-        NodeCommand::Start { data_dir, listen, dev, proposer_key } => {
+        NodeCommand::Start {
+            data_dir,
+            listen,
+            dev,
+            proposer_key,
+            store_quota_bytes,
+            store_hold_secs,
+        } => {
             let listen = listen.parse().with_context(|| format!("bad --listen `{listen}`"))?;
             let proposer = match proposer_key {
                 Some(path) => load_key(&path)?,
@@ -65,7 +72,12 @@ fn node_command(command: NodeCommand) -> Result<()> {
             let genesis = dev.then(aicpw_node::dev_genesis);
             let runtime = tokio::runtime::Runtime::new()?;
             runtime.block_on(async move {
-                let config = aicpw_node::NodeConfig { data_dir, listen, genesis, proposer };
+                let store = aicpw_node::StorePolicy {
+                    quota_bytes: store_quota_bytes,
+                    hold_ms: store_hold_secs.saturating_mul(1000),
+                    ..aicpw_node::StorePolicy::default()
+                };
+                let config = aicpw_node::NodeConfig { data_dir, listen, genesis, proposer, store };
                 let bound = aicpw_node::Bound::open(config).await?;
                 let addr = bound.local_addr().context("no local address")?;
                 println!("listening on http://{addr}");
@@ -377,8 +389,8 @@ fn provider(client: &Client, command: ProviderCommand) -> Result<()> {
 
 fn store(client: &Client, command: StoreCommand) -> Result<()> {
     match command {
-        StoreCommand::Add { path, cid_version, json } => {
-            let cid = requester::store_add(client, &path, cid_version)?;
+        StoreCommand::Add { path, cid_version, key, json } => {
+            let cid = requester::store_add(client, &load_key(&key)?, &path, cid_version)?;
             show(json, &serde_json::json!({ "cid": cid }), |v| {
                 v["cid"].as_str().unwrap_or("").to_string()
             });

@@ -87,6 +87,14 @@ enum NodeCommand {
         /// Key of the account that receives block fees (default: dev account 0 on dev chains).
         #[arg(long)]
         proposer_key: Option<PathBuf>,
+        /// Bytes of content one account may keep in the store (uploads held, and those open
+        /// tasks name).
+        #[arg(long, default_value_t = aicpw_node::StorePolicy::default().quota_bytes)]
+        store_quota_bytes: u64,
+        /// Seconds content is held after its upload, and after an open task last named it;
+        /// then it is collected.
+        #[arg(long, default_value_t = aicpw_node::StorePolicy::default().hold_ms / 1000)]
+        store_hold_secs: u64,
     },
     /// Re-execute the stored block log from genesis and check it ends at the stored state root.
     Replay {
@@ -377,6 +385,9 @@ enum StoreCommand {
         path: PathBuf,
         #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u8).range(0..=1))]
         cid_version: u8,
+        /// Key of the account that signs the upload; the content counts against its quota.
+        #[arg(long)]
+        key: PathBuf,
         #[arg(long)]
         json: bool,
     },

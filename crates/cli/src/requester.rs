@@ -137,7 +137,9 @@ pub fn submit_bundle(
             .unwrap_or_else(|_| ProgressStyle::default_bar()),
     );
     bar.set_message(if spec.encrypt { "(sealed)" } else { "(plain)" });
-    let inputs_cid = client.put_store_from(bar.wrap_read(blob.as_slice()), blob.len() as u64)?;
+    let cid = aicpw_store::cid_of_reader(blob.as_slice(), &AddOptions::cid_v1())?.to_string();
+    let length = blob.len() as u64;
+    let inputs_cid = client.upload(key, "/store", &cid, bar.wrap_read(blob.as_slice()), length)?;
     bar.finish_with_message(format!("inputs stored as {inputs_cid}"));
     let terms = TaskTerms {
         name: spec.name.clone(),
@@ -266,7 +268,8 @@ pub fn fetch_result(
 }
 
 /// Adds a file or directory to the node's store through a CAR file; returns the root CID.
-pub fn store_add(client: &Client, path: &Path, cid_version: u8) -> Result<String> {
+/// The upload is signed by `key`, whose store quota it uses.
+pub fn store_add(client: &Client, key: &Keypair, path: &Path, cid_version: u8) -> Result<String> {
     let options = if cid_version == 0 { AddOptions::default() } else { AddOptions::cid_v1() };
     let scratch = tempfile::tempdir()?;
     let local = Store::open(scratch.path())?;
@@ -274,13 +277,12 @@ pub fn store_add(client: &Client, path: &Path, cid_version: u8) -> Result<String
         local.add_path(path, &options).with_context(|| format!("cannot add {}", path.display()))?;
     let mut car = Vec::new();
     local.export_car(&cid, &mut car)?;
-    let answer = client.put_bytes("/store/car", &car)?;
-    if answer["roots"].as_array().and_then(|r| r.first()).and_then(Value::as_str)
-        != Some(cid.to_string().as_str())
-    {
-        bail!("the node stored another root: {answer}");
+    let cid = cid.to_string();
+    let stored = client.upload(key, "/store/car", &cid, car.as_slice(), car.len() as u64)?;
+    if stored != cid {
+        bail!("the node stored another root: {stored}");
     }
-    Ok(cid.to_string())
+    Ok(cid)
 }
 
 /// Gets a file or directory by CID as a CAR file, checking every block before writing it out.

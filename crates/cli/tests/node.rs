@@ -126,8 +126,8 @@ fn bad_transactions_get_their_own_codes_and_the_node_keeps_serving() {
     assert_eq!(reject(client.submit(&overdrawn, true)), Some(Reject::InsufficientBalance));
     client.submit(&good, true).expect("a good transfer commits");
     assert_eq!(reject(client.submit(&good, true)), Some(Reject::NonceReplayed));
-    let malformed = client.put_bytes("/store?cid_version=7", b"x");
-    assert_eq!(reject(malformed), Some(Reject::BadRequest));
+    let unsigned = client.put_bytes("/store", b"x");
+    assert_eq!(reject(unsigned), Some(Reject::UploadUnsigned));
 
     let http = ureq::AgentBuilder::new().build();
     let post = |bytes: &[u8]| match http.post(&format!("{}/v1/tx", node.url)).send_bytes(bytes) {

@@ -1,31 +1,33 @@
 //! The HTTP JSON API: submit signed transactions, query state, stream events, store content.
 
+use crate::server::PacedBody;
 use crate::service::Shared;
 use aicpw_ledger::block::task_request;
-use aicpw_store::{AddOptions, Cid, Store, StoreError};
 use aicpw_types::codec::Decode;
 use aicpw_types::tx::TX_BYTES_MAX;
 use aicpw_types::{AccountId, ChallengeId, NodeId, Reject, SignedTx, TaskId};
-use axum::body::{Body, Bytes};
+use axum::body::Body;
 use axum::extract::{DefaultBodyLimit, Path, Query, State};
-use axum::http::{header, StatusCode};
+use axum::http::{header, HeaderName, StatusCode};
 use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post, put};
+use axum::routing::{get, post};
 use axum::{Json, Router};
 use futures_util::stream::Stream;
 use serde::Deserialize;
 use serde_json::{json, Value};
+use std::ops::Bound::{Excluded, Unbounded};
 use std::sync::Arc;
 use tokio_stream::wrappers::BroadcastStream;
 use tokio_stream::StreamExt;
 
-/// Largest upload to the content store through the API.
-pub const STORE_UPLOAD_BYTES_MAX: usize = 256 * 1024 * 1024;
 /// Largest JSON-encoded transaction accepted (its binary form must still fit `TX_BYTES_MAX`).
 pub const TX_JSON_BYTES_MAX: usize = 4 * TX_BYTES_MAX;
-/// Most items a list query returns.
+/// Most items a list query returns, and most entries one list query looks at under the chain
+/// lock: a filtered list that found fewer in that many answers with what it found and a cursor.
 pub const LIST_ITEMS_MAX: usize = 1_000;
+/// The response header naming the cursor of a list's next page; absent on the last page.
+pub const NEXT_CURSOR_HEADER: &str = "aicpw-next-cursor";
 
 type SharedState = Arc<Shared>;
 
@@ -43,6 +45,12 @@ impl IntoResponse for ApiError {
             Reject::Oversize | Reject::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             Reject::MempoolFull | Reject::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
             Reject::BadRequest | Reject::Malformed => StatusCode::BAD_REQUEST,
+            Reject::UploadUnsigned | Reject::UploadSignatureInvalid | Reject::UploadStale => {
+                StatusCode::UNAUTHORIZED
+            }
+            Reject::UploaderUnfunded | Reject::StoreQuotaExceeded => StatusCode::FORBIDDEN,
+            Reject::StoreFull => StatusCode::INSUFFICIENT_STORAGE,
+            Reject::BodyTooSlow => StatusCode::REQUEST_TIMEOUT,
             _ => StatusCode::UNPROCESSABLE_ENTITY,
         };
         (status, Json(json!({ "error": self.0 }))).into_response()
@@ -55,7 +63,7 @@ impl From<Reject> for ApiError {
     }
 }
 
-type ApiResult = Result<Json<Value>, ApiError>;
+pub type ApiResult = Result<Json<Value>, ApiError>;
 
 fn to_json(value: impl serde::Serialize) -> ApiResult {
     serde_json::to_value(value).map(Json).map_err(|_| ApiError(Reject::Unavailable))
@@ -78,13 +86,7 @@ pub fn router(shared: SharedState) -> Router {
         .route("/v1/events", get(events))
         .route("/v1/challenges", get(challenges))
         .route("/v1/challenges/{id}", get(challenge))
-        .route("/store", put(store_put).layer(DefaultBodyLimit::max(STORE_UPLOAD_BYTES_MAX)))
-        .route(
-            "/store/car",
-            put(store_put_car).layer(DefaultBodyLimit::max(STORE_UPLOAD_BYTES_MAX)),
-        )
-        .route("/store/{cid}", get(store_get))
-        .route("/store/{cid}/car", get(store_get_car))
+        .merge(crate::store_api::routes())
         .with_state(shared)
 }
 
@@ -130,7 +132,7 @@ async fn submit_tx(
     // Read at most the limit, so an oversize body gets its own code and costs little. The JSON
     // form spells bytes in hex, so it may be larger; the binary limit is checked after decoding.
     let limit = if json { TX_JSON_BYTES_MAX } else { TX_BYTES_MAX };
-    let body = axum::body::to_bytes(body, limit).await.map_err(|_| Reject::Oversize)?;
+    let body = PacedBody::new(body, limit as u64, Reject::Oversize).collect().await?;
     let tx = if json {
         serde_json::from_slice::<SignedTx>(&body).map_err(|_| Reject::Malformed)?
     } else {
@@ -154,6 +156,7 @@ fn parse<T: std::str::FromStr>(text: &str) -> Result<T, ApiError> {
 async fn account(State(s): State<SharedState>, Path(address): Path<String>) -> ApiResult {
     let id: AccountId = parse(&address)?;
     let account = s.chain().state().accounts.get(&id).cloned().unwrap_or_default();
+    let store_bytes = s.content.usage(&id).map_err(|_| Reject::Unavailable)?;
     Ok(Json(json!({
         "address": id,
         "balance": account.balance,
@@ -162,13 +165,52 @@ async fn account(State(s): State<SharedState>, Path(address): Path<String>) -> A
         "staked": account.staked,
         "unbonding": account.unbonding,
         "nodes": account.nodes,
+        "store_bytes": store_bytes,
     })))
 }
 
-async fn nodes(State(s): State<SharedState>) -> ApiResult {
+/// One page of a list: `?cursor=` where the previous page ended (its `aicpw-next-cursor`),
+/// `?limit=` up to [`LIST_ITEMS_MAX`].
+#[derive(Deserialize)]
+struct Page {
+    cursor: Option<u64>,
+    limit: Option<usize>,
+}
+
+impl Page {
+    fn limit(&self) -> usize {
+        self.limit.unwrap_or(LIST_ITEMS_MAX).clamp(1, LIST_ITEMS_MAX)
+    }
+}
+
+/// A page as the API answers it: a JSON array, and the next page's cursor in a header.
+fn page(items: Vec<Value>, next: Option<u64>) -> Response {
+    let mut response = Json(Value::Array(items)).into_response();
+    if let Some(next) = next {
+        response.headers_mut().insert(HeaderName::from_static(NEXT_CURSOR_HEADER), next.into());
+    }
+    response
+}
+
+/// `GET /v1/nodes`: nodes by id, a page at a time.
+async fn nodes(State(s): State<SharedState>, Query(p): Query<Page>) -> Result<Response, ApiError> {
+    let limit = p.limit();
     let chain = s.chain();
-    let list: Vec<_> = chain.state().nodes.values().take(LIST_ITEMS_MAX).collect();
-    to_json(list)
+    let after = p.cursor.map_or(Unbounded, |c| Excluded(NodeId(c)));
+    let mut range = chain.state().nodes.range((after, Unbounded));
+    let mut items = Vec::new();
+    let mut next = None;
+    for (id, node) in range.by_ref() {
+        items.push(serde_json::to_value(node).map_err(|_| Reject::Unavailable)?);
+        if items.len() == limit {
+            next = Some(id.0);
+            break;
+        }
+    }
+    if range.next().is_none() {
+        next = None;
+    }
+    Ok(page(items, next))
 }
 
 async fn node(State(s): State<SharedState>, Path(id): Path<u64>) -> ApiResult {
@@ -240,34 +282,48 @@ async fn params(State(s): State<SharedState>) -> ApiResult {
 #[derive(Deserialize)]
 struct TaskFilter {
     requester: Option<String>,
-    /// Tasks whose current lease is on this node.
+    /// Tasks with a lease on this node.
     node: Option<u64>,
     state: Option<String>,
+    cursor: Option<u64>,
+    limit: Option<usize>,
 }
 
-async fn tasks(State(s): State<SharedState>, Query(filter): Query<TaskFilter>) -> ApiResult {
+/// `GET /v1/tasks`: newest first, filtered. One query looks at no more than [`LIST_ITEMS_MAX`]
+/// tasks under the chain lock; the cursor continues where it stopped, so a filter that matches
+/// few tasks may answer pages with fewer items than asked for (even none) before the last.
+async fn tasks(
+    State(s): State<SharedState>,
+    Query(filter): Query<TaskFilter>,
+) -> Result<Response, ApiError> {
     let requester: Option<AccountId> = filter.requester.as_deref().map(parse).transpose()?;
-    let chain = s.chain();
-    let state = chain.state();
-    // Providers poll for their running tasks often: answer that from the lease index.
-    let candidates: Box<dyn Iterator<Item = &aicpw_ledger::state::Task>> =
-        if filter.state.as_deref() == Some("running") {
-            Box::new(state.index.leases.iter().filter_map(|(_, id)| state.tasks.get(id)))
-        } else {
-            Box::new(state.tasks.values().rev())
-        };
-    let list: Vec<_> = candidates
-        .filter(|t| requester.is_none_or(|r| t.requester == r))
-        .filter(|t| filter.node.is_none_or(|n| t.leases.iter().any(|l| l.node.0 == n)))
-        .filter(|t| {
-            filter.state.as_deref().is_none_or(|want| {
+    let limit = Page { cursor: None, limit: filter.limit }.limit();
+    let wanted = |t: &aicpw_ledger::state::Task| {
+        requester.is_none_or(|r| t.requester == r)
+            && filter.node.is_none_or(|n| t.leases.iter().any(|l| l.node.0 == n))
+            && filter.state.as_deref().is_none_or(|want| {
                 serde_json::to_value(t.state).ok().and_then(|v| v.as_str().map(|s| s == want))
                     == Some(true)
             })
-        })
-        .take(LIST_ITEMS_MAX)
-        .collect();
-    to_json(list)
+    };
+    let chain = s.chain();
+    let before = filter.cursor.map_or(Unbounded, |c| Excluded(TaskId(c)));
+    let mut range = chain.state().tasks.range((Unbounded, before)).rev();
+    let (mut items, mut examined, mut next) = (Vec::new(), 0, None);
+    for (id, task) in range.by_ref() {
+        examined += 1;
+        if wanted(task) {
+            items.push(serde_json::to_value(task).map_err(|_| Reject::Unavailable)?);
+        }
+        if items.len() == limit || examined == LIST_ITEMS_MAX {
+            next = Some(id.0);
+            break;
+        }
+    }
+    if range.next().is_none() {
+        next = None;
+    }
+    Ok(page(items, next))
 }
 
 async fn task(State(s): State<SharedState>, Path(id): Path<u64>) -> ApiResult {
@@ -349,87 +405,4 @@ async fn challenge(State(s): State<SharedState>, Path(id): Path<u64>) -> ApiResu
     let chain = s.chain();
     let challenge = chain.state().challenge(ChallengeId(id)).ok_or(Reject::UnknownChallenge)?;
     challenge_json(challenge).map(Json)
-}
-
-#[derive(Deserialize)]
-struct StoreQuery {
-    /// The CID the uploader expects; the upload is rejected if the content has another.
-    expect: Option<String>,
-    #[serde(default = "one")]
-    cid_version: u8,
-}
-
-fn one() -> u8 {
-    1
-}
-
-async fn store_put(
-    State(s): State<SharedState>,
-    Query(q): Query<StoreQuery>,
-    body: Bytes,
-) -> ApiResult {
-    let options = match q.cid_version {
-        0 => AddOptions::default(),
-        1 => AddOptions::cid_v1(),
-        _ => return Err(Reject::BadRequest.into()),
-    };
-    let expect: Option<Cid> = q.expect.as_deref().map(parse).transpose()?;
-    let cid =
-        on_store(&s, Reject::Unavailable, move |store| store.add_bytes(&body, &options)).await?;
-    if expect.is_some_and(|e| e != cid) {
-        return Err(Reject::ContentMismatch.into());
-    }
-    Ok(Json(json!({ "cid": cid.to_string() })))
-}
-
-/// Runs content-store work off the async threads; a store failure is answered with `failure`.
-async fn on_store<T: Send + 'static>(
-    shared: &SharedState,
-    failure: Reject,
-    work: impl FnOnce(&Store) -> Result<T, StoreError> + Send + 'static,
-) -> Result<T, ApiError> {
-    let shared = shared.clone();
-    tokio::task::spawn_blocking(move || work(&shared.store))
-        .await
-        .map_err(|_| Reject::Unavailable)?
-        .map_err(|_| ApiError(failure))
-}
-
-fn bytes_response(content_type: &'static str, bytes: Vec<u8>) -> Response {
-    ([(header::CONTENT_TYPE, content_type)], Body::from(bytes)).into_response()
-}
-
-async fn store_get(
-    State(s): State<SharedState>,
-    Path(cid): Path<String>,
-) -> Result<Response, ApiError> {
-    let cid: Cid = parse(&cid)?;
-    let bytes = on_store(&s, Reject::NotFound, move |store| {
-        let mut out = Vec::new();
-        store.read_to_writer(&cid, &mut out).map(|_| out)
-    })
-    .await?;
-    Ok(bytes_response("application/octet-stream", bytes))
-}
-
-/// Imports a CAR file (every block is checked against its CID); returns its roots.
-async fn store_put_car(State(s): State<SharedState>, body: Bytes) -> ApiResult {
-    let roots =
-        on_store(&s, Reject::ContentMismatch, move |store| store.import_car(body.as_ref())).await?;
-    let roots: Vec<String> = roots.iter().map(ToString::to_string).collect();
-    Ok(Json(json!({ "roots": roots })))
-}
-
-/// Exports the DAG under a CID as a CAR file, for clients that check every block themselves.
-async fn store_get_car(
-    State(s): State<SharedState>,
-    Path(cid): Path<String>,
-) -> Result<Response, ApiError> {
-    let cid: Cid = parse(&cid)?;
-    let bytes = on_store(&s, Reject::NotFound, move |store| {
-        let mut out = Vec::new();
-        store.export_car(&cid, &mut out).map(|_| out)
-    })
-    .await?;
-    Ok(bytes_response("application/vnd.ipld.car", bytes))
 }

@@ -3,18 +3,21 @@
 
 pub mod api;
 pub mod chain;
+pub mod content;
 pub mod db;
+pub mod server;
 pub mod service;
+pub mod store_api;
 
 use aicpw_ledger::challenge::ChallengeParams;
 use aicpw_ledger::{Genesis, Params};
-use aicpw_store::Store;
 use aicpw_types::{Amount, Keypair};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 
 pub use chain::{Chain, ChainError};
+pub use content::StorePolicy;
 pub use service::Shared;
 
 /// The chain id of dev networks.
@@ -43,6 +46,8 @@ pub struct NodeConfig {
     pub genesis: Option<Genesis>,
     /// The account that receives fees for the blocks this node makes.
     pub proposer: Keypair,
+    /// What the content store takes, and from whom.
+    pub store: StorePolicy,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -65,9 +70,9 @@ impl Bound {
     pub async fn open(config: NodeConfig) -> Result<Bound, NodeError> {
         let chain = Chain::open(&config.data_dir, config.genesis.as_ref())
             .map_err(service::ServiceError::from)?;
-        let store =
-            Store::open(config.data_dir.join("store")).map_err(service::ServiceError::from)?;
-        let shared = Shared::new(chain, store, config.proposer.account());
+        let content = content::Content::open(&config.data_dir, config.store)
+            .map_err(service::ServiceError::from)?;
+        let shared = Shared::new(chain, content, config.proposer.account());
         let listener = tokio::net::TcpListener::bind(config.listen)
             .await
             .map_err(|source| NodeError::Listen { addr: config.listen, source })?;
@@ -84,8 +89,10 @@ impl Bound {
         shutdown: impl std::future::Future<Output = ()> + Send + 'static,
     ) -> Result<(), NodeError> {
         let producer = tokio::spawn(self.shared.clone().run_producer());
+        let collector = tokio::spawn(content::run_collector(self.shared.clone()));
         let app = api::router(self.shared.clone());
-        let server = axum::serve(self.listener, app).with_graceful_shutdown(shutdown);
+        let server = server::serve(self.listener, app, shutdown);
+        let _stop_collector = AbortOnDrop(collector);
         tokio::select! {
             served = server => served.map_err(NodeError::Serve),
             produced = producer => match produced {
@@ -94,5 +101,14 @@ impl Bound {
                 Err(join) => std::panic::resume_unwind(join.into_panic()),
             },
         }
+    }
+}
+
+/// Stops a background task when the node stops serving.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
     }
 }

@@ -7,8 +7,8 @@
 //! each signer's share, so what one account sends costs that account alone.
 
 use crate::chain::{BlockOutcome, Chain, ChainError};
+use crate::content::Content;
 use aicpw_ledger::{Event, State};
-use aicpw_store::Store;
 use aicpw_types::codec::Encode;
 use aicpw_types::tx::BLOCK_TXS_MAX;
 use aicpw_types::{AccountId, Amount, Hash32, Reject, SignedTx, TxBody};
@@ -116,7 +116,7 @@ pub struct Shared {
     mempool: Mutex<Mempool>,
     wake: Notify,
     pub events: broadcast::Sender<Arc<serde_json::Value>>,
-    pub store: Store,
+    pub content: Content,
     pub proposer: AccountId,
 }
 
@@ -124,23 +124,23 @@ pub struct Shared {
 pub enum ServiceError {
     #[error(transparent)]
     Chain(#[from] ChainError),
-    #[error("content store: {0}")]
-    Store(#[from] aicpw_store::StoreError),
+    #[error(transparent)]
+    Content(#[from] crate::content::ContentError),
 }
 
-fn now_ms() -> u64 {
+pub(crate) fn now_ms() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
 }
 
 impl Shared {
-    pub fn new(chain: Chain, store: Store, proposer: AccountId) -> Arc<Shared> {
+    pub fn new(chain: Chain, content: Content, proposer: AccountId) -> Arc<Shared> {
         let (events, _) = broadcast::channel(EVENTS_BUFFERED_MAX);
         Arc::new(Shared {
             chain: Mutex::new(chain),
             mempool: Mutex::new(Mempool::default()),
             wake: Notify::new(),
             events,
-            store,
+            content,
             proposer,
         })
     }

@@ -1,6 +1,7 @@
 //! The node's HTTP API as a client sees it: used by the provider agent and the `aicpw` CLI.
 
 use aicpw_types::codec::Encode;
+use aicpw_types::upload::{UploadAuth, UPLOAD_HEADER};
 use aicpw_types::{AccountId, Amount, Keypair, Reject, SignedTx, Tx, TxBody};
 use serde_json::Value;
 use std::io::{BufRead, BufReader, Read};
@@ -207,15 +208,30 @@ impl Client {
         Ok(bytes)
     }
 
-    /// Stores one blob of `length` bytes streamed from `reader` (so a caller can show progress).
-    pub fn put_store_from(&self, reader: impl Read, length: u64) -> Result<String, ClientError> {
-        let url = format!("{}/store?cid_version=1", self.base);
+    /// Uploads to the content store, signed by `key`, who is charged for it: `route` is `/store`
+    /// (one blob, added as a UnixFS file) or `/store/car` (a CAR file); `cid` is the content's CID
+    /// (the CAR's root), computed beforehand. Streams `length` bytes from `body`, so a caller can
+    /// show progress; returns the CID the node stored.
+    pub fn upload(
+        &self,
+        key: &Keypair,
+        route: &str,
+        cid: &str,
+        body: impl Read,
+        length: u64,
+    ) -> Result<String, ClientError> {
+        let now_ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64);
+        let auth = UploadAuth::sign(key, &self.chain_id()?, route, cid, length, now_ms);
+        let url = format!("{}{route}?expect={cid}", self.base);
         let response = self
             .agent
             .put(&url)
             .timeout(REQUEST_TIMEOUT)
+            .set(UPLOAD_HEADER, &auth.to_header())
             .set("content-length", &length.to_string())
-            .send(reader)
+            .send(body)
             .map_err(|e| error_from(&url, e))?;
         let value = Self::read_json(response)?;
         value["cid"]
@@ -224,13 +240,11 @@ impl Client {
             .ok_or_else(|| ClientError::Protocol(value.to_string()))
     }
 
-    /// Stores one blob (CIDv1, raw leaves) and returns its CID.
-    pub fn put_store(&self, bytes: &[u8]) -> Result<String, ClientError> {
-        let value = self.put_bytes("/store?cid_version=1", bytes)?;
-        value["cid"]
-            .as_str()
-            .map(str::to_string)
-            .ok_or_else(|| ClientError::Protocol(value.to_string()))
+    /// Stores one blob (CIDv1, raw leaves), signed by `key`, and returns its CID.
+    pub fn put_store(&self, key: &Keypair, bytes: &[u8]) -> Result<String, ClientError> {
+        let cid = aicpw_store::cid_of_reader(bytes, &aicpw_store::AddOptions::cid_v1())
+            .map_err(|e| ClientError::Protocol(e.to_string()))?;
+        self.upload(key, "/store", &cid.to_string(), bytes, bytes.len() as u64)
     }
 
     pub fn get_store(&self, cid: &str) -> Result<Vec<u8>, ClientError> {

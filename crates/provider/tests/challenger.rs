@@ -33,6 +33,7 @@ impl TestNode {
             listen: "127.0.0.1:0".parse().expect("address"),
             genesis: Some(genesis),
             proposer: Keypair::dev(15),
+            store: aicpw_node::StorePolicy::default(),
         };
         let bound = runtime.block_on(Bound::open(config)).expect("node opens");
         let url = format!("http://{}", bound.local_addr().expect("bound"));

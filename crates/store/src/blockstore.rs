@@ -8,9 +8,11 @@
 //! - `tmp/`: blocks being written; each is fsynced, then renamed into place, so a crash
 //!   leaves either the whole block or nothing.
 
+use std::collections::{HashMap, HashSet};
 use std::fs::{self, File};
 use std::io::{ErrorKind, Read, Write};
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use data_encoding::BASE32_NOPAD;
 
@@ -30,6 +32,39 @@ const TEMPORARY_DIRECTORY: &str = "tmp";
 #[derive(Debug, Clone)]
 pub struct Store {
     root: PathBuf,
+    /// Blocks that [`Store::collect`] must keep although no live root names them yet.
+    held: Arc<Mutex<Held>>,
+}
+
+/// Blocks handed to uploads still running, and to uploads that ended since the last collection
+/// began (whose records the caller may have written after it read the live set).
+#[derive(Debug, Default)]
+struct Held {
+    next_upload: u64,
+    running: HashMap<u64, HashSet<String>>,
+    ended: HashSet<String>,
+}
+
+impl Held {
+    fn holds(&self, key: &str) -> bool {
+        self.ended.contains(key) || self.running.values().any(|keys| keys.contains(key))
+    }
+}
+
+/// What one collection removed.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Collected {
+    pub blocks: u64,
+    pub bytes: u64,
+}
+
+/// One upload into the store: every block it writes or finds already present is kept from
+/// collection while it lives, and until the next collection has begun after it ended; the caller
+/// records [`Upload::blocks`] as live before dropping it.
+pub struct Upload<'a> {
+    store: &'a Store,
+    id: u64,
+    blocks: Vec<Cid>,
 }
 
 impl Store {
@@ -56,7 +91,62 @@ impl Store {
             }
             Err(error) => return Err(StoreError::io("reading", &format_path, error)),
         }
-        Ok(Store { root })
+        Ok(Store { root, held: Arc::default() })
+    }
+
+    fn held(&self) -> MutexGuard<'_, Held> {
+        self.held.lock().expect("no panics while the held blocks are locked")
+    }
+
+    /// Starts an upload whose blocks stay safe from [`Store::collect`].
+    pub fn upload(&self) -> Upload<'_> {
+        let mut held = self.held();
+        let id = held.next_upload;
+        held.next_upload += 1;
+        held.running.insert(id, HashSet::new());
+        Upload { store: self, id, blocks: Vec::new() }
+    }
+
+    /// Removes every block that is neither live nor held by an upload. `live` is called once the
+    /// collection has begun and must name the roots' blocks of every record written before that
+    /// call (an upload that ends later keeps its blocks until the next collection).
+    pub fn collect<E: From<StoreError>>(
+        &self,
+        live: impl FnOnce() -> std::result::Result<Vec<Cid>, E>,
+    ) -> std::result::Result<Collected, E> {
+        self.held().ended.clear();
+        let live: HashSet<String> = live()?.iter().map(block_key).collect();
+        let mut collected = Collected::default();
+        let blocks = self.root.join(BLOCKS_DIRECTORY);
+        let io = |path: &Path, error| StoreError::io("listing", path, error);
+        for shard in fs::read_dir(&blocks).map_err(|error| io(&blocks, error))? {
+            let shard = shard.map_err(|error| io(&blocks, error))?.path();
+            for entry in fs::read_dir(&shard).map_err(|error| io(&shard, error))? {
+                let path = entry.map_err(|error| io(&shard, error))?.path();
+                let Some(key) = path.file_stem().and_then(|stem| stem.to_str()) else {
+                    continue;
+                };
+                if live.contains(key) {
+                    continue;
+                }
+                // Under the lock, so an upload either held the block before this check or
+                // finds it gone and writes it again.
+                let held = self.held();
+                if held.holds(key) {
+                    continue;
+                }
+                let size = fs::symlink_metadata(&path).map_or(0, |metadata| metadata.len());
+                match fs::remove_file(&path) {
+                    Ok(()) => {
+                        collected.blocks += 1;
+                        collected.bytes += size;
+                    }
+                    Err(error) if error.kind() == ErrorKind::NotFound => {}
+                    Err(error) => return Err(StoreError::io("removing", &path, error).into()),
+                }
+            }
+        }
+        Ok(collected)
     }
 
     /// The directory the store lives in.
@@ -65,7 +155,7 @@ impl Store {
     }
 
     fn block_path(&self, cid: &Cid) -> PathBuf {
-        let key = BASE32_NOPAD.encode(&cid.multihash()).to_ascii_lowercase();
+        let key = block_key(cid);
         let shard = &key[key.len() - 3..key.len() - 1];
         self.root.join(BLOCKS_DIRECTORY).join(shard).join(format!("{key}.data"))
     }
@@ -149,6 +239,13 @@ impl Store {
         exporter::write_path(self, cid, path.as_ref())
     }
 
+    /// The bytes a reader can get out of the DAG under `cid`: every block counted as often as
+    /// the DAG names it (a file of repeated chunks counts each repeat). Reads each distinct block
+    /// once; fails beyond [`crate::FILE_SIZE_MAX`].
+    pub fn expanded_size(&self, cid: &Cid) -> Result<u64> {
+        exporter::expanded_size(self, cid)
+    }
+
     /// Kind and sizes of what `cid` points to, from its root block.
     pub fn stat(&self, cid: &Cid) -> Result<Stat> {
         exporter::stat(self, cid)
@@ -165,6 +262,53 @@ impl BlockSink for Store {
     fn put_block(&mut self, cid: &Cid, block: &[u8]) -> Result<()> {
         Store::put_block(self, cid, block)
     }
+}
+
+impl Upload<'_> {
+    /// Adds the bytes of `reader` as a UnixFS file; returns its CID.
+    pub fn add_reader<R: Read>(&mut self, reader: R, options: &AddOptions) -> Result<Cid> {
+        Ok(import_file(reader, options, &mut UploadSink(self))?.cid)
+    }
+
+    /// Imports every block of a CARv1 file (each checked against its CID); returns its roots
+    /// once all are present.
+    pub fn import_car<R: Read>(&mut self, reader: R) -> Result<Vec<Cid>> {
+        Ok(crate::car::import(reader, &mut UploadSink(self))?.roots)
+    }
+
+    /// Every block this upload wrote or found present, in the order it met them.
+    pub fn blocks(&self) -> &[Cid] {
+        &self.blocks
+    }
+}
+
+/// An upload's blocks, whose CIDs the builder or the CAR reader already checked.
+struct UploadSink<'a, 'b>(&'b mut Upload<'a>);
+
+impl BlockSink for UploadSink<'_, '_> {
+    fn put_block(&mut self, cid: &Cid, block: &[u8]) -> Result<()> {
+        debug_assert!(cid.matches(block), "builders and the CAR reader check every block");
+        let upload = &mut *self.0;
+        if let Some(keys) = upload.store.held().running.get_mut(&upload.id) {
+            keys.insert(block_key(cid));
+        }
+        upload.blocks.push(*cid);
+        upload.store.write_block(cid, block)
+    }
+}
+
+impl Drop for Upload<'_> {
+    fn drop(&mut self) {
+        let mut held = self.store.held();
+        if let Some(keys) = held.running.remove(&self.id) {
+            held.ended.extend(keys);
+        }
+    }
+}
+
+/// A block's file name: the lowercase base32 of its multihash.
+fn block_key(cid: &Cid) -> String {
+    BASE32_NOPAD.encode(&cid.multihash()).to_ascii_lowercase()
 }
 
 /// Blocks whose CID was computed from (or already checked against) their bytes: no second hash.

@@ -3,6 +3,7 @@
 //! Every block comes from a [`BlockSource`], which checks it against its CID; on top of that
 //! the sizes each node claims are checked against what its children really hold.
 
+use std::collections::HashMap;
 use std::fs::{self, File, OpenOptions};
 use std::io::{BufWriter, Write};
 use std::path::Path;
@@ -82,6 +83,39 @@ fn file_size(message: &UnixfsData) -> u64 {
         let own = message.data.as_ref().map_or(0, |data| data.len() as u64);
         message.blocksizes.iter().fold(own, |sum, size| sum.saturating_add(*size))
     })
+}
+
+/// See [`crate::Store::expanded_size`].
+pub(crate) fn expanded_size<B: BlockSource>(source: &B, cid: &Cid) -> Result<u64> {
+    expand(source, cid, &mut HashMap::new(), 0)
+}
+
+fn expand<B: BlockSource>(
+    source: &B,
+    cid: &Cid,
+    sizes: &mut HashMap<Cid, u64>,
+    depth: usize,
+) -> Result<u64> {
+    if let Some(size) = sizes.get(cid) {
+        return Ok(*size);
+    }
+    if depth > DAG_DEPTH_MAX {
+        return Err(StoreError::DagTooDeep { max: DAG_DEPTH_MAX });
+    }
+    let block = source.get_block(cid)?;
+    let mut size = block.len() as u64;
+    if cid.codec() == Codec::DagPb {
+        let node = PbNode::decode(&block)?;
+        drop(block);
+        for link in &node.links {
+            size = size
+                .checked_add(expand(source, &link.hash, sizes, depth + 1)?)
+                .filter(|size| *size <= FILE_SIZE_MAX)
+                .ok_or(StoreError::FileTooLarge { max: FILE_SIZE_MAX })?;
+        }
+    }
+    sizes.insert(*cid, size);
+    Ok(size)
 }
 
 /// Streams the bytes of the file at `cid`, read from any block source, into `writer`;

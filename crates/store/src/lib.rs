@@ -15,7 +15,7 @@ pub mod unixfs;
 mod varint;
 
 pub use block::{BlockSink, BlockSource, DiscardBlocks, MemoryBlocks};
-pub use blockstore::Store;
+pub use blockstore::{Collected, Store, Upload};
 pub use car::{CarHeader, CarSummary};
 pub use cid::{Cid, Codec, Version};
 pub use directory::cid_of_path;

@@ -359,3 +359,50 @@ fn special_files_are_refused() {
         aicpw_store::cid_of_path(&socket_path, &AddOptions::default()).expect_err("refused");
     assert!(matches!(error, StoreError::FileTypeUnsupported { .. }), "{error}");
 }
+
+#[test]
+fn collection_keeps_live_blocks_and_those_of_uploads_not_yet_recorded() {
+    let (_directory, store) = open_store();
+    let options = AddOptions::cid_v1();
+    let mut kept = store.upload();
+    let kept_cid = kept.add_reader(pattern(600_000).as_slice(), &options).expect("adds");
+    let live: Vec<Cid> = kept.blocks().to_vec();
+    drop(kept);
+    let mut junk = store.upload();
+    let junk_cid =
+        junk.add_reader(pattern(300_000).as_slice(), &AddOptions::default()).expect("adds");
+    drop(junk);
+    let mut running = store.upload();
+    let running_cid = running.add_reader(&b"still uploading"[..], &options).expect("adds");
+
+    // An upload that ended before the collection began stays only if `live` names it.
+    let collected = store.collect(|| Ok::<_, StoreError>(live.clone())).expect("collects");
+    assert!(collected.blocks > 0);
+    assert_eq!(read_back(&store, &kept_cid), pattern(600_000));
+    assert!(!store.has(&junk_cid).expect("has"));
+    assert!(store.has(&running_cid).expect("held while running"));
+
+    // An upload that ends while a collection runs keeps its blocks through that collection.
+    let collected = store
+        .collect(|| {
+            drop(running);
+            Ok::<_, StoreError>(live.clone())
+        })
+        .expect("collects");
+    assert_eq!(collected.blocks, 0);
+    assert!(store.has(&running_cid).expect("kept"));
+    store.collect(|| Ok::<_, StoreError>(live.clone())).expect("collects");
+    assert!(!store.has(&running_cid).expect("gone once unrecorded"));
+}
+
+#[test]
+fn expanded_size_counts_every_repeat_of_a_chunk() {
+    let (_directory, store) = open_store();
+    let zeros = 64 * 262_144u64;
+    let cid = store
+        .add_reader(std::io::Read::take(std::io::repeat(0), zeros), &AddOptions::default())
+        .expect("adds");
+    let expanded = store.expanded_size(&cid).expect("expands");
+    assert!(expanded >= zeros, "{expanded} < {zeros}");
+    assert!(block_files(&store).len() <= 3, "one chunk stored once");
+}

@@ -48,8 +48,13 @@ impl Keypair {
         AccountId(ed25519_zebra::VerificationKeyBytes::from(&self.signing).into())
     }
     pub fn sign(&self, tx: Tx) -> SignedTx {
-        let signature = self.signing.sign(&tx.signing_bytes()).to_bytes();
+        let signature = self.sign_message(&tx.signing_bytes());
         SignedTx { tx, signature }
+    }
+    /// Signs bytes that are not a transaction (a signed request to the node, such as an upload);
+    /// each such message starts with its own domain tag, so it can never pass for a transaction.
+    pub fn sign_message(&self, message: &[u8]) -> [u8; 64] {
+        self.signing.sign(message).to_bytes()
     }
     /// The X25519 secret for sealed boxes, derived from the seed with HKDF-SHA256.
     pub fn x25519_secret(&self) -> x25519_dalek::StaticSecret {

@@ -11,6 +11,7 @@ pub mod seal;
 pub mod spec;
 pub mod task;
 pub mod tx;
+pub mod upload;
 
 pub use amount::{Amount, ComputeUnits};
 pub use codec::{CodecError, Decode, Decoder, Encode, Encoder};

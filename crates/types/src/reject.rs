@@ -96,6 +96,14 @@ rejects! {
     Unavailable = 906, "the node cannot serve this now";
     SignerQuotaFull = 910, "the signer's share of the mempool is full; retry later";
     MempoolExpired = 911, "the transaction waited too long for the nonces before it";
+    UploadUnsigned = 920, "a store upload must carry an aicpw-upload header signed by a funded account";
+    UploadSignatureInvalid = 921, "the upload's signature does not match its account, CID and size";
+    UploadStale = 922, "the upload's signed time is too far from the node's clock; sign it again";
+    UploaderUnfunded = 923, "the uploading account holds less than the store's minimum balance";
+    StoreQuotaExceeded = 924, "the account's store quota is used up until its unreferenced content is collected";
+    StoreFull = 925, "the node's store holds all the content it takes; retry later";
+    NotAFile = 926, "the CID is a directory or symlink, not a file: fetch it as a CAR";
+    BodyTooSlow = 927, "the request body arrived slower than the node's minimum rate";
 }
 
 impl std::fmt::Display for Reject {

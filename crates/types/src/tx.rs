@@ -281,11 +281,15 @@ impl SignedTx {
 
     /// Checks this one signature by the rule of [`verify_batch`]; for many at once use that.
     pub fn verify_signature(&self) -> bool {
-        signer_key(&self.tx.signer).is_some_and(|key| {
-            let signature = Signature::from_bytes(&self.signature);
-            key.verify(&signature, &self.tx.signing_bytes()).is_ok()
-        })
+        verify_signature(&self.tx.signer, &self.tx.signing_bytes(), &self.signature)
     }
+}
+
+/// Whether `signature` is `signer`'s signature over `message` by the one rule (see
+/// [`verify_batch`]): for transactions and for the node's signed requests (store uploads) alike.
+pub fn verify_signature(signer: &AccountId, message: &[u8], signature: &[u8; 64]) -> bool {
+    signer_key(signer)
+        .is_some_and(|key| key.verify(&Signature::from_bytes(signature), message).is_ok())
 }
 
 /// The signer's key, when it may sign at all: an encoding of a curve point that is not of small

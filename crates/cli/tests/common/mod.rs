@@ -1,5 +1,6 @@
 //! The harness of the end-to-end tests: the real `aicpw` binary as node, provider agents (real
 //! bubblewrap sandbox), requester CLI and known-answer injector, on a real redb file and HTTP API.
+#![allow(dead_code)]
 
 use aicpw_provider::client::Client;
 use aicpw_types::Keypair;
@@ -32,10 +33,16 @@ impl Drop for Net {
 
 impl Net {
     pub fn start() -> Net {
+        Net::start_with(&[])
+    }
+
+    /// Starts the node with extra `node start` arguments.
+    pub fn start_with(args: &[&str]) -> Net {
         let dir = tempfile::tempdir().expect("temp dir");
         let mut node = aicpw()
             .args(["node", "start", "--dev", "--listen", "127.0.0.1:0", "--data-dir"])
             .arg(dir.path().join("node"))
+            .args(args)
             .stdout(Stdio::piped())
             .spawn()
             .expect("node starts");
@@ -44,6 +51,10 @@ impl Net {
         let url = line.trim().strip_prefix("listening on ").expect("address").to_string();
         let client = Client::new(&url);
         Net { dir, url, node, providers: Vec::new(), client }
+    }
+
+    pub fn node_pid(&self) -> u32 {
+        self.node.id()
     }
 
     pub fn key(&self, index: u32) -> PathBuf {

@@ -171,7 +171,10 @@ fn seal_and_upload(
     let content_key = seal::random_key();
     let mut blob = seal::seal(&result_key, &content_key);
     blob.extend_from_slice(&seal::encrypt(&content_key, &plain));
-    let cid = shared.client.put_store(&blob).map_err(|_| FailureReason::ProviderError)?;
+    let cid = shared
+        .client
+        .put_store(&shared.config.key, &blob)
+        .map_err(|_| FailureReason::ProviderError)?;
     // The salt is journaled before the commitment leaves: a restart can still reveal.
     let sealed = Sealed { result_cid: cid, output_hash, salt: Hash32(seal::random_key()) };
     let mut journal = shared.journal.lock().expect("no panics while locked");
