@@ -92,7 +92,6 @@ pub fn run(tasks: usize) -> Result<Value> {
             &requester,
             TxBody::SubmitTask {
                 terms: terms(n),
-                key_grants: vec![],
                 answer_commitment: aicpw_types::Hash32(aicpw_types::seal::random_key()),
             },
             true,

@@ -219,13 +219,26 @@ fn query(client: &Client, command: QueryCommand) -> Result<()> {
 
 fn task(client: &Client, command: TaskCommand) -> Result<()> {
     match command {
-        TaskCommand::Submit { file, key, known_answer } => {
+        TaskCommand::Submit { file, key, known_answer, allow_input_outside } => {
             let known = known_answer.as_deref();
+            let inputs = if allow_input_outside {
+                requester::Inputs::Anywhere
+            } else {
+                requester::Inputs::UnderTaskDir
+            };
             let (id, answer) =
-                requester::submit_with(client, &load_key(&key)?, &file, known, true)?;
+                requester::submit_with(client, &load_key(&key)?, &file, known, inputs, true)?;
             println!("submitted task");
             if let Some((answer_hash, salt)) = answer {
                 println!("known answer {answer_hash} salt {salt} (keep them for reveal-answer)");
+            }
+            let task = client.get(&format!("/v1/tasks/{id}"))?;
+            if task["terms"]["encrypted"] == true && task["state"] == "queued" {
+                println!(
+                    "no node is free yet: `aicpw task watch {id} --key {}` grants the content key \
+                     to the node placed on it",
+                    key.display()
+                );
             }
             println!("{id}");
         }
@@ -238,14 +251,18 @@ fn task(client: &Client, command: TaskCommand) -> Result<()> {
         TaskCommand::Dispute { id, bond, key } => {
             let body =
                 TxBody::DisputeResult { task: aicpw_types::TaskId(id), bond: amount(&bond)? };
-            print_committed(&client.send(&load_key(&key)?, body, true)?);
+            let key = load_key(&key)?;
+            print_committed(&client.send(&key, body, true)?);
+            // The committee re-runs the task: it needs the content key.
+            requester::grant_placed(client, &key, &client.get(&format!("/v1/tasks/{id}"))?)?;
         }
         TaskCommand::Show { id, json } => {
             let v = client.get(&format!("/v1/tasks/{id}"))?;
             show(json, &v, requester::describe_task);
         }
-        TaskCommand::Watch { id } => {
-            let state = requester::watch(client, id, true)?;
+        TaskCommand::Watch { id, key } => {
+            let key = key.as_deref().map(load_key).transpose()?;
+            let state = requester::watch(client, id, key.as_ref(), true)?;
             println!("task {id}: {state}");
         }
         TaskCommand::Result { id, key, out, no_accept } => {

@@ -4,7 +4,7 @@
 use crate::requester;
 use aicpw_provider::client::Client;
 use aicpw_types::Keypair;
-use anyhow::{bail, Context, Result};
+use anyhow::{anyhow, bail, Context, Result};
 use serde_json::{json, Value};
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -112,8 +112,21 @@ fn loss_summary(out: &Path) -> Option<String> {
     Some(format!("{} epochs, loss {} → {}", losses.len(), losses.first()?, losses.last()?))
 }
 
+/// The demo's providers run tasks in the bubblewrap sandbox: say what is missing, and how to
+/// install it, before starting anything (a provider without it would never register).
+fn check_sandbox() -> Result<()> {
+    aicpw_provider::executor::sandbox_available().map_err(|e| {
+        anyhow!(
+            "the demo's providers run tasks in the bubblewrap sandbox, which cannot start \
+             here: {e}\nInstall it with `sudo apt-get install bubblewrap` (Debian, Ubuntu), \
+             or run `scripts/setup.sh` from the repository, which also checks it works."
+        )
+    })
+}
+
 pub fn run(json_output: bool, keep: bool) -> Result<()> {
     let started = Instant::now();
+    check_sandbox()?;
     let temp = tempfile::Builder::new().prefix("aicpw-demo-").tempdir()?;
     let root = temp.path().to_path_buf();
     let say = |text: String| {
@@ -135,7 +148,7 @@ pub fn run(json_output: bool, keep: bool) -> Result<()> {
     let yaml = write_example(&root)?;
     let id = requester::submit(&client, &requester, &yaml, !json_output)?;
     say(format!("requester: submitted task {id} (train-tiny-model), budget in escrow"));
-    let state = requester::watch(&client, id, !json_output)?;
+    let state = requester::watch(&client, id, Some(&requester), !json_output)?;
     let out = root.join("result");
     let fetched = if state == "verifying" {
         Some(requester::fetch_result(&client, &requester, id, &out, true)?)

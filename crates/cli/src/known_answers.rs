@@ -7,7 +7,7 @@
 //! providers' own sandbox executor, twice, with equal answers: a wrong answer in the library
 //! would slash the honest providers that later run it, so no answer is taken from the network.
 
-use crate::requester::{answer_hash, pack_inputs, read_task_file};
+use crate::requester::{answer_hash, pack_inputs, read_task_file, task_dir, Inputs};
 use aicpw_provider::executor::{
     ExecutionRequest, Executor, Limits, SandboxConfig, SandboxExecutor, Termination,
 };
@@ -148,7 +148,7 @@ fn run_once(executor: &SandboxExecutor, spec: &TaskFile, plain: &[u8]) -> Result
 pub fn add(library: &Path, file: &Path) -> Result<EntryInfo> {
     let spec = read_task_file(file)?;
     refuse_unfit(&spec).with_context(|| format!("{} is not a known answer", file.display()))?;
-    let plain = pack_inputs(&spec, file.parent().unwrap_or(Path::new(".")))?;
+    let plain = pack_inputs(&spec, task_dir(file), Inputs::UnderTaskDir)?;
     let bundle_hash = Hash32::of(&plain);
     let id = bundle_hash.to_string()[..16].to_string();
     let dir = entries_dir(library).join(&id);

@@ -205,7 +205,10 @@ enum QueryCommand {
 
 #[derive(Subcommand)]
 enum TaskCommand {
-    /// Upload a task's inputs (sealed), lock its budget in escrow, print the task id.
+    /// Upload a task's inputs (sealed), lock its budget in escrow, grant the content key to the
+    /// nodes placed on it at once, print the task id. Nodes placed later (when none was free,
+    /// replacements, auditors) get the key from `task watch ID --key KEY`; a node not granted
+    /// within the ledger's grant wait (30 s) is released and paid its wait from the budget.
     Submit {
         file: PathBuf,
         #[arg(long)]
@@ -214,6 +217,10 @@ enum TaskCommand {
         /// Prints the answer hash and the salt to keep for `task reveal-answer`.
         #[arg(long)]
         known_answer: Option<PathBuf>,
+        /// Let the task file name inputs outside its own directory (absolute paths, `..`, links
+        /// leading out). Without it such a task file is refused (code 650).
+        #[arg(long)]
+        allow_input_outside: bool,
     },
     /// Open the known answer of a task submitted with `--known-answer`: a result that differs is
     /// slashed and the task refunded; a matching one is accepted.
@@ -244,9 +251,17 @@ enum TaskCommand {
         #[arg(long)]
         json: bool,
     },
-    /// Follow a task's progress until it has a result or ends.
-    Watch { id: u64 },
+    /// Follow a task's progress until it has a result or ends; with --key, grant the content
+    /// key to each node placed on it meanwhile (and to no other).
+    Watch {
+        id: u64,
+        /// The requester's key: grant the task's content key to the nodes placed on it.
+        #[arg(long)]
+        key: Option<PathBuf>,
+    },
     /// Download, check and decrypt a task's result, then accept it (which pays the provider).
+    /// Files are only ever created in --out: an entry of the result that already exists there
+    /// (a file, a directory in the way, a link) is refused (code 652), never followed.
     Result {
         id: u64,
         #[arg(long)]

@@ -1,59 +1,94 @@
 //! What a requester does: submit a task file with sealed inputs, follow it, fetch and check the
 //! result; and the content store from the command line.
 
-use aicpw_provider::client::Client;
+use aicpw_provider::client::{Client, ClientError};
 use aicpw_store::{AddOptions, Store};
 use aicpw_types::bundle::{self, Manifest};
 use aicpw_types::spec::{TaskFile, TASK_FILE_BYTES_MAX};
 use aicpw_types::tx::KeyGrant;
-use aicpw_types::{seal, Hardware, Hash32, Keypair, NodeId, Reject, TaskId, TaskTerms, TxBody};
+use aicpw_types::{seal, Hash32, Keypair, NodeId, Reject, TaskId, TaskTerms, TxBody};
 use anyhow::{anyhow, bail, Context, Result};
 use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::Value;
-use std::path::Path;
+use std::io::Read;
+use std::path::{Component, Path, PathBuf};
 
-/// Most nodes a task's content key is sealed to.
-pub const KEY_GRANTS_MAX: usize = 64;
+/// A refusal of the CLI's own, with the stable code of `reject` and what it is about.
+pub fn refused(reject: Reject, about: String) -> anyhow::Error {
+    anyhow!(ClientError::Rejected(reject)).context(about)
+}
+
+/// Reads a file the user (or a task file) named: only a regular file, at most `max` bytes. A
+/// FIFO or a device would otherwise be read without end, and a huge file whole into memory.
+pub fn read_bounded(path: &Path, max: u64) -> Result<Vec<u8>> {
+    let shown = path.display();
+    let not_regular = || refused(Reject::NotRegularFile, format!("{shown} is not a regular file"));
+    // Checked before opening (opening a FIFO waits for a writer) and again on what was opened.
+    if !std::fs::metadata(path).with_context(|| format!("cannot read {shown}"))?.is_file() {
+        return Err(not_regular());
+    }
+    let file = std::fs::File::open(path).with_context(|| format!("cannot read {shown}"))?;
+    let meta = file.metadata().with_context(|| format!("cannot read {shown}"))?;
+    if !meta.is_file() {
+        return Err(not_regular());
+    }
+    let too_large = || refused(Reject::FileTooLarge, format!("{shown}: the limit is {max} bytes"));
+    if meta.len() > max {
+        return Err(too_large());
+    }
+    let mut bytes = Vec::new();
+    file.take(max + 1).read_to_end(&mut bytes).with_context(|| format!("cannot read {shown}"))?;
+    if bytes.len() as u64 > max {
+        return Err(too_large());
+    }
+    Ok(bytes)
+}
 
 pub fn read_task_file(file: &Path) -> Result<TaskFile> {
-    let size =
-        std::fs::metadata(file).with_context(|| format!("cannot read {}", file.display()))?.len();
-    if size > TASK_FILE_BYTES_MAX as u64 {
-        bail!("{}: {size} bytes, the limit is {TASK_FILE_BYTES_MAX}", file.display());
-    }
-    let text =
-        std::fs::read_to_string(file).with_context(|| format!("cannot read {}", file.display()))?;
+    let bytes = read_bounded(file, TASK_FILE_BYTES_MAX as u64)?;
+    let text = String::from_utf8(bytes).map_err(|_| anyhow!("{}: not UTF-8", file.display()))?;
     TaskFile::parse(&text).map_err(|e| anyhow!("{}: {e}", file.display()))
 }
 
-/// Active nodes whose hardware and price fit the task: they get a sealed copy of the content key.
-fn grant_candidates(client: &Client, spec: &TaskFile) -> Result<Vec<(NodeId, [u8; 32])>> {
-    let nodes = client.get("/v1/nodes")?;
-    let mut fit: Vec<(u128, NodeId, [u8; 32])> = Vec::new();
-    for node in nodes.as_array().into_iter().flatten() {
-        let hardware: Hardware = serde_json::from_value(node["hardware"].clone())?;
-        let price: u128 =
-            node["price_per_hour"].as_str().and_then(|p| p.parse().ok()).unwrap_or(u128::MAX);
-        let key = node["x25519_key"].as_str().and_then(|k| hex::decode(k).ok());
-        let (Some(id), Some(key)) =
-            (node["id"].as_u64(), key.and_then(|k| <[u8; 32]>::try_from(k).ok()))
-        else {
-            continue;
-        };
-        if node["status"] == "active"
-            && hardware.satisfies(&spec.resources)
-            && price <= spec.max_price_per_hour.0
-        {
-            fit.push((price, NodeId(id), key));
-        }
+/// Where a task file's inputs may come from: only from under its own directory, unless the user
+/// said otherwise on the command line (a task file shared by someone else must not make the CLI
+/// upload the user's keys to providers).
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Inputs {
+    UnderTaskDir,
+    Anywhere,
+}
+
+/// The task file's directory, for its inputs.
+pub fn task_dir(file: &Path) -> &Path {
+    file.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."))
+}
+
+/// The path of one input: `base` joined with it, refused (`InputOutsideTaskDir` 650) when it
+/// names an absolute path, a `..` step, or, through a symbolic link, anything outside `base`.
+fn input_path(base: &Path, input: &str, inputs: Inputs) -> Result<PathBuf> {
+    let path = base.join(input);
+    if inputs == Inputs::Anywhere {
+        return Ok(path);
     }
-    fit.sort();
-    Ok(fit.into_iter().take(KEY_GRANTS_MAX).map(|(_, id, key)| (id, key)).collect())
+    let outside = || {
+        refused(Reject::InputOutsideTaskDir, format!("input {input} is outside {}", base.display()))
+    };
+    if !Path::new(input).components().all(|c| matches!(c, Component::Normal(_) | Component::CurDir))
+    {
+        return Err(outside());
+    }
+    let root = std::fs::canonicalize(base).with_context(|| format!("{}", base.display()))?;
+    let real = std::fs::canonicalize(&path).with_context(|| format!("input {input}"))?;
+    if !real.starts_with(&root) {
+        return Err(outside());
+    }
+    Ok(path)
 }
 
 /// Seals and uploads the inputs, locks the budget in escrow; returns the task id.
 pub fn submit(client: &Client, key: &Keypair, file: &Path, show: bool) -> Result<u64> {
-    submit_with(client, key, file, None, show).map(|(id, _)| id)
+    submit_with(client, key, file, None, Inputs::UnderTaskDir, show).map(|(id, _)| id)
 }
 
 /// The output hash a provider commits to for these outputs: the bundle of the manifest and the
@@ -71,6 +106,7 @@ pub fn submit_with(
     key: &Keypair,
     file: &Path,
     known_answer: Option<&Path>,
+    inputs: Inputs,
     show: bool,
 ) -> Result<(u64, Option<(Hash32, Hash32)>)> {
     let spec = read_task_file(file)?;
@@ -78,7 +114,7 @@ pub fn submit_with(
         Some(dir) => Some((answer_hash(&spec, dir)?, fresh_salt())),
         None => None,
     };
-    let plain = pack_inputs(&spec, file.parent().unwrap_or(Path::new(".")))?;
+    let plain = pack_inputs(&spec, task_dir(file), inputs)?;
     let id = submit_bundle(client, key, &spec, &plain, answer.as_ref(), show)?;
     Ok((id, answer))
 }
@@ -89,11 +125,11 @@ pub fn fresh_salt() -> Hash32 {
 }
 
 /// The plain bundle a provider receives: the manifest and the input files, read relative to
-/// `base` (the task file's directory).
-pub fn pack_inputs(spec: &TaskFile, base: &Path) -> Result<Vec<u8>> {
+/// `base` (the task file's directory) and, unless `inputs` says otherwise, only from under it.
+pub fn pack_inputs(spec: &TaskFile, base: &Path, inputs: Inputs) -> Result<Vec<u8>> {
     let mut files = Vec::new();
     for input in &spec.inputs {
-        let path = base.join(input);
+        let path = input_path(base, input, inputs)?;
         let name =
             path.file_name().and_then(|n| n.to_str()).context("an input has no file name")?;
         bundle::collect(&path, name, &mut files).with_context(|| format!("input {input}"))?;
@@ -121,15 +157,15 @@ pub fn submit_bundle(
     answer: Option<&(Hash32, Hash32)>,
     show: bool,
 ) -> Result<u64> {
-    let (blob, key_grants) = if spec.encrypt {
-        let content_key = seal::random_key();
-        let grants = grant_candidates(client, spec)?
-            .into_iter()
-            .map(|(node, public)| KeyGrant { node, sealed_key: seal::seal(&public, &content_key) })
-            .collect();
-        (seal::encrypt(&content_key, plain), grants)
+    // Random bytes for a normal task: indistinguishable from a known answer's commitment.
+    let answer_commitment = match answer {
+        Some((hash, salt)) => aicpw_ledger::dispute::answer_commitment(&key.account(), hash, salt),
+        None => Hash32(seal::random_key()),
+    };
+    let blob = if spec.encrypt {
+        seal::encrypt(&key.content_key(&answer_commitment.0), plain)
     } else {
-        (plain.to_vec(), Vec::new())
+        plain.to_vec()
     };
     let bar = if show { ProgressBar::new(blob.len() as u64) } else { ProgressBar::hidden() };
     bar.set_style(
@@ -157,26 +193,71 @@ pub fn submit_bundle(
         inputs_cid,
         result_key: key.x25519_public(),
     };
-    // Random bytes for a normal task: indistinguishable from a known answer's commitment.
-    let answer_commitment = match answer {
-        Some((hash, salt)) => aicpw_ledger::dispute::answer_commitment(&key.account(), hash, salt),
-        None => Hash32(seal::random_key()),
-    };
-    let body = TxBody::SubmitTask { terms, key_grants, answer_commitment };
+    let body = TxBody::SubmitTask { terms, answer_commitment };
     let committed = client.send(key, body, true)?;
-    committed["events"]
+    let id = committed["events"]
         .as_array()
         .and_then(|events| events.iter().find(|e| e["event"] == "task_submitted"))
         .and_then(|e| e["task"].as_u64())
-        .context("the node's receipt has no task_submitted event")
+        .context("the node's receipt has no task_submitted event")?;
+    // A task is placed in the block that accepted it when a node is free: grant those seats now.
+    grant_placed(client, key, &client.get(&format!("/v1/tasks/{id}"))?)?;
+    Ok(id)
+}
+
+/// Grants the content key of one of `key`'s encrypted tasks to every node placed on it that
+/// still waits for it, and to no other: the ledger refuses grants to nodes without a lease
+/// (`GrantWithoutLease` 545), and a lease not granted within `grant_wait_ms` is released, the
+/// requester paying its wait. Returns the nodes granted now.
+pub fn grant_placed(client: &Client, key: &Keypair, task: &Value) -> Result<Vec<NodeId>> {
+    let granted = |node: u64| {
+        task["key_grants"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .any(|g| g["node"].as_u64() == Some(node))
+    };
+    let waiting: Vec<u64> = task["leases"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|l| l["verdict"] == "pending" && l["commitment"].is_null())
+        .filter_map(|l| l["node"].as_u64())
+        .filter(|node| !granted(*node))
+        .collect();
+    if task["terms"]["encrypted"] != true || waiting.is_empty() {
+        return Ok(Vec::new());
+    }
+    let id = task["id"].as_u64().context("a task without an id")?;
+    let salt: Hash32 = task["answer_commitment"]
+        .as_str()
+        .and_then(|c| c.parse().ok())
+        .context("a task without its answer commitment")?;
+    let content_key = key.content_key(&salt.0);
+    let mut key_grants = Vec::new();
+    for node in waiting {
+        let found = client.get(&format!("/v1/nodes/{node}"))?;
+        let public = found["x25519_key"].as_str().and_then(|k| hex::decode(k).ok());
+        let public: [u8; 32] = public
+            .and_then(|k| k.try_into().ok())
+            .with_context(|| format!("node {node} has no X25519 key"))?;
+        let sealed_key = seal::seal(&public, &content_key)
+            .map_err(|e| refused(Reject::WeakX25519Key, format!("node {node}: {e}")))?;
+        key_grants.push(KeyGrant { node: NodeId(node), sealed_key });
+    }
+    let nodes = key_grants.iter().map(|g| g.node).collect();
+    client.send(key, TxBody::GrantKeys { task: TaskId(id), key_grants }, true)?;
+    Ok(nodes)
 }
 
 fn state_of(task: &Value) -> String {
     task["state"].as_str().unwrap_or("unknown").to_string()
 }
 
-/// Follows a task until it has a result or ends; returns its state then.
-pub fn watch(client: &Client, id: u64, show: bool) -> Result<String> {
+/// Follows a task until it has a result or ends; returns its state then. With the requester's
+/// key it grants the content key to each node placed on the task meanwhile (replacements,
+/// auditors, referees), as `task submit` does for the first seats.
+pub fn watch(client: &Client, id: u64, key: Option<&Keypair>, show: bool) -> Result<String> {
     let bar = if show { ProgressBar::new(1000) } else { ProgressBar::hidden() };
     bar.set_style(
         ProgressStyle::with_template("{spinner} task {prefix} [{bar:30}] {percent:>3}% {msg}")
@@ -184,7 +265,18 @@ pub fn watch(client: &Client, id: u64, show: bool) -> Result<String> {
     );
     bar.set_prefix(id.to_string());
     let settled = |state: &str| matches!(state, "verifying" | "completed" | "failed" | "cancelled");
-    let mut state = state_of(&client.get(&format!("/v1/tasks/{id}"))?);
+    let grant = |task: &Value| {
+        let Some(key) = key else { return };
+        match grant_placed(client, key, task) {
+            Ok(nodes) if !nodes.is_empty() => bar.set_message(format!("key granted to {nodes:?}")),
+            Ok(_) => {}
+            // The lease may have moved on meanwhile; the next event brings the task again.
+            Err(e) => bar.set_message(format!("cannot grant the key yet: {e:#}")),
+        }
+    };
+    let task = client.get(&format!("/v1/tasks/{id}"))?;
+    grant(&task);
+    let mut state = state_of(&task);
     bar.set_message(state.clone());
     if !settled(&state) {
         client.follow_events(Some(id), |event| {
@@ -204,6 +296,7 @@ pub fn watch(client: &Client, id: u64, show: bool) -> Result<String> {
             }
             // Re-read the task on every event and keep-alive: the stream says *that* it changed.
             if let Ok(task) = client.get(&format!("/v1/tasks/{id}")) {
+                grant(&task);
                 state = state_of(&task);
             }
             !settled(&state)
@@ -260,7 +353,13 @@ pub fn fetch_result(
         bail!("the result does not match the output hash the provider committed");
     }
     std::fs::create_dir_all(out)?;
-    bundle::write_files(out, &files)?;
+    bundle::write_files(out, &files).map_err(|e| match e {
+        bundle::BundleError::Exists(path) => refused(
+            Reject::ResultPathExists,
+            format!("{} is already there: choose a new or empty --out", out.join(path).display()),
+        ),
+        other => other.into(),
+    })?;
     if accept && state == "verifying" {
         client.send(key, TxBody::AcceptResult { task: TaskId(id) }, true)?;
     }

@@ -36,6 +36,8 @@ fn a_task_whose_provider_dies_is_reassigned_completes_and_is_paid_once() {
     net.provider(2, 3_600_000);
     net.wait_nodes(2);
     let id = net.submit(&net.task_file("slow", SLOW, ""));
+    // The requester follows its task: the node it moves to gets the content key from it.
+    net.watch(id);
     let task = net.wait_state(id, &["running"], Duration::from_secs(10));
     let first = task["leases"][0]["node"].as_u64().expect("leased");
     wait_until("progress", Duration::from_secs(10), || {

@@ -46,6 +46,14 @@ fn check_terms(terms: &TaskTerms) -> Result<(), Reject> {
     positive(terms.max_price_per_hour)
 }
 
+/// Keys that content is sealed to: one of small order would make every box sealed to it public.
+fn usable_key(key: &[u8; 32]) -> Result<(), Reject> {
+    if !aicpw_types::seal::key_is_usable(key) {
+        return Err(Reject::WeakX25519Key);
+    }
+    Ok(())
+}
+
 fn check_grants(grants: &[aicpw_types::tx::KeyGrant]) -> Result<(), Reject> {
     if grants.len() > KEY_GRANTS_MAX {
         return Err(Reject::TooManyKeyGrants);
@@ -68,15 +76,16 @@ pub fn stateless(tx: &SignedTx, chain_id: &str) -> Result<(), Reject> {
         TxBody::Transfer { amount, .. } | TxBody::Bond { amount } | TxBody::Unbond { amount } => {
             positive(*amount)
         }
-        TxBody::RegisterNode { hardware, endpoint, price_per_hour, .. }
-        | TxBody::UpdateNode { hardware, endpoint, price_per_hour, .. } => {
+        TxBody::RegisterNode { hardware, x25519_key, endpoint, price_per_hour }
+        | TxBody::UpdateNode { hardware, x25519_key, endpoint, price_per_hour, .. } => {
             longer(endpoint, ENDPOINT_BYTES_MAX)?;
             longer(&hardware.gpu_model, GPU_MODEL_BYTES_MAX)?;
+            usable_key(x25519_key)?;
             positive(*price_per_hour)
         }
-        TxBody::SubmitTask { terms, key_grants, .. } => {
+        TxBody::SubmitTask { terms, .. } => {
             check_terms(terms)?;
-            check_grants(key_grants)
+            usable_key(&terms.result_key)
         }
         TxBody::GrantKeys { key_grants, .. } => check_grants(key_grants),
         TxBody::TaskHeartbeat { progress_permille, .. } if *progress_permille > 1000 => {

@@ -370,6 +370,9 @@ impl State {
         let mut due = None::<u64>;
         let mut consider = |at: u64| due = Some(due.map_or(at, |d| d.min(at)));
         for lease in task.leases.iter().filter(|l| l.verdict == Verdict::Pending) {
+            if crate::market::awaits_grant(task, lease) {
+                consider(lease.started_ms.saturating_add(params.grant_wait_ms));
+            }
             if lease.commitment.is_none() {
                 let heartbeat = lease.last_heartbeat_ms.saturating_add(params.lease_ms);
                 let limit = lease

@@ -27,6 +27,8 @@ pub mod withheld;
 #[cfg(test)]
 mod cancel_tests;
 #[cfg(test)]
+mod grant_tests;
+#[cfg(test)]
 mod money_tests;
 #[cfg(test)]
 mod release_props;
@@ -113,8 +115,8 @@ fn execute(delta: &mut Delta<'_>, who: AccountId, body: &TxBody) -> Result<(), R
         }
         TxBody::DeregisterNode { node } => registry::deregister(delta, who, node),
         TxBody::NodeHeartbeat { node } => registry::heartbeat(delta, who, node),
-        TxBody::SubmitTask { terms, key_grants, answer_commitment } => {
-            market::submit(delta, who, terms, key_grants, answer_commitment).map(|_| ())
+        TxBody::SubmitTask { terms, answer_commitment } => {
+            market::submit(delta, who, terms, answer_commitment).map(|_| ())
         }
         TxBody::CancelTask { task } => cancel::cancel(delta, who, task),
         TxBody::TaskHeartbeat { task, node, progress_permille } => {

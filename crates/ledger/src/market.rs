@@ -70,7 +70,6 @@ pub fn submit(
     delta: &mut Delta<'_>,
     requester: AccountId,
     terms: TaskTerms,
-    key_grants: Vec<KeyGrant>,
     answer_commitment: Hash32,
 ) -> Result<TaskId, Reject> {
     if terms.budget < budget_min(&terms) {
@@ -91,7 +90,7 @@ pub fn submit(
         escrow: budget,
         seats: seats_for_work(terms.verification),
         terms,
-        key_grants,
+        key_grants: Vec::new(),
         state: TaskState::Queued,
         paid: Amount::ZERO,
         refunded: Amount::ZERO,
@@ -211,6 +210,10 @@ pub(crate) fn finish(
     Ok(())
 }
 
+/// The requester grants the content key to nodes placed on its task: only to a node holding an
+/// open lease of it (`GrantWithoutLease` 545 otherwise), so inputs are readable by the nodes that
+/// run or judge the task and by no other. A lease waits `grant_wait_ms` for its grant
+/// (`verdict::expire`).
 pub fn grant_keys(
     delta: &mut Delta<'_>,
     who: AccountId,
@@ -218,8 +221,12 @@ pub fn grant_keys(
     grants: Vec<KeyGrant>,
 ) -> Result<(), Reject> {
     let mut task = requested_task(delta, &who, id)?;
-    if task.state.is_terminal() {
+    if task.state.is_terminal() || !task.terms.encrypted {
         return Err(Reject::InvalidTaskState);
+    }
+    let leased = |node: NodeId| task.leases.iter().any(|l| l.node == node && l.is_running());
+    if grants.iter().any(|g| !leased(g.node)) {
+        return Err(Reject::GrantWithoutLease);
     }
     task.key_grants.retain(|old| grants.iter().all(|new| new.node != old.node));
     task.key_grants.extend(grants);
@@ -228,6 +235,13 @@ pub fn grant_keys(
     }
     delta.set_task(task);
     Ok(())
+}
+
+/// Whether a lease still runs work on an encrypted task without its node's key grant.
+pub(crate) fn awaits_grant(task: &Task, lease: &Lease) -> bool {
+    task.terms.encrypted
+        && lease.is_running()
+        && !task.key_grants.iter().any(|g| g.node == lease.node)
 }
 
 /// The role of the next lease placed for a task's current round.

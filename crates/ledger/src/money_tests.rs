@@ -55,7 +55,6 @@ fn escrow_that_is_not_the_budget_left_is_a_violation() {
         0,
         TxBody::SubmitTask {
             terms: terms(crate::market::budget_min(&terms(0)).0),
-            key_grants: Vec::new(),
             answer_commitment: Default::default(),
         },
     )

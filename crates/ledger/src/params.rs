@@ -22,6 +22,10 @@ pub struct Params {
     pub nodes_per_account_max: u32,
     /// A running task whose provider sends no heartbeat for this long is reassigned.
     pub lease_ms: u64,
+    /// How long a lease of an encrypted task waits for the requester's key grant (`GrantKeys`)
+    /// after its placement; past it, the node is released without blame and paid its waiting
+    /// time, and the seat is refilled like a requeue (`FailureReason::KeysNotGranted`).
+    pub grant_wait_ms: u64,
     /// Extra time past the task's own limit before its lease expires regardless of heartbeats.
     pub time_limit_grace_ms: u64,
     /// A node that sends no heartbeat for this long is offline and gets no new work.
@@ -52,6 +56,7 @@ impl Default for Params {
             node_stake_min: Amount::tokens(1_000),
             nodes_per_account_max: 16,
             lease_ms: 15_000,
+            grant_wait_ms: 30_000,
             time_limit_grace_ms: 30_000,
             node_offline_ms: 60_000,
             acceptance_window_ms: 600_000,

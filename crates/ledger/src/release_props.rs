@@ -148,7 +148,7 @@ proptest! {
         terms.budget = crate::market::budget_min(&terms);
         let answer_commitment =
             crate::dispute::answer_commitment(&key(0).account(), &answer(), &salt());
-        net.run(0, TxBody::SubmitTask { terms, key_grants: vec![], answer_commitment })
+        net.run(0, TxBody::SubmitTask { terms, answer_commitment })
             .expect("submit");
         let id = TaskId(0);
         for at in 0..60 {

@@ -311,7 +311,7 @@ fn known_answer_worker() -> Caught {
     let (answer, salt) = (Hash32::of(b"answer"), Hash32::of(b"salt"));
     let answer_commitment = crate::dispute::answer_commitment(&key(0).account(), &answer, &salt);
     let terms = policy(Verification::None);
-    let body = TxBody::SubmitTask { terms, key_grants: vec![], answer_commitment };
+    let body = TxBody::SubmitTask { terms, answer_commitment };
     net.run(0, body).expect("submit");
     let id = TaskId(0);
     let worker = net.worker(id);

@@ -302,11 +302,7 @@ impl Net {
     }
 
     pub fn submit(&mut self, who: u32, terms: TaskTerms) -> TaskId {
-        let body = TxBody::SubmitTask {
-            terms,
-            key_grants: vec![],
-            answer_commitment: Hash32::of(b"random"),
-        };
+        let body = TxBody::SubmitTask { terms, answer_commitment: Hash32::of(b"random") };
         let receipt = self.run(who, body).expect("submit");
         receipt
             .events
@@ -411,14 +407,13 @@ fn bad_transactions_get_their_own_code_and_change_nothing() {
 #[test]
 fn oversize_transactions_are_rejected() {
     let mut net = Net::new();
-    let grants = (0..64).map(|i| KeyGrant { node: NodeId(i), sealed_key: vec![0; 80] }).collect();
     let mut t = terms(10_000_000);
     t.name = "x".repeat(65);
-    let result = net.run(
-        0,
-        TxBody::SubmitTask { terms: t, key_grants: grants, answer_commitment: Hash32::default() },
-    );
+    let result = net.run(0, TxBody::SubmitTask { terms: t, answer_commitment: Hash32::default() });
     assert_eq!(result, Err(Reject::FieldTooLong));
+    let grants = (0..65).map(|i| KeyGrant { node: NodeId(i), sealed_key: vec![0; 80] }).collect();
+    let result = net.run(0, TxBody::GrantKeys { task: TaskId(0), key_grants: grants });
+    assert_eq!(result, Err(Reject::TooManyKeyGrants));
 }
 
 #[test]
@@ -573,38 +568,14 @@ fn submitting_needs_a_budget_for_the_whole_time_limit() {
     let mut net = Net::new();
     let result = net.run(
         0,
-        TxBody::SubmitTask {
-            terms: terms(3_599_999),
-            key_grants: vec![],
-            answer_commitment: Hash32::default(),
-        },
+        TxBody::SubmitTask { terms: terms(3_599_999), answer_commitment: Hash32::default() },
     );
     assert_eq!(result, Err(Reject::BudgetTooLow));
     let result = net.run(
         0,
-        TxBody::SubmitTask {
-            terms: terms(u128::MAX / 4),
-            key_grants: vec![],
-            answer_commitment: Hash32::default(),
-        },
+        TxBody::SubmitTask { terms: terms(u128::MAX / 4), answer_commitment: Hash32::default() },
     );
     assert_eq!(result, Err(Reject::InsufficientBalance));
-}
-
-#[test]
-fn encrypted_tasks_go_only_to_nodes_holding_a_key_grant() {
-    let mut net = Net::new();
-    net.provider(1, 1_000);
-    let granted = net.provider(2, 3_600_000);
-    let mut t = terms(10_000_000);
-    t.encrypted = true;
-    let grants = vec![KeyGrant { node: granted, sealed_key: vec![0; 80] }];
-    net.run(
-        0,
-        TxBody::SubmitTask { terms: t, key_grants: grants, answer_commitment: Hash32::default() },
-    )
-    .expect("ok");
-    assert_eq!(net.leased(TaskId(0)), vec![granted]);
 }
 
 #[test]
@@ -755,10 +726,7 @@ fn play(net: &mut Net, outputs: &mut std::collections::BTreeMap<(u64, NodeId), b
                 &Hash32::of(output(true)),
                 &answer_salt(),
             );
-            net.run(
-                a,
-                TxBody::SubmitTask { terms: t, key_grants: vec![], answer_commitment: answer },
-            )
+            net.run(a, TxBody::SubmitTask { terms: t, answer_commitment: answer })
         }
         Op::Cancel(a, t) => net.run(a, TxBody::CancelTask { task: TaskId(t) }),
         Op::RequesterCancel(t) => {

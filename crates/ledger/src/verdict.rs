@@ -388,6 +388,18 @@ fn expire_first(delta: &mut Delta<'_>, mut task: Task) -> Result<(), Reject> {
         delta.set_task(task);
         return Ok(());
     }
+    // The requester did not grant the content key in time: its fault, not the node's. The node
+    // is paid its time waiting, released without blame, and the seat refilled as on a requeue.
+    let ungranted = |l: &Lease| {
+        market::awaits_grant(&task, l) && l.started_ms.saturating_add(params.grant_wait_ms) <= now
+    };
+    if let Some(index) = task.leases.iter().position(ungranted) {
+        let lease = &task.leases[index];
+        let (node, waited) =
+            (lease.node, market::cost(&task, lease, now).saturating_sub(lease.released));
+        crate::money::pay(delta, &mut task, node, waited)?;
+        return drop_lease(delta, task, index, FailureReason::KeysNotGranted);
+    }
     let limit_ms = task.terms.time_limit_secs.saturating_mul(1000);
     let overdue = |l: &Lease| {
         l.is_running()

@@ -52,11 +52,7 @@ fn budgets_cover_every_execution_the_policy_may_need() {
         assert_eq!(budget_min(&t), Amount(expected), "{verification:?}");
         let mut net = Net::new();
         t.budget = Amount(expected - 1);
-        let body = TxBody::SubmitTask {
-            terms: t,
-            key_grants: vec![],
-            answer_commitment: Hash32::default(),
-        };
+        let body = TxBody::SubmitTask { terms: t, answer_commitment: Hash32::default() };
         assert_eq!(net.run(0, body), Err(Reject::BudgetTooLow), "{verification:?}");
     }
     assert_eq!(dispute_bond_min(&terms(0)), Amount(2 * one));
@@ -408,8 +404,7 @@ fn a_known_answer_task_catches_a_wrong_result() {
         let mut t = policy(Verification::None);
         t.name = "looks-normal".into();
         let commitment = crate::dispute::answer_commitment(&key(0).account(), &answer, &salt);
-        let body =
-            TxBody::SubmitTask { terms: t, key_grants: vec![], answer_commitment: commitment };
+        let body = TxBody::SubmitTask { terms: t, answer_commitment: commitment };
         net.run(0, body).expect("submit");
         let id = TaskId(0);
         let worker = net.worker(id);

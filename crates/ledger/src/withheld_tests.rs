@@ -270,7 +270,7 @@ fn known_answer_rejects(silent_output: &[u8]) -> Withheld {
     let right = aicpw_types::Hash32::of(b"right");
     let answer_commitment = crate::dispute::answer_commitment(&key(0).account(), &right, &salt);
     let terms = policy(Verification::Replicas(3));
-    let body = TxBody::SubmitTask { terms, key_grants: vec![], answer_commitment };
+    let body = TxBody::SubmitTask { terms, answer_commitment };
     net.run(0, body).expect("submit");
     let id = *net.state.tasks.keys().last().expect("a task");
     let mut w = withheld_replica_of(net, id, b"wrong", silent_output);

@@ -34,7 +34,8 @@ use std::time::Duration;
 pub const POLL_INTERVAL: Duration = Duration::from_secs(1);
 /// How long the agent waits before reconnecting to a broken event stream.
 pub const EVENTS_RECONNECT_DELAY: Duration = Duration::from_secs(1);
-/// How often a committed lease checks whether its round's reveals are open.
+/// How often a committed lease checks whether its round's reveals are open, and a lease of an
+/// encrypted task whether the requester granted it the content key.
 pub const REVEAL_POLL_INTERVAL: Duration = Duration::from_millis(200);
 /// How often a running task's heartbeat goes to the ledger (well inside the lease).
 pub const TASK_HEARTBEAT_INTERVAL: Duration = Duration::from_secs(3);
@@ -333,7 +334,15 @@ fn work_on(shared: &Shared, id: TaskId, leased: &Value) {
     if leased["lease"]["commitment"].is_null() {
         let outcome = match sealed.clone() {
             Some(sealed) => Ok(Ok(sealed)),
-            None => execute::execute(shared, id, &leased["task"]),
+            None => match wait_for_grant(shared, id, &leased["task"]) {
+                Some(task) => execute::execute(shared, id, &task),
+                // Not granted in time, the ledger released the lease without blame (and paid
+                // the wait): nothing to report.
+                None if !shared.stop.load(Ordering::SeqCst) => {
+                    return mark_done(shared, id, "keys-not-granted")
+                }
+                None => return,
+            },
         };
         let _ =
             std::fs::remove_dir_all(shared.config.work_dir.join("tasks").join(id.0.to_string()));
@@ -358,6 +367,44 @@ fn work_on(shared: &Shared, id: TaskId, leased: &Value) {
         None => {
             tracing::error!("task {id}: committed, but the salt of the commitment is lost");
             mark_done(shared, id, "salt-lost");
+        }
+    }
+}
+
+/// Waits until the requester grants this node the content key of an encrypted task (it does so
+/// once it sees the placement), sending heartbeats meanwhile so the lease stays alive. Returns
+/// the task as it is then, or `None` once the lease is gone (the ledger released it when the
+/// grant did not come within its grant wait) or the agent stops.
+fn wait_for_grant(shared: &Shared, id: TaskId, task: &Value) -> Option<Value> {
+    let node = Some(shared.node.0);
+    let mut task = task.clone();
+    let mut last_heartbeat = std::time::Instant::now();
+    loop {
+        let grants = task["key_grants"].as_array();
+        if task["terms"]["encrypted"] != true
+            || grants.is_some_and(|g| g.iter().any(|g| g["node"].as_u64() == node))
+        {
+            return Some(task);
+        }
+        let leased = task["leases"].as_array().is_some_and(|leases| {
+            leases.iter().any(|l| {
+                l["node"].as_u64() == node && l["verdict"] == "pending" && l["commitment"].is_null()
+            })
+        });
+        if !leased || shared.stop.load(Ordering::SeqCst) {
+            return None;
+        }
+        if last_heartbeat.elapsed() >= TASK_HEARTBEAT_INTERVAL {
+            last_heartbeat = std::time::Instant::now();
+            let body = TxBody::TaskHeartbeat { task: id, node: shared.node, progress_permille: 0 };
+            if let Err(e) = shared.client.send(&shared.config.key, body, false) {
+                tracing::warn!("task {id}: heartbeat failed: {e}");
+            }
+        }
+        std::thread::sleep(REVEAL_POLL_INTERVAL);
+        match shared.client.get(&format!("/v1/tasks/{id}")) {
+            Ok(now) => task = now,
+            Err(e) => tracing::warn!("task {id}: cannot read it: {e}"),
         }
     }
 }

@@ -143,7 +143,6 @@ impl Requester {
                 self.submit_nonce[i] = Some(self.wallet.nonce_of(ctx.txs.len()));
                 ctx.send(TxBody::SubmitTask {
                     terms: planned.terms.clone(),
-                    key_grants: Vec::new(),
                     answer_commitment: answer,
                 });
                 self.submit_sent_ms[i] = Some(ctx.now);

@@ -63,6 +63,8 @@ pub enum BundleError {
     Manifest(String),
     #[error("declared output {0} is missing")]
     MissingOutput(String),
+    #[error("{0} already exists where the bundle would write it")]
+    Exists(String),
     #[error("i/o on {path}: {source}")]
     Io { path: String, source: std::io::Error },
 }
@@ -264,17 +266,50 @@ fn collect_open(file: File, prefix: &str, out: &mut Files) -> Result<(), BundleE
     Ok(())
 }
 
-/// Writes bundle entries under `dir`, creating directories as needed.
+/// Writes bundle entries under `dir`, creating directories as needed. Nothing already in `dir`
+/// is followed or replaced: each file is created new (`O_CREAT | O_EXCL`, which also refuses a
+/// symbolic link in its place), and each directory on its way is made here or is a real
+/// directory, never a link; an entry in the way is [`BundleError::Exists`], found before
+/// anything is written.
 pub fn write_files(dir: &Path, files: &[(String, Vec<u8>)]) -> Result<(), BundleError> {
-    for (path, bytes) in files {
+    use std::io::{ErrorKind, Write};
+    for (path, _) in files {
         if !is_relative_plain_path(path) {
             return Err(BundleError::UnsafePath(path.clone()));
         }
-        let target = dir.join(path);
-        if let Some(parent) = target.parent() {
-            std::fs::create_dir_all(parent).map_err(io(parent))?;
+        let mut at = dir.to_path_buf();
+        let mut parts = path.split('/').peekable();
+        while let Some(part) = parts.next() {
+            at.push(part);
+            let Ok(meta) = std::fs::symlink_metadata(&at) else { break };
+            if parts.peek().is_none() || !meta.is_dir() {
+                return Err(BundleError::Exists(path.clone()));
+            }
         }
-        std::fs::write(&target, bytes).map_err(io(&target))?;
+    }
+    for (path, bytes) in files {
+        let exists = |e: std::io::Error, at: &Path| match e.kind() {
+            ErrorKind::AlreadyExists => BundleError::Exists(path.clone()),
+            _ => io(at)(e),
+        };
+        let mut at = dir.to_path_buf();
+        let mut parts = path.split('/').peekable();
+        while let Some(part) = parts.next() {
+            at.push(part);
+            if parts.peek().is_none() {
+                let mut file = std::fs::OpenOptions::new()
+                    .write(true)
+                    .create_new(true)
+                    .open(&at)
+                    .map_err(|e| exists(e, &at))?;
+                file.write_all(bytes).map_err(io(&at))?;
+            } else if let Err(e) = std::fs::create_dir(&at) {
+                let real_dir = std::fs::symlink_metadata(&at).is_ok_and(|m| m.is_dir());
+                if !real_dir {
+                    return Err(exists(e, &at));
+                }
+            }
+        }
     }
     Ok(())
 }
@@ -291,6 +326,30 @@ mod tests {
         let bytes = pack(&manifest, &files).expect("packs");
         let (m, f) = unpack(&bytes).expect("unpacks");
         assert_eq!((m, f), (manifest, files));
+    }
+
+    #[test]
+    fn writing_never_follows_or_replaces_what_is_already_there() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let outside = tempfile::tempdir().expect("tempdir");
+        let target = outside.path().join("authorized_keys");
+        std::fs::write(&target, b"mine").expect("write");
+        std::os::unix::fs::symlink(&target, dir.path().join("out.txt")).expect("symlink");
+        std::os::unix::fs::symlink(outside.path(), dir.path().join("d")).expect("symlink");
+        std::fs::write(dir.path().join("old.txt"), b"old").expect("write");
+        for name in ["out.txt", "d/x", "old.txt", "old.txt/x"] {
+            let refused = write_files(dir.path(), &[(name.to_string(), b"evil".to_vec())]);
+            assert!(matches!(&refused, Err(BundleError::Exists(p)) if p == name), "{refused:?}");
+        }
+        assert_eq!(std::fs::read(&target).expect("read"), b"mine");
+        assert_eq!(std::fs::read_dir(outside.path()).expect("dir").count(), 1);
+        assert_eq!(std::fs::read(dir.path().join("old.txt")).expect("read"), b"old");
+        let blocked = [("new.txt".to_string(), vec![1]), ("d/y".to_string(), vec![2])];
+        assert!(matches!(write_files(dir.path(), &blocked), Err(BundleError::Exists(_))));
+        assert!(!dir.path().join("new.txt").exists(), "nothing written when one entry is refused");
+        let fresh = [("a/b/c".to_string(), b"1".to_vec()), ("a/d".to_string(), b"2".to_vec())];
+        write_files(dir.path(), &fresh).expect("new entries are written");
+        assert_eq!(std::fs::read(dir.path().join("a/b/c")).expect("read"), b"1");
     }
 
     #[test]

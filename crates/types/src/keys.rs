@@ -17,6 +17,9 @@ pub enum KeyError {
     Invalid { path: String, reason: String },
 }
 
+/// Most bytes read from a key file.
+const KEY_FILE_BYTES_MAX: u64 = 4096;
+
 /// A key file on disk: JSON with the hex secret seed and, for people, the address.
 #[derive(Serialize, Deserialize)]
 struct KeyFile {
@@ -67,6 +70,16 @@ impl Keypair {
     pub fn x25519_public(&self) -> [u8; 32] {
         x25519_dalek::PublicKey::from(&self.x25519_secret()).to_bytes()
     }
+    /// The content key of a task this account submits with `task_salt` (its answer commitment:
+    /// unique per task and public), derived from the seed: any tool holding the key file can
+    /// grant it to the nodes placed on the task later, and nothing has to be stored.
+    pub fn content_key(&self, task_salt: &[u8; 32]) -> [u8; 32] {
+        let hk = Hkdf::<Sha256>::new(Some(task_salt), self.signing.as_bytes());
+        let mut okm = [0u8; 32];
+        hk.expand(b"aicpw 2026-12 task content key v1", &mut okm)
+            .expect("32 bytes is a valid HKDF-SHA256 output length");
+        okm
+    }
 
     pub fn save(&self, path: &Path) -> Result<(), KeyError> {
         let file = KeyFile {
@@ -80,9 +93,18 @@ impl Keypair {
 
     pub fn load(path: &Path) -> Result<Keypair, KeyError> {
         let name = path.display().to_string();
-        let text = std::fs::read_to_string(path)
-            .map_err(|source| KeyError::Io { path: name.clone(), source })?;
         let invalid = |reason: String| KeyError::Invalid { path: name.clone(), reason };
+        let io = |source| KeyError::Io { path: name.clone(), source };
+        // A key file is small: never read a FIFO, a device or a huge file without end.
+        if !std::fs::metadata(path).map_err(io)?.is_file() {
+            return Err(invalid("not a regular file".into()));
+        }
+        let mut text = String::new();
+        std::io::Read::read_to_string(
+            &mut std::io::Read::take(std::fs::File::open(path).map_err(io)?, KEY_FILE_BYTES_MAX),
+            &mut text,
+        )
+        .map_err(io)?;
         let file: KeyFile = serde_json::from_str(&text).map_err(|e| invalid(e.to_string()))?;
         let mut seed = [0u8; 32];
         hex::decode_to_slice(file.secret_key.trim(), &mut seed)

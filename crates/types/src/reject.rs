@@ -68,6 +68,8 @@ rejects! {
     LeaseNotExpired = 508, "the lease has not expired yet";
     TasksPendingFull = 509, "the market's queue of pending tasks is full";
     CancelPending = 510, "the task's cancel already waits for the verdict on its revealed results";
+    GrantWithoutLease = 545, "a key grant names a node that holds no open lease of the task";
+    WeakX25519Key = 546, "the X25519 key is of small order: anything sealed to it could be opened by anyone";
     UnknownChallenge = 600, "no such challenge";
     ChallengeClosed = 601, "the challenge's deadline has passed or it was answered";
     BadCommitment = 602, "the revealed result does not match its commitment";
@@ -82,6 +84,10 @@ rejects! {
     AlreadyVoted = 626, "this account already voted on this appeal";
     AppealOpen = 627, "the node already has an open appeal, or has used all its appeals";
     LateRevealClosed = 628, "the late reveal window of this withheld commitment has closed";
+    InputOutsideTaskDir = 650, "an input of the task file lies outside the task file's directory (allow it with --allow-input-outside)";
+    NotRegularFile = 651, "a file named by the user or a task file is not a regular file or directory";
+    ResultPathExists = 652, "the result names a path that already exists in the output directory";
+    FileTooLarge = 653, "a file named by the user or a task file is larger than its limit";
     ChallengeKindMismatch = 610, "the transaction does not answer this kind of challenge";
     OpeningsNotDrawn = 611, "the tiles to open are drawn in the block after the commitment";
     OpeningsOutOfOrder = 612, "openings must continue from the first drawn tile not yet opened";

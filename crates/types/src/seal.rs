@@ -22,6 +22,16 @@ pub enum SealError {
     TooShort,
     #[error("decryption failed: wrong key or tampered ciphertext")]
     Decrypt,
+    #[error("the X25519 key is of small order: anything sealed with it could be opened by anyone")]
+    WeakKey,
+}
+
+/// Whether an X25519 public key is safe to seal to (or to accept as a sealed box's ephemeral
+/// key). A point of small order, on the curve or its twist, gives an all-zero shared secret
+/// whatever the other side's secret, so the box key would be public. Every X25519 scalar is a
+/// multiple of the cofactor after clamping, so one fixed scalar sends exactly those points to zero.
+pub fn key_is_usable(public: &[u8; 32]) -> bool {
+    StaticSecret::from([0x5a; 32]).diffie_hellman(&PublicKey::from(*public)).was_contributory()
 }
 
 fn box_key(shared: &[u8; 32], ephemeral: &[u8; 32], recipient: &[u8; 32]) -> Key {
@@ -36,8 +46,11 @@ fn box_key(shared: &[u8; 32], ephemeral: &[u8; 32], recipient: &[u8; 32]) -> Key
 }
 
 /// Seals `plaintext` to `recipient`: ephemeral public key, then ciphertext and tag. The key is
-/// used once, so a fixed nonce is safe.
-pub fn seal(recipient: &[u8; 32], plaintext: &[u8]) -> Vec<u8> {
+/// used once, so a fixed nonce is safe. A recipient key of small order is refused.
+pub fn seal(recipient: &[u8; 32], plaintext: &[u8]) -> Result<Vec<u8>, SealError> {
+    if !key_is_usable(recipient) {
+        return Err(SealError::WeakKey);
+    }
     let ephemeral = EphemeralSecret::random_from_rng(OsRng);
     let ephemeral_public = PublicKey::from(&ephemeral).to_bytes();
     let shared = ephemeral.diffie_hellman(&PublicKey::from(*recipient));
@@ -47,7 +60,7 @@ pub fn seal(recipient: &[u8; 32], plaintext: &[u8]) -> Vec<u8> {
         .expect("ChaCha20-Poly1305 encrypts any in-memory length");
     let mut out = ephemeral_public.to_vec();
     out.extend_from_slice(&body);
-    out
+    Ok(out)
 }
 
 pub fn open(secret: &StaticSecret, sealed: &[u8]) -> Result<Vec<u8>, SealError> {
@@ -56,6 +69,9 @@ pub fn open(secret: &StaticSecret, sealed: &[u8]) -> Result<Vec<u8>, SealError> 
     }
     let (ephemeral, body) = sealed.split_at(32);
     let ephemeral: [u8; 32] = ephemeral.try_into().map_err(|_| SealError::TooShort)?;
+    if !key_is_usable(&ephemeral) {
+        return Err(SealError::WeakKey);
+    }
     let recipient = PublicKey::from(secret).to_bytes();
     let shared = secret.diffie_hellman(&PublicKey::from(ephemeral));
     let cipher = ChaCha20Poly1305::new(&box_key(shared.as_bytes(), &ephemeral, &recipient));
@@ -100,9 +116,55 @@ mod tests {
     fn sealed_box_opens_only_for_its_recipient() {
         let alice = Keypair::dev(1);
         let mallory = Keypair::dev(2);
-        let sealed = seal(&alice.x25519_public(), b"content key");
+        let sealed = seal(&alice.x25519_public(), b"content key").expect("a usable key");
         assert_eq!(open(&alice.x25519_secret(), &sealed), Ok(b"content key".to_vec()));
         assert_eq!(open(&mallory.x25519_secret(), &sealed), Err(SealError::Decrypt));
+    }
+
+    /// The points of small order of Curve25519 and its twist, as u-coordinates (little-endian):
+    /// 0, 1, p - 1, the two of order 8, the non-canonical encodings p and p + 1, and p - 1 with
+    /// the top bit (which X25519 ignores) set.
+    fn small_order_keys() -> Vec<[u8; 32]> {
+        let p = |last: u8, first: u8| {
+            let mut k = [0xff; 32];
+            k[0] = first;
+            k[31] = last;
+            k
+        };
+        let hex = |h: &str| <[u8; 32]>::try_from(hex::decode(h).expect("hex")).expect("32 bytes");
+        let mut keys = vec![
+            [0; 32],
+            {
+                let mut one = [0; 32];
+                one[0] = 1;
+                one
+            },
+            p(0x7f, 0xec), // p - 1
+            p(0x7f, 0xed), // p (= 0)
+            p(0x7f, 0xee), // p + 1 (= 1)
+            hex("e0eb7a7c3b41b8ae1656e3faf19fc46ada098deb9c32b1fd866205165f49b800"),
+            hex("5f9c95bca3508c24b1d0b1559c83ef5b04445cc4581c8e86d8224eddd09f1157"),
+        ];
+        keys.push(p(0xff, 0xec)); // p - 1 with the ignored top bit set
+        keys
+    }
+
+    #[test]
+    fn small_order_keys_are_refused_for_sealing_and_opening() {
+        let alice = Keypair::dev(1);
+        assert!(key_is_usable(&alice.x25519_public()));
+        for i in 0..64 {
+            assert!(key_is_usable(&Keypair::dev(i).x25519_public()), "dev key {i}");
+        }
+        for weak in small_order_keys() {
+            assert!(!key_is_usable(&weak), "{}", hex::encode(weak));
+            assert_eq!(seal(&weak, b"content key"), Err(SealError::WeakKey));
+            // The attack: with a small-order ephemeral key the box key is derived from an
+            // all-zero secret, which anyone can compute; such a box is never opened.
+            let mut forged = weak.to_vec();
+            forged.extend_from_slice(&[0; 48]);
+            assert_eq!(open(&alice.x25519_secret(), &forged), Err(SealError::WeakKey));
+        }
     }
 
     #[test]

@@ -183,6 +183,9 @@ pub enum FailureReason {
     NoQuorum,
     /// The verification the task asked for could not be staffed or finished in time.
     VerificationUnavailable,
+    /// The requester did not grant the content key to a node placed on its task in time: the
+    /// node is released without blame and paid its time waiting.
+    KeysNotGranted,
 }
 codec_unit_enum!(FailureReason {
     CancelledByRequester = 1,
@@ -200,7 +203,8 @@ codec_unit_enum!(FailureReason {
     NodeDeregistered = 13,
     DiskLimitExceeded = 14,
     NoQuorum = 15,
-    VerificationUnavailable = 16
+    VerificationUnavailable = 16,
+    KeysNotGranted = 17
 });
 
 impl FailureReason {

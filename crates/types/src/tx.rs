@@ -62,9 +62,10 @@ pub enum TxBody {
     NodeHeartbeat {
         node: NodeId,
     },
+    /// An encrypted task's content key is granted after placement, to the nodes placed on it
+    /// (`GrantKeys`), never at submission.
     SubmitTask {
         terms: TaskTerms,
-        key_grants: Vec<KeyGrant>,
         /// A commitment to the known answer of a known-answer task, or random bytes: providers
         /// cannot tell which tasks the network already knows the answer of.
         answer_commitment: Hash32,
@@ -99,6 +100,7 @@ pub enum TxBody {
     SettleExpired {
         task: TaskId,
     },
+    /// The requester seals the task's content key to nodes holding an open lease of it.
     GrantKeys {
         task: TaskId,
         key_grants: Vec<KeyGrant>,
@@ -188,7 +190,7 @@ tx_body_codec! {
     5 => UpdateNode { node, hardware, x25519_key, endpoint, price_per_hour },
     6 => DeregisterNode { node },
     7 => NodeHeartbeat { node },
-    8 => SubmitTask { terms, key_grants, answer_commitment },
+    8 => SubmitTask { terms, answer_commitment },
     9 => CancelTask { task },
     10 => TaskHeartbeat { task, node, progress_permille },
     11 => CommitResult { task, node, commitment },

@@ -19,6 +19,10 @@ impl Injector<'_> {
             }
         };
         let Some(index) = self.pending_index(id) else { return };
+        // Nodes placed on an injection get its content key like those of any task of the account.
+        if let Err(e) = crate::requester::grant_placed(self.client, self.key, &task) {
+            eprintln!("task {id}: cannot grant its key yet: {e:#}");
+        }
         let state = task["state"].as_str().unwrap_or("");
         match state {
             // A dispute the requester opened by hand decides the result itself.

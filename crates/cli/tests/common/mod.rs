@@ -143,6 +143,20 @@ impl Net {
         stdout.lines().last().and_then(|l| l.trim().parse().ok()).expect("task id on the last line")
     }
 
+    /// Runs `task watch ID --key` for dev account 0 in the background (killed with the net): it
+    /// grants the task's content key to each node placed on it after the submission.
+    pub fn watch(&mut self, id: u64) {
+        let key = self.key(0);
+        let child = aicpw()
+            .args(["--node", &self.url, "task", "watch", &id.to_string(), "--key"])
+            .arg(key)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("watch starts");
+        self.providers.push(child);
+    }
+
     pub fn task(&self, id: u64) -> Value {
         self.client.get(&format!("/v1/tasks/{id}")).expect("task")
     }

@@ -169,7 +169,9 @@ fn seal_and_upload(
     let result_key: [u8; 32] =
         result_key.and_then(|k| k.try_into().ok()).ok_or(FailureReason::ProviderError)?;
     let content_key = seal::random_key();
-    let mut blob = seal::seal(&result_key, &content_key);
+    // A result key of small order is refused by the ledger at submission, and here again.
+    let mut blob =
+        seal::seal(&result_key, &content_key).map_err(|_| FailureReason::ProviderError)?;
     blob.extend_from_slice(&seal::encrypt(&content_key, &plain));
     let cid = shared
         .client
