@@ -29,6 +29,8 @@ mod cancel_tests;
 #[cfg(test)]
 mod money_tests;
 #[cfg(test)]
+mod faults_tests;
+#[cfg(test)]
 mod release_props;
 #[cfg(test)]
 mod release_tests;

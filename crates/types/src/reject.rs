@@ -79,6 +79,8 @@ rejects! {
     AlreadyVoted = 626, "this account already voted on this appeal";
     AppealOpen = 627, "the node already has an open appeal, or has used all its appeals";
     LateRevealClosed = 628, "the late reveal window of this withheld commitment has closed";
+    VoteStakeTooLow = 640, "a vote on an appeal needs at least the minimum vote stake bonded";
+    AppealVotersFull = 641, "the appeal's voter seats are full of votes with at least this stake";
     ChallengeKindMismatch = 610, "the transaction does not answer this kind of challenge";
     OpeningsNotDrawn = 611, "the tiles to open are drawn in the block after the commitment";
     OpeningsOutOfOrder = 612, "openings must continue from the first drawn tile not yet opened";
