@@ -27,9 +27,9 @@ pub mod withheld;
 #[cfg(test)]
 mod cancel_tests;
 #[cfg(test)]
-mod money_tests;
-#[cfg(test)]
 mod faults_tests;
+#[cfg(test)]
+mod money_tests;
 #[cfg(test)]
 mod release_props;
 #[cfg(test)]
