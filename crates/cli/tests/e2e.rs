@@ -407,3 +407,76 @@ fn a_task_whose_answer_changes_between_runs_is_refused_as_a_known_answer() {
     let list: Value = serde_json::from_slice(&list.stdout).expect("json");
     assert_eq!(list["entries"], serde_json::json!([]), "nothing was added");
 }
+
+#[test]
+fn a_requester_aiming_unusable_inputs_at_a_node_cannot_freeze_it_and_pays_for_its_time() {
+    use aicpw_types::task::{MatchStrategy, Runtime, TaskKind, Verification};
+    use aicpw_types::tx::KeyGrant;
+    use aicpw_types::{Amount, Hash32, Resources, TaskTerms, TxBody};
+    let mut net = Net::start();
+    net.provider(1, 1_800_000);
+    net.provider(2, 3_600_000);
+    net.wait_nodes(2);
+    let nodes = net.client.get("/v1/nodes").expect("nodes");
+    let nodes = nodes.as_array().expect("a node list");
+    let node_ids: Vec<u64> = nodes.iter().filter_map(|n| n["id"].as_u64()).collect();
+    let target_id = nodes
+        .iter()
+        .find(|n| amount(&n["price_per_hour"]) == 1_800_000)
+        .and_then(|n| n["id"].as_u64())
+        .expect("the cheaper node is the target");
+    let not_a_bundle = net.client.put_store(b"not a bundle").expect("upload");
+    let requester = Keypair::dev(3);
+    let freeze_faults = 5;
+    let mut ids = Vec::new();
+    for round in 0..freeze_faults + 1 {
+        // Inputs nobody can open: a CID no store holds, a blob that is no bundle, or grants that
+        // open with no node's key.
+        let (inputs_cid, encrypted) = match round % 3 {
+            0 => ("bafkreigh2akiscaildcqabsyg3dfr6chu3fgpregiymsck7e7aqa4s52zy".to_string(), false),
+            1 => (not_a_bundle.clone(), false),
+            _ => (not_a_bundle.clone(), true),
+        };
+        let terms = TaskTerms {
+            name: format!("aimed-{round}"),
+            kind: TaskKind::Other,
+            runtime: Runtime::Sandbox,
+            resources: Resources { cpu_cores: 1, memory_mb: 256, ..Default::default() },
+            time_limit_secs: 60,
+            budget: Amount(1_000_000),
+            max_price_per_hour: Amount(3_600_000),
+            verification: Verification::None,
+            strategy: MatchStrategy::LowestPrice,
+            reputation_min: 0,
+            network: false,
+            encrypted,
+            inputs_cid,
+            result_key: requester.x25519_public(),
+        };
+        // A content key sealed to a key no node holds.
+        let sealed_key = aicpw_types::seal::seal(&Keypair::dev(9).x25519_public(), &[7; 32]);
+        let key_grants = node_ids
+            .iter()
+            .map(|n| KeyGrant { node: aicpw_types::NodeId(*n), sealed_key: sealed_key.clone() })
+            .collect();
+        let body =
+            TxBody::SubmitTask { terms, key_grants, answer_commitment: Hash32([round as u8; 32]) };
+        let receipt = net.client.send(&requester, body, true).expect("submitted");
+        let id = receipt["events"]
+            .as_array()
+            .and_then(|e| e.iter().find(|e| e["event"] == "task_submitted"))
+            .and_then(|e| e["task"].as_u64())
+            .expect("task id");
+        let task = net.wait_state(id, &["failed"], Duration::from_secs(30));
+        assert_eq!(task["failure"], "inputs-unavailable", "{task}");
+        assert!(amount(&task["paid"]) > 0, "the requester pays the providers' time: {task}");
+        ids.push(id);
+    }
+    let node = net.client.get(&format!("/v1/nodes/{target_id}")).expect("node");
+    assert_eq!(node["status"], "active", "{node}");
+    assert_eq!(node["reputation"]["failed"], 0, "{node}");
+    for id in ids {
+        let first = net.task(id)["input_claims"][0]["node"].as_u64();
+        assert_eq!(first, Some(target_id), "each task was aimed at the target first");
+    }
+}

@@ -207,6 +207,13 @@ pub enum Event {
         approve: bool,
         weight: Amount,
     },
+    /// A full appeal's lightest vote gave way to a heavier one; its stake stays locked until the
+    /// vote closes.
+    AppealVoteDisplaced {
+        node: NodeId,
+        voter: AccountId,
+        weight: Amount,
+    },
     AppealClosed {
         node: NodeId,
         approved: bool,

@@ -28,6 +28,7 @@ pub mod withheld;
 mod cancel_tests;
 #[cfg(test)]
 mod grant_tests;
+mod faults_tests;
 #[cfg(test)]
 mod money_tests;
 #[cfg(test)]

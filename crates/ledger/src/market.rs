@@ -19,7 +19,7 @@ use crate::delta::Delta;
 use crate::event::Event;
 use crate::money;
 use crate::penalty::{self, Fault};
-use crate::state::{Lease, Role, Round, Task, Verdict};
+use crate::state::{InputClaim, Lease, Role, Round, Task, Verdict};
 use crate::verdict;
 use aicpw_types::task::{FailureReason, Verification};
 use aicpw_types::tx::KeyGrant;
@@ -108,6 +108,7 @@ pub fn submit(
         dispute: None,
         cancel_requested_ms: None,
         ended_ms: 0,
+        input_claims: Vec::new(),
     });
     delta.emit(Event::TaskSubmitted { task: id, requester, budget });
     Ok(id)
@@ -350,6 +351,9 @@ pub fn report_failure(
     reason: FailureReason,
 ) -> Result<(), Reject> {
     let (mut task, index) = running_lease(delta, &who, id, node)?;
+    if reason == FailureReason::InputsUnavailable {
+        return claim_inputs(delta, task, index, who);
+    }
     let lease = task.leases[index].clone();
     let unverified = task.terms.verification == Verification::None && lease.role == Role::Worker;
     if reason.is_task_fault() && unverified {
@@ -368,6 +372,41 @@ pub fn report_failure(
         penalty::fault(delta, node, Fault::Failed)?;
     }
     verdict::drop_lease(delta, task, index, reason)
+}
+
+/// A provider's claim that the task's inputs cannot be used: missing from the store, no key grant
+/// or one that does not open, a malformed bundle or manifest. The requester causes these and can
+/// aim them at one node, and the ledger cannot check them (it holds neither the store nor the
+/// node's key), so one claim moves no reputation and no money: the lease ends without blame on
+/// either side (keeping its released intervals), the node is excluded and the seat placed again
+/// (attempts bounded as for any dropped lease). A claim by a node of a second owner, before any
+/// lease of the task committed a result (which would show the inputs usable), confirms it: the
+/// task fails `inputs-unavailable` and the requester pays each claimant its time, at most one
+/// release interval (what fetching and opening inputs takes), and gets the rest back.
+fn claim_inputs(
+    delta: &mut Delta<'_>,
+    mut task: Task,
+    index: usize,
+    owner: AccountId,
+) -> Result<(), Reject> {
+    let lease = task.leases[index].clone();
+    let now = delta.env.time_ms;
+    let interval = delta.base.params.verification.release_interval_ms;
+    let earned = cost(&task, &lease, now.min(lease.started_ms.saturating_add(interval)))
+        .saturating_sub(lease.released);
+    if task.leases.iter().any(|l| l.commitment.is_some()) {
+        return verdict::drop_lease(delta, task, index, FailureReason::InputsUnavailable);
+    }
+    // Before any commitment only work seats are placed, so the claims are bounded by attempts.
+    let confirmed = task.input_claims.iter().any(|c| c.owner != owner);
+    task.input_claims.push(InputClaim { node: lease.node, owner, pay: earned });
+    if !confirmed {
+        return verdict::drop_lease(delta, task, index, FailureReason::InputsUnavailable);
+    }
+    for claim in task.input_claims.clone() {
+        money::pay(delta, &mut task, claim.node, claim.pay)?;
+    }
+    finish(delta, task, TaskState::Failed, Some(FailureReason::InputsUnavailable))
 }
 
 /// Whatever in a task is due now: a withheld lease's closed late reveal window (slashed), an

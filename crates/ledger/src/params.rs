@@ -107,6 +107,9 @@ pub struct VerificationParams {
     pub appeal_voting_ms: u64,
     /// Appeals a node may make in its life.
     pub appeals_max: u32,
+    /// The least bonded stake that may vote on an appeal, so the voter seats cannot be filled
+    /// with dust.
+    pub vote_stake_min: Amount,
     /// A rating weighs 1 + (rater's bonded stake / this), at most `rating_weight_max`.
     pub rating_stake_unit: Amount,
     pub rating_weight_max: u64,
@@ -133,6 +136,7 @@ impl Default for VerificationParams {
             freeze_faults_min: 5,
             appeal_voting_ms: 86_400_000,
             appeals_max: 3,
+            vote_stake_min: Amount::tokens(1_000),
             rating_stake_unit: Amount::tokens(1_000),
             rating_weight_max: 10,
         }
@@ -157,6 +161,9 @@ impl VerificationParams {
         }
         if self.offences_eject == 0 || self.rating_stake_unit.is_zero() {
             return Err("offences_eject and rating_stake_unit must be positive".into());
+        }
+        if self.vote_stake_min.is_zero() {
+            return Err("vote_stake_min must be positive".into());
         }
         Ok(())
     }

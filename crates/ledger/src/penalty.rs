@@ -88,7 +88,6 @@ pub fn penalize(
     let taken = money::slash(delta, slash)?;
     reputation::record(&mut node.reputation, |r| {
         r.audits_failed += 1;
-        r.offences = r.offences.saturating_add(1);
         r.clean_streak = aicpw_verify::audit::next_clean_streak(r.clean_streak, false);
     });
     escalate(delta, &mut node, &params)?;
@@ -96,17 +95,24 @@ pub fn penalize(
     Ok(taken)
 }
 
-/// After a proven offence a node is frozen; after `offences_eject` of them it is ejected for
-/// good, and the stake its registration locked is free to unbond (what is left of it).
+/// Records a proven offence of the node and of its owner. After it the node is frozen; once its
+/// owner's offences (every node it ever registered, so deregistering and registering again
+/// forgets none) reach `offences_eject`, it is ejected for good, and the stake its registration
+/// locked is free to unbond (what is left of it).
 pub(crate) fn escalate(
     delta: &mut Delta<'_>,
     node: &mut crate::state::Node,
     params: &crate::state::VerificationParams,
 ) -> Result<(), Reject> {
+    reputation::record(&mut node.reputation, |r| r.offences = r.offences.saturating_add(1));
+    let mut account = delta.account(&node.owner);
+    account.offences = account.offences.saturating_add(1);
+    let offences = account.offences;
+    delta.set_account(node.owner, account);
     if node.status == NodeStatus::Ejected {
         return Ok(());
     }
-    if node.reputation.offences >= params.offences_eject {
+    if offences >= params.offences_eject {
         node.status = NodeStatus::Ejected;
         node.online = false;
         node.appeal = None;

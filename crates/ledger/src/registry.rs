@@ -1,4 +1,6 @@
 //! Provider nodes: register with hardware, X25519 key, endpoint and price; update; deregister.
+//! A node's standing belongs to its owner: a new node starts with the owner's proven offences,
+//! and frozen if the owner deregistered a node while it was frozen.
 
 use crate::delta::Delta;
 use crate::event::Event;
@@ -24,6 +26,15 @@ pub fn register(delta: &mut Delta<'_>, owner: AccountId, offer: Offer) -> Result
         return Err(Reject::InsufficientStake);
     }
     account.nodes += 1;
+    // The owner's record comes with the node: its offences, and the freeze of a node it
+    // deregistered while frozen.
+    let offences = account.offences;
+    let status = if account.frozen_carried > 0 {
+        account.frozen_carried -= 1;
+        NodeStatus::Frozen
+    } else {
+        NodeStatus::Active
+    };
     delta.set_account(owner, account);
     let mut meta = delta.meta();
     let id = NodeId(meta.next_node);
@@ -37,7 +48,7 @@ pub fn register(delta: &mut Delta<'_>, owner: AccountId, offer: Offer) -> Result
         x25519_key: offer.x25519_key,
         endpoint: offer.endpoint,
         price_per_hour: offer.price_per_hour,
-        status: NodeStatus::Active,
+        status,
         online: true,
         last_seen_ms: now,
         // Until a capacity challenge proves more, a node is credited with nothing.
@@ -45,6 +56,7 @@ pub fn register(delta: &mut Delta<'_>, owner: AccountId, offer: Offer) -> Result
         running: 0,
         reputation: Reputation {
             score_permille: reputation::NEW_SCORE_PERMILLE,
+            offences,
             ..Default::default()
         },
         appeal: None,
@@ -52,6 +64,9 @@ pub fn register(delta: &mut Delta<'_>, owner: AccountId, offer: Offer) -> Result
         capacity: Default::default(),
     });
     delta.emit(Event::NodeRegistered { node: id, owner });
+    if status == NodeStatus::Frozen {
+        delta.emit(Event::NodeFrozen { node: id, score_permille: reputation::NEW_SCORE_PERMILLE });
+    }
     Ok(id)
 }
 
@@ -93,11 +108,14 @@ pub fn deregister(delta: &mut Delta<'_>, who: AccountId, id: NodeId) -> Result<(
     if node.status == NodeStatus::Ejected {
         return Err(Reject::NodeNotActive);
     }
+    // A freeze for missed challenges is absence, which a new node's first challenge settles.
+    let frozen = node.status == NodeStatus::Frozen && !node.capacity.frozen;
     node.status = NodeStatus::Ejected;
     node.online = false;
     delta.set_node(node);
     let mut account = delta.account(&who);
     account.nodes = account.nodes.saturating_sub(1);
+    account.frozen_carried = account.frozen_carried.saturating_add(u32::from(frozen));
     delta.set_account(who, account);
     delta.emit(Event::NodeDeregistered { node: id });
     Ok(())

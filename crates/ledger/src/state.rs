@@ -34,8 +34,23 @@ pub struct Account {
     pub nodes: u32,
     /// A vote on an appeal weighs the voter's stake; it cannot be unbonded before the vote ends.
     pub vote_locked_until_ms: u64,
+    /// Proven offences of all the nodes this account ever registered: a node's ejection counts
+    /// its owner's offences, and a node registered later starts with them.
+    pub offences: u32,
+    /// Nodes deregistered while frozen (not for missed challenges): each of the account's next
+    /// registrations starts frozen and takes one, so leaving and coming back does not thaw a node.
+    pub frozen_carried: u32,
 }
-codec_struct!(Account { balance, nonce, staked, unbonding, nodes, vote_locked_until_ms });
+codec_struct!(Account {
+    balance,
+    nonce,
+    staked,
+    unbonding,
+    nodes,
+    vote_locked_until_ms,
+    offences,
+    frozen_carried
+});
 
 impl Account {
     pub fn unbonding_total(&self) -> Amount {
@@ -128,17 +143,27 @@ codec_struct!(Node {
 /// Most voters on one appeal (a list's codec limit).
 pub const APPEAL_VOTERS_MAX: usize = 256;
 
+/// One staker's vote on an appeal: its side and the bonded stake it weighs.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AppealVote {
+    pub voter: AccountId,
+    pub approve: bool,
+    pub weight: Amount,
+}
+codec_struct!(AppealVote { voter, approve, weight });
+
 /// An arbitration vote of stakers on unfreezing a node.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Appeal {
     pub opened_ms: u64,
     pub closes_ms: u64,
-    /// Bonded stake voting to unfreeze, and to keep frozen.
+    /// Bonded stake voting to unfreeze, and to keep frozen: the sums of `votes`.
     pub approve: Amount,
     pub reject: Amount,
-    pub voters: Vec<AccountId>,
+    /// At most [`APPEAL_VOTERS_MAX`]; when full, a heavier vote displaces the lightest.
+    pub votes: Vec<AppealVote>,
 }
-codec_struct!(Appeal { opened_ms, closes_ms, approve, reject, voters });
+codec_struct!(Appeal { opened_ms, closes_ms, approve, reject, votes });
 
 /// What a lease is for. The matcher places the worker (or `k` replicas) first; auditors,
 /// referees and dispute committees are placed by the verification rules.
@@ -335,6 +360,9 @@ pub struct Task {
     /// When the task ended (0 while open): it is pruned `task_retention_ms` later.
     #[serde(default)]
     pub ended_ms: u64,
+    /// Providers' unconfirmed claims that the task's inputs cannot be used (`market::claim_inputs`).
+    #[serde(default)]
+    pub input_claims: Vec<InputClaim>,
 }
 codec_struct!(Task {
     id,
@@ -359,8 +387,19 @@ codec_struct!(Task {
     answer_commitment,
     dispute,
     cancel_requested_ms,
-    ended_ms
+    ended_ms,
+    input_claims
 });
+
+/// A provider's claim that a task's inputs cannot be used (missing, undecryptable, a malformed
+/// bundle or manifest), and what the requester pays it if another owner's node confirms it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InputClaim {
+    pub node: NodeId,
+    pub owner: AccountId,
+    pub pay: Amount,
+}
+codec_struct!(InputClaim { node, owner, pay });
 
 impl Task {
     /// The bond held by an open dispute.

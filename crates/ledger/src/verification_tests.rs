@@ -424,6 +424,41 @@ fn a_known_answer_task_catches_a_wrong_result() {
     }
 }
 
+/// Places `cheat` among the 3 replicas of a task (drawn at random: submits until it holds one),
+/// where it reveals a wrong result that the committee of two other owners outvotes: a proven
+/// offence. Needs 5 providers of distinct owners.
+pub(crate) fn catch_cheating(net: &mut Net, cheat: NodeId) {
+    let id = loop {
+        let id = net.submit(0, policy(Verification::Replicas(3)));
+        if net.leased(id).contains(&cheat) {
+            break id;
+        }
+        net.run(0, TxBody::CancelTask { task: id }).expect("cancel");
+    };
+    let output = |node: NodeId| -> &'static [u8] {
+        if node == cheat {
+            b"bad"
+        } else {
+            b"good"
+        }
+    };
+    for node in net.leased(id) {
+        net.commit(id, node, output(node)).expect("commit");
+    }
+    for node in net.leased(id) {
+        net.reveal(id, node, output(node)).expect("reveal");
+    }
+    // The split goes to a committee of the two other owners, which confirms the majority.
+    let members = net.leased(id)[3..].to_vec();
+    assert_eq!(members.len(), 2);
+    for node in &members {
+        net.commit(id, *node, b"good").expect("member commits");
+    }
+    for node in &members {
+        net.reveal(id, *node, b"good").expect("member reveals");
+    }
+}
+
 #[test]
 fn repeated_offences_freeze_then_eject_a_node() {
     let mut params = Params::default();
@@ -434,36 +469,7 @@ fn repeated_offences_freeze_then_eject_a_node() {
     let cheat = nodes[0];
     let mut statuses = Vec::new();
     for _ in 0..2 {
-        // Replicas are drawn at random: submit until the cheat holds one.
-        let id = loop {
-            let id = net.submit(0, policy(Verification::Replicas(3)));
-            if net.leased(id).contains(&cheat) {
-                break id;
-            }
-            net.run(0, TxBody::CancelTask { task: id }).expect("cancel");
-        };
-        let output = |node: NodeId| -> &'static [u8] {
-            if node == cheat {
-                b"bad"
-            } else {
-                b"good"
-            }
-        };
-        for node in net.leased(id) {
-            net.commit(id, node, output(node)).expect("commit");
-        }
-        for node in net.leased(id) {
-            net.reveal(id, node, output(node)).expect("reveal");
-        }
-        // The split goes to a committee of the two other owners, which confirms the majority.
-        let members = net.leased(id)[3..].to_vec();
-        assert_eq!(members.len(), 2);
-        for node in &members {
-            net.commit(id, *node, b"good").expect("member commits");
-        }
-        for node in &members {
-            net.reveal(id, *node, b"good").expect("member reveals");
-        }
+        catch_cheating(&mut net, cheat);
         statuses.push(net.state.nodes[&cheat].status);
         if net.state.nodes[&cheat].status == NodeStatus::Frozen {
             // Unfreeze by appeal so it can be caught again.
@@ -517,7 +523,7 @@ fn an_appeal_is_decided_by_the_stake_weighted_vote() {
         );
         assert_eq!(
             net.run(5, TxBody::VoteAppeal { node, approve: true }),
-            Err(Reject::NotEligibleVoter),
+            Err(Reject::VoteStakeTooLow),
             "no stake"
         );
         for (voter, amount, approve) in [(4, approve_stake, true), (5, reject_stake, false)] {

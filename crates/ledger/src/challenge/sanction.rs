@@ -131,7 +131,6 @@ fn punish(
                 challengers: &[],
             };
             money::slash(delta, slash)?;
-            reputation::record(&mut node.reputation, |r| r.offences = r.offences.saturating_add(1));
             // A slashed node is frozen until the stakers' arbitration thaws it (or ejected after
             // `offences_eject` offences), and no longer challenged meanwhile.
             node.capacity.frozen = false;

@@ -2,10 +2,11 @@
 //! task's limits with heartbeats, then seal the outputs to the requester and upload them.
 
 use super::{save_journal, Sealed, Shared, LOG_LINES_KEPT_MAX, TASK_HEARTBEAT_INTERVAL};
-use crate::executor::{ExecutionEvent, ExecutionRequest, Limits, Termination};
+use crate::client::ClientError;
+use crate::executor::{ExecutionEvent, ExecutionRequest, ExecutorError, Limits, Termination};
 use aicpw_types::bundle::{self, BundleError, Manifest};
 use aicpw_types::task::FailureReason;
-use aicpw_types::{seal, Hash32, TaskId, TxBody};
+use aicpw_types::{seal, Hash32, Reject, TaskId, TxBody};
 use serde_json::Value;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicU16, Ordering};
@@ -24,9 +25,9 @@ pub(super) fn execute(
 ) -> Result<TaskResult, FailureReason> {
     let terms = &task["terms"];
     let dir = shared.config.work_dir.join("tasks").join(id.0.to_string());
-    let (manifest, files) = fetch_inputs(shared, task).map_err(|e| {
-        tracing::warn!("task {id}: inputs unavailable: {e}");
-        FailureReason::InputsUnavailable
+    let (manifest, files) = fetch_inputs(shared, task).map_err(|(reason, e)| {
+        tracing::warn!("task {id}: cannot get the inputs ({}): {e}", reason.code());
+        reason
     })?;
     let (inputs, outputs, scratch) = (dir.join("in"), dir.join("out"), dir.join("tmp"));
     let _ = std::fs::remove_dir_all(&dir);
@@ -63,7 +64,11 @@ pub(super) fn execute(
     });
     let outcome = outcome.map_err(|e| {
         tracing::warn!("task {id}: executor failed: {e}");
-        FailureReason::ProviderError
+        match e {
+            // The request is built from the requester's manifest and terms.
+            ExecutorError::InvalidRequest { .. } => FailureReason::InputsUnavailable,
+            _ => FailureReason::ProviderError,
+        }
     })?;
     if let Some(reason) = failure_of(outcome.termination) {
         return Ok(Err(reason));
@@ -72,24 +77,41 @@ pub(super) fn execute(
     Ok(seal_and_upload(shared, id, task, &manifest, &outputs, &log_text.join("\n")))
 }
 
-fn fetch_inputs(shared: &Shared, task: &Value) -> Result<(Manifest, Files), String> {
-    let cid = task["terms"]["inputs_cid"].as_str().ok_or("no inputs_cid")?;
-    let blob = shared.client.get_store(cid).map_err(|e| e.to_string())?;
+/// The task's manifest and input files. An error says whose fault it is: the store not
+/// answering is this node's (`ProviderError`); inputs the store does not hold, no key grant for
+/// this node, a grant or a blob that does not open, or a malformed bundle are the requester's
+/// (`InputsUnavailable`, a claim the ledger does not blame this node for).
+fn fetch_inputs(
+    shared: &Shared,
+    task: &Value,
+) -> Result<(Manifest, Files), (FailureReason, String)> {
+    let inputs = |e: String| (FailureReason::InputsUnavailable, e);
+    let cid = task["terms"]["inputs_cid"].as_str().ok_or_else(|| inputs("no inputs_cid".into()))?;
+    let blob = shared.client.get_store(cid).map_err(|e| match e {
+        ClientError::Rejected(
+            Reject::NotFound
+            | Reject::BadRequest
+            | Reject::ContentMismatch
+            | Reject::PayloadTooLarge,
+        ) => inputs(e.to_string()),
+        _ => (FailureReason::ProviderError, e.to_string()),
+    })?;
     let plain = if task["terms"]["encrypted"].as_bool().unwrap_or(true) {
         let grant = task["key_grants"]
             .as_array()
             .and_then(|g| g.iter().find(|g| g["node"].as_u64() == Some(shared.node.0)))
             .and_then(|g| g["sealed_key"].as_str())
-            .ok_or("no key grant for this node")?;
-        let sealed = hex::decode(grant).map_err(|e| e.to_string())?;
-        let key =
-            seal::open(&shared.config.key.x25519_secret(), &sealed).map_err(|e| e.to_string())?;
-        let key: [u8; 32] = key.try_into().map_err(|_| "content key is not 32 bytes")?;
-        seal::decrypt(&key, &blob).map_err(|e| e.to_string())?
+            .ok_or_else(|| inputs("no key grant for this node".into()))?;
+        let sealed = hex::decode(grant).map_err(|e| inputs(e.to_string()))?;
+        let key = seal::open(&shared.config.key.x25519_secret(), &sealed)
+            .map_err(|e| inputs(e.to_string()))?;
+        let key: [u8; 32] =
+            key.try_into().map_err(|_| inputs("content key is not 32 bytes".into()))?;
+        seal::decrypt(&key, &blob).map_err(|e| inputs(e.to_string()))?
     } else {
         blob
     };
-    bundle::unpack(&plain).map_err(|e| e.to_string())
+    bundle::unpack(&plain).map_err(|e| inputs(e.to_string()))
 }
 
 fn limits_of(terms: &Value) -> Limits {
@@ -164,7 +186,8 @@ fn seal_and_upload(
     let output_hash =
         bundle::output_hash(manifest, &files).map_err(|_| FailureReason::TaskExitedWithError)?;
     files.push((bundle::RESULT_LOG_PATH.to_string(), logs.as_bytes().to_vec()));
-    let plain = bundle::pack(manifest, &files).map_err(|_| FailureReason::ProviderError)?;
+    // Only the task's outputs can push the packed result over a bundle's limits.
+    let plain = bundle::pack(manifest, &files).map_err(|_| FailureReason::TaskExitedWithError)?;
     let result_key = task["terms"]["result_key"].as_str().and_then(|k| hex::decode(k).ok());
     let result_key: [u8; 32] =
         result_key.and_then(|k| k.try_into().ok()).ok_or(FailureReason::ProviderError)?;

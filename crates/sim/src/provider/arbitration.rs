@@ -27,14 +27,15 @@ impl Provider {
     /// Votes once on every open appeal of another owner's node.
     pub(super) fn vote(&mut self, ctx: &mut Ctx<'_>) {
         let me = self.wallet.account;
-        let staked = ctx.state.accounts.get(&me).is_some_and(|a| !a.staked.is_zero());
+        let stake_min = ctx.state.params.verification.vote_stake_min;
+        let staked = ctx.state.accounts.get(&me).is_some_and(|a| a.staked >= stake_min);
         if !staked {
             return;
         }
         for (_, id) in &ctx.state.index.appeals {
             let Some(node) = ctx.state.nodes.get(id) else { continue };
             let Some(appeal) = &node.appeal else { continue };
-            if node.owner == me || appeal.voters.contains(&me) {
+            if node.owner == me || appeal.votes.iter().any(|v| v.voter == me) {
                 continue;
             }
             let key = (*id, appeal.opened_ms);
