@@ -266,9 +266,11 @@ pub enum DisputeOutcome {
     Open,
     /// The committee confirmed the result: the bond pays the committee, the rest the provider.
     Rejected,
-    /// The committee found another result: the provider is slashed, the requester refunded.
+    /// The committee found another result (the claimed known answer, for a known-answer claim):
+    /// the provider is slashed, the requester refunded.
     Upheld,
-    /// The committee did not agree: the result stands.
+    /// The committee did not agree (or, on a known-answer claim, agreed on neither the result
+    /// nor the claimed answer): the result stands.
     Inconclusive,
 }
 codec_unit_enum!(DisputeOutcome { Open = 0, Rejected = 1, Upheld = 2, Inconclusive = 3 });
@@ -283,8 +285,11 @@ pub struct Dispute {
     /// Paid from the bond to committee members per verified interval and not clawed back: with
     /// what is held, the bond their runs share (`Task::committee_bond`).
     pub released: Amount,
+    /// The answer a known-answer requester revealed against the result: a claim the committee's
+    /// re-run must confirm before anyone is slashed. `None` for a plain dispute.
+    pub claimed_answer: Option<Hash32>,
 }
-codec_struct!(Dispute { bond, opened_ms, outcome, released });
+codec_struct!(Dispute { bond, opened_ms, outcome, released, claimed_answer });
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ResultCommit {

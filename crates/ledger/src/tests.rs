@@ -38,6 +38,11 @@ pub(crate) fn salt(task: TaskId, node: NodeId) -> Hash32 {
     Hash32::of(&[task.0.to_le_bytes(), node.0.to_le_bytes()].concat())
 }
 
+/// The CID under which a test provider stores its result.
+pub(crate) fn result_cid(node: NodeId) -> String {
+    format!("bafkresult{}", node.0)
+}
+
 pub(crate) fn hardware() -> Hardware {
     Hardware {
         region: String::new(),
@@ -341,6 +346,7 @@ impl Net {
             id.0,
             &key(who).account().0,
             &Hash32::of(output).0,
+            &result_cid(node),
             &salt(id, node).0,
         );
         self.run(who, TxBody::CommitResult { task: id, node, commitment: Hash32(commitment) })
@@ -353,7 +359,7 @@ impl Net {
             node,
             output_hash: Hash32::of(output),
             salt: salt(id, node),
-            result_cid: format!("bafkresult{}", node.0),
+            result_cid: result_cid(node),
         };
         self.run(who, body)
     }

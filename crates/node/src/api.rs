@@ -5,7 +5,7 @@ use aicpw_ledger::block::task_request;
 use aicpw_store::{AddOptions, Cid, Store, StoreError};
 use aicpw_types::codec::Decode;
 use aicpw_types::tx::TX_BYTES_MAX;
-use aicpw_types::{AccountId, ChallengeId, NodeId, Reject, SignedTx, TaskId};
+use aicpw_types::{AccountId, ChallengeId, NodeId, Reject, SignedTx, TaskId, TxBody};
 use axum::body::{Body, Bytes};
 use axum::extract::{DefaultBodyLimit, Path, Query, State};
 use axum::http::{header, StatusCode};
@@ -136,6 +136,9 @@ async fn submit_tx(
     } else {
         SignedTx::from_bytes(&body).map_err(|_| Reject::Malformed)?
     };
+    if let TxBody::RevealResult { result_cid, .. } = &tx.tx.body {
+        result_available(&s, result_cid.clone()).await?;
+    }
     let (id, waiter) = s.submit(tx, q.wait)?;
     match waiter {
         None => Ok(Json(json!({ "tx_id": id, "status": "pending" }))),
@@ -145,6 +148,16 @@ async fn submit_tx(
             Err(_) => Err(Reject::Unavailable.into()),
         },
     }
+}
+
+/// A reveal must name a result the requester can fetch: the node admits it only while its
+/// content store holds all of `cid` (every block read back and rehashed). The ledger is pure and
+/// cannot look, so this admission is where availability is checked; the CID itself is bound into
+/// the lease's commitment, so it cannot be swapped after the reveal.
+async fn result_available(s: &SharedState, cid: String) -> Result<(), ApiError> {
+    let cid: Cid = cid.parse().map_err(|_| Reject::ResultUnavailable)?;
+    let read = move |store: &Store| store.read_to_writer(&cid, std::io::sink());
+    on_store(s, Reject::ResultUnavailable, read).await.map(|_| ())
 }
 
 fn parse<T: std::str::FromStr>(text: &str) -> Result<T, ApiError> {

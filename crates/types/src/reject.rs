@@ -79,6 +79,7 @@ rejects! {
     AlreadyVoted = 626, "this account already voted on this appeal";
     AppealOpen = 627, "the node already has an open appeal, or has used all its appeals";
     LateRevealClosed = 628, "the late reveal window of this withheld commitment has closed";
+    ResultUnavailable = 630, "the result CID is not in the node's content store in full: upload it first";
     ChallengeKindMismatch = 610, "the transaction does not answer this kind of challenge";
     OpeningsNotDrawn = 611, "the tiles to open are drawn in the block after the commitment";
     OpeningsOutOfOrder = 612, "openings must continue from the first drawn tile not yet opened";
