@@ -35,6 +35,8 @@ mod release_tests;
 #[cfg(test)]
 mod storage_tests;
 #[cfg(test)]
+mod seat_draw_tests;
+#[cfg(test)]
 mod tests;
 #[cfg(test)]
 mod verification_tests;

@@ -275,6 +275,16 @@ pub enum DisputeOutcome {
 }
 codec_unit_enum!(DisputeOutcome { Open = 0, Rejected = 1, Upheld = 2, Inconclusive = 3 });
 
+/// The candidates of a task's random seats (replicas, auditor, referee, committee), frozen in
+/// block `height` before the randomness that draws from them is known: the seats are drawn in
+/// block `height + 1`, from that block's randomness (`block::end_block`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SeatDraw {
+    pub height: u64,
+    pub candidates: Vec<NodeId>,
+}
+codec_struct!(SeatDraw { height, candidates });
+
 /// A requester's bonded challenge of a result.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Dispute {
@@ -332,6 +342,8 @@ pub struct Task {
     pub reveal_open_ms: Option<u64>,
     pub answer_commitment: Hash32,
     pub dispute: Option<Dispute>,
+    /// The frozen candidates of the open random seats, if any.
+    pub seat_draw: Option<SeatDraw>,
     /// When the requester cancelled a task whose revealed results disagree: the cancel waits for
     /// the verdict on them (`ledger::cancel`), then the task ends cancelled. No new work seats
     /// are placed meanwhile.
@@ -363,6 +375,7 @@ codec_struct!(Task {
     reveal_open_ms,
     answer_commitment,
     dispute,
+    seat_draw,
     cancel_requested_ms,
     ended_ms
 });

@@ -181,6 +181,7 @@ fn enter_verifying(delta: &mut Delta<'_>, mut task: Task, index: usize) -> Resul
 pub(crate) fn start_round(delta: &mut Delta<'_>, task: &mut Task, round: Round, seats: u8) {
     task.round = round;
     task.seats = seats;
+    task.seat_draw = None;
     task.seats_since_ms = delta.env.time_ms;
     task.reveal_open_ms = None;
     delta.emit(Event::RoundStarted { task: task.id, round });
