@@ -33,9 +33,9 @@ mod release_props;
 #[cfg(test)]
 mod release_tests;
 #[cfg(test)]
-mod storage_tests;
-#[cfg(test)]
 mod seat_draw_tests;
+#[cfg(test)]
+mod storage_tests;
 #[cfg(test)]
 mod tests;
 #[cfg(test)]

@@ -489,7 +489,7 @@ fn a_known_answer_catch_slashes_the_forger_only_once_the_committee_reruns_it() {
         _ => None,
     });
     let owners: Vec<_> = members.iter().map(|n| net.state.nodes[n].owner).collect();
-    assert_eq!(penalized, Some((crate::penalty::Offence::KnownAnswerWrong, owners)));
+    assert_eq!(penalized, Some((crate::money::Offence::KnownAnswerWrong, owners)));
     // The requester paid the committee from the bond and got no challenger share.
     let committee_paid: u128 =
         task.leases.iter().filter(|l| l.role == Role::Committee).map(|l| l.cost.0).sum();
