@@ -350,8 +350,13 @@ fn known_answer(command: KnownAnswerCommand) -> Result<()> {
                     .collect();
                 let t = &v["totals"];
                 lines.push(format!(
-                    "{} pending; injected {}, confirmed {}, caught {}, unchecked {}",
-                    v["pending"], t["injected"], t["confirmed"], t["caught"], t["unchecked"]
+                    "{} pending; injected {}, confirmed {}, caught {}, refuted {}, unchecked {}",
+                    v["pending"],
+                    t["injected"],
+                    t["confirmed"],
+                    t["caught"],
+                    t["refuted"],
+                    t["unchecked"]
                 ));
                 lines.join("\n")
             });

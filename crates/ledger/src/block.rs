@@ -269,8 +269,11 @@ fn owned_by(state: &State, owner: AccountId) -> impl Iterator<Item = NodeId> + '
 
 /// Ends a block: fills open seats of tasks (oldest first, at most `placements_per_block_max`
 /// tasks; a task's seats are filled all at once or not at all, on nodes of distinct owners, each
-/// within its owner's stake headroom), then checks that money is conserved (`money::check`). A
-/// violation is a bug in a rule: the caller must not commit the block (the node halts).
+/// within its owner's stake headroom; a lone worker's seat follows the requester's strategy and is
+/// placed at once, random seats (replicas, auditor, referee, committee) are drawn in the block
+/// after their candidates were frozen, [`draw_seats`]), then checks that money is conserved
+/// (`money::check`). A violation is a bug in a rule: the caller must not commit the block (the
+/// node halts).
 pub fn end_block(state: &mut State, env: &BlockEnv) -> Result<Vec<Event>, Violation> {
     let requests: Vec<(TaskRequest, u8, bool)> = state
         .index
@@ -286,10 +289,18 @@ pub fn end_block(state: &mut State, env: &BlockEnv) -> Result<Vec<Event>, Violat
     let (batch, single): (Vec<_>, Vec<_>) = requests.into_iter().partition(batched);
     let randomness = env.randomness.0;
     let mut placed: Vec<(TaskId, NodeId)> = Vec::new();
+    let mut frozen: Vec<(TaskId, Vec<NodeId>)> = Vec::new();
     let mut taken: BTreeMap<AccountId, u128> = BTreeMap::new();
     for (request, seats, random) in &single {
-        let seats = Seats { count: *seats, random: *random };
-        placed.extend(place_seats(state, request, seats, randomness, &mut taken));
+        if !random {
+            placed.extend(place_seats(state, request, *seats, randomness, &mut taken));
+            continue;
+        }
+        match draw_seats(state, request, *seats, env, &mut taken) {
+            Drawn::Placed(nodes) => placed.extend(nodes.into_iter().map(|node| (request.id, node))),
+            Drawn::Frozen(candidates) => frozen.push((request.id, candidates)),
+            Drawn::Waiting => {}
+        }
     }
     if !batch.is_empty() {
         let batch: Vec<TaskRequest> = batch.into_iter().map(|(request, ..)| request).collect();
@@ -305,6 +316,10 @@ pub fn end_block(state: &mut State, env: &BlockEnv) -> Result<Vec<Event>, Violat
         }
     }
     let mut delta = Delta::new(state, env);
+    for (task, candidates) in frozen {
+        let froze: Result<(), Reject> = market::freeze_seats(&mut delta, task, candidates);
+        assert!(froze.is_ok(), "froze the seat candidates of task {task}: {froze:?}");
+    }
     for (task, node) in placed {
         let assigned: Result<(), Reject> = market::assign(&mut delta, task, node);
         assert!(assigned.is_ok(), "the matcher placed task {task} on node {node}: {assigned:?}");
@@ -356,34 +371,20 @@ fn random_seats(task: &Task) -> bool {
     task.round != Round::Work || matches!(task.terms.verification, Verification::Replicas(_))
 }
 
-/// The open seats of one task: how many, and whether they are drawn at random (verification
-/// seats and replicas, see [`random_seats`]) rather than by the requester's strategy.
-#[derive(Clone, Copy)]
-struct Seats {
-    count: u8,
-    random: bool,
-}
-
-/// Places all seats of one task on nodes of distinct owners, or none (freeing what it took).
-/// A lone worker's seat follows the requester's strategy; replicas and verification seats are
-/// drawn at random.
+/// Places all `count` seats of one task by the requester's strategy on nodes of distinct owners,
+/// or none (freeing what it took).
 fn place_seats(
     state: &mut State,
     request: &TaskRequest,
-    seats: Seats,
+    count: u8,
     randomness: [u8; 32],
     taken: &mut BTreeMap<AccountId, u128>,
 ) -> Vec<(TaskId, NodeId)> {
     let mut request = request.clone();
     let mut chosen: Vec<NodeId> = Vec::new();
     let mut reserved = taken.clone();
-    while chosen.len() < usize::from(seats.count) {
-        let found = if seats.random {
-            draw_verifier(state, &request, randomness, chosen.len() as u64)
-        } else {
-            state.index.matcher.place_one(&request, randomness).ok()
-        };
-        let Some(node) = found else { break };
+    while chosen.len() < usize::from(count) {
+        let Ok(node) = state.index.matcher.place_one(&request, randomness) else { break };
         if !within_headroom(state, &request, node, &mut reserved) {
             // Over its owner's headroom this block: skip the node, try the next best.
             state.index.matcher.release(node, &request.resources);
@@ -395,7 +396,7 @@ fn place_seats(
             request.excluded_nodes.extend(owned_by(state, owner));
         }
     }
-    if chosen.len() < usize::from(seats.count) {
+    if chosen.len() < usize::from(count) {
         for node in chosen {
             state.index.matcher.release(node, &request.resources);
         }
@@ -405,16 +406,50 @@ fn place_seats(
     chosen.into_iter().map(|node| (request.id, node)).collect()
 }
 
-/// A verification seat's node, drawn uniformly (`verify::pick_auditor` on the block's randomness)
-/// among up to [`VERIFIER_CANDIDATES_MAX`] eligible nodes of distinct owners, and occupied. A
-/// node cannot make itself every task's auditor by undercutting prices: the cheapest of 16 is
-/// drawn one time in 16.
-fn draw_verifier(
+/// What became of a task's random seats in this block.
+enum Drawn {
+    /// Drawn from the candidates frozen in the previous block, and occupied.
+    Placed(Vec<NodeId>),
+    /// Not drawn now: these candidates are frozen, to be drawn from in the next block.
+    Frozen(Vec<NodeId>),
+    /// Fewer eligible nodes than seats: nothing to freeze.
+    Waiting,
+}
+
+/// A task's random seats. Their candidates, up to [`VERIFIER_CANDIDATES_MAX`] eligible nodes of
+/// distinct owners in the matcher's order, are frozen in one block; the next block draws the
+/// seats among them with its own randomness, which nobody knew while the set could still change
+/// (block randomness is BLAKE3(parent hash, height): known one block ahead, so drawing from the
+/// block that also chose the candidates let a worker move a sybil into the seat it would draw).
+/// The draw takes candidates in the order `verify::pick_auditor` gives, passing over those no
+/// longer eligible or over their owner's headroom: a participant can only take its own nodes out,
+/// which never brings another of its nodes in. Too few left, or the draw missed its block: the
+/// candidates are frozen again.
+fn draw_seats(
     state: &mut State,
     request: &TaskRequest,
-    randomness: [u8; 32],
-    seat: u64,
-) -> Option<NodeId> {
+    seats: u8,
+    env: &BlockEnv,
+    taken: &mut BTreeMap<AccountId, u128>,
+) -> Drawn {
+    let randomness = env.randomness.0;
+    let draw = state.tasks.get(&request.id).and_then(|t| t.seat_draw.clone());
+    if let Some(draw) = draw.filter(|d| d.height.checked_add(1) == Some(env.height)) {
+        if let Some(nodes) = draw_frozen(state, request, seats, draw.candidates, randomness, taken)
+        {
+            return Drawn::Placed(nodes);
+        }
+    }
+    let candidates = verifier_candidates(state, request, randomness);
+    if candidates.len() < usize::from(seats) {
+        return Drawn::Waiting;
+    }
+    Drawn::Frozen(candidates)
+}
+
+/// Up to [`VERIFIER_CANDIDATES_MAX`] nodes of distinct owners the matcher would place the task
+/// on now, best first.
+fn verifier_candidates(state: &State, request: &TaskRequest, randomness: [u8; 32]) -> Vec<NodeId> {
     let mut probe = request.clone();
     let mut candidates = Vec::new();
     while candidates.len() < VERIFIER_CANDIDATES_MAX {
@@ -425,10 +460,54 @@ fn draw_verifier(
             probe.excluded_nodes.extend(owned_by(state, owner));
         }
     }
-    let draw = request.id.0 ^ (seat << 56);
-    let node = candidates[aicpw_verify::audit::pick_auditor(&randomness, draw, candidates.len())?];
-    state.index.matcher.occupy(node, &request.resources);
-    Some(node)
+    candidates
+}
+
+/// Draws `seats` of the frozen `candidates` (see [`draw_seats`]) and occupies them; `None`, with
+/// nothing occupied, if too few are still eligible.
+fn draw_frozen(
+    state: &mut State,
+    request: &TaskRequest,
+    seats: u8,
+    mut candidates: Vec<NodeId>,
+    randomness: [u8; 32],
+    taken: &mut BTreeMap<AccountId, u128>,
+) -> Option<Vec<NodeId>> {
+    let mut chosen: Vec<NodeId> = Vec::new();
+    let mut reserved = taken.clone();
+    let mut draw = 0u64;
+    while chosen.len() < usize::from(seats) {
+        let seed = request.id.0 ^ (draw << 56);
+        let Some(index) = aicpw_verify::audit::pick_auditor(&randomness, seed, candidates.len())
+        else {
+            break;
+        };
+        draw += 1;
+        let node = candidates.remove(index);
+        if eligible(state, request, node, randomness)
+            && within_headroom(state, request, node, &mut reserved)
+        {
+            state.index.matcher.occupy(node, &request.resources);
+            chosen.push(node);
+        }
+    }
+    if chosen.len() < usize::from(seats) {
+        for node in chosen {
+            state.index.matcher.release(node, &request.resources);
+        }
+        return None;
+    }
+    *taken = reserved;
+    Some(chosen)
+}
+
+/// Whether the matcher would place the task on `node` now (active, online, free capacity, price,
+/// reputation, key grant, not excluded).
+fn eligible(state: &State, request: &TaskRequest, node: NodeId, randomness: [u8; 32]) -> bool {
+    let granted = request.allowed_nodes.as_ref().is_none_or(|allowed| allowed.contains(&node));
+    let mut probe = request.clone();
+    probe.allowed_nodes = Some(vec![node]);
+    granted && state.index.matcher.select(&probe, randomness) == Some(node)
 }
 
 /// Whether `node`'s owner can take one more run of the task at the node's price on top of what

@@ -11,10 +11,14 @@
 //!   slashed; the task completes.
 //! - Both members agree on another hash: the dispute is upheld. Every node that produced the
 //!   disputed result (worker, and an auditor or replicas that confirmed it) is slashed, its
-//!   challenger share going to the requester; the bond pays the members and the rest returns to
-//!   the requester; the task fails with `result-rejected` and a full refund of the escrow.
+//!   challenger share going to the members whose re-run proved it wrong; the bond pays the members
+//!   and the rest returns to the requester; the task fails with `result-rejected` and a full
+//!   refund of the escrow.
 //! - No majority: inconclusive. The bond pays the members who revealed, the rest returns; the
 //!   result stands and the task completes.
+//!
+//! The requester never gets a challenger share: its claim is what the committee checks, not
+//! evidence, and paying it for its own claim would pay it for steering the committee.
 //!
 //! Every task the ledger runs (sandbox or container) can be re-executed, so disputes never need a
 //! staked vote on the result itself; the stakers' vote is kept for appeals of frozen nodes
@@ -22,10 +26,16 @@
 //!
 //! **Known answers.** Every `SubmitTask` carries an `answer_commitment`; for a normal task it is
 //! random bytes. A submitter that knows the answer commits `answer_commitment(submitter,
-//! answer_hash, salt)` and, once the result is verified, sends `RevealAnswer`. A result that
-//! differs is proven wrong: its producers are slashed, the requester refunded. Which tasks carry
-//! known answers (1–2% of a submitter's traffic, `verify::KnownAnswerPolicy`) is the submitter's
-//! policy; providers cannot tell them apart.
+//! answer_hash, salt)` and, once the result is verified, sends `RevealAnswer`. A result equal to
+//! the answer completes the task (a passed audit for its producers). A result that differs proves
+//! nothing by itself (the requester could reveal any hash after downloading an honest result):
+//! the reveal opens a dispute with the minimum bond, taken from the requester, and the claimed
+//! answer recorded. The committee re-runs the task; its producers are slashed
+//! (`known-answer-wrong`) only if both members agree with the claimed answer. The result winning
+//! the vote rejects the claim (the bond goes to the committee and the provider, as for any lost
+//! dispute); anything else is inconclusive and the result stands. Which tasks carry known answers
+//! (1–2% of a submitter's traffic, `verify::KnownAnswerPolicy`) is the submitter's policy;
+//! providers cannot tell them apart.
 
 use crate::delta::Delta;
 use crate::event::Event;
@@ -63,21 +73,54 @@ fn verified_task(delta: &Delta<'_>, who: &AccountId, id: TaskId) -> Result<Task,
 }
 
 pub fn open(delta: &mut Delta<'_>, who: AccountId, id: TaskId, bond: Amount) -> Result<(), Reject> {
-    let mut task = verified_task(delta, &who, id)?;
+    let task = verified_task(delta, &who, id)?;
+    open_committee(delta, task, bond, None)
+}
+
+/// Takes the bond from the requester and places the committee that re-runs the task.
+fn open_committee(
+    delta: &mut Delta<'_>,
+    mut task: Task,
+    bond: Amount,
+    claimed_answer: Option<Hash32>,
+) -> Result<(), Reject> {
     if bond < market::dispute_bond_min(&task.terms) {
         return Err(Reject::BondTooLow);
     }
-    money::debit(delta, who, bond)?;
+    money::debit(delta, task.requester, bond)?;
     task.dispute = Some(Dispute {
         bond,
         opened_ms: delta.env.time_ms,
         outcome: DisputeOutcome::Open,
         released: Amount::ZERO,
+        claimed_answer,
     });
-    delta.emit(Event::DisputeOpened { task: id, bond });
+    delta.emit(Event::DisputeOpened { task: task.id, bond });
     start_round(delta, &mut task, Round::Dispute, COMMITTEE_SIZE);
     delta.set_task(task);
     Ok(())
+}
+
+/// The offence of a result a dispute proved wrong: `known-answer-wrong` when the committee
+/// confirmed a known answer, `dispute-lost` otherwise.
+pub(crate) fn offence(task: &Task) -> Offence {
+    match task.dispute.as_ref().and_then(|d| d.claimed_answer) {
+        Some(_) => Offence::KnownAnswerWrong,
+        None => Offence::DisputeLost,
+    }
+}
+
+/// Owners of the committee members whose re-run decided the dispute (paid for revealing the
+/// winning hash): the challengers of a result the dispute proved wrong.
+pub(crate) fn deciders(delta: &Delta<'_>, task: &Task) -> Result<Vec<AccountId>, Reject> {
+    let upheld = task.dispute.as_ref().is_some_and(|d| d.outcome == DisputeOutcome::Upheld);
+    let members: Vec<usize> = (0..task.leases.len())
+        .filter(|i| {
+            let lease = &task.leases[*i];
+            upheld && lease.role == Role::Committee && lease.verdict == Verdict::Paid
+        })
+        .collect();
+    owners(delta, task, &members)
 }
 
 /// Pays committee member `index` what its time earned beyond its released intervals, once.
@@ -147,28 +190,37 @@ pub(crate) fn decide(delta: &mut Delta<'_>, mut task: Task) -> Result<(), Reject
         money::close_bond(delta, &mut task, DisputeOutcome::Inconclusive, None)?;
         return complete(delta, task);
     }
+    let majority = outcome.majority_hash.map(Hash32);
+    let claimed = task.dispute.as_ref().and_then(|d| d.claimed_answer);
+    if claimed.is_some_and(|claimed| Some(claimed) != majority)
+        && majority != Some(result.output_hash)
+    {
+        // The committee agreed on neither the result nor the claimed answer: the claim is not
+        // confirmed, so nobody is slashed and the result stands.
+        money::close_bond(delta, &mut task, DisputeOutcome::Inconclusive, None)?;
+        return complete(delta, task);
+    }
     for index in &losers {
         task.leases[*index].verdict = Verdict::Overruled;
         penalty::penalize(delta, &mut task, *index, &honest, Offence::DisputeLost)?;
     }
-    if outcome.majority_hash == Some(result.output_hash.0) {
+    if majority == Some(result.output_hash) {
         let provider = delta.node(result.node)?.owner;
         money::close_bond(delta, &mut task, DisputeOutcome::Rejected, Some(provider))?;
         return complete(delta, task);
     }
-    overturn(delta, task, result.output_hash, &[])
+    overturn(delta, task, result.output_hash, &honest)
 }
 
-/// The result was proven wrong: every node that produced or confirmed it is slashed (its
-/// challenger share to `challengers`, or the requester), the bond returns, the escrow is refunded.
+/// The committee's re-run proved the result wrong: every node that produced or confirmed it is
+/// slashed (its challenger share to the members who proved it, `challengers`), the bond returns,
+/// the escrow is refunded.
 fn overturn(
     delta: &mut Delta<'_>,
     mut task: Task,
     wrong: Hash32,
     challengers: &[AccountId],
 ) -> Result<(), Reject> {
-    let challengers =
-        if challengers.is_empty() { vec![task.requester] } else { challengers.to_vec() };
     let guilty: Vec<usize> = (0..task.leases.len())
         .filter(|i| {
             let lease = &task.leases[*i];
@@ -176,11 +228,10 @@ fn overturn(
                 && lease.reveal.as_ref().is_some_and(|r| r.output_hash == wrong)
         })
         .collect();
-    let offence =
-        if task.dispute.is_some() { Offence::DisputeLost } else { Offence::KnownAnswerWrong };
+    let offence = offence(&task);
     for index in guilty {
         task.leases[index].verdict = Verdict::Overruled;
-        penalty::penalize(delta, &mut task, index, &challengers, offence)?;
+        penalty::penalize(delta, &mut task, index, challengers, offence)?;
     }
     money::close_bond(delta, &mut task, DisputeOutcome::Upheld, None)?;
     finish(delta, task, TaskState::Failed, Some(FailureReason::ResultRejected))
@@ -212,7 +263,9 @@ pub fn reveal_answer(
     let matched = result.output_hash == answer_hash;
     delta.emit(Event::KnownAnswerRevealed { task: id, matched });
     if !matched {
-        return overturn(delta, task, result.output_hash, &[]);
+        // The requester's word is a claim, not proof: the committee re-runs the task.
+        let bond = market::dispute_bond_min(&task.terms);
+        return open_committee(delta, task, bond, Some(answer_hash));
     }
     for lease in task.leases.iter().filter(|l| l.verdict == Verdict::Upheld) {
         penalty::passed(delta, lease.node)?;

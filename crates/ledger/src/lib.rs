@@ -27,14 +27,17 @@ pub mod withheld;
 #[cfg(test)]
 mod cancel_tests;
 #[cfg(test)]
-mod grant_tests;
 mod faults_tests;
+#[cfg(test)]
+mod grant_tests;
 #[cfg(test)]
 mod money_tests;
 #[cfg(test)]
 mod release_props;
 #[cfg(test)]
 mod release_tests;
+#[cfg(test)]
+mod seat_draw_tests;
 #[cfg(test)]
 mod storage_tests;
 #[cfg(test)]

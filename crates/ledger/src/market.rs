@@ -106,6 +106,7 @@ pub fn submit(
         reveal_open_ms: None,
         answer_commitment,
         dispute: None,
+        seat_draw: None,
         cancel_requested_ms: None,
         ended_ms: 0,
         input_claims: Vec::new(),
@@ -274,6 +275,7 @@ pub fn assign(delta: &mut Delta<'_>, id: TaskId, node_id: NodeId) -> Result<(), 
         task.attempts += 1;
     }
     task.seats -= 1;
+    task.seat_draw = None;
     task.leases.push(Lease {
         node: node_id,
         role,
@@ -294,6 +296,21 @@ pub fn assign(delta: &mut Delta<'_>, id: TaskId, node_id: NodeId) -> Result<(), 
     node.running += 1;
     delta.emit(Event::TaskAssigned { task: id, node: node_id, attempt: task.attempts, role });
     delta.set_node(node);
+    delta.set_task(task);
+    Ok(())
+}
+
+/// Freezes the candidates a task's random seats are drawn from in the next block.
+pub fn freeze_seats(
+    delta: &mut Delta<'_>,
+    id: TaskId,
+    candidates: Vec<NodeId>,
+) -> Result<(), Reject> {
+    let mut task = delta.task(id)?;
+    if task.seats == 0 || task.state.is_terminal() {
+        return Err(Reject::InvalidTaskState);
+    }
+    task.seat_draw = Some(crate::state::SeatDraw { height: delta.env.height, candidates });
     delta.set_task(task);
     Ok(())
 }

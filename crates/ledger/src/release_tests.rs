@@ -318,6 +318,13 @@ fn known_answer_worker() -> Caught {
     net.wait(ONE_INTERVAL_MS);
     net.finish_lease(id, worker, b"lazy");
     net.run(0, TxBody::RevealAnswer { task: id, answer_hash: answer, salt }).expect("reveal");
+    let members = net.leased(id);
+    for member in &members {
+        net.commit(id, *member, b"answer").expect("commit");
+    }
+    for member in &members {
+        net.reveal(id, *member, b"answer").expect("reveal");
+    }
     Caught { net, id, offender: worker, offence: Offence::KnownAnswerWrong }
 }
 

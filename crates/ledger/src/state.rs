@@ -291,12 +291,24 @@ pub enum DisputeOutcome {
     Open,
     /// The committee confirmed the result: the bond pays the committee, the rest the provider.
     Rejected,
-    /// The committee found another result: the provider is slashed, the requester refunded.
+    /// The committee found another result (the claimed known answer, for a known-answer claim):
+    /// the provider is slashed, the requester refunded.
     Upheld,
-    /// The committee did not agree: the result stands.
+    /// The committee did not agree (or, on a known-answer claim, agreed on neither the result
+    /// nor the claimed answer): the result stands.
     Inconclusive,
 }
 codec_unit_enum!(DisputeOutcome { Open = 0, Rejected = 1, Upheld = 2, Inconclusive = 3 });
+
+/// The candidates of a task's random seats (replicas, auditor, referee, committee), frozen in
+/// block `height` before the randomness that draws from them is known: the seats are drawn in
+/// block `height + 1`, from that block's randomness (`block::end_block`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SeatDraw {
+    pub height: u64,
+    pub candidates: Vec<NodeId>,
+}
+codec_struct!(SeatDraw { height, candidates });
 
 /// A requester's bonded challenge of a result.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -308,8 +320,11 @@ pub struct Dispute {
     /// Paid from the bond to committee members per verified interval and not clawed back: with
     /// what is held, the bond their runs share (`Task::committee_bond`).
     pub released: Amount,
+    /// The answer a known-answer requester revealed against the result: a claim the committee's
+    /// re-run must confirm before anyone is slashed. `None` for a plain dispute.
+    pub claimed_answer: Option<Hash32>,
 }
-codec_struct!(Dispute { bond, opened_ms, outcome, released });
+codec_struct!(Dispute { bond, opened_ms, outcome, released, claimed_answer });
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ResultCommit {
@@ -352,6 +367,8 @@ pub struct Task {
     pub reveal_open_ms: Option<u64>,
     pub answer_commitment: Hash32,
     pub dispute: Option<Dispute>,
+    /// The frozen candidates of the open random seats, if any.
+    pub seat_draw: Option<SeatDraw>,
     /// When the requester cancelled a task whose revealed results disagree: the cancel waits for
     /// the verdict on them (`ledger::cancel`), then the task ends cancelled. No new work seats
     /// are placed meanwhile.
@@ -386,6 +403,7 @@ codec_struct!(Task {
     reveal_open_ms,
     answer_commitment,
     dispute,
+    seat_draw,
     cancel_requested_ms,
     ended_ms,
     input_claims

@@ -12,6 +12,7 @@ use proptest::prelude::*;
 
 pub(crate) const CHAIN: &str = "aicpw-test";
 
+#[derive(Clone)]
 pub(crate) struct Net {
     pub state: State,
     pub height: u64,
@@ -27,7 +28,12 @@ pub(crate) struct Net {
     /// its intervals are vouched for (`release::vouches_for_interval`). On by default; the
     /// challenge rounds themselves are tested in `challenge::tests`.
     pub vouching: bool,
+    /// Whether [`Net::block`] also runs the block that draws the random seats it froze.
+    pub settle_draws: bool,
 }
+
+/// Dev accounts a test may use (0..8 are funded at genesis, others by transfers).
+const ACCOUNTS: u32 = 32;
 
 pub(crate) fn key(i: u32) -> Keypair {
     Keypair::dev(i)
@@ -36,6 +42,11 @@ pub(crate) fn key(i: u32) -> Keypair {
 /// The salt a test provider uses for its commitment to `hash` on `task`.
 pub(crate) fn salt(task: TaskId, node: NodeId) -> Hash32 {
     Hash32::of(&[task.0.to_le_bytes(), node.0.to_le_bytes()].concat())
+}
+
+/// The CID under which a test provider stores its result.
+pub(crate) fn result_cid(node: NodeId) -> String {
+    format!("bafkresult{}", node.0)
 }
 
 pub(crate) fn hardware() -> Hardware {
@@ -94,6 +105,7 @@ impl Net {
             events: Vec::new(),
             log: Vec::new(),
             vouching: true,
+            settle_draws: true,
         }
     }
 
@@ -120,11 +132,23 @@ impl Net {
         key(who).sign(tx)
     }
 
-    /// One block holding these transactions.
+    /// One block holding these transactions; then, if it froze the candidates of random seats
+    /// and `settle_draws` is on, the empty block at the same time that draws them, as a live
+    /// chain does a moment later (its events are added to the first block's).
     pub fn block(&mut self, txs: &[SignedTx]) -> Vec<Result<Receipt, Reject>> {
         let env = self.open_block(1_000);
         let results = txs.iter().map(|tx| self.apply_recorded(tx, &env)).collect();
         self.close_block(&env);
+        let height = self.height;
+        let frozen = self.state.tasks.values().any(|t| {
+            !t.state.is_terminal() && t.seat_draw.as_ref().is_some_and(|d| d.height == height)
+        });
+        if self.settle_draws && frozen {
+            let events = std::mem::take(&mut self.events);
+            let env = self.open_block(0);
+            self.close_block(&env);
+            self.events = events.into_iter().chain(std::mem::take(&mut self.events)).collect();
+        }
         results
     }
 
@@ -215,7 +239,7 @@ impl Net {
         let txs: Vec<SignedTx> = bodies
             .into_iter()
             .filter_map(|(owner, body)| {
-                let who = (0..8).find(|i| key(*i).account() == owner)?;
+                let who = (0..ACCOUNTS).find(|i| key(*i).account() == owner)?;
                 Some(self.sign(who, body))
             })
             .collect();
@@ -317,7 +341,7 @@ impl Net {
     /// The dev account that owns `node`.
     pub fn owner(&self, node: NodeId) -> u32 {
         let owner = self.state.nodes[&node].owner;
-        (0..8).find(|i| key(*i).account() == owner).expect("a dev account owns the node")
+        (0..ACCOUNTS).find(|i| key(*i).account() == owner).expect("a dev account owns the node")
     }
 
     /// Nodes holding a lease of the task's current round, in placement order.
@@ -337,6 +361,7 @@ impl Net {
             id.0,
             &key(who).account().0,
             &Hash32::of(output).0,
+            &result_cid(node),
             &salt(id, node).0,
         );
         self.run(who, TxBody::CommitResult { task: id, node, commitment: Hash32(commitment) })
@@ -349,7 +374,7 @@ impl Net {
             node,
             output_hash: Hash32::of(output),
             salt: salt(id, node),
-            result_cid: format!("bafkresult{}", node.0),
+            result_cid: result_cid(node),
         };
         self.run(who, body)
     }

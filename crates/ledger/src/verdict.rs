@@ -103,7 +103,7 @@ pub fn reveal_result(
     let (Some(commitment), Some(_)) = (lease.commitment, task.reveal_open_ms) else {
         return Err(Reject::RevealNotOpen);
     };
-    aicpw_verify::check_reveal(&commitment.0, id.0, &who.0, &output_hash.0, &salt.0)
+    aicpw_verify::check_reveal(&commitment.0, id.0, &who.0, &output_hash.0, &result_cid, &salt.0)
         .map_err(|_| Reject::BadCommitment)?;
     let revealed_ms = delta.env.time_ms;
     task.leases[index].reveal = Some(Reveal { output_hash, result_cid, revealed_ms });
@@ -181,6 +181,7 @@ fn enter_verifying(delta: &mut Delta<'_>, mut task: Task, index: usize) -> Resul
 pub(crate) fn start_round(delta: &mut Delta<'_>, task: &mut Task, round: Round, seats: u8) {
     task.round = round;
     task.seats = seats;
+    task.seat_draw = None;
     task.seats_since_ms = delta.env.time_ms;
     task.reveal_open_ms = None;
     delta.emit(Event::RoundStarted { task: task.id, round });

@@ -307,9 +307,31 @@ fn a_copying_replica_cannot_open_its_commitment_with_anothers_result() {
         id.0,
         &copier_account.0,
         &Hash32::of(b"work").0,
+        &crate::tests::result_cid(honest),
         &crate::tests::salt(id, honest).0,
     );
     assert!(check.is_err() && honest_account != copier_account);
+}
+
+#[test]
+fn a_reveal_cannot_name_another_cid_than_the_one_committed() {
+    let (mut net, _) = net_with(1);
+    let id = net.submit(0, policy(Verification::None));
+    let worker = net.worker(id);
+    net.commit(id, worker, b"work").expect("commit");
+    // The right hash and salt with a junk location for the result: refused.
+    let junk = TxBody::RevealResult {
+        task: id,
+        node: worker,
+        output_hash: Hash32::of(b"work"),
+        salt: crate::tests::salt(id, worker),
+        result_cid: "bafkreijunk".into(),
+    };
+    assert_eq!(net.run(net.owner(worker), junk), Err(Reject::BadCommitment));
+    assert_eq!(net.task(id).state, TaskState::Running);
+    net.reveal(id, worker, b"work").expect("the committed CID opens it");
+    let result = net.task(id).result.as_ref().map(|r| r.result_cid.clone());
+    assert_eq!(result, Some(crate::tests::result_cid(worker)));
 }
 
 #[test]
@@ -352,7 +374,7 @@ fn disputed(committee: [&[u8]; 2]) -> (Net, TaskId, NodeId, Vec<NodeId>) {
 #[test]
 fn a_dispute_that_proves_the_result_wrong_slashes_the_worker_and_refunds_the_requester() {
     let before = Net::new().balance(0);
-    let (net, id, worker, _) = disputed([b"true", b"true"]);
+    let (net, id, worker, members) = disputed([b"true", b"true"]);
     let task = net.task(id);
     assert_eq!(
         (task.state, task.failure),
@@ -361,12 +383,18 @@ fn a_dispute_that_proves_the_result_wrong_slashes_the_worker_and_refunds_the_req
     assert_eq!(task.dispute.as_ref().map(|d| d.outcome), Some(DisputeOutcome::Upheld));
     assert_eq!(task.refunded, task.terms.budget, "the worker is not paid");
     assert_eq!(net.state.nodes[&worker].reputation.offences, 1);
-    // Bond back minus the committee's time, plus the challenger's 30% of the slash.
-    let slash = slash_of(&net, id, worker);
+    // Bond back minus the committee's time; the challenger's 30% of the slash goes to the
+    // members whose re-run proved the result wrong, never to the requester that claimed it.
     let committee_paid: u128 =
         task.leases.iter().filter(|l| l.role == Role::Committee).map(|l| l.cost.0).sum();
     let fees = 10 * 2;
-    assert_eq!(net.balance(0).0, before.0 - fees - committee_paid + slash * 3 / 10);
+    assert_eq!(net.balance(0).0, before.0 - fees - committee_paid);
+    let penalized = net.log.iter().find_map(|e| match e {
+        Event::Penalized { challengers, .. } => Some(challengers.clone()),
+        _ => None,
+    });
+    let members: Vec<_> = members.iter().map(|n| net.state.nodes[n].owner).collect();
+    assert_eq!(penalized, Some(members));
 }
 
 #[test]
@@ -395,33 +423,106 @@ fn a_split_committee_leaves_the_result_standing_and_slashes_the_dissenter() {
     assert_eq!(net.state.nodes[&worker].reputation.offences, 0);
 }
 
-#[test]
-fn a_known_answer_task_catches_a_wrong_result() {
-    for (output, caught) in [(b"lazy" as &[u8], true), (b"answer", false)] {
-        let (mut net, _) = net_with(1);
-        let answer = Hash32::of(b"answer");
-        let salt = Hash32::of(b"kept secret by the submitter");
-        let mut t = policy(Verification::None);
-        t.name = "looks-normal".into();
-        let commitment = crate::dispute::answer_commitment(&key(0).account(), &answer, &salt);
-        let body = TxBody::SubmitTask { terms: t, answer_commitment: commitment };
-        net.run(0, body).expect("submit");
-        let id = TaskId(0);
-        let worker = net.worker(id);
-        net.finish_lease(id, worker, output);
-        let wrong = TxBody::RevealAnswer { task: id, answer_hash: answer, salt: Hash32::default() };
-        assert_eq!(net.run(0, wrong), Err(Reject::BadCommitment));
-        net.run(0, TxBody::RevealAnswer { task: id, answer_hash: answer, salt }).expect("reveal");
-        let task = net.task(id);
-        let node = &net.state.nodes[&worker];
-        if caught {
-            assert_eq!(task.failure, Some(FailureReason::ResultRejected));
-            assert_eq!((node.reputation.offences, node.status), (1, NodeStatus::Frozen));
-        } else {
-            assert_eq!(task.state, TaskState::Completed);
-            assert_eq!(node.reputation.audits_passed, 1);
-        }
+/// A `none` task whose requester committed to the known answer `answer`; the worker reveals
+/// `output`, then the requester reveals its answer (checked first with a wrong salt).
+fn known_answer(output: &[u8], answer: &[u8]) -> (Net, TaskId, NodeId) {
+    let (mut net, _) = net_with(3);
+    let answer = Hash32::of(answer);
+    let salt = Hash32::of(b"kept secret by the submitter");
+    let mut t = policy(Verification::None);
+    t.name = "looks-normal".into();
+    let commitment = crate::dispute::answer_commitment(&key(0).account(), &answer, &salt);
+    let body = TxBody::SubmitTask { terms: t, answer_commitment: commitment };
+    net.run(0, body).expect("submit");
+    let id = TaskId(0);
+    let worker = net.worker(id);
+    net.finish_lease(id, worker, output);
+    let wrong = TxBody::RevealAnswer { task: id, answer_hash: answer, salt: Hash32::default() };
+    assert_eq!(net.run(0, wrong), Err(Reject::BadCommitment));
+    net.run(0, TxBody::RevealAnswer { task: id, answer_hash: answer, salt }).expect("reveal");
+    (net, id, worker)
+}
+
+/// The committee of the dispute a known-answer mismatch opened reveals `outputs`.
+fn committee_reruns(net: &mut Net, id: TaskId, outputs: [&[u8]; 2]) -> Vec<NodeId> {
+    let members = net.leased(id);
+    assert_eq!(members.len(), 2, "a mismatch places a committee");
+    for (node, output) in members.iter().zip(outputs) {
+        net.commit(id, *node, output).expect("commit");
     }
+    for (node, output) in members.iter().zip(outputs) {
+        net.reveal(id, *node, output).expect("reveal");
+    }
+    members
+}
+
+#[test]
+fn a_matching_known_answer_completes_the_task_and_credits_the_worker() {
+    let (net, id, worker) = known_answer(b"answer", b"answer");
+    assert_eq!(net.task(id).state, TaskState::Completed);
+    assert!(net.task(id).dispute.is_none());
+    assert_eq!(net.state.nodes[&worker].reputation.audits_passed, 1);
+}
+
+#[test]
+fn a_known_answer_catch_slashes_the_forger_only_once_the_committee_reruns_it() {
+    let before = Net::new().balance(0);
+    let (mut net, id, worker) = known_answer(b"lazy", b"answer");
+    // The requester's claim alone slashes nobody and refunds nothing: it opens a dispute.
+    let task = net.task(id);
+    assert_eq!(task.state, TaskState::Verifying);
+    assert_eq!(task.dispute.as_ref().and_then(|d| d.claimed_answer), Some(Hash32::of(b"answer")));
+    assert_eq!(net.state.nodes[&worker].reputation.offences, 0);
+    assert_eq!(net.state.meta.burned, Amount::ZERO);
+    let members = committee_reruns(&mut net, id, [b"answer", b"answer"]);
+    let task = net.task(id);
+    assert_eq!(task.failure, Some(FailureReason::ResultRejected));
+    let node = &net.state.nodes[&worker];
+    assert_eq!((node.reputation.offences, node.status), (1, NodeStatus::Frozen));
+    assert_eq!(task.refunded, task.terms.budget);
+    let penalized = net.log.iter().find_map(|e| match e {
+        Event::Penalized { offence, challengers, .. } => Some((*offence, challengers.clone())),
+        _ => None,
+    });
+    let owners: Vec<_> = members.iter().map(|n| net.state.nodes[n].owner).collect();
+    assert_eq!(penalized, Some((crate::money::Offence::KnownAnswerWrong, owners)));
+    // The requester paid the committee from the bond and got no challenger share.
+    let committee_paid: u128 =
+        task.leases.iter().filter(|l| l.role == Role::Committee).map(|l| l.cost.0).sum();
+    assert_eq!(net.balance(0).0, before.0 - 10 * 2 - committee_paid);
+}
+
+#[test]
+fn a_requester_lying_about_its_known_answer_neither_slashes_nor_is_refunded() {
+    let before = Net::new().balance(0);
+    // The attack: download the honest result, then reveal a different (committed) answer.
+    let (mut net, id, worker) = known_answer(b"honest work", b"a lie");
+    let paid_before = net.balance(net.owner(worker));
+    committee_reruns(&mut net, id, [b"honest work", b"honest work"]);
+    let task = net.task(id);
+    assert_eq!(task.state, TaskState::Completed, "the result stands");
+    assert_eq!(task.dispute.as_ref().map(|d| d.outcome), Some(DisputeOutcome::Rejected));
+    assert_eq!(net.state.nodes[&worker].reputation.offences, 0);
+    assert_eq!(net.state.meta.burned, Amount::ZERO);
+    assert!(!net.log.iter().any(|e| matches!(e, Event::Penalized { .. })));
+    assert_eq!(task.refunded.0 + task.paid.0, task.terms.budget.0);
+    assert!(task.paid > Amount::ZERO, "the worker is paid");
+    // The liar paid for the result and lost the bond (the committee's time, the rest to the
+    // worker's owner).
+    let bond = dispute_bond_min(&task.terms).0;
+    assert_eq!(net.balance(0).0, before.0 - 10 * 2 - task.paid.0 - bond);
+    assert!(net.balance(net.owner(worker)) > paid_before, "the bond went to the worker");
+}
+
+#[test]
+fn a_committee_agreeing_on_a_third_answer_confirms_no_known_answer_claim() {
+    let (mut net, id, worker) = known_answer(b"lazy", b"answer");
+    committee_reruns(&mut net, id, [b"third", b"third"]);
+    let task = net.task(id);
+    assert_eq!(task.state, TaskState::Completed, "the claim was not confirmed");
+    assert_eq!(task.dispute.as_ref().map(|d| d.outcome), Some(DisputeOutcome::Inconclusive));
+    assert_eq!(net.state.nodes[&worker].reputation.offences, 0);
+    assert_eq!(net.state.meta.burned, Amount::ZERO);
 }
 
 /// Places `cheat` among the 3 replicas of a task (drawn at random: submits until it holds one),

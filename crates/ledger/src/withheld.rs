@@ -19,7 +19,7 @@
 //!   `dispute-lost` for a committee member), its released intervals clawed back, the challenger
 //!   share to the owners that revealed the result. A task failed `result-rejected`
 //!   proved its result wrong: a late reveal of that hash is slashed (`dispute-lost`, or
-//!   `known-answer-wrong`), the share to the requester. A task cancelled after the verdict its
+//!   `known-answer-wrong`), the share to the committee members whose re-run proved it. A task cancelled after the verdict its
 //!   cancel waited for (`ledger::cancel`) keeps that verdict's result: judged as if completed. A
 //!   task that ended with no result standing (no quorum, cancelled before any verdict,
 //!   verification unavailable, attempts exhausted) proves nothing either way: the opened lease is
@@ -103,8 +103,15 @@ pub(crate) fn reveal_late(
     if now >= until {
         return Err(Reject::LateRevealClosed);
     }
-    aicpw_verify::check_reveal(&commitment.0, task.id.0, &who.0, &output_hash.0, &salt.0)
-        .map_err(|_| Reject::BadCommitment)?;
+    aicpw_verify::check_reveal(
+        &commitment.0,
+        task.id.0,
+        &who.0,
+        &output_hash.0,
+        &result_cid,
+        &salt.0,
+    )
+    .map_err(|_| Reject::BadCommitment)?;
     let node = lease.node;
     task.leases[index].reveal =
         Some(crate::state::Reveal { output_hash, result_cid, revealed_ms: now });
@@ -178,12 +185,7 @@ pub(crate) fn judge_opened(delta: &mut Delta<'_>, task: &mut Task) -> Result<(),
                 Some((mismatch_offence(task, lease.role), revealers_of(delta, task, hash)?))
             }
             Standing::Rejected(hash) if hash == revealed => {
-                let offence = if task.dispute.is_some() {
-                    Offence::DisputeLost
-                } else {
-                    Offence::KnownAnswerWrong
-                };
-                Some((offence, vec![task.requester]))
+                Some((crate::dispute::offence(task), crate::dispute::deciders(delta, task)?))
             }
             _ => None,
         };

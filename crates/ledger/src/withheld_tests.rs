@@ -263,9 +263,13 @@ fn stake_of_a_committed_lease_awaiting_its_audit_cannot_be_unbonded() {
 }
 
 /// Replicas 3: two reveal "wrong", the silent third committed `silent_output`; the requester
-/// knew the answer "right" and reveals it once the wrong result is verified.
+/// knew the answer "right" and reveals it once the wrong result is verified; the committee's
+/// re-run confirms it.
 fn known_answer_rejects(silent_output: &[u8]) -> Withheld {
-    let (mut net, _) = crate::verification_tests::net_with(3);
+    let mut net = Net::new();
+    for i in 1..=5 {
+        net.provider(i, 500_000 * u128::from(i));
+    }
     let salt = aicpw_types::Hash32::of(b"answer salt");
     let right = aicpw_types::Hash32::of(b"right");
     let answer_commitment = crate::dispute::answer_commitment(&key(0).account(), &right, &salt);
@@ -275,7 +279,15 @@ fn known_answer_rejects(silent_output: &[u8]) -> Withheld {
     let id = *net.state.tasks.keys().last().expect("a task");
     let mut w = withheld_replica_of(net, id, b"wrong", silent_output);
     let reveal = TxBody::RevealAnswer { task: id, answer_hash: right, salt };
+    w.net.keep_alive();
     w.net.run(0, reveal).expect("reveal the answer");
+    let members = w.net.leased(id);
+    for member in &members {
+        w.net.commit(id, *member, b"right").expect("commit");
+    }
+    for member in &members {
+        w.net.reveal(id, *member, b"right").expect("reveal");
+    }
     assert_eq!(w.net.task(id).failure, Some(aicpw_types::task::FailureReason::ResultRejected));
     w
 }
@@ -317,8 +329,16 @@ fn a_late_reveal_is_slashed_only_for_a_hash_the_tasks_end_proves_wrong() {
         });
         assert_eq!(penalized.as_ref().map(|p| p.0), offence, "{case}");
         if offence == Some(Offence::KnownAnswerWrong) {
-            let challengers = penalized.map(|p| p.1);
-            assert_eq!(challengers, Some(vec![key(0).account()]), "{case}: the requester's share");
+            let challengers = penalized.map(|p| p.1).unwrap_or_default();
+            let committee: Vec<_> = w
+                .net
+                .task(w.id)
+                .leases
+                .iter()
+                .filter(|l| l.role == crate::state::Role::Committee)
+                .map(|l| w.net.state.nodes[&l.node].owner)
+                .collect();
+            assert_eq!(challengers, committee, "{case}: the share of the re-run, not the claim");
         }
         let cleared = Event::LateRevealCleared { task: w.id, node: w.silent };
         assert_eq!(events.contains(&cleared), offence.is_none(), "{case}");

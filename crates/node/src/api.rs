@@ -3,9 +3,10 @@
 use crate::server::PacedBody;
 use crate::service::Shared;
 use aicpw_ledger::block::task_request;
+use aicpw_store::Cid;
 use aicpw_types::codec::Decode;
 use aicpw_types::tx::TX_BYTES_MAX;
-use aicpw_types::{AccountId, ChallengeId, NodeId, Reject, SignedTx, TaskId};
+use aicpw_types::{AccountId, ChallengeId, NodeId, Reject, SignedTx, TaskId, TxBody};
 use axum::body::Body;
 use axum::extract::{DefaultBodyLimit, Path, Query, State};
 use axum::http::{header, HeaderName, StatusCode};
@@ -138,6 +139,9 @@ async fn submit_tx(
     } else {
         SignedTx::from_bytes(&body).map_err(|_| Reject::Malformed)?
     };
+    if let TxBody::RevealResult { result_cid, .. } = &tx.tx.body {
+        result_available(&s, result_cid.clone()).await?;
+    }
     let (id, waiter) = s.submit(tx, q.wait)?;
     match waiter {
         None => Ok(Json(json!({ "tx_id": id, "status": "pending" }))),
@@ -147,6 +151,20 @@ async fn submit_tx(
             Err(_) => Err(Reject::Unavailable.into()),
         },
     }
+}
+
+/// A reveal must name a result the requester can fetch: the node admits it only while its
+/// content store holds all of `cid` (every block read back and rehashed). The ledger is pure and
+/// cannot look, so this admission is where availability is checked; the CID itself is bound into
+/// the lease's commitment, so it cannot be swapped after the reveal.
+async fn result_available(s: &SharedState, cid: String) -> Result<(), ApiError> {
+    let cid: Cid = cid.parse().map_err(|_| Reject::ResultUnavailable)?;
+    let store = s.content.store.clone();
+    tokio::task::spawn_blocking(move || store.read_to_writer(&cid, std::io::sink()))
+        .await
+        .map_err(|_| Reject::Unavailable)?
+        .map_err(|_| Reject::ResultUnavailable)?;
+    Ok(())
 }
 
 fn parse<T: std::str::FromStr>(text: &str) -> Result<T, ApiError> {

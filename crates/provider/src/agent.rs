@@ -2,8 +2,8 @@
 //! to its node, runs them in the executor, and reports results or failures.
 //!
 //! Every result goes to the ledger in two steps: first a commitment
-//! (`verify::replication::commitment(task, account, output_hash, salt)` with a fresh random
-//! salt), then, once the ledger says every lease of the task's round has committed, the reveal of
+//! (`verify::replication::commitment(task, account, output_hash, result_cid, salt)` with a fresh
+//! random salt, made once the result is uploaded), then, once the ledger says every lease of the task's round has committed, the reveal of
 //! the output hash, the salt and the result's CID. The lease says the node's role (worker,
 //! replica, auditor, referee, dispute committee member); the work is the same for all of them.
 //!
@@ -412,8 +412,8 @@ fn wait_for_grant(shared: &Shared, id: TaskId, task: &Value) -> Option<Value> {
 /// Sends the commitment to a sealed result; `false` when there is nothing more to do now.
 fn commit(shared: &Shared, id: TaskId, sealed: &Sealed) -> bool {
     let account = shared.config.key.account();
-    let commitment =
-        aicpw_verify::commitment(id.0, &account.0, &sealed.output_hash.0, &sealed.salt.0);
+    let (hash, cid, salt) = (&sealed.output_hash.0, &sealed.result_cid, &sealed.salt.0);
+    let commitment = aicpw_verify::commitment(id.0, &account.0, hash, cid, salt);
     let body = TxBody::CommitResult { task: id, node: shared.node, commitment: Hash32(commitment) };
     match shared.client.send(&shared.config.key, body, true) {
         Ok(_) | Err(ClientError::Rejected(Reject::AlreadyCommitted)) => true,

@@ -90,6 +90,7 @@ rejects! {
     FileTooLarge = 653, "a file named by the user or a task file is larger than its limit";
     VoteStakeTooLow = 640, "a vote on an appeal needs at least the minimum vote stake bonded";
     AppealVotersFull = 641, "the appeal's voter seats are full of votes with at least this stake";
+    ResultUnavailable = 630, "the result CID is not in the node's content store in full: upload it first";
     ChallengeKindMismatch = 610, "the transaction does not answer this kind of challenge";
     OpeningsNotDrawn = 611, "the tiles to open are drawn in the block after the commitment";
     OpeningsOutOfOrder = 612, "openings must continue from the first drawn tile not yet opened";

@@ -1,9 +1,11 @@
 //! Commit-reveal of replica results and the quorum rule.
 //!
-//! Each of the `k` replicas first publishes `commitment(task, provider, output_hash, salt)`, and
-//! reveals `(output_hash, salt)` only once all commitments are in. The provider key binds a
-//! commitment to its author (a replica cannot re-publish another's), the salt hides the output
-//! hash (a lazy replica cannot test guesses of a likely output against others' commitments).
+//! Each of the `k` replicas first publishes `commitment(task, provider, output_hash, result_cid,
+//! salt)`, and reveals `(output_hash, result_cid, salt)` only once all commitments are in. The
+//! provider key binds a commitment to its author (a replica cannot re-publish another's), the
+//! salt hides the output hash (a lazy replica cannot test guesses of a likely output against
+//! others' commitments), and the result's CID is fixed with the hash: a reveal cannot name
+//! another location for the result than the one committed to before anyone revealed.
 //!
 //! Quorum rule: an output hash wins if it was revealed by a **strict majority of the k replicas
 //! asked for** (more than `k/2`), counting absent reveals as votes for nothing. Replicas that
@@ -19,16 +21,26 @@ use crate::VerifyError;
 /// Most replicas a task may ask for.
 pub const REPLICAS_MAX: u32 = 16;
 /// Derive-key context of replica commitments.
-pub const COMMIT_CONTEXT: &str = "AICPW 2026-01 verify replica commitment v1";
+pub const COMMIT_CONTEXT: &str = "AICPW 2026-01 verify replica commitment v2";
 
 type Hash = [u8; 32];
 
-/// `BLAKE3-derive-key(COMMIT_CONTEXT, task_id LE || provider || output_hash || salt)`.
-pub fn commitment(task_id: u64, provider: &Hash, output_hash: &Hash, salt: &Hash) -> Hash {
+/// `BLAKE3-derive-key(COMMIT_CONTEXT, task_id LE || provider || output_hash || len(result_cid)
+/// u32 LE || result_cid || salt)`.
+pub fn commitment(
+    task_id: u64,
+    provider: &Hash,
+    output_hash: &Hash,
+    result_cid: &str,
+    salt: &Hash,
+) -> Hash {
     let mut hasher = blake3::Hasher::new_derive_key(COMMIT_CONTEXT);
     hasher.update(&task_id.to_le_bytes());
     hasher.update(provider);
     hasher.update(output_hash);
+    let length = u32::try_from(result_cid.len()).unwrap_or(u32::MAX);
+    hasher.update(&length.to_le_bytes());
+    hasher.update(result_cid.as_bytes());
     hasher.update(salt);
     *hasher.finalize().as_bytes()
 }
@@ -39,9 +51,10 @@ pub fn check_reveal(
     task_id: u64,
     provider: &Hash,
     output_hash: &Hash,
+    result_cid: &str,
     salt: &Hash,
 ) -> Result<(), VerifyError> {
-    if &commitment(task_id, provider, output_hash, salt) != committed {
+    if &commitment(task_id, provider, output_hash, result_cid, salt) != committed {
         return Err(VerifyError::RevealMismatch);
     }
     Ok(())

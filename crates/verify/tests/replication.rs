@@ -12,16 +12,19 @@ fn reveal(provider: u8, output: u8) -> RevealedOutput {
 
 #[test]
 fn a_reveal_opens_only_its_own_commitment() {
-    let committed = commitment(7, &[1; 32], &[2; 32], &[3; 32]);
-    assert_eq!(check_reveal(&committed, 7, &[1; 32], &[2; 32], &[3; 32]), Ok(()));
+    let cid = "bafkreiresult";
+    let committed = commitment(7, &[1; 32], &[2; 32], cid, &[3; 32]);
+    assert_eq!(check_reveal(&committed, 7, &[1; 32], &[2; 32], cid, &[3; 32]), Ok(()));
     let wrong = [
-        (8, [1; 32], [2; 32], [3; 32]),
-        (7, [9; 32], [2; 32], [3; 32]),
-        (7, [1; 32], [9; 32], [3; 32]),
-        (7, [1; 32], [2; 32], [9; 32]),
+        (8, [1; 32], [2; 32], cid, [3; 32]),
+        (7, [9; 32], [2; 32], cid, [3; 32]),
+        (7, [1; 32], [9; 32], cid, [3; 32]),
+        (7, [1; 32], [2; 32], "bafkreijunk", [3; 32]),
+        (7, [1; 32], [2; 32], "", [3; 32]),
+        (7, [1; 32], [2; 32], cid, [9; 32]),
     ];
-    for (task, provider, output, salt) in wrong {
-        let result = check_reveal(&committed, task, &provider, &output, &salt);
+    for (task, provider, output, cid, salt) in wrong {
+        let result = check_reveal(&committed, task, &provider, &output, cid, &salt);
         assert_eq!(result, Err(VerifyError::RevealMismatch));
     }
 }

@@ -37,8 +37,12 @@ pub struct Pending {
 pub enum Verdict {
     /// The verified result equals the known answer: a passed audit for its producers.
     Confirmed,
-    /// The verified result differs: its producers were slashed `known-answer-wrong`.
+    /// The verified result differed and the dispute committee's re-run confirmed the known
+    /// answer: its producers were slashed `known-answer-wrong`, the escrow refunded.
     Caught,
+    /// The verified result differed, but the committee's re-run confirmed the result: the entry's
+    /// answer is wrong or not deterministic, and the bond paid the committee and the provider.
+    Refuted,
     /// The task completed before the answer was revealed (accepted by hand, or the acceptance
     /// window closed while the injector was down): nothing was checked.
     Unchecked,
@@ -62,6 +66,9 @@ pub struct Totals {
     pub injected: u64,
     pub confirmed: u64,
     pub caught: u64,
+    /// Journals written before the committee re-ran mismatches have none.
+    #[serde(default)]
+    pub refuted: u64,
     pub unchecked: u64,
 }
 
@@ -134,6 +141,7 @@ impl Journal {
         match verdict {
             Verdict::Confirmed => self.totals.confirmed += 1,
             Verdict::Caught => self.totals.caught += 1,
+            Verdict::Refuted => self.totals.refuted += 1,
             Verdict::Unchecked | Verdict::NoResult => self.totals.unchecked += 1,
             // Counted as injected when journaled; it never was.
             Verdict::NotSubmitted => self.totals.injected = self.totals.injected.saturating_sub(1),

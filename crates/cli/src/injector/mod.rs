@@ -9,7 +9,12 @@
 //! content key, sealed grants, the entry's terms) with a commitment to the entry's answer under a
 //! fresh salt. The salt is journaled before the submission leaves. When the task is `verifying`
 //! the injector sends `RevealAnswer`, at once: the ledger accepts it only while the result awaits
-//! acceptance (`acceptance_window_ms`, 10 min, from the result's commitment).
+//! acceptance (`acceptance_window_ms`, 10 min, from the result's commitment). A result that
+//! differs is not proven wrong by the reveal: the ledger opens a dispute (taking the minimum bond,
+//! two runs at the task's maximum price, from the account) whose committee re-runs the task, and
+//! the injector records what the task's end says: `caught` (the committee agreed with the known
+//! answer: the producers slashed), `refuted` (it agreed with the result: the library entry is
+//! suspect, the bond lost) or `unchecked` (no agreement).
 
 mod journal;
 

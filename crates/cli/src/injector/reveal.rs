@@ -1,5 +1,6 @@
 //! The injector's second half: following its injections to their verified result, revealing
-//! the known answer, and recording what the ledger decided.
+//! the known answer, following the dispute a mismatch opens, and recording what the ledger
+//! decided.
 
 use super::{Injector, Verdict, UNSUBMITTED_FORGET_MS};
 use crate::known_answers::{unix_ms, unix_secs};
@@ -25,17 +26,12 @@ impl Injector<'_> {
         }
         let state = task["state"].as_str().unwrap_or("");
         match state {
-            // A dispute the requester opened by hand decides the result itself.
+            // A dispute (opened by the answer's mismatch, or by hand) decides the result itself.
             "verifying" if task["dispute"].is_null() => self.reveal(index, id, &task),
-            "completed" => {
-                println!("unchecked task {id}: it completed before its answer was revealed");
-                let detail = "completed before the reveal".to_string();
-                self.end(index, Verdict::Unchecked, detail);
-            }
-            "failed" | "cancelled" => {
-                let reason = task["failure"].as_str().unwrap_or("no reason");
-                println!("task {id} ended {state} ({reason}): no result to check");
-                self.end(index, Verdict::NoResult, format!("{state} ({reason})"));
+            "completed" | "failed" | "cancelled" => {
+                let (verdict, detail) = judged(&task);
+                println!("task {id}: {}", describe(verdict, &detail));
+                self.end(index, verdict, detail);
             }
             _ => {}
         }
@@ -46,7 +42,8 @@ impl Injector<'_> {
         self.save();
     }
 
-    /// Sends `RevealAnswer`; the receipt says whether the result matched, and who was slashed.
+    /// Sends `RevealAnswer`; the receipt says whether the result matched (a mismatch opens the
+    /// dispute whose committee decides it).
     fn reveal(&mut self, index: usize, id: u64, task: &Value) {
         let pending = &self.journal.pending[index];
         let body = TxBody::RevealAnswer {
@@ -64,6 +61,13 @@ impl Injector<'_> {
                 self.end(index, Verdict::Unchecked, format!("reveal refused: {e}"));
                 return;
             }
+            Err(e) if e.reject() == Some(Reject::InsufficientBalance) => {
+                eprintln!(
+                    "task {id}: the account cannot cover the dispute bond a mismatch takes: fund \
+                     it before the acceptance window closes; trying again"
+                );
+                return;
+            }
             Err(e) => {
                 eprintln!("task {id}: reveal failed: {e}; trying again");
                 return;
@@ -76,19 +80,12 @@ impl Injector<'_> {
                 println!("confirmed task {id}: node {node} returned the known answer");
                 self.end(index, Verdict::Confirmed, format!("node {node}"));
             }
-            Some(false) => {
-                let slashed: Vec<String> = events
-                    .iter()
-                    .filter(|e| e["event"] == "penalized")
-                    .map(|e| format!("{} ({})", e["node"], e["offence"].as_str().unwrap_or("")))
-                    .collect();
-                let slashed = slashed.join(", ");
-                println!(
-                    "provider caught on task {id}: node {node} returned a wrong answer; slashed \
-                     {slashed}; the escrow is refunded"
-                );
-                self.end(index, Verdict::Caught, format!("node {node}; slashed {slashed}"));
-            }
+            // The claim alone proves nothing: the ledger opened a dispute (its bond taken from
+            // this account) whose committee re-runs the task; the task's end says who was right.
+            Some(false) => println!(
+                "task {id}: node {node}'s result differs from the known answer; a dispute \
+                 committee re-runs it"
+            ),
             None => eprintln!("task {id}: the reveal's receipt does not say whether it matched"),
         }
     }
@@ -128,5 +125,38 @@ impl Injector<'_> {
             self.save();
         }
         Ok(())
+    }
+}
+
+/// What an injection's ended task (its JSON from `/v1/tasks/{id}`) says about the known answer.
+pub(super) fn judged(task: &Value) -> (Verdict, String) {
+    let state = task["state"].as_str().unwrap_or("");
+    let node = task["result"]["node"].as_u64().map_or("?".to_string(), |n| n.to_string());
+    let claim = &task["dispute"];
+    let outcome = claim["outcome"].as_str().filter(|_| !claim["claimed_answer"].is_null());
+    match (state, outcome) {
+        (_, Some("upheld")) => (Verdict::Caught, format!("node {node}; the committee agreed")),
+        (_, Some("rejected")) => (Verdict::Refuted, format!("node {node}; the committee agreed")),
+        (_, Some(outcome)) => (Verdict::Unchecked, format!("node {node}; dispute {outcome}")),
+        ("completed", None) => (Verdict::Unchecked, "completed before the reveal".to_string()),
+        (state, None) => {
+            let reason = task["failure"].as_str().unwrap_or("no reason");
+            (Verdict::NoResult, format!("{state} ({reason})"))
+        }
+    }
+}
+
+fn describe(verdict: Verdict, detail: &str) -> String {
+    match verdict {
+        Verdict::Caught => format!(
+            "provider caught ({detail} with the known answer): slashed known-answer-wrong, the \
+             escrow refunded"
+        ),
+        Verdict::Refuted => format!(
+            "the result stands ({detail} with it, not with the known answer): check the library \
+             entry; the bond paid the committee and the provider"
+        ),
+        Verdict::Unchecked => format!("unchecked ({detail})"),
+        _ => format!("no result to check ({detail})"),
     }
 }

@@ -55,3 +55,25 @@ fn the_least_used_entries_are_picked_and_worn_out_ones_never() {
     assert!(pick_entry(&entries, &worn, 4, &mut rng).is_none());
     assert!(pick_entry(&[], &BTreeMap::new(), 4, &mut rng).is_none());
 }
+
+#[test]
+fn a_mismatch_counts_as_caught_only_when_the_committee_agreed_with_the_known_answer() {
+    let ended = |state: &str, outcome: Option<&str>, claimed: bool| {
+        let dispute = outcome.map(|outcome| {
+            let claimed = claimed.then(|| Hash32([1; 32]).to_string());
+            serde_json::json!({ "outcome": outcome, "claimed_answer": claimed })
+        });
+        let task = serde_json::json!({
+            "state": state, "result": { "node": 7 }, "dispute": dispute, "failure": null,
+        });
+        reveal::judged(&task).0
+    };
+    assert_eq!(ended("failed", Some("upheld"), true), Verdict::Caught);
+    assert_eq!(ended("completed", Some("rejected"), true), Verdict::Refuted);
+    assert_eq!(ended("completed", Some("inconclusive"), true), Verdict::Unchecked);
+    // A dispute opened by hand says nothing about the known answer.
+    assert_eq!(ended("failed", Some("upheld"), false), Verdict::NoResult);
+    assert_eq!(ended("completed", Some("rejected"), false), Verdict::Unchecked);
+    assert_eq!(ended("completed", None, false), Verdict::Unchecked);
+    assert_eq!(ended("cancelled", None, false), Verdict::NoResult);
+}

@@ -36,8 +36,14 @@ pub(super) struct Job {
     commit_sent_ms: Option<u64>,
 }
 
-fn sealed(task: TaskId, provider: &[u8; 32], output: Hash32, salt: Hash32) -> Sealed {
-    let commitment = Hash32(commitment(task.0, provider, &output.0, &salt.0));
+/// Where a simulated node's result of a task is stored.
+fn result_cid(task: TaskId, node: NodeId) -> String {
+    format!("sim-result-{}-{}", task.0, node.0)
+}
+
+fn sealed(task: TaskId, node: NodeId, provider: &[u8; 32], output: Hash32, salt: Hash32) -> Sealed {
+    let cid = result_cid(task, node);
+    let commitment = Hash32(commitment(task.0, provider, &output.0, &cid, &salt.0));
     Sealed { commitment, output, salt }
 }
 
@@ -219,7 +225,7 @@ impl Provider {
             node,
             output_hash: output,
             salt: sealed.salt,
-            result_cid: format!("sim-result-{}-{}", id.0, node.0),
+            result_cid: result_cid(id, node),
         });
         self.reveal_sent_ms.insert(id, ctx.now);
     }
@@ -236,15 +242,15 @@ fn seal(
 ) -> Option<Sealed> {
     let salt = ctx.rng.hash();
     match plan {
-        Plan::Commit { output } => Some(sealed(task.id, &me, *output, salt)),
+        Plan::Commit { output } => Some(sealed(task.id, node, &me, *output, salt)),
         Plan::CopyCommitment => copy_commitment(task, node),
         Plan::Journaled(sealed) => Some(sealed.clone()),
         Plan::ReportFault => None,
         Plan::AwaitShared { until_ms } => match shared.get(&task.id) {
-            Some(output) => Some(sealed(task.id, &me, *output, salt)),
+            Some(output) => Some(sealed(task.id, node, &me, *output, salt)),
             None if ctx.now >= *until_ms => {
                 let guess = work::forged_output(&task.terms, ctx.me as u64);
-                Some(sealed(task.id, &me, guess, salt))
+                Some(sealed(task.id, node, &me, guess, salt))
             }
             None => None,
         },
