@@ -26,7 +26,8 @@ pub fn read_task_file(file: &Path) -> Result<TaskFile> {
     TaskFile::parse(&text).map_err(|e| anyhow!("{}: {e}", file.display()))
 }
 
-/// Active nodes whose hardware and price fit the task: they get a sealed copy of the content key.
+/// Active nodes whose hardware, price and network opt-in fit the task: they get a sealed copy
+/// of the content key.
 fn grant_candidates(client: &Client, spec: &TaskFile) -> Result<Vec<(NodeId, [u8; 32])>> {
     let nodes = client.get("/v1/nodes")?;
     let mut fit: Vec<(u128, NodeId, [u8; 32])> = Vec::new();
@@ -40,8 +41,10 @@ fn grant_candidates(client: &Client, spec: &TaskFile) -> Result<Vec<(NodeId, [u8
         else {
             continue;
         };
+        let network = spec.network == aicpw_types::spec::NetworkAccess::Full;
         if node["status"] == "active"
             && hardware.satisfies(&spec.resources)
+            && (!network || hardware.allows_network)
             && price <= spec.max_price_per_hour.0
         {
             fit.push((price, NodeId(id), key));

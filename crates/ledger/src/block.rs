@@ -257,6 +257,7 @@ pub fn task_request(state: &State, task: &Task) -> TaskRequest {
         strategy: task.terms.strategy,
         value: Amount(run.0.saturating_mul(multiple)),
         tee_required: false,
+        network: task.terms.network,
         allowed_nodes: task
             .terms
             .encrypted
