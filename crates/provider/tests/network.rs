@@ -4,18 +4,26 @@
 //! is loopback or lives in a network namespace the test creates; nothing else is contacted.
 //! Needs root (as the agent that runs such tasks does) and `scripts/setup.sh`'s tools.
 
+mod common;
+
 use std::fs::File;
 use std::io::{BufRead, BufReader};
 use std::net::TcpListener;
 use std::os::fd::AsFd;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::OnceLock;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{mpsc, Arc, OnceLock};
+use std::time::Duration;
 
+use aicpw_provider::agent::{self, AgentConfig};
+use aicpw_provider::client::Client;
 use aicpw_provider::executor::{
     sandbox_available, ExecutionEvent, ExecutionRequest, Executor, LogStream, SandboxConfig,
     SandboxExecutor, Termination,
 };
+use aicpw_types::{Amount, Hardware, Keypair, NodeId};
+use common::TestNode;
 
 /// The port every test server listens on inside the test's own namespaces.
 const PORT: u16 = 8080;
@@ -253,4 +261,51 @@ fn a_network_task_reaches_the_internet_but_not_the_lan_private_ranges_or_metadat
     for label in ["private", "metadata", "lan", "host-address", "host-loopback-via-gateway"] {
         assert!(stdout.contains(&format!("{label} blocked")), "{label}: {stdout}");
     }
+}
+
+/// Runs the agent against `url` until it has registered; returns the node it serves as.
+fn start_agent_once(url: &str, work_dir: &Path, allow_network: bool) -> NodeId {
+    let config = AgentConfig {
+        key: Keypair::dev(2),
+        stake: Amount::tokens(1_000),
+        price_per_hour: Amount(3_600_000),
+        work_dir: work_dir.to_path_buf(),
+        endpoint: "network-test".into(),
+        hardware: Some(Hardware { cpu_cores: 2, memory_mb: 4_096, ..Default::default() }),
+        region: String::new(),
+        allow_network,
+    };
+    let executor = Arc::new(SandboxExecutor::new(SandboxConfig::default()).expect("executor"));
+    let stop = Arc::new(AtomicBool::new(false));
+    let (ready, registered) = mpsc::channel();
+    let url = url.to_string();
+    let agent_stop = stop.clone();
+    let thread = std::thread::spawn(move || {
+        agent::run(&url, config, executor, agent_stop, |node| {
+            let _ = ready.send(node);
+        })
+    });
+    let node = registered.recv_timeout(Duration::from_secs(60)).expect("the agent registers");
+    stop.store(true, Ordering::SeqCst);
+    thread.join().expect("the agent thread").expect("the agent stops cleanly");
+    node
+}
+
+/// The operator's choice is what the ledger (and so the matcher) sees: registered with
+/// `--allow-network`, withdrawn by a restart without it, given again by a restart with it.
+#[test]
+fn the_agent_registers_the_operators_network_opt_in_and_follows_it_on_restart() {
+    let node_server = TestNode::start(Default::default());
+    let client = Client::new(&node_server.url);
+    let work_dir = tempfile::tempdir().expect("work dir");
+    let allows = |node: NodeId| {
+        let record = client.get(&format!("/v1/nodes/{node}")).expect("node");
+        record["hardware"]["allows_network"].as_bool().expect("the registered opt-in")
+    };
+    let node = start_agent_once(&node_server.url, work_dir.path(), true);
+    assert!(allows(node), "registered with --allow-network");
+    assert_eq!(start_agent_once(&node_server.url, work_dir.path(), false), node);
+    assert!(!allows(node), "a restart without --allow-network withdraws it");
+    assert_eq!(start_agent_once(&node_server.url, work_dir.path(), true), node);
+    assert!(allows(node));
 }

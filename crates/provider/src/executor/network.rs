@@ -351,6 +351,19 @@ mod tests {
     use super::*;
 
     #[test]
+    fn an_unprivileged_agent_refuses_network_tasks_and_says_what_is_needed() {
+        let mut request = ExecutionRequest::new("true", Vec::new(), "/in", "/out", "/tmp");
+        assert!(TaskNetwork::for_run(&request, None).expect("no network asked").is_none());
+        request.network = true;
+        let error = TaskNetwork::for_run(&request, None).expect_err("needs root");
+        assert!(matches!(error, ExecutorError::NetworkUnavailable { .. }), "{error}");
+        let message = error.to_string();
+        for needed in ["root", "--allow-network", "scripts/setup.sh", "slirp4netns", "nftables"] {
+            assert!(message.contains(needed), "{needed}: {message}");
+        }
+    }
+
+    #[test]
     fn route_destinations_are_parsed_and_defaults_left_out() {
         let json = br#"[{"dst":"default","gateway":"192.0.2.1","dev":"eth0"},
             {"dst":"192.0.2.0/24","dev":"eth0"},
