@@ -4,10 +4,10 @@
 mod common;
 
 use aicpw_ledger::challenge::ChallengeParams;
-use common::TestNode;
 use aicpw_provider::challenger::{self, ChallengerConfig};
 use aicpw_provider::client::Client;
 use aicpw_types::{Amount, Hardware, Keypair, NodeId, TxBody};
+use common::TestNode;
 use serde_json::Value;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
