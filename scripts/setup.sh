@@ -12,6 +12,11 @@
 #   mkfs.ext4      e2fsprogs:  formats each run's own disk image (the disk limit, enforced by the kernel)
 #   mount          mount:      loop-mounts that image for the run
 #   python3        the interpreter of the example tasks (examples/tasks)
+#   slirp4netns    egress-only network of a task with `network: full` (`provider start --allow-network`)
+#   nft            nftables: the rules that keep such a task off loopback, LAN and metadata addresses
+#   ip             iproute2: the task's own network namespace and the host routes its rules block
+#   nsenter        util-linux: starts the sandbox in that namespace
+#   unshare        util-linux: a private mount namespace for slirp4netns's own sandbox
 #   nvidia-smi     optional, never installed here: GPU detection uses it when the driver is present
 set -euo pipefail
 
@@ -25,6 +30,11 @@ required=(
   "mkfs.ext4:e2fsprogs"
   "mount:mount"
   "python3:python3"
+  "slirp4netns:slirp4netns"
+  "nft:nftables"
+  "ip:iproute2"
+  "nsenter:util-linux"
+  "unshare:util-linux"
 )
 
 missing_packages=()
@@ -101,5 +111,19 @@ elif ! { [[ "${v2_controllers}" == *memory* && "${v2_controllers}" == *pids* && 
   echo "setup.sh: no cgroup memory, pids and cpu controllers under /sys/fs/cgroup:" \
     "enable cgroup v2 (systemd.unified_cgroup_hierarchy=1) or mount the v1 controllers" >&2
   exit 1
+fi
+# Network tasks (`provider start --allow-network`, root only): a namespace with nftables rules.
+if [[ "$(id -u)" -eq 0 ]]; then
+  probe_netns="aicpw-setup-probe-$$"
+  probe_rules='table inet aicpw_probe { chain output { type filter hook output priority 0; ip daddr 169.254.0.0/16 reject; }; }'
+  if ip netns add "${probe_netns}" 2>"${probe_errors}" &&
+    nsenter --net="/run/netns/${probe_netns}" -- nft "${probe_rules}" 2>>"${probe_errors}"; then
+    echo "setup.sh: network namespaces and nftables work (network tasks can be offered)"
+  else
+    echo "setup.sh: warning: tasks with network access cannot be confined here, so" \
+      "'provider start --allow-network' will refuse to start:" >&2
+    cat "${probe_errors}" >&2
+  fi
+  ip netns delete "${probe_netns}" 2>/dev/null || true
 fi
 echo "setup.sh: sandbox tools present and working"

@@ -367,9 +367,13 @@ fn known_answer(command: KnownAnswerCommand) -> Result<()> {
 
 fn provider(client: &Client, command: ProviderCommand) -> Result<()> {
     match command {
-        ProviderCommand::Start { key, stake, work_dir, price, region } => {
+        ProviderCommand::Start { key, stake, work_dir, price, region, allow_network } => {
             let executor = aicpw_provider::executor::SandboxExecutor::new(Default::default())?;
             aicpw_provider::executor::sandbox_available()?;
+            if allow_network {
+                // Refuse to offer network access that the machine cannot confine.
+                executor.network_self_test()?;
+            }
             let config = aicpw_provider::agent::AgentConfig {
                 key: load_key(&key)?,
                 stake: amount(&stake)?,
@@ -378,6 +382,7 @@ fn provider(client: &Client, command: ProviderCommand) -> Result<()> {
                 work_dir,
                 hardware: None,
                 region,
+                allow_network,
             };
             let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
             aicpw_provider::agent::run(

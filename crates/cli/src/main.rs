@@ -369,6 +369,12 @@ enum ProviderCommand {
         /// The region this machine is in (tasks may require one), e.g. eu-west.
         #[arg(long, default_value = "")]
         region: String,
+        /// Also take tasks that ask for network access (`network: full`). Each runs in its own
+        /// network namespace with egress to the internet only (no host loopback, LAN, private,
+        /// link-local or cloud metadata addresses). Needs root and slirp4netns, nftables and
+        /// iproute2 (`scripts/setup.sh`); checked at start.
+        #[arg(long)]
+        allow_network: bool,
     },
     /// Explain why a node gets no work.
     Why {

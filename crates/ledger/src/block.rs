@@ -257,6 +257,7 @@ pub fn task_request(state: &State, task: &Task) -> TaskRequest {
         strategy: task.terms.strategy,
         value: Amount(run.0.saturating_mul(multiple)),
         tee_required: false,
+        network: task.terms.network,
         // Encrypted tasks are placed like any other; their key is granted after placement.
         allowed_nodes: None,
         excluded_nodes: excluded.into_iter().collect(),

@@ -59,6 +59,7 @@ pub(crate) fn hardware() -> Hardware {
         gpu_model: String::new(),
         gpu_count: 0,
         gpu_vram_mb: 0,
+        allows_network: false,
     }
 }
 
@@ -601,6 +602,48 @@ fn submitting_needs_a_budget_for_the_whole_time_limit() {
         TxBody::SubmitTask { terms: terms(u128::MAX / 4), answer_commitment: Hash32::default() },
     );
     assert_eq!(result, Err(Reject::InsufficientBalance));
+}
+
+#[test]
+/// A task that asks for network access waits for a node whose operator allows it, however many
+/// cheaper nodes fit otherwise, and the explanation names the missing opt-in.
+#[test]
+fn a_network_task_is_placed_only_on_a_node_that_allows_network() {
+    let mut net = Net::new();
+    net.provider(1, 1_000);
+    net.provider(2, 2_000);
+    let mut t = terms(10_000_000);
+    t.network = true;
+    let id = net.submit(0, t);
+    net.idle(1_000);
+    assert!(net.leased(id).is_empty(), "no node allows network yet");
+    let request = crate::block::task_request(&net.state, net.task(id));
+    let why = net.state.index.matcher.explain_task(&request);
+    assert_eq!(why.first_unmet, Some(aicpw_matcher::Constraint::Network), "{}", why.message);
+    assert_eq!(why.failing.network, 2);
+
+    // Node 3 registers without opting in: the task still waits; once it opts in, it runs there.
+    net.run(3, TxBody::Bond { amount: Amount::tokens(1_000) }).expect("bond");
+    let offer = |allows_network| TxBody::RegisterNode {
+        hardware: Hardware { allows_network, ..hardware() },
+        x25519_key: key(3).x25519_public(),
+        endpoint: "node3".into(),
+        price_per_hour: Amount(3_000_000),
+    };
+    net.run(3, offer(false)).expect("register");
+    let open = *net.state.nodes.keys().last().expect("a node");
+    net.idle(1_000);
+    assert!(net.leased(id).is_empty(), "node 3 has not opted in");
+    let TxBody::RegisterNode { hardware, x25519_key, endpoint, price_per_hour } = offer(true)
+    else {
+        unreachable!("a registration")
+    };
+    let update = TxBody::UpdateNode { node: open, hardware, x25519_key, endpoint, price_per_hour };
+    net.run(3, update).expect("opt in");
+    assert_eq!(net.leased(id), vec![open]);
+    // A task without network still goes to the cheapest node.
+    let plain = net.submit(0, terms(10_000_000));
+    assert_ne!(net.leased(plain), vec![open]);
 }
 
 #[test]

@@ -19,6 +19,8 @@ pub enum Constraint {
     Excluded,
     /// The task needs a TEE and the node has none.
     Tee,
+    /// The task asks for network access and the node's operator does not allow it.
+    Network,
     /// The task names a GPU model and the node has another.
     GpuModel,
     /// The task must run in a region and the node is elsewhere.
@@ -38,11 +40,12 @@ pub enum Constraint {
 }
 
 impl Constraint {
-    pub const ALL: [Constraint; 12] = [
+    pub const ALL: [Constraint; 13] = [
         Constraint::Offline,
         Constraint::NotAllowed,
         Constraint::Excluded,
         Constraint::Tee,
+        Constraint::Network,
         Constraint::GpuModel,
         Constraint::Region,
         Constraint::Hardware,
@@ -203,6 +206,7 @@ impl<'t> Need<'t> {
             ),
             (Constraint::Excluded, task.excluded_nodes.contains(&offer.id)),
             (Constraint::Tee, task.tee_required && !offer.tee),
+            (Constraint::Network, task.network && !offer.hardware.allows_network),
         ];
         let mut unmet = Unmet::default();
         for (constraint, fails) in failed {

@@ -18,6 +18,7 @@ pub struct ConstraintCounts {
     pub not_allowed: usize,
     pub excluded: usize,
     pub tee: usize,
+    pub network: usize,
     pub gpu_model: usize,
     pub region: usize,
     pub hardware: usize,
@@ -35,6 +36,7 @@ impl ConstraintCounts {
             Constraint::NotAllowed => &mut self.not_allowed,
             Constraint::Excluded => &mut self.excluded,
             Constraint::Tee => &mut self.tee,
+            Constraint::Network => &mut self.network,
             Constraint::GpuModel => &mut self.gpu_model,
             Constraint::Region => &mut self.region,
             Constraint::Hardware => &mut self.hardware,
@@ -51,6 +53,7 @@ impl ConstraintCounts {
             Constraint::NotAllowed => self.not_allowed,
             Constraint::Excluded => self.excluded,
             Constraint::Tee => self.tee,
+            Constraint::Network => self.network,
             Constraint::GpuModel => self.gpu_model,
             Constraint::Region => self.region,
             Constraint::Hardware => self.hardware,
@@ -307,6 +310,10 @@ fn describe(
             "every online node allowed to run the task has already failed it".into()
         }
         Constraint::Tee => "no suitable online node offers a TEE, which the task requires".into(),
+        Constraint::Network => "the task asks for network access (`network: full`) and no \
+                                suitable online node allows it (`aicpw provider start \
+                                --allow-network`)"
+            .into(),
         Constraint::GpuModel => format!("no online node has GPU model {:?}", resources.gpu_model),
         Constraint::Region => format!("no online node is in region {:?}", resources.region),
         Constraint::Hardware => format!(
@@ -398,6 +405,14 @@ impl NodeWords {
         );
         say(f.excluded, format!("it already failed {} of {n} tasks", f.excluded));
         say(f.tee, format!("{} of {n} tasks require a TEE", f.tee));
+        say(
+            f.network,
+            format!(
+                "{} of {n} tasks ask for network access, which this node does not allow \
+                 (`aicpw provider start --allow-network`)",
+                f.network
+            ),
+        );
         say(f.gpu_model, format!("{} of {n} tasks want another GPU model", f.gpu_model));
         say(f.hardware, format!("its hardware is too small for {} of {n} tasks", f.hardware));
         say(

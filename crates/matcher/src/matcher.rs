@@ -1,6 +1,6 @@
 //! The matcher: the node table, the index kept in step with it, and placements.
 
-use crate::blocks::{Pos, Traits, NEW_PROVIDER, TEE};
+use crate::blocks::{Pos, Traits, NETWORK, NEW_PROVIDER, TEE};
 use crate::eligibility::{Capacity, Need};
 use crate::index::{mix64, BucketKey, Entry, Index, Rank};
 use crate::params::{MatchParams, BPS_ONE};
@@ -86,7 +86,9 @@ impl NodeState {
             stake: saturate(offer.stake.0),
             price: saturate(offer.price_per_hour.0),
             reputation: offer.reputation_permille,
-            flags: if offer.tee { TEE } else { 0 } | if fresh { NEW_PROVIDER } else { 0 },
+            flags: if offer.tee { TEE } else { 0 }
+                | if fresh { NEW_PROVIDER } else { 0 }
+                | if offer.hardware.allows_network { NETWORK } else { 0 },
         }
     }
     pub fn entry(&self, slot: u32, rank: Rank) -> Entry {

@@ -33,6 +33,9 @@ pub struct TaskRequest {
     /// What is at stake if the provider cheats; the node's stake must cover it.
     pub value: Amount,
     pub tee_required: bool,
+    /// The task asks for network access (`network: full`): only nodes whose operator allows it
+    /// (`Hardware::allows_network`) may take it.
+    pub network: bool,
     /// Some: only these nodes (encrypted tasks: the nodes holding a key grant).
     pub allowed_nodes: Option<Vec<NodeId>>,
     /// Nodes that already failed this task.

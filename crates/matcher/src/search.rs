@@ -1,6 +1,6 @@
 //! Finding the best eligible nodes for a task through the index.
 
-use crate::blocks::{Blocks, Filter, Pos, Traits, NEW_PROVIDER, TEE};
+use crate::blocks::{Blocks, Filter, Pos, Traits, NETWORK, NEW_PROVIDER, TEE};
 use crate::eligibility::{region_differs, Constraint, Need};
 use crate::explain::ConstraintCounts;
 use crate::index::{Bucket, Entry, Order, Rank};
@@ -450,6 +450,7 @@ fn filter(need: &Need<'_>, scope: Scope) -> Filter {
         price: saturate(task.max_price_per_hour.0),
         reputation: task.reputation_min,
         flags: if task.tee_required { TEE } else { 0 }
+            | if task.network { NETWORK } else { 0 }
             | if scope == Scope::Fresh { NEW_PROVIDER } else { 0 },
     }
 }

@@ -16,7 +16,8 @@ pub(crate) struct Traits {
     pub stake: u64,
     pub price: u64,
     pub reputation: u16,
-    /// [`TEE`] and [`NEW_PROVIDER`] bits; a summary has a bit if any of its nodes has it.
+    /// [`TEE`], [`NEW_PROVIDER`] and [`NETWORK`] bits; a summary has a bit if any of its nodes
+    /// has it.
     pub flags: u8,
 }
 
@@ -24,6 +25,8 @@ pub(crate) struct Traits {
 pub(crate) const TEE: u8 = 1;
 /// The node is a new provider.
 pub(crate) const NEW_PROVIDER: u8 = 2;
+/// The node's operator allows tasks with network access.
+pub(crate) const NETWORK: u8 = 4;
 
 impl Traits {
     /// The summary of no node: every bound at its most restrictive.
@@ -146,9 +149,15 @@ impl Filter {
     /// for new providers only (which keeps no explanation) reports established nodes as
     /// failing on reputation.
     pub fn fails(&self, traits: &Traits) -> Option<Constraint> {
-        if traits.flags & self.flags != self.flags {
-            let tee_missing = self.flags & TEE != 0 && traits.flags & TEE == 0;
-            return Some(if tee_missing { Constraint::Tee } else { Constraint::Reputation });
+        let missing = self.flags & !traits.flags;
+        if missing & TEE != 0 {
+            return Some(Constraint::Tee);
+        }
+        if missing & NETWORK != 0 {
+            return Some(Constraint::Network);
+        }
+        if missing != 0 {
+            return Some(Constraint::Reputation);
         }
         if traits.gpu_vram_mb < self.gpu_vram_mb {
             return Some(Constraint::Hardware);

@@ -68,6 +68,9 @@ pub struct AgentConfig {
     pub hardware: Option<Hardware>,
     /// The region this machine is in, registered with its hardware (empty: unstated).
     pub region: String,
+    /// Take tasks that ask for network access (`network: full`), each in its own network
+    /// namespace with egress only; registered as `Hardware::allows_network`.
+    pub allow_network: bool,
 }
 
 /// What the agent remembers across restarts.
@@ -154,6 +157,7 @@ pub fn detected_hardware(work_dir: &Path) -> Result<Hardware, AgentError> {
         gpu_count: found.gpus.len() as u32,
         gpu_vram_mb: gpu.map_or(0, |g| g.vram_mb),
         region: String::new(),
+        allows_network: false,
     })
 }
 
@@ -166,7 +170,8 @@ fn register(
 ) -> Result<NodeId, AgentError> {
     if let Some(node) = journal.node {
         let found = client.get(&format!("/v1/nodes/{node}"));
-        if found.is_ok_and(|n| n["status"] == "active") {
+        if let Some(found) = found.ok().filter(|n| n["status"] == "active") {
+            align_network_opt_in(client, config, node, &found)?;
             return Ok(node);
         }
     }
@@ -185,6 +190,7 @@ fn register(
     if !config.region.is_empty() {
         hardware.region = config.region.clone();
     }
+    hardware.allows_network = config.allow_network;
     let body = TxBody::RegisterNode {
         hardware,
         x25519_key: config.key.x25519_public(),
@@ -201,6 +207,32 @@ fn register(
     journal.done.clear();
     journal.results.clear();
     Ok(NodeId(node))
+}
+
+/// Registers what this start of the agent allows: a node registered with network access that
+/// is restarted without `--allow-network` (or the reverse) updates its registration, so the
+/// matcher never sends it tasks it would refuse.
+fn align_network_opt_in(
+    client: &Client,
+    config: &AgentConfig,
+    node: NodeId,
+    found: &serde_json::Value,
+) -> Result<(), AgentError> {
+    let mut hardware: Hardware = serde_json::from_value(found["hardware"].clone())
+        .map_err(|_| AgentError::Protocol("the node's registered hardware"))?;
+    if hardware.allows_network == config.allow_network {
+        return Ok(());
+    }
+    hardware.allows_network = config.allow_network;
+    let body = TxBody::UpdateNode {
+        node,
+        hardware,
+        x25519_key: config.key.x25519_public(),
+        endpoint: config.endpoint.clone(),
+        price_per_hour: config.price_per_hour,
+    };
+    client.send(&config.key, body, true)?;
+    Ok(())
 }
 
 /// Runs the agent until `stop` is set. Returns the node id it served as.

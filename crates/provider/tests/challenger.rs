@@ -1,63 +1,17 @@
 //! The challenger against a real node (in process, real HTTP API and redb): it answers the
 //! ledger's matrix challenges and puzzles, and the ledger scores them.
 
+mod common;
+
 use aicpw_ledger::challenge::ChallengeParams;
-use aicpw_node::{Bound, NodeConfig};
 use aicpw_provider::challenger::{self, ChallengerConfig};
 use aicpw_provider::client::Client;
 use aicpw_types::{Amount, Hardware, Keypair, NodeId, TxBody};
+use common::TestNode;
 use serde_json::Value;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-
-struct TestNode {
-    url: String,
-    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
-    thread: Option<std::thread::JoinHandle<()>>,
-    _dir: tempfile::TempDir,
-}
-
-impl TestNode {
-    fn start(challenges: ChallengeParams) -> TestNode {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let mut genesis = aicpw_node::dev_genesis();
-        genesis.params.challenges = challenges;
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()
-            .expect("runtime");
-        let config = NodeConfig {
-            data_dir: dir.path().join("node"),
-            listen: "127.0.0.1:0".parse().expect("address"),
-            genesis: Some(genesis),
-            proposer: Keypair::dev(15),
-            store: aicpw_node::StorePolicy::default(),
-        };
-        let bound = runtime.block_on(Bound::open(config)).expect("node opens");
-        let url = format!("http://{}", bound.local_addr().expect("bound"));
-        let (shutdown, stopped) = tokio::sync::oneshot::channel::<()>();
-        let thread = std::thread::spawn(move || {
-            let served = runtime.block_on(bound.serve(async {
-                let _ = stopped.await;
-            }));
-            served.expect("the node serves until shut down");
-        });
-        TestNode { url, shutdown: Some(shutdown), thread: Some(thread), _dir: dir }
-    }
-}
-
-impl Drop for TestNode {
-    fn drop(&mut self) {
-        if let Some(shutdown) = self.shutdown.take() {
-            let _ = shutdown.send(());
-        }
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
-        }
-    }
-}
 
 fn register(client: &Client, key: &Keypair) -> NodeId {
     client.send(key, TxBody::Bond { amount: Amount::tokens(1_000) }, true).expect("bond");

@@ -19,6 +19,11 @@ pub struct Hardware {
     /// Where the machine is, as its operator names it (e.g. `eu-west`); empty if unstated.
     #[serde(default)]
     pub region: String,
+    /// The operator lets tasks with `network: full` run here (`aicpw provider start
+    /// --allow-network`), each in its own network namespace with egress only; the matcher never
+    /// places such a task on a node without it.
+    #[serde(default)]
+    pub allows_network: bool,
 }
 codec_struct!(Hardware {
     cpu_cores,
@@ -28,7 +33,8 @@ codec_struct!(Hardware {
     gpu_model,
     gpu_count,
     gpu_vram_mb,
-    region
+    region,
+    allows_network
 });
 
 /// What a task requires of a node. An empty `gpu_model` accepts any model.

@@ -195,7 +195,7 @@ pub fn node(rng: &mut Rng, id: NodeId) -> NodeOffer {
                 gpu_model: kind.model.to_string(),
                 gpu_count: gpus,
                 gpu_vram_mb: kind.vram_mb,
-                region: String::new(),
+                ..Hardware::default()
             };
             let price = scale(rng, kind.price_per_gpu * u128::from(gpus), 80, 130);
             let units = kind.units_per_gpu * u64::from(gpus) * rng.between(85, 100) / 100;
@@ -297,6 +297,7 @@ pub fn task(rng: &mut Rng, id: TaskId, node_count: usize) -> TaskRequest {
         strategy: strategy(rng),
         value: Amount(max_price * u128::from(hours)),
         tee_required: rng.chance(30),
+        network: false,
         allowed_nodes: rng.chance(10).then(|| (0..16).map(|_| node_id(rng)).collect()),
         excluded_nodes: if rng.chance(50) { vec![node_id(rng)] } else { Vec::new() },
     }

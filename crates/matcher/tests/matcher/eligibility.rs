@@ -52,6 +52,14 @@ fn rows() -> Vec<Row> {
         ),
         row("TEE required, none offered", keep_node, |t| t.tee_required = true, &[Tee]),
         row("TEE required and offered", |n| n.tee = true, |t| t.tee_required = true, &[]),
+        row("network asked, node does not allow it", keep_node, |t| t.network = true, &[Network]),
+        row(
+            "network asked and allowed",
+            |n| n.hardware.allows_network = true,
+            |t| t.network = true,
+            &[],
+        ),
+        row("network allowed, not asked", |n| n.hardware.allows_network = true, keep_task, &[]),
         row("another GPU model", keep_node, |t| t.resources.gpu_model = "A100".into(), &[GpuModel]),
         row("model names ignore case", keep_node, |t| t.resources.gpu_model = "h100".into(), &[]),
         row(

@@ -135,6 +135,26 @@ fn tee_tasks_go_to_tee_nodes_only() {
     assert_eq!(m.place_one(&task, RANDOMNESS), Ok(NodeId(2)));
 }
 
+/// A task that asks for network access is never placed on a node whose operator did not allow
+/// it, however much cheaper that node is; with no such node it waits, and says why.
+#[test]
+fn network_tasks_go_only_to_nodes_that_allow_network() {
+    let mut open = cpu_node(3, 8, 900);
+    open.hardware.allows_network = true;
+    let mut m = matcher(&[cpu_node(1, 8, 100), cpu_node(2, 8, 200), open]);
+    let mut task = cpu_task(1, 2, 1_000);
+    task.network = true;
+    assert_eq!(m.place_one(&task, RANDOMNESS), Ok(NodeId(3)));
+    // The same task without network goes to the cheapest node.
+    assert_eq!(m.place_one(&cpu_task(2, 2, 1_000), RANDOMNESS), Ok(NodeId(1)));
+    // Once the only allowing node is gone, network tasks wait for one.
+    m.remove_node(NodeId(3));
+    task.id = TaskId(3);
+    let refused = m.place_one(&task, RANDOMNESS).expect_err("no node allows network");
+    assert_eq!(refused.first_unmet, Some(Constraint::Network));
+    assert!(refused.message.contains("--allow-network"), "{}", refused.message);
+}
+
 #[test]
 fn a_named_gpu_model_matches_whatever_the_case() {
     let mut m = matcher(&[gpu_node(1, "RTX 4090", 1, 100), gpu_node(2, "H100", 1, 900)]);

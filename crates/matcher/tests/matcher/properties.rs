@@ -33,6 +33,7 @@ fn offer() -> impl Strategy<Value = NodeOffer> {
                     gpu_count: gpus,
                     gpu_vram_mb: 24_000 * (1 + u64::from(gpus % 2)),
                     region: ["eu-west", "us-east", ""][(id % 3) as usize].to_string(),
+                    allows_network: completed % 2 == 0,
                 },
                 price_per_hour: Amount(price * 10),
                 reputation_permille: reputation,
@@ -84,6 +85,7 @@ fn task() -> impl Strategy<Value = TaskRequest> {
                 ][strategy],
                 value: Amount(value * 10),
                 tee_required: tee == 0,
+                network: tee % 3 == 1,
                 allowed_nodes: (allowed == 0)
                     .then(|| listed.iter().map(|id| NodeId(id / 2)).collect()),
                 excluded_nodes: if (1..3).contains(&allowed) {

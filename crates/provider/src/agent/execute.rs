@@ -24,6 +24,12 @@ pub(super) fn execute(
     task: &Value,
 ) -> Result<TaskResult, FailureReason> {
     let terms = &task["terms"];
+    let network = terms["network"].as_bool().unwrap_or(false);
+    if network && !shared.config.allow_network {
+        // The matcher places such a task only on nodes registered with `allows_network`.
+        tracing::warn!("task {id} asks for network access, which this agent does not allow");
+        return Err(FailureReason::ProviderError);
+    }
     let dir = shared.config.work_dir.join("tasks").join(id.0.to_string());
     let (manifest, files) = fetch_inputs(shared, task).map_err(|(reason, e)| {
         tracing::warn!("task {id}: cannot get the inputs ({}): {e}", reason.code());
@@ -43,7 +49,7 @@ pub(super) fn execute(
         &scratch,
     );
     request.limits = limits_of(terms);
-    request.network = terms["network"].as_bool().unwrap_or(false);
+    request.network = network;
     let progress = Arc::new(AtomicU16::new(0));
     let heartbeat_stop = Arc::new(AtomicBool::new(false));
     let logs = Mutex::new(std::collections::VecDeque::new());

@@ -40,9 +40,10 @@ const ETC_ALWAYS: [&str; 8] = [
     "host.conf",
     "alternatives",
 ];
-/// `/etc` files a task with network gets in addition: resolver and TLS trust store.
-const ETC_NETWORK: [&str; 7] =
-    ["resolv.conf", "gai.conf", "protocols", "services", "ssl", "ca-certificates", "pki"];
+/// `/etc` files a task with network gets in addition: TLS trust store and the like; its
+/// `resolv.conf` names the forwarder of its own namespace (`network::RESOLV_CONF`).
+const ETC_NETWORK: [&str; 6] =
+    ["gai.conf", "protocols", "services", "ssl", "ca-certificates", "pki"];
 /// Host name inside the sandbox.
 const SANDBOX_HOSTNAME: &str = "aicpw-sandbox";
 
@@ -134,6 +135,9 @@ fn host_root_entries() -> Vec<RootEntry> {
 #[derive(Clone, Debug)]
 pub(crate) struct Plan {
     pub bwrap: PathBuf,
+    /// The program and arguments bubblewrap is started under (empty: none); a task with
+    /// network access is started in its own network namespace (`network::TaskNetwork`).
+    pub launcher: Vec<OsString>,
     /// bubblewrap options, passed through a pipe (`--args 0`) so that host paths do not
     /// appear in the command line that the task can read from `/proc/1/cmdline`.
     pub bwrap_options: Vec<OsString>,
@@ -143,16 +147,18 @@ pub(crate) struct Plan {
 }
 
 /// The plan of one run: `sandbox_uid` when the agent is root, `cpus` when pinned, the GPU
-/// device numbers it holds.
+/// device numbers it holds, the launcher of its network namespace.
 pub(crate) fn plan(
     host: &Host,
     request: &ExecutionRequest,
     sandbox_uid: Option<u32>,
     cpus: Option<Vec<u32>>,
     gpus: &[u32],
+    launcher: Vec<OsString>,
 ) -> Plan {
     Plan {
         bwrap: host.tools.bwrap.clone(),
+        launcher,
         bwrap_options: bwrap_options(request, host, sandbox_uid.is_some(), gpus),
         command_line: command_line(&host.tools, request, sandbox_uid, cpus),
         sandbox_uid,
@@ -182,6 +188,9 @@ pub(crate) fn bwrap_options(
         let path = format!("/etc/{name}");
         options.add(["--ro-bind-try", path.as_str(), path.as_str()]);
     }
+    if request.network {
+        options.add(["--ro-bind", super::network::RESOLV_CONF, "/etc/resolv.conf"]);
+    }
     let shm_bytes = (request.limits.memory_mb / SHM_FRACTION_DIVISOR).clamp(1, SHM_MB_MAX) << 20;
     options.add(["--proc", "/proc", "--dev", "/dev"]);
     for device in gpus.iter().map(|&number| gpus::device_path(number)) {
@@ -206,6 +215,7 @@ pub(crate) fn bwrap_options(
     options.add(["--unshare-pid", "--unshare-ipc", "--unshare-uts", "--unshare-cgroup-try"]);
     options.add(["--hostname", SANDBOX_HOSTNAME, "--new-session", "--die-with-parent"]);
     if !request.network {
+        // A task with network access lives in the namespace its launcher entered.
         options.add(["--unshare-net"]);
     }
     if as_root {

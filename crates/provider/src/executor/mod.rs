@@ -9,13 +9,15 @@
 //! Inside: `sandbox` (identity, uid slots, self-test), `command` (bubblewrap options and the
 //! wrapper chain), `supervise` (the run loop), `procfs` (process-tree sampling), `logs` (line
 //! bounds, rate limit, progress), `prepare` (request checks, directory hand-over and clean-up),
-//! `verdict` (from observations to a `Termination`), `gpus` (whole GPUs per run).
+//! `verdict` (from observations to a `Termination`), `gpus` (whole GPUs per run), `network`
+//! (the namespace, egress and rules of a task with network access).
 
 mod cgroup;
 mod command;
 mod disk;
 mod gpus;
 mod logs;
+mod network;
 mod prepare;
 mod procfs;
 mod sandbox;

@@ -1,9 +1,9 @@
 //! The embedded executor: bubblewrap namespaces, per-process rlimits, a process-tree monitor.
 //!
-//! Isolation: new PID, IPC, UTS, cgroup and (unless the task asks for network) network
-//! namespaces; a read-only view of the host's `/usr` and a few `/etc` files; a new `/proc`, a
-//! minimal `/dev`; the inputs read-only at `/task/in`, the outputs at `/task/out`, the scratch
-//! directory at `/tmp`; nothing else of the host (no `/root`, `/home`, `/work`, `/etc/shadow`).
+//! Isolation: new PID, IPC, UTS, cgroup and network namespaces (a task that asks for network
+//! gets one with egress only, see `network`); a read-only view of the host's `/usr` and a few
+//! `/etc` files; a new `/proc`, a minimal `/dev`; the inputs read-only at `/task/in`, the
+//! outputs at `/task/out`, the scratch directory at `/tmp`; nothing else of the host (no `/root`, `/home`, `/work`, `/etc/shadow`).
 //!
 //! Identity: an agent running as an ordinary user runs bubblewrap unprivileged, which adds a
 //! user namespace. An agent running as root would map the task onto host uid 0, which the
@@ -31,6 +31,7 @@ use super::cgroup::Cgroups;
 use super::command::{self, Host};
 use super::disk::{DiskTools, RunDisk};
 use super::gpus::{self, GpuPool};
+use super::network::TaskNetwork;
 use super::{
     prepare, procfs, supervise, ExecutionEvent, ExecutionOutcome, ExecutionRequest, Executor,
     ExecutorError, Termination,
@@ -192,6 +193,8 @@ impl Executor for SandboxExecutor {
         }
         let cpus = self.pick_cpus(request.limits.cpu_cores);
         let gpus = self.gpus.take(request.limits.gpus)?;
+        // A task with network access gets a namespace of its own, torn down after the run.
+        let network = TaskNetwork::for_run(request, sandbox_uid)?;
         // Kernel limits exist only for a root agent, which always holds a uid slot: the slot
         // names the cgroup, so concurrent runs (of any agent on the host) never share one.
         let (cgroup, disk) = match (&self.kernel_limits, sandbox_uid) {
@@ -208,9 +211,12 @@ impl Executor for SandboxExecutor {
             ..request.clone()
         });
         let sandboxed = on_disk.as_ref().unwrap_or(request);
-        let plan = command::plan(&self.host, sandboxed, sandbox_uid, cpus, gpus.devices());
+        let launcher = network.as_ref().map(TaskNetwork::launcher).unwrap_or_default();
+        let plan =
+            command::plan(&self.host, sandboxed, sandbox_uid, cpus, gpus.devices(), launcher);
         let mut outcome =
             supervise::supervise(&plan, sandboxed, events, cgroup.as_ref(), disk.as_ref());
+        drop(network);
         if let (Ok(finished), Some(disk)) = (&mut outcome, &disk) {
             let limit = request.limits.disk_mb.saturating_mul(1 << 20);
             match disk.copy_outputs(&request.outputs_dir, limit) {
@@ -234,6 +240,16 @@ impl SandboxExecutor {
     /// Runs a trivial task in the full sandbox (namespaces, mounts, identity switch,
     /// rlimits) and reports why it could not, with the hint to run `scripts/setup.sh`.
     pub fn self_test(&self) -> Result<(), ExecutorError> {
+        self.probe(false)
+    }
+
+    /// [`SandboxExecutor::self_test`] with network access: the task's own network namespace,
+    /// its egress and its rules can be set up here (`aicpw provider start --allow-network`).
+    pub fn network_self_test(&self) -> Result<(), ExecutorError> {
+        self.probe(true)
+    }
+
+    fn probe(&self, network: bool) -> Result<(), ExecutorError> {
         let probe = ProbeDirs::create()?;
         let mut request = ExecutionRequest::new(
             "true",
@@ -243,6 +259,7 @@ impl SandboxExecutor {
             probe.path("scratch"),
         );
         request.limits.wall_time_secs = 30;
+        request.network = network;
         let mut output = Vec::new();
         let outcome = self.run(&request, &mut |event| {
             if let ExecutionEvent::Log { line, .. } = event {

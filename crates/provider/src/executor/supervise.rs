@@ -104,7 +104,10 @@ fn spawn(
     cgroup: Option<&RunCgroup>,
 ) -> Result<(Child, Receiver<LogLine>), ExecutorError> {
     let filter = seccomp::filter_file()?;
-    let mut child = Command::new(&plan.bwrap)
+    let mut line: Vec<&OsStr> = plan.launcher.iter().map(OsString::as_os_str).collect();
+    line.push(plan.bwrap.as_os_str());
+    let mut child = Command::new(line[0])
+        .args(&line[1..])
         .args(["--args", "0", "--"])
         .args(&plan.command_line)
         .env_clear()

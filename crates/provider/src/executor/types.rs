@@ -232,6 +232,12 @@ pub enum ExecutorError {
          (or with sudo) to install and check bubblewrap, util-linux and python3"
     )]
     SandboxUnavailable { reason: String },
+    #[error(
+        "network access unavailable: {reason}. A task with `network: full` runs only on an agent \
+         started as root with `--allow-network` where `bash scripts/setup.sh` installed \
+         slirp4netns, nftables and iproute2"
+    )]
+    NetworkUnavailable { reason: String },
     #[error("invalid execution request: {reason}")]
     InvalidRequest { reason: String },
     #[error("all {slots} sandbox user ids are in use; wait for a running task to end")]

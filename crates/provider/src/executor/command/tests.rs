@@ -54,12 +54,14 @@ fn mounts_put_inputs_read_only_and_outputs_and_scratch_read_write() {
 }
 
 #[test]
-fn network_requests_keep_the_host_network_and_get_resolver_files() {
+fn network_requests_stay_in_their_launchers_namespace_with_its_resolver() {
     let mut with_network = request();
     with_network.network = true;
     let options = strings(&bwrap_options(&with_network, &host(Vec::new()), true, &[]));
     assert!(!options.contains(&"--unshare-net".to_string()));
-    assert!(contains_sequence(&options, &["--ro-bind-try", "/etc/resolv.conf"]));
+    let resolver = ["--ro-bind", crate::executor::network::RESOLV_CONF, "/etc/resolv.conf"];
+    assert!(contains_sequence(&options, &resolver));
+    assert!(!contains_sequence(&options, &["/etc/resolv.conf", "/etc/resolv.conf"]));
     let without = strings(&bwrap_options(&request(), &host(Vec::new()), true, &[]));
     assert!(!without.iter().any(|option| option == "/etc/resolv.conf"));
 }
@@ -126,7 +128,7 @@ fn a_missing_tool_is_reported_with_the_setup_hint() {
 
 #[test]
 fn the_plan_runs_bubblewrap_with_the_options_and_the_command_line() {
-    let plan = plan(&host(Vec::new()), &request(), None, None, &[]);
+    let plan = plan(&host(Vec::new()), &request(), None, None, &[], Vec::new());
     assert_eq!(plan.bwrap, PathBuf::from("/usr/bin/bwrap"));
     assert_eq!(plan.sandbox_uid, None);
     assert_eq!(strings(&plan.command_line)[0], "/usr/bin/prlimit");
