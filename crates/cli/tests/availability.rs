@@ -179,7 +179,6 @@ fn a_filtered_task_list_looks_at_a_bounded_number_of_tasks_per_query() {
     for i in 0..many {
         let body = TxBody::SubmitTask {
             terms: terms.clone(),
-            key_grants: Vec::new(),
             answer_commitment: Hash32::of(&i.to_le_bytes()),
         };
         net.client.send(&busy, body, i % 32 == 31 || i + 1 == many).expect("submitted");

@@ -428,8 +428,8 @@ fn a_requester_aiming_unusable_inputs_at_a_node_cannot_freeze_it_and_pays_for_it
         .find(|n| amount(&n["price_per_hour"]) == 1_800_000)
         .and_then(|n| n["id"].as_u64())
         .expect("the cheaper node is the target");
-    let not_a_bundle = net.client.put_store(b"not a bundle").expect("upload");
     let requester = Keypair::dev(3);
+    let not_a_bundle = net.client.put_store(&requester, b"not a bundle").expect("upload");
     let freeze_faults = 5;
     let mut ids = Vec::new();
     for round in 0..freeze_faults + 1 {
@@ -474,7 +474,8 @@ fn a_requester_aiming_unusable_inputs_at_a_node_cannot_freeze_it_and_pays_for_it
             let granted = |n: u64| {
                 task["key_grants"].as_array().is_some_and(|g| g.iter().any(|g| g["node"] == n))
             };
-            let sealed_key = aicpw_types::seal::seal(&Keypair::dev(9).x25519_public(), &[7; 32]);
+            let sealed_key = aicpw_types::seal::seal(&Keypair::dev(9).x25519_public(), &[7; 32])
+                .expect("sealed");
             let key_grants: Vec<KeyGrant> = task["leases"]
                 .as_array()
                 .into_iter()
@@ -546,7 +547,7 @@ fn a_reveal_naming_a_result_the_store_does_not_hold_is_refused_and_never_paid() 
     }
     assert_eq!(Reject::ResultUnavailable.code(), 630);
     // Uploading something now does not help: the commitment fixed the CID before the reveal.
-    let real = net.client.put_store(b"something uploaded late").expect("upload");
+    let real = net.client.put_store(&owner, b"something uploaded late").expect("upload");
     let refused = net.client.send(&owner, reveal(&real), true).map(|_| ());
     assert_eq!(refused.map_err(|e| e.reject()), Err(Some(Reject::BadCommitment)));
     let task = net.task(id);

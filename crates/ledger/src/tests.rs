@@ -604,7 +604,6 @@ fn submitting_needs_a_budget_for_the_whole_time_limit() {
     assert_eq!(result, Err(Reject::InsufficientBalance));
 }
 
-#[test]
 /// A task that asks for network access waits for a node whose operator allows it, however many
 /// cheaper nodes fit otherwise, and the explanation names the missing opt-in.
 #[test]

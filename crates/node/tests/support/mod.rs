@@ -25,6 +25,7 @@ impl Node {
             data_dir: dir.to_path_buf(),
             listen: "127.0.0.1:0".parse().expect("loopback address"),
             genesis: Some(dev_genesis()),
+            store: aicpw_node::StorePolicy::default(),
             proposer: Keypair::dev(0),
         };
         let serving = std::thread::spawn(move || {
