@@ -12,6 +12,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::Value;
 use std::io::Read;
 use std::path::{Component, Path, PathBuf};
+use std::time::{Duration, Instant};
 
 /// A refusal of the CLI's own, with the stable code of `reject` and what it is about.
 pub fn refused(reject: Reject, about: String) -> anyhow::Error {
@@ -200,9 +201,26 @@ pub fn submit_bundle(
         .and_then(|events| events.iter().find(|e| e["event"] == "task_submitted"))
         .and_then(|e| e["task"].as_u64())
         .context("the node's receipt has no task_submitted event")?;
-    // A task is placed in the block that accepted it when a node is free: grant those seats now.
-    grant_placed(client, key, &client.get(&format!("/v1/tasks/{id}"))?)?;
+    grant_first_seats(client, key, id)?;
     Ok(id)
+}
+
+/// How long `task submit` waits for a task's random seats to be drawn before it grants them.
+const SEAT_DRAW_WAIT: Duration = Duration::from_secs(10);
+
+/// Grants the content key to the seats a task got at submission. A seat the matcher picks is
+/// placed in the block that accepted the task; random seats are drawn in the block after their
+/// candidates were frozen, so this waits for that draw (a block or two) first.
+fn grant_first_seats(client: &Client, key: &Keypair, id: u64) -> Result<()> {
+    let deadline = Instant::now() + SEAT_DRAW_WAIT;
+    loop {
+        let task = client.get(&format!("/v1/tasks/{id}"))?;
+        if task["seat_draw"].is_null() || Instant::now() >= deadline {
+            grant_placed(client, key, &task)?;
+            return Ok(());
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
 }
 
 /// Grants the content key of one of `key`'s encrypted tasks to every node placed on it that

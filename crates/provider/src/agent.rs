@@ -376,8 +376,9 @@ fn work_on(shared: &Shared, id: TaskId, leased: &Value) {
                 None => return,
             },
         };
-        let _ =
-            std::fs::remove_dir_all(shared.config.work_dir.join("tasks").join(id.0.to_string()));
+        crate::executor::remove_run_dir(
+            &shared.config.work_dir.join("tasks").join(id.0.to_string()),
+        );
         match outcome {
             Ok(Ok(sealed)) => {
                 if !commit(shared, id, &sealed) {

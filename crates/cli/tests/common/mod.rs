@@ -161,13 +161,37 @@ impl Net {
         self.client.get(&format!("/v1/tasks/{id}")).expect("task")
     }
 
+    /// Waits for task `id` to reach one of `states`; on a timeout, fails with the task and the
+    /// end of every provider's log, so the failure says where the task stopped.
     pub fn wait_state(&self, id: u64, states: &[&str], within: Duration) -> Value {
-        let mut task = Value::Null;
-        wait_until(&format!("task {id} in {states:?}"), within, || {
-            task = self.task(id);
-            states.contains(&task["state"].as_str().unwrap_or(""))
-        });
-        task
+        let started = Instant::now();
+        loop {
+            let task = self.task(id);
+            if states.contains(&task["state"].as_str().unwrap_or("")) {
+                return task;
+            }
+            if started.elapsed() >= within {
+                panic!("timed out waiting for task {id} in {states:?}: {task}\n{}", self.logs());
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// The last lines of every log of the agents and tools the test started.
+    fn logs(&self) -> String {
+        let mut text = String::new();
+        for entry in std::fs::read_dir(self.dir.path()).into_iter().flatten().flatten() {
+            let path = entry.path();
+            if path.extension().is_none_or(|e| e != "log") {
+                continue;
+            }
+            if let Ok(log) = std::fs::read_to_string(&path) {
+                let lines: Vec<&str> = log.lines().collect();
+                let tail = lines[lines.len().saturating_sub(20)..].join("\n");
+                text.push_str(&format!("--- {}\n{tail}\n", path.display()));
+            }
+        }
+        text
     }
 
     /// `aicpw task result` as the requester (dev account 0), into a fresh directory.

@@ -36,7 +36,7 @@ pub(super) fn execute(
         reason
     })?;
     let (inputs, outputs, scratch) = (dir.join("in"), dir.join("out"), dir.join("tmp"));
-    let _ = std::fs::remove_dir_all(&dir);
+    crate::executor::remove_run_dir(&dir);
     for d in [&inputs, &outputs, &scratch] {
         std::fs::create_dir_all(d).map_err(|_| FailureReason::ProviderError)?;
     }

@@ -21,6 +21,30 @@ const IMAGE_SLACK_MB: u64 = 16;
 const IMAGE_NAME: &str = ".aicpw-disk.img";
 const MOUNT_NAME: &str = ".aicpw-disk";
 
+/// Removes a directory a run used, first detaching the filesystems mounted below it: an agent
+/// that died mid-run leaves its run's filesystem mounted there, and a plain removal stops at
+/// that mount, leaving the old run's files behind.
+pub fn remove_run_dir(dir: &Path) {
+    if fs::symlink_metadata(dir).is_err() {
+        return;
+    }
+    let root = fs::canonicalize(dir).unwrap_or_else(|_| dir.to_path_buf());
+    let mountinfo = fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+    // The fifth field is the mount point, with spaces and the like escaped as octal.
+    let mut below: Vec<PathBuf> = mountinfo
+        .lines()
+        .filter_map(|line| line.split(' ').nth(4))
+        .map(|point| PathBuf::from(point.replace("\\040", " ")))
+        .filter(|point| point.starts_with(&root))
+        .collect();
+    // The deepest first, so that each detaches from a parent that is still there.
+    below.sort_by_key(|point| std::cmp::Reverse(point.components().count()));
+    for point in below {
+        let _ = unmount(&point, UnmountFlags::DETACH);
+    }
+    let _ = fs::remove_dir_all(dir);
+}
+
 /// The programs that make and mount the filesystem.
 #[derive(Clone, Debug)]
 pub(crate) struct DiskTools {
@@ -62,11 +86,7 @@ impl RunDisk {
             mounted: false,
             baseline_bytes: 0,
         };
-        // An agent that died mid-run leaves its run's filesystem mounted here.
-        if fs::symlink_metadata(&disk.mount_point).is_ok() {
-            let _ = unmount(&disk.mount_point, UnmountFlags::DETACH);
-            let _ = fs::remove_dir_all(&disk.mount_point);
-        }
+        remove_run_dir(&disk.mount_point);
         let size_mb = limit_mb.saturating_add(limit_mb / 8).saturating_add(IMAGE_SLACK_MB);
         let image = fs::File::create(&disk.image).map_err(|source| {
             ExecutorError::io(format!("create {}", disk.image.display()), source)

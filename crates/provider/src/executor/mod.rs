@@ -26,6 +26,7 @@ mod supervise;
 mod types;
 mod verdict;
 
+pub use disk::remove_run_dir;
 pub use gpus::GPUS_MAX;
 pub use sandbox::{sandbox_available, SandboxConfig, SandboxExecutor};
 pub use types::{
