@@ -370,8 +370,14 @@ pub fn fetch_result(
     if result["output_hash"].as_str() != Some(output_hash.to_string().as_str()) {
         bail!("the result does not match the output hash the provider committed");
     }
+    // The log tail goes beside the outputs, unless an output already holds its name.
+    let log_clashes = outputs.iter().any(|(p, _)| p == "logs" || p == bundle::RESULT_LOG_PATH);
+    if log_clashes {
+        eprintln!("the task's log tail is not written: an output is named logs");
+    }
+    let written = if log_clashes { outputs } else { &files[..] };
     std::fs::create_dir_all(out)?;
-    bundle::write_files(out, &files).map_err(|e| match e {
+    bundle::write_files(out, written).map_err(|e| match e {
         bundle::BundleError::Exists(path) => refused(
             Reject::ResultPathExists,
             format!("{} is already there: choose a new or empty --out", out.join(path).display()),
@@ -381,7 +387,7 @@ pub fn fetch_result(
     if accept && state == "verifying" {
         client.send(key, TxBody::AcceptResult { task: TaskId(id) }, true)?;
     }
-    Ok(Fetched { cid: cid.to_string(), files: files.into_iter().map(|(p, _)| p).collect() })
+    Ok(Fetched { cid: cid.to_string(), files: written.iter().map(|(p, _)| p.clone()).collect() })
 }
 
 /// Adds a file or directory to the node's store through a CAR file; returns the root CID.

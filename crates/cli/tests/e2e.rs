@@ -118,6 +118,25 @@ fn tasks_that_break_their_limits_are_killed_with_a_reason_and_pay_for_time_used(
     assert_eq!(task["failure"], "memory-limit-exceeded");
 }
 
+/// An output may be named `logs`: the requester gets it whole and hashes it as the provider did;
+/// the log tail, which would take that name, is left out.
+#[test]
+fn an_output_named_logs_is_returned_as_the_task_wrote_it() {
+    let mut net = Net::start();
+    net.provider(1, 3_600_000);
+    net.wait_nodes(1);
+    let script = "import os\nopen(os.path.join(os.environ['AICPW_OUTPUT_DIR'], 'logs'), 'w').write('mine')\n";
+    let file = net.task_file("logs-output", script, "");
+    let yaml = std::fs::read_to_string(&file).expect("yaml").replace("[out.txt]", "[logs]");
+    std::fs::write(&file, yaml).expect("yaml");
+    let id = net.submit(&file);
+    net.wait_state(id, &["verifying"], Duration::from_secs(30));
+    let (out_dir, out) = net.fetch_result(id);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(std::fs::read(out_dir.join("logs")).expect("the output"), b"mine");
+    assert_eq!(net.task(id)["state"], "completed");
+}
+
 #[test]
 fn a_result_whose_bytes_do_not_match_its_cid_is_rejected() {
     let mut net = Net::start();

@@ -30,8 +30,10 @@ impl Injector<'_> {
             "verifying" if task["dispute"].is_null() => self.reveal(index, id, &task),
             "completed" | "failed" | "cancelled" => {
                 let (verdict, detail) = judged(&task);
-                println!("task {id}: {}", describe(verdict, &detail));
+                let line = describe(verdict, &detail);
+                // Journaled before it is said: whoever reads the line finds it recorded.
                 self.end(index, verdict, detail);
+                println!("task {id}: {line}");
             }
             _ => {}
         }
