@@ -3,8 +3,6 @@
 //! read without end, or write through links; and a task's content key goes to the nodes placed
 //! on it, never to a cheap sybil that is not.
 
-// The harness is shared with e2e.rs, which uses the rest of it.
-#[allow(dead_code)]
 mod common;
 
 use aicpw_types::{seal, Amount, Hardware, Keypair, TxBody};
