@@ -158,7 +158,11 @@ impl Chain {
             path: data_dir.display().to_string(),
             source,
         })?;
-        let db = Db::open(data_dir)?;
+        Chain::on(Db::open(data_dir)?, genesis)
+    }
+
+    /// Opens the chain stored in `db`, creating it from `genesis` if it is new.
+    pub fn on(db: Db, genesis: Option<&Genesis>) -> Result<Chain, ChainError> {
         let checkpointer = Checkpointer::start(db.state_database());
         if let Some(loaded) = db.load()? {
             if let Some(wanted) = genesis.filter(|g| g.chain_id != loaded.genesis.chain_id) {

@@ -11,7 +11,8 @@ use aicpw_ledger::state::{Account, Meta, Node, Task};
 use aicpw_ledger::{Genesis, State};
 use aicpw_types::codec::{Decode, Encode};
 use aicpw_types::{Block, BlockHeader};
-use redb::{Database, ReadableTable, TableDefinition};
+use redb::backends::FileBackend;
+use redb::{Database, ReadableTable, StorageBackend, TableDefinition};
 use std::collections::BTreeMap;
 use std::path::Path;
 
@@ -26,6 +27,8 @@ const CHECKPOINT_KEY: &str = "checkpoint_height";
 pub enum DbError {
     #[error("database: {0}")]
     Redb(Box<redb::Error>),
+    #[error("{path}: {source}")]
+    File { path: String, source: std::io::Error },
     #[error("stored data is corrupt: {0}")]
     Corrupt(String),
     #[error("the data directory belongs to chain {found}, not {expected}")]
@@ -71,9 +74,16 @@ pub struct Db {
 }
 
 impl Db {
+    /// Opens (or creates) `chain.redb` and `state.redb` in `dir`.
     pub fn open(dir: &Path) -> Result<Db, DbError> {
-        let chain = Database::create(dir.join("chain.redb"))?;
-        let state = Database::create(dir.join("state.redb"))?;
+        Db::on(file(dir, "chain.redb")?, file(dir, "state.redb")?)
+    }
+
+    /// Opens (or creates) the block log and the state on the given storage: files for a node, a
+    /// disk that loses what was not synced for the crash tests.
+    pub fn on(chain: impl StorageBackend, state: impl StorageBackend) -> Result<Db, DbError> {
+        let chain = Database::builder().create_with_backend(chain)?;
+        let state = Database::builder().create_with_backend(state)?;
         Ok(Db { chain, state: std::sync::Arc::new(state) })
     }
 
@@ -94,9 +104,13 @@ impl Db {
     }
 
     /// Writes the genesis state as checkpoint 0, then the genesis itself (which marks the chain
-    /// as created, so a crash in between leaves a directory that is simply initialized again).
+    /// as created, so a crash in between leaves a directory that is simply initialized again:
+    /// checkpoint 0 replaces every entry an earlier attempt wrote, whatever its genesis).
     pub fn init(&self, genesis: &Genesis, entries: Vec<EntryWrite>) -> Result<(), DbError> {
-        checkpoint(&self.state, 0, entries)?;
+        let write = self.state.begin_write()?;
+        write.delete_table(ENTRIES)?;
+        write_entries(&write, 0, &entries)?;
+        write.commit()?;
         let json = serde_json::to_vec(genesis).map_err(corrupt)?;
         let write = self.chain.begin_write()?;
         {
@@ -139,6 +153,15 @@ impl Db {
             Some(bytes) => u64::from_bytes(bytes.value()).map_err(corrupt)?,
             None => return Err(corrupt("no checkpoint")),
         };
+        // A checkpoint is written only after its block is durable in the log, so a state ahead
+        // of the log means the log lost acknowledged blocks (a disk that ignored an fsync).
+        let head_height = head.as_ref().map_or(0, |h| h.height);
+        if checkpoint_height > head_height {
+            return Err(corrupt(format!(
+                "the state checkpoint at height {checkpoint_height} is ahead of the block log, \
+                 whose head is at height {head_height}: committed blocks were lost"
+            )));
+        }
         let mut meta = None;
         let (mut accounts, mut nodes, mut tasks) =
             (BTreeMap::new(), BTreeMap::new(), BTreeMap::new());
@@ -168,19 +191,53 @@ impl Db {
     }
 }
 
+/// Opens the redb file `name` in `dir`. A missing one is created whole under another name and
+/// renamed into place, then the directory and its parent are synced: redb writes a new file with
+/// two fsyncs, and a power cut between them leaves a file it refuses to open, while a cut here
+/// leaves no file (or a `.new` one, created again).
+fn file(dir: &Path, name: &str) -> Result<FileBackend, DbError> {
+    let path = dir.join(name);
+    let io = |path: &Path| {
+        let path = path.display().to_string();
+        move |source| DbError::File { path, source }
+    };
+    if !path.try_exists().map_err(io(&path))? {
+        let fresh = dir.join(format!("{name}.new"));
+        match std::fs::remove_file(&fresh) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(io(&fresh)(e)),
+            _ => {}
+        }
+        drop(Database::create(&fresh)?);
+        std::fs::rename(&fresh, &path).map_err(io(&path))?;
+        for synced in [Some(dir), dir.parent()].into_iter().flatten() {
+            let synced = if synced.as_os_str().is_empty() { Path::new(".") } else { synced };
+            std::fs::File::open(synced).and_then(|d| d.sync_all()).map_err(io(synced))?;
+        }
+    }
+    let file = std::fs::OpenOptions::new().read(true).write(true).open(&path).map_err(io(&path))?;
+    Ok(FileBackend::new(file)?)
+}
+
 /// Writes changed state entries and the height they are current at, in one transaction.
 pub fn checkpoint(state: &Database, height: u64, entries: Vec<EntryWrite>) -> Result<(), DbError> {
     let write = state.begin_write()?;
-    {
-        let mut table = write.open_table(ENTRIES)?;
-        for (key, value) in &entries {
-            match value {
-                Some(value) => table.insert(key.as_slice(), value.as_slice())?,
-                None => table.remove(key.as_slice())?,
-            };
-        }
-        write.open_table(CHAIN)?.insert(CHECKPOINT_KEY, height.to_bytes().as_slice())?;
-    }
+    write_entries(&write, height, &entries)?;
     write.commit()?;
+    Ok(())
+}
+
+fn write_entries(
+    write: &redb::WriteTransaction,
+    height: u64,
+    entries: &[EntryWrite],
+) -> Result<(), DbError> {
+    let mut table = write.open_table(ENTRIES)?;
+    for (key, value) in entries {
+        match value {
+            Some(value) => table.insert(key.as_slice(), value.as_slice())?,
+            None => table.remove(key.as_slice())?,
+        };
+    }
+    write.open_table(CHAIN)?.insert(CHECKPOINT_KEY, height.to_bytes().as_slice())?;
     Ok(())
 }

@@ -51,3 +51,17 @@ fn a_data_directory_of_another_chain_is_refused() {
         "no genesis, no chain"
     );
 }
+
+#[test]
+fn a_database_file_whose_creation_was_cut_short_is_created_again() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    // What a power cut leaves while redb writes a new file: part of one, under its temporary name.
+    std::fs::write(dir.path().join("chain.redb.new"), [0xa5; 4096]).expect("write");
+    let mut chain = Chain::open(dir.path(), Some(&dev_genesis())).expect("created again");
+    let outcome =
+        chain.produce(vec![transfer(0)], 1_000, Keypair::dev(0).account()).expect("block");
+    assert_eq!(outcome.receipts.len(), 1);
+    assert!(!dir.path().join("chain.redb.new").exists());
+    drop(chain);
+    assert_eq!(Chain::open(dir.path(), None).expect("reopen").height(), 1);
+}
