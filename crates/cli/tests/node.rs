@@ -48,6 +48,8 @@ fn balance(client: &Client, key: &Keypair) -> u128 {
     account["balance"].as_str().and_then(|b| b.parse().ok()).expect("balance")
 }
 
+/// A killed process leaves its writes in the page cache, so this passes without any fsync: power
+/// cuts over a disk that keeps only synced writes are `crates/node/tests/durability.rs`.
 #[test]
 fn a_killed_node_loses_no_acknowledged_transfer_and_replays_to_its_state_root() {
     let dir = tempfile::tempdir().expect("temp dir");

@@ -204,14 +204,23 @@ impl Chain {
         })
     }
 
-    /// Re-executes the blocks committed after the last checkpoint.
+    /// Checks the last checkpoint against the state root its block (or the genesis) published,
+    /// then re-executes the blocks committed after it.
     fn catch_up(&mut self) -> Result<(), ChainError> {
-        self.state.finalize_root();
+        let missing =
+            |height| ChainError::ReplayDiverged { height, reason: "block missing".into() };
+        let (root, _) = self.state.finalize_root();
+        let height = self.checkpoint_height;
+        let published = match height {
+            0 => State::genesis(&self.genesis).finalize_root().0,
+            _ => self.db.block(height)?.ok_or_else(|| missing(height))?.header.state_root,
+        };
+        if root != published {
+            let reason = "the state checkpoint differs from the root its block published".into();
+            return Err(ChainError::ReplayDiverged { height, reason });
+        }
         for height in self.checkpoint_height + 1..=self.height() {
-            let block = self
-                .db
-                .block(height)?
-                .ok_or(ChainError::ReplayDiverged { height, reason: "block missing".into() })?;
+            let block = self.db.block(height)?.ok_or_else(|| missing(height))?;
             let changed = execute_block(&mut self.state, &block)?;
             record_changes(&mut self.pending, &self.state, &changed);
         }
