@@ -195,7 +195,7 @@ impl Db {
 /// renamed into place, then the directory and its parent are synced: redb writes a new file with
 /// two fsyncs, and a power cut between them leaves a file it refuses to open, while a cut here
 /// leaves no file (or a `.new` one, created again).
-fn file(dir: &Path, name: &str) -> Result<FileBackend, DbError> {
+pub(crate) fn file(dir: &Path, name: &str) -> Result<FileBackend, DbError> {
     let path = dir.join(name);
     let io = |path: &Path| {
         let path = path.display().to_string();

@@ -9,9 +9,9 @@
 //! what the platters hold must have every transfer it acknowledged.
 
 use aicpw_ledger::Genesis;
+use aicpw_node::content::Content;
 use aicpw_node::db::Db;
-use aicpw_node::{dev_genesis, Chain, Shared};
-use aicpw_store::Store;
+use aicpw_node::{dev_genesis, Chain, Shared, StorePolicy};
 use aicpw_types::{AccountId, Amount, Keypair, Tx, TxBody};
 use redb::StorageBackend;
 use std::io;
@@ -249,9 +249,9 @@ fn run(power: &Power, cut: Option<u64>, blocks: u64, no_fsync: Option<usize>) ->
     let Ok(chain) = Chain::on(db, Some(&dev_genesis())) else { return done(acknowledged, ops()) };
     let opened = ops();
     power.machine().no_fsync = no_fsync;
-    let store = tempfile::tempdir().expect("temp dir");
-    let store = Store::open(store.path()).expect("content store");
-    let shared = Shared::new(chain, store, Keypair::dev(0).account());
+    let content = tempfile::tempdir().expect("temp dir");
+    let content = Content::open(content.path(), StorePolicy::default()).expect("content store");
+    let shared = Shared::new(chain, content, Keypair::dev(0).account());
     for nonce in 0..blocks {
         let mut waiters: Vec<_> = SIGNERS
             .iter()
@@ -307,12 +307,12 @@ fn lost(run: &Run, held: &[(AccountId, u64)]) -> u64 {
 }
 
 /// The operations to cut the power after: every one while the chain is created, every one of a
-/// state checkpoint and the one before it, the last 5, and every 97th in between.
+/// state checkpoint and the one before it, the last 5, and every 199th in between.
 fn cut_points(whole: &Run) -> Vec<u64> {
     let (opened, total) = (whole.opened, whole.ops);
     let checkpoint = |k: u64| whole.checkpoints.iter().any(|op| *op == k || *op == k + 1);
     let cuts = (1..=total).filter(|k| *k <= opened || checkpoint(*k) || total - k < 5);
-    cuts.chain((0..total).step_by(97).skip(1)).collect()
+    cuts.chain((0..total).step_by(199).skip(1)).collect()
 }
 
 /// A fair coin from a seed, the same flips every run.
