@@ -306,12 +306,13 @@ fn lost(run: &Run, held: &[(AccountId, u64)]) -> u64 {
     each.map(|((_, acknowledged), (_, held))| acknowledged.saturating_sub(*held)).sum()
 }
 
-/// The operations to cut the power after: every one while the chain is created, every one of a
-/// state checkpoint and the one before it, the last 5, and every 199th in between.
+/// The operations to cut the power after: every one while the chain is created and in its first
+/// ten blocks (each block's commit makes the same kinds of operations), every one of a state
+/// checkpoint and the one before it, the last 5, and every 199th in between.
 fn cut_points(whole: &Run) -> Vec<u64> {
-    let (opened, total) = (whole.opened, whole.ops);
+    let (early, total) = (whole.opened + 10 * whole.ops / BLOCKS, whole.ops);
     let checkpoint = |k: u64| whole.checkpoints.iter().any(|op| *op == k || *op == k + 1);
-    let cuts = (1..=total).filter(|k| *k <= opened || checkpoint(*k) || total - k < 5);
+    let cuts = (1..=total).filter(|k| *k <= early || checkpoint(*k) || total - k < 5);
     cuts.chain((0..total).step_by(199).skip(1)).collect()
 }
 
