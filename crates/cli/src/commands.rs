@@ -438,7 +438,7 @@ fn bench(command: BenchCommand) -> Result<()> {
             (json, bench_challenge::run(n, threads, k)?)
         }
         BenchCommand::Match { nodes, tasks, seed, json } => {
-            (json, bench_match::run(nodes, tasks, seed))
+            (json, bench_match::run(nodes, tasks, seed)?)
         }
     };
     show(json, &value, |v| {

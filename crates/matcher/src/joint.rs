@@ -16,7 +16,7 @@ pub(crate) const COST_MAX: u128 = 1 << 80;
 
 /// What a task pays per hour on a node, for the batch optimizer: the price, plus the
 /// reputation penalty of `batch_reputation_penalty_bps` when it is set.
-pub(crate) fn batch_cost(offer: &NodeOffer, params: &MatchParams) -> u128 {
+pub fn batch_cost(offer: &NodeOffer, params: &MatchParams) -> u128 {
     let price = offer.price_per_hour.0.min(COST_MAX);
     let shortfall = 1000u128.saturating_sub(u128::from(offer.reputation_permille.min(1000)));
     let penalty = u128::from(params.batch_reputation_penalty_bps);

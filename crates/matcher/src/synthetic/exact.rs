@@ -2,7 +2,7 @@
 
 use super::Rng;
 use crate::eligibility::{unmet, Capacity};
-use crate::joint::batch_cost;
+pub use crate::joint::batch_cost;
 use crate::{MatchParams, Matcher, NodeOffer, TaskRequest};
 use aicpw_types::task::MatchStrategy;
 use aicpw_types::{Amount, ComputeUnits, Hardware, NodeId, Resources, TaskId};
@@ -12,9 +12,10 @@ use serde::Serialize;
 pub const EXACT_TASKS_MAX: usize = 8;
 pub const EXACT_NODES_MAX: usize = 8;
 
-/// The best assignment: most tasks placed, then least total cost.
+/// What an assignment achieves: tasks placed and their total batch cost (the best assignment
+/// places most tasks, then costs least).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
-pub struct ExactOutcome {
+pub struct BatchOutcome {
     pub placed: usize,
     pub cost: u128,
 }
@@ -25,10 +26,10 @@ pub fn exact_batch(
     nodes: &[NodeOffer],
     tasks: &[TaskRequest],
     params: &MatchParams,
-) -> ExactOutcome {
+) -> BatchOutcome {
     assert!(tasks.len() <= EXACT_TASKS_MAX && nodes.len() <= EXACT_NODES_MAX, "instance too large");
     let mut free: Vec<Capacity> = nodes.iter().map(|n| Capacity::of(&n.hardware)).collect();
-    let mut best = ExactOutcome { placed: 0, cost: 0 };
+    let mut best = BatchOutcome { placed: 0, cost: 0 };
     let search = Search { nodes, tasks, params };
     search.descend(0, &mut free, 0, 0, &mut best);
     best
@@ -47,11 +48,11 @@ impl Search<'_> {
         free: &mut [Capacity],
         placed: usize,
         cost: u128,
-        best: &mut ExactOutcome,
+        best: &mut BatchOutcome,
     ) {
         if task == self.tasks.len() {
             if placed > best.placed || (placed == best.placed && cost < best.cost) {
-                *best = ExactOutcome { placed, cost };
+                *best = BatchOutcome { placed, cost };
             }
             return;
         }
@@ -79,8 +80,26 @@ impl Search<'_> {
 /// A small seeded instance: 3 to 5 nodes that hold one to three tasks each, 3 to 6 `Batch`
 /// tasks competing for the cheap ones.
 pub fn small_batch_instance(seed: u64) -> (Vec<NodeOffer>, Vec<TaskRequest>) {
+    batch_instance(seed, (3, 5), (3, 6))
+}
+
+/// Instances larger than the exact limits (this file's solver and `place_batch`'s polishing of
+/// groups of at most 8 tasks): 6 to 10 such nodes, 9 to 14 tasks, so the batch optimizer
+/// answers mostly with its heuristic. (Larger ones often keep the independent MILP solver of
+/// `aicpw bench match` from proving its optimum within seconds.)
+pub fn large_batch_instance(seed: u64) -> (Vec<NodeOffer>, Vec<TaskRequest>) {
+    batch_instance(seed, (6, 10), (9, 14))
+}
+
+/// H100 nodes that hold one to three tasks each, and `Batch` tasks competing for the cheap
+/// ones; node and task counts drawn from the inclusive ranges.
+fn batch_instance(
+    seed: u64,
+    node_range: (u64, u64),
+    task_range: (u64, u64),
+) -> (Vec<NodeOffer>, Vec<TaskRequest>) {
     let mut rng = Rng::new(seed);
-    let node_count = rng.between(3, 5);
+    let node_count = rng.between(node_range.0, node_range.1);
     let nodes = (0..node_count)
         .map(|id| {
             let gpus = rng.between(1, 4) as u32;
@@ -105,7 +124,7 @@ pub fn small_batch_instance(seed: u64) -> (Vec<NodeOffer>, Vec<TaskRequest>) {
             }
         })
         .collect();
-    let task_count = rng.between(3, 6);
+    let task_count = rng.between(task_range.0, task_range.1);
     let tasks = (0..task_count)
         .map(|id| TaskRequest {
             id: TaskId(id),
@@ -138,37 +157,58 @@ pub struct RatioSummary {
     pub worst_seed: u64,
 }
 
-/// Runs `place_batch` and the exact solver on `instances` seeded instances.
+/// What `place_batch` achieves on an instance's empty nodes.
+pub fn batch_placement(
+    nodes: &[NodeOffer],
+    tasks: &[TaskRequest],
+    params: &MatchParams,
+    seed: u64,
+) -> BatchOutcome {
+    let mut matcher = Matcher::new(params.clone());
+    nodes.iter().for_each(|node| matcher.upsert_node(node.clone()));
+    let mut outcome = BatchOutcome { placed: 0, cost: 0 };
+    for (_, placed) in matcher.place_batch(tasks, Rng::new(seed).bytes32()) {
+        if let Ok(id) = placed {
+            let node = nodes.iter().find(|n| n.id == id).expect("placed on a node of the instance");
+            outcome.placed += 1;
+            outcome.cost += batch_cost(node, params);
+        }
+    }
+    outcome
+}
+
+impl RatioSummary {
+    /// Summarizes (instance seed, batch optimizer's outcome, optimum) triples.
+    pub fn of(results: impl IntoIterator<Item = (u64, BatchOutcome, BatchOutcome)>) -> Self {
+        let mut summary = RatioSummary { worst: 1.0, ..RatioSummary::default() };
+        let mut total = 0.0;
+        let mut counted = 0usize;
+        for (seed, found, optimum) in results {
+            summary.instances += 1;
+            if found.placed < optimum.placed {
+                summary.fewer_placed += 1;
+                continue;
+            }
+            let ratio =
+                if optimum.cost == 0 { 1.0 } else { found.cost as f64 / optimum.cost as f64 };
+            total += ratio;
+            counted += 1;
+            if ratio > summary.worst {
+                summary.worst = ratio;
+                summary.worst_seed = seed;
+            }
+        }
+        summary.mean = if counted == 0 { 1.0 } else { total / counted as f64 };
+        summary
+    }
+}
+
+/// Runs `place_batch` and the exact solver on `instances` seeded small instances.
 pub fn batch_ratio(instances: usize, seed: u64, params: &MatchParams) -> RatioSummary {
-    let mut summary = RatioSummary { instances, worst: 1.0, ..RatioSummary::default() };
-    let mut total = 0.0;
-    let mut counted = 0usize;
-    for k in 0..instances as u64 {
+    RatioSummary::of((0..instances as u64).map(|k| {
         let instance_seed = seed.wrapping_add(k);
         let (nodes, tasks) = small_batch_instance(instance_seed);
         let exact = exact_batch(&nodes, &tasks, params);
-        let mut matcher = Matcher::new(params.clone());
-        nodes.iter().for_each(|node| matcher.upsert_node(node.clone()));
-        let mut placed = 0;
-        let mut cost = 0u128;
-        for (_, outcome) in matcher.place_batch(&tasks, Rng::new(instance_seed).bytes32()) {
-            if let Ok(id) = outcome {
-                placed += 1;
-                cost += batch_cost(&nodes[id.0 as usize], params);
-            }
-        }
-        if placed < exact.placed {
-            summary.fewer_placed += 1;
-            continue;
-        }
-        let ratio = if exact.cost == 0 { 1.0 } else { cost as f64 / exact.cost as f64 };
-        total += ratio;
-        counted += 1;
-        if ratio > summary.worst {
-            summary.worst = ratio;
-            summary.worst_seed = instance_seed;
-        }
-    }
-    summary.mean = if counted == 0 { 1.0 } else { total / counted as f64 };
-    summary
+        (instance_seed, batch_placement(&nodes, &tasks, params, instance_seed), exact)
+    }))
 }

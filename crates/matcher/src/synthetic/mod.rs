@@ -8,7 +8,10 @@ mod bench;
 mod exact;
 
 pub use bench::{run_benchmark, BenchReport};
-pub use exact::{batch_ratio, exact_batch, small_batch_instance, ExactOutcome, RatioSummary};
+pub use exact::{
+    batch_cost, batch_placement, batch_ratio, exact_batch, large_batch_instance,
+    small_batch_instance, BatchOutcome, RatioSummary,
+};
 
 use crate::{NodeOffer, TaskRequest};
 use aicpw_types::task::MatchStrategy;
