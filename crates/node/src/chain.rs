@@ -255,6 +255,23 @@ impl Chain {
         }
     }
 
+    /// Checkpoints every state change not yet checkpointed, waits until the writer has it on
+    /// disk, and closes the chain: a restart then re-executes no block.
+    pub fn close(mut self) -> Result<(), ChainError> {
+        let height = self.height();
+        let writes: Vec<EntryWrite> = std::mem::take(&mut self.pending).into_iter().collect();
+        let mut checkpointer = self.checkpointer;
+        let sender = checkpointer.sender.take().expect("the sender lives until drop");
+        if !writes.is_empty() && sender.send((height, writes)).is_err() {
+            return Err(ChainError::Checkpoint(checkpointer.failure().unwrap_or_default()));
+        }
+        drop(sender);
+        if let Some(writer) = checkpointer.writer.take() {
+            writer.join().map_err(|_| ChainError::Checkpoint("the writer panicked".into()))?;
+        }
+        checkpointer.failure().map_or(Ok(()), |failure| Err(ChainError::Checkpoint(failure)))
+    }
+
     pub fn state(&self) -> &State {
         &self.state
     }

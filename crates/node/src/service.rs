@@ -145,6 +145,14 @@ impl Shared {
         })
     }
 
+    /// The chain back from the last handle, to close it.
+    pub fn into_chain(self: Arc<Self>) -> Option<Chain> {
+        let shared = Arc::into_inner(self)?;
+        Some(
+            shared.chain.into_inner().expect("block production panicked; the node cannot continue"),
+        )
+    }
+
     /// The chain, for reads. A poisoned lock means block production panicked: the node must stop.
     /// Lock order: the chain before the mempool, never the other way.
     pub fn chain(&self) -> MutexGuard<'_, Chain> {

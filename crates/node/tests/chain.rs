@@ -98,3 +98,21 @@ fn a_checkpoint_that_differs_from_its_blocks_root_is_refused() {
     let refused = Chain::open(dir.path(), None).err().expect("refused");
     assert!(refused.to_string().contains("differs from the root its block published"), "{refused}");
 }
+
+#[test]
+fn a_closed_chain_has_every_block_in_its_checkpoint() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let proposer = Keypair::dev(0).account();
+    let blocks = 5;
+    let mut chain = Chain::open(dir.path(), Some(&dev_genesis())).expect("open");
+    for nonce in 0..blocks {
+        chain.produce(vec![transfer(nonce)], 1_000 + nonce, proposer).expect("block");
+    }
+    let root = chain.head().expect("head").state_root;
+    chain.close().expect("the last checkpoint is written");
+    let loaded = aicpw_node::db::Db::open(dir.path()).expect("db").load().expect("load");
+    let loaded = loaded.expect("a chain is stored");
+    assert_eq!(loaded.checkpoint_height, blocks, "no block is left to re-execute");
+    let mut state = loaded.state;
+    assert_eq!(state.finalize_root().0, root);
+}
