@@ -156,7 +156,7 @@ fn admit(node: &Shared, block: &[Vec<u8>]) -> Result<usize> {
 
 /// Where the transactions go.
 enum Target {
-    Producer(Chain),
+    Producer(Box<Chain>),
     Node(Arc<Shared>),
 }
 
@@ -173,7 +173,7 @@ fn measure(
     // One unmeasured block warms the caches and the allocator, as every benchmark does.
     chain.produce(Vec::new(), 999, proposer)?;
     let mut target = match path {
-        Path::Producer => Target::Producer(chain),
+        Path::Producer => Target::Producer(Box::new(chain)),
         Path::Node => {
             let content = Content::open(&dir.path().join("content"), StorePolicy::default())?;
             Target::Node(Shared::new(chain, content, proposer))
@@ -205,7 +205,7 @@ fn measure(
         refused += outcome.rejected.len();
     }
     let chain = match target {
-        Target::Producer(chain) => chain,
+        Target::Producer(chain) => *chain,
         Target::Node(node) => {
             Shared::into_chain(node).expect("the benchmark holds the only handle")
         }

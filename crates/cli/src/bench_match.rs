@@ -118,19 +118,13 @@ pub fn milp_optimum(
         problem.add_constraint(&row, ComparisonOp::Le, 1.0);
     }
     for (n, node) in nodes.iter().enumerate() {
-        let capacity = Capacity::of(&node.hardware);
-        let dimensions: [(f64, fn(&TaskRequest) -> f64); 4] = [
-            (f64::from(capacity.cpu_cores), |t| f64::from(t.resources.cpu_cores)),
-            (capacity.memory_mb as f64, |t| t.resources.memory_mb as f64),
-            (capacity.disk_mb as f64, |t| t.resources.disk_mb as f64),
-            (f64::from(capacity.gpus), |t| f64::from(t.resources.gpu_count)),
-        ];
-        for (limit, need) in dimensions {
+        let capacity = dimensions(&Capacity::of(&node.hardware));
+        for (d, limit) in capacity.into_iter().enumerate() {
             let row: Vec<_> = pairs
                 .iter()
                 .zip(&vars)
                 .filter(|(p, _)| p.1 == n)
-                .map(|(p, v)| (*v, need(&tasks[p.0])))
+                .map(|(p, v)| (*v, dimensions(&Capacity::used_by(&tasks[p.0].resources))[d]))
                 .filter(|(_, coefficient)| *coefficient > 0.0)
                 .collect();
             if !row.is_empty() {
@@ -161,6 +155,16 @@ pub fn milp_optimum(
         placed: chosen.len(),
         cost: chosen.iter().map(|(_, _, cost)| cost).sum(),
     }))
+}
+
+/// CPU cores, memory, disk and GPUs, as the MILP model's coefficients.
+fn dimensions(capacity: &Capacity) -> [f64; 4] {
+    [
+        f64::from(capacity.cpu_cores),
+        capacity.memory_mb as f64,
+        capacity.disk_mb as f64,
+        f64::from(capacity.gpus),
+    ]
 }
 
 /// Nanoseconds this thread has run on a CPU (Linux; `None` elsewhere).
