@@ -97,18 +97,37 @@ impl Power {
     }
 
     /// The machine after its power came back: each file holds its platter plus the cached writes
-    /// that `reached` says got there before the cut (none, or any part of them).
+    /// that `reached` says got there before the cut (none, or any part of them). A file's length
+    /// is metadata: each change of it (a `set_len`, a write past the end) landed whole or not at
+    /// all; each 512-byte sector of a write's data landed or not, and what lies past the length
+    /// is gone.
     fn restart(&self, mut reached: impl FnMut() -> bool) -> Power {
         let machine = self.machine();
         let files = machine.files.clone().map(|file| {
             let mut platter = file.platter;
+            let mut len = platter.len();
             for write in &file.cache {
-                for part in sectors(write) {
-                    if reached() {
-                        part.apply(&mut platter);
+                match write {
+                    Write::Len(new) => {
+                        if reached() {
+                            len = *new as usize;
+                            platter.truncate(len);
+                        }
+                    }
+                    Write::At(offset, data) => {
+                        let end = *offset as usize + data.len();
+                        if end > len && reached() {
+                            len = end;
+                        }
+                        for sector in sectors(*offset, data) {
+                            if reached() {
+                                sector.apply(&mut platter);
+                            }
+                        }
                     }
                 }
             }
+            platter.resize(len, 0);
             File { platter, cache: Vec::new() }
         });
         let views = files.clone().map(|f| f.platter);
@@ -116,23 +135,18 @@ impl Power {
     }
 }
 
-/// A write split into the 512-byte sectors a disk writes atomically.
-fn sectors(write: &Write) -> Vec<Write> {
+/// A write's data split into the 512-byte sectors a disk writes atomically.
+fn sectors(offset: u64, data: &[u8]) -> Vec<Write> {
     const SECTOR: u64 = 512;
-    match write {
-        Write::Len(_) => vec![write.clone()],
-        Write::At(offset, data) => {
-            let mut parts = Vec::new();
-            let (mut at, end) = (*offset, *offset + data.len() as u64);
-            while at < end {
-                let next = ((at / SECTOR + 1) * SECTOR).min(end);
-                let range = (at - offset) as usize..(next - offset) as usize;
-                parts.push(Write::At(at, data[range].to_vec()));
-                at = next;
-            }
-            parts
-        }
+    let mut parts = Vec::new();
+    let (mut at, end) = (offset, offset + data.len() as u64);
+    while at < end {
+        let next = ((at / SECTOR + 1) * SECTOR).min(end);
+        let range = (at - offset) as usize..(next - offset) as usize;
+        parts.push(Write::At(at, data[range].to_vec()));
+        at = next;
     }
+    parts
 }
 
 impl Disk {
@@ -267,6 +281,7 @@ fn run(power: &Power, cut: Option<u64>, blocks: u64, no_fsync: Option<usize>) ->
             }
         }
     }
+    drop(shared); // waits for the checkpoint writer
     done(acknowledged, opened)
 }
 
