@@ -2,13 +2,14 @@
 //! and the red-team suite) over many seeds and summarises what it found.
 
 use anyhow::{bail, Result};
-use serde_json::{json, Value};
+use serde_json::Value;
 
 /// Runs seeds `0..seeds` of `scenario` (or of every scenario for `all`) on all cores and returns
-/// `{"scenarios": [...], "seeds"}`; each scenario reports `name`, `runs`, `detection_rate`,
-/// `tasks_to_detection_mean`, `honest_slashed` and `violations`, with the bound its detection is
-/// measured against and `status` (`mechanism-missing` when the ledger lacks what it needs: then
-/// nothing was measured). The result depends on the seeds alone, not on the number of cores.
+/// `aicpw_sim::Summary`: each scenario's per-attempt figures (`attempts`, `caught_attempts`,
+/// `detection_per_attempt`, `tasks_to_detection_p50`/`_p99`, `cheater_net_profit`,
+/// `honest_frozen`, `honest_slashed`, `honest_pay_lost`, `violations`, with `status`:
+/// `mechanism-missing` when the ledger lacks what it needs, then nothing was measured), and the
+/// figures over all of them. The result depends on the seeds alone, not on the number of cores.
 pub fn run(scenario: &str, seeds: u64) -> Result<Value> {
     if seeds == 0 || seeds > aicpw_sim::SEEDS_MAX {
         bail!("--seeds must be between 1 and {}", aicpw_sim::SEEDS_MAX);
@@ -26,7 +27,7 @@ pub fn run(scenario: &str, seeds: u64) -> Result<Value> {
     for name in names {
         let report = aicpw_sim::run_scenario(name, seeds, threads)
             .ok_or_else(|| anyhow::anyhow!("unknown scenario `{name}`"))?;
-        reports.push(serde_json::to_value(report)?);
+        reports.push(report);
     }
-    Ok(json!({ "scenarios": reports, "seeds": seeds }))
+    Ok(serde_json::to_value(aicpw_sim::Summary::of(seeds, reports))?)
 }

@@ -29,8 +29,8 @@ fn main() {
             .into_iter()
             .filter_map(|n| aicpw_sim::run_scenario(n, count, threads))
             .collect();
-        let json = serde_json::json!({ "scenarios": reports });
-        println!("{}", serde_json::to_string_pretty(&json).unwrap_or_default());
+        let summary = aicpw_sim::Summary::of(count, reports);
+        println!("{}", serde_json::to_string_pretty(&summary).unwrap_or_default());
     } else {
         for name in names(name) {
             let Some(scenario) = aicpw_sim::scenario(name) else { continue };

@@ -81,7 +81,7 @@ fn owned_by(state: &State, node: &NodeId, who: &AccountId) -> bool {
 
 /// Whether the node's current challenge `id` was sized for the capacity it claims (a node's
 /// first challenge may come before its claim, sized for the floor: that one tests nothing).
-fn sized_for_claim(state: &State, node: &NodeId, id: &ChallengeId) -> bool {
+pub(crate) fn sized_for_claim(state: &State, node: &NodeId, id: &ChallengeId) -> bool {
     let Some(node) = state.nodes.get(node) else { return false };
     let claimed = node.capacity.claimed_units;
     let current = node.capacity.matrix.as_ref().filter(|c| c.id == *id);

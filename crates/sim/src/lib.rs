@@ -5,7 +5,8 @@
 //! - [`world`]: the discrete-event loop; [`chain`]: mempool and blocks over `aicpw_ledger`.
 //! - [`net`]: the seeded network; [`rng`]: seeded random streams.
 //! - [`provider`], [`requester`]: the parties as state machines; [`work`]: simulated execution.
-//! - [`watch`]: invariants after every block; [`detect`]: whether a cheater was caught.
+//! - [`watch`]: invariants after every block; [`detect`]: whether a cheater was caught;
+//!   [`tally`]: every cheating attempt, whether it was caught, and what it earned.
 //! - [`scenarios`]: the honest network and the red-team suite; [`report`]: what a run found.
 
 pub mod bounds;
@@ -19,11 +20,12 @@ pub mod requester;
 pub mod rng;
 pub mod scenarios;
 pub mod setup;
+pub mod tally;
 pub mod watch;
 pub mod work;
 pub mod world;
 
-pub use report::{RunReport, ScenarioReport, Status};
+pub use report::{RunReport, ScenarioReport, Status, Summary};
 pub use scenarios::{scenario, Scenario, SCENARIOS};
 
 /// Most seeds one call may run.
@@ -49,5 +51,5 @@ pub fn run_scenario(name: &str, seeds: u64, threads: usize) -> Option<ScenarioRe
             .collect()
     });
     runs.sort_by_key(|r| r.seed);
-    Some(ScenarioReport::of(scenario.name, &runs))
+    Some(ScenarioReport::of(scenario.name, scenario.attempt, &runs))
 }

@@ -1,9 +1,11 @@
 //! What a run found, and the summary over many seeds that `aicpw sim --json` prints.
 
 use crate::detect::Caught;
+use crate::tally::Figures;
 use crate::world::World;
 use aicpw_types::TaskState;
 use serde::Serialize;
+use std::collections::BTreeMap;
 
 /// Whether a scenario could run against this ledger.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -42,6 +44,10 @@ pub struct RunReport {
     pub violation_messages: Vec<String>,
     /// Honest nodes the ledger froze (no slash; no new work until an appeal passes).
     pub honest_frozen: u64,
+    pub honest_frozen_causes: BTreeMap<&'static str, u64>,
+    /// Every cheating attempt and what became of it, and what honest providers lost.
+    #[serde(flatten)]
+    pub figures: Figures,
     /// What each slash or freeze of an honest party was.
     pub honest_slash_messages: Vec<String>,
     pub tasks_submitted: u64,
@@ -77,6 +83,8 @@ impl RunReport {
             violations: 0,
             violation_messages: Vec::new(),
             honest_frozen: 0,
+            honest_frozen_causes: BTreeMap::new(),
+            figures: Figures::default(),
             honest_slash_messages: Vec::new(),
             tasks_submitted: 0,
             tasks_completed: 0,
@@ -111,6 +119,8 @@ impl RunReport {
             violations: watch.violations,
             violation_messages: watch.messages.clone(),
             honest_frozen: watch.honest_frozen,
+            honest_frozen_causes: watch.honest_frozen_causes.clone(),
+            figures: Figures::of(world),
             honest_slash_messages: watch.notes.clone(),
             tasks_submitted: watch.submitted,
             tasks_completed: watch.ended(TaskState::Completed),
@@ -141,24 +151,46 @@ impl RunReport {
     }
 }
 
-/// The summary of one scenario over many seeds.
+/// The summary of one scenario over many seeds. Detection is counted per cheating attempt
+/// (`tally`), summed over seeds; `detection_rate` is the design check per run.
 #[derive(Clone, Debug, Serialize)]
 pub struct ScenarioReport {
     pub name: &'static str,
     pub status: Status,
     pub runs: u64,
-    /// Share of runs in which the cheater was caught within the bound; `null` for a scenario
-    /// without a cheater or one that could not run.
-    pub detection_rate: Option<f64>,
-    /// Mean attempts until caught (see `Caught::attempts`), over the runs that caught it.
-    pub tasks_to_detection_mean: Option<f64>,
-    /// Runs in which the cheater attempted at least once: the detection rate's denominator
-    /// (a cheater that never got the chance to cheat was not missed).
-    pub runs_with_attempts: u64,
+    /// What a cheating attempt is in this scenario, and why some cannot be caught.
+    pub attempt: &'static str,
+    pub attempts: u64,
+    pub caught_attempts: u64,
+    /// `caught_attempts / attempts`; `null` without attempts.
+    pub detection_per_attempt: Option<f64>,
+    /// Attempts whose result shows the cheat, and the share of them caught.
+    pub observable_attempts: u64,
+    pub detection_per_observable_attempt: Option<f64>,
+    /// Attempts not caught on which the cheater kept pay (or won its dispute).
+    pub uncaught_paid_attempts: u64,
+    /// Attempts (in the unit of `bound`) until the first sanction, over the runs that caught
+    /// the cheater: nearest-rank percentiles and the largest.
+    pub tasks_to_detection_p50: Option<u64>,
+    pub tasks_to_detection_p99: Option<u64>,
     pub tasks_to_detection_max: Option<u64>,
+    /// Σ over seeds of what the cheaters kept for work they did not do (their compute valued at
+    /// the pay, as if an honest margin were nil) and won in disputes, less their slashes, in
+    /// base units; `null` without a cheater.
+    pub cheater_net_profit: Option<i128>,
+    pub cheater_slashed: u128,
+    /// Share of runs in which the cheater was caught within the bound, of those where it
+    /// attempted; `null` for a scenario without a cheater or one that could not run.
+    pub detection_rate: Option<f64>,
+    /// Runs in which the cheater attempted at least once (a cheater that never got the chance
+    /// to cheat was not missed).
+    pub runs_with_attempts: u64,
     pub bound: Option<Bound>,
     pub honest_slashed: u64,
     pub honest_frozen: u64,
+    pub honest_frozen_causes: BTreeMap<&'static str, u64>,
+    /// Pay honest providers were owed for right results and did not keep, in base units.
+    pub honest_pay_lost: u128,
     pub violations: u64,
     pub missing: Vec<&'static str>,
     /// Seeds with a violation, an honest slash, or a cheater not caught in time (first 16).
@@ -177,15 +209,30 @@ pub struct ScenarioReport {
     pub txs_included: u64,
 }
 
+/// The nearest-rank percentile `permille` of `values`; `None` if there are none.
+pub fn percentile(values: &[u64], permille: u64) -> Option<u64> {
+    let mut sorted = values.to_vec();
+    sorted.sort_unstable();
+    let rank = (sorted.len() as u64 * permille).div_ceil(1_000).max(1);
+    sorted.get(rank as usize - 1).copied()
+}
+
+fn share(part: u64, whole: u64) -> Option<f64> {
+    (whole > 0).then(|| part as f64 / whole as f64)
+}
+
 impl ScenarioReport {
-    pub fn of(name: &'static str, runs: &[RunReport]) -> ScenarioReport {
+    pub fn of(name: &'static str, attempt: &'static str, runs: &[RunReport]) -> ScenarioReport {
         let first = runs.first();
         let status = first.map(|r| r.status.clone()).unwrap_or(Status::Ok);
         let ran: Vec<&RunReport> = runs.iter().filter(|r| r.status == Status::Ok).collect();
         let bound = ran.first().and_then(|r| r.bound.clone());
         let has_cheater = bound.is_some();
-        let caught: Vec<u64> =
-            ran.iter().filter_map(|r| r.caught.as_ref().map(|c| c.attempts)).collect();
+        let caught: Vec<u64> = ran
+            .iter()
+            .filter_map(|r| r.caught.as_ref().map(|c| c.attempts))
+            .filter(|_| has_cheater)
+            .collect();
         let attempted: Vec<&&RunReport> = ran.iter().filter(|r| r.cheater_attempts > 0).collect();
         let in_bound = attempted.iter().filter(|r| r.caught_in_bound()).count();
         let failing = |r: &&&RunReport| {
@@ -193,19 +240,44 @@ impl ScenarioReport {
             r.violations > 0 || r.honest_slashed > 0 || missed
         };
         let sum = |f: fn(&RunReport) -> u64| ran.iter().map(|r| f(r)).sum::<u64>();
+        let sum_wide = |f: fn(&RunReport) -> u128| {
+            ran.iter().map(|r| f(r)).fold(0u128, |a, b| a.saturating_add(b))
+        };
+        let mut honest_frozen_causes = BTreeMap::new();
+        for (cause, count) in ran.iter().flat_map(|r| &r.honest_frozen_causes) {
+            *honest_frozen_causes.entry(*cause).or_default() += count;
+        }
+        let attempts = sum(|r| r.figures.attempts);
+        let caught_attempts = sum(|r| r.figures.caught_attempts);
+        let observable = sum(|r| r.figures.observable_attempts);
+        let net: i128 = ran.iter().map(|r| r.figures.cheater_net_profit).sum();
         ScenarioReport {
             name,
             status,
             runs: ran.len() as u64,
+            attempt,
+            attempts,
+            caught_attempts,
+            detection_per_attempt: share(caught_attempts, attempts),
+            observable_attempts: observable,
+            detection_per_observable_attempt: share(
+                sum(|r| r.figures.caught_observable_attempts),
+                observable,
+            ),
+            uncaught_paid_attempts: sum(|r| r.figures.uncaught_paid_attempts),
+            tasks_to_detection_p50: percentile(&caught, 500),
+            tasks_to_detection_p99: percentile(&caught, 990),
+            tasks_to_detection_max: caught.iter().max().copied(),
+            cheater_net_profit: has_cheater.then_some(net),
+            cheater_slashed: sum_wide(|r| r.figures.cheater_slashed),
             detection_rate: (has_cheater && !attempted.is_empty())
                 .then(|| in_bound as f64 / attempted.len() as f64),
             runs_with_attempts: attempted.len() as u64,
-            tasks_to_detection_mean: (has_cheater && !caught.is_empty())
-                .then(|| caught.iter().sum::<u64>() as f64 / caught.len() as f64),
-            tasks_to_detection_max: caught.iter().max().copied().filter(|_| has_cheater),
             bound,
             honest_slashed: sum(|r| r.honest_slashed),
             honest_frozen: sum(|r| r.honest_frozen),
+            honest_frozen_causes,
+            honest_pay_lost: sum_wide(|r| r.figures.honest_pay_lost),
             violations: sum(|r| r.violations),
             missing: first.map(|r| r.missing.clone()).unwrap_or_default(),
             failing_seeds: ran.iter().filter(failing).map(|r| r.seed).take(16).collect(),
@@ -226,6 +298,55 @@ impl ScenarioReport {
             appeals_approved: sum(|r| r.appeals_approved),
             crashes: sum(|r| r.crashes),
             txs_included: sum(|r| r.txs_included),
+        }
+    }
+}
+
+/// What `aicpw sim --json` prints: every scenario's summary, and the figures over all of them.
+#[derive(Clone, Debug, Serialize)]
+pub struct Summary {
+    pub seeds: u64,
+    /// The least `detection_per_attempt` (and per observable attempt) of any scenario.
+    pub min_detection_per_attempt: Option<f64>,
+    pub min_detection_per_observable_attempt: Option<f64>,
+    /// The largest `cheater_net_profit` of any scenario with a cheater.
+    pub max_cheater_net_profit: Option<i128>,
+    pub honest_frozen_total: u64,
+    pub honest_frozen_causes: BTreeMap<&'static str, u64>,
+    pub honest_slashed_total: u64,
+    pub honest_pay_lost_total: u128,
+    pub violations_total: u64,
+    pub scenarios: Vec<ScenarioReport>,
+}
+
+fn least(values: impl Iterator<Item = f64>) -> Option<f64> {
+    values.reduce(f64::min)
+}
+
+impl Summary {
+    pub fn of(seeds: u64, scenarios: Vec<ScenarioReport>) -> Summary {
+        let mut honest_frozen_causes = BTreeMap::new();
+        for (cause, count) in scenarios.iter().flat_map(|s| &s.honest_frozen_causes) {
+            *honest_frozen_causes.entry(*cause).or_default() += count;
+        }
+        Summary {
+            seeds,
+            min_detection_per_attempt: least(
+                scenarios.iter().filter_map(|s| s.detection_per_attempt),
+            ),
+            min_detection_per_observable_attempt: least(
+                scenarios.iter().filter_map(|s| s.detection_per_observable_attempt),
+            ),
+            max_cheater_net_profit: scenarios.iter().filter_map(|s| s.cheater_net_profit).max(),
+            honest_frozen_total: scenarios.iter().map(|s| s.honest_frozen).sum(),
+            honest_frozen_causes,
+            honest_slashed_total: scenarios.iter().map(|s| s.honest_slashed).sum(),
+            honest_pay_lost_total: scenarios
+                .iter()
+                .map(|s| s.honest_pay_lost)
+                .fold(0u128, |a, b| a.saturating_add(b)),
+            violations_total: scenarios.iter().map(|s| s.violations).sum(),
+            scenarios,
         }
     }
 }

@@ -66,6 +66,17 @@ pub fn check_withheld(state: &State, now: u64) -> Result<(), String> {
     }
 }
 
+/// Why the ledger froze a node: `missed-challenges` (capacity challenges unanswered: its next
+/// pass thaws it), `offence` (slashed), or `lease-faults` (its score fell with leases expired,
+/// failed or withheld: it appeals).
+fn freeze_cause(state: &State, node: &NodeId) -> &'static str {
+    match state.nodes.get(node) {
+        Some(node) if node.capacity.frozen => "missed-challenges",
+        Some(node) if node.reputation.offences > 0 => "offence",
+        _ => "lease-faults",
+    }
+}
+
 #[derive(Debug, Default)]
 pub struct Watch {
     genesis_supply: u128,
@@ -83,6 +94,8 @@ pub struct Watch {
     pub freezes: u64,
     /// Honest nodes frozen (a freeze is no slash, but it stops their work until an appeal).
     pub honest_frozen: u64,
+    /// The honest freezes by cause (`freeze_cause`).
+    pub honest_frozen_causes: BTreeMap<&'static str, u64>,
     pub appeals: u64,
     pub appeals_approved: u64,
     owners: BTreeMap<NodeId, AccountId>,
@@ -125,7 +138,7 @@ impl Watch {
             self.violation(format!("block {}: {broken}", outcome.height));
         }
         for event in &outcome.events {
-            self.event(event, now);
+            self.event(state, event, now);
         }
         let overdue: Vec<(TaskId, u64)> =
             self.deadlines.iter().filter(|(_, d)| **d < now).map(|(t, d)| (*t, *d)).collect();
@@ -135,7 +148,7 @@ impl Watch {
         }
     }
 
-    fn event(&mut self, event: &Event, now: u64) {
+    fn event(&mut self, state: &State, event: &Event, now: u64) {
         match event {
             Event::TaskSubmitted { task, .. } => {
                 self.submitted += 1;
@@ -160,6 +173,7 @@ impl Watch {
                 let owner = self.owners.get(node);
                 if owner.is_some_and(|o| self.honest.contains(o)) {
                     self.honest_frozen += 1;
+                    *self.honest_frozen_causes.entry(freeze_cause(state, node)).or_default() += 1;
                     self.note(format!("honest node {} frozen at score {score_permille}", node.0));
                 }
             }

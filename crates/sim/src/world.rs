@@ -8,6 +8,7 @@ use crate::party::{Ctx, Message};
 use crate::provider::Provider;
 use crate::requester::Requester;
 use crate::rng::SimRng;
+use crate::tally::Tally;
 use crate::watch::Watch;
 use aicpw_ledger::Event;
 use aicpw_types::{AccountId, SignedTx, TaskId};
@@ -64,6 +65,7 @@ pub struct World {
     pub net: Network,
     pub parties: Vec<Party>,
     pub watch: Watch,
+    pub tally: Tally,
     pub detector: Option<Detector>,
     /// Once the detector caught the cheater, requesters submit no task planned after
     /// `max(now, keep_until_ms)`: the base load still runs, the rest is not needed.
@@ -94,6 +96,7 @@ impl World {
             net,
             parties,
             watch,
+            tally: Tally::default(),
             detector: None,
             stop_when_caught: true,
             keep_until_ms: 0,
@@ -234,6 +237,7 @@ impl World {
         }
         self.track_open(&outcome);
         self.watch.after_block(&self.chain.state, &outcome, self.now);
+        self.tally.after_block(&self.chain.state, &outcome);
         if let Some(detector) = &mut self.detector {
             let before = detector.caught.is_some();
             detector.after_block(&self.chain.state, &outcome, self.now);

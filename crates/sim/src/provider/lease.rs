@@ -1,6 +1,6 @@
 //! The provider's leases: execute (or fake), heartbeat, commit, reveal.
 
-use super::{sent_recently, Behaviour, Provider, Sealed, RESEND_MS, TASK_HEARTBEAT_MS};
+use super::{sent_recently, Behaviour, Provider, Sealed, Skipped, RESEND_MS, TASK_HEARTBEAT_MS};
 use crate::party::{Ctx, Message};
 use crate::work;
 use aicpw_ledger::state::{Lease, Role, Task};
@@ -182,6 +182,10 @@ impl Provider {
             if let Some(sealed) = &job.sealed {
                 // Written to the journal before the commitment leaves: a crash cannot lose it.
                 self.journal.insert(id, sealed.clone());
+                let truth = work::true_output(&task.terms);
+                if let Some(skipped) = skipped(&job.plan, sealed.output, truth) {
+                    self.skipped.insert(id, skipped);
+                }
                 if let Behaviour::SharesOutputs { partner } = self.spec.behaviour {
                     ctx.tell(partner, Message::Output { task: id, output_hash: sealed.output });
                 }
@@ -228,6 +232,16 @@ impl Provider {
             result_cid: result_cid(id, node),
         });
         self.reveal_sent_ms.insert(id, ctx.now);
+    }
+}
+
+/// What a sealed result skipped, if the plan did not run the task.
+fn skipped(plan: &Plan, output: Hash32, truth: Hash32) -> Option<Skipped> {
+    match plan {
+        Plan::CopyCommitment => Some(Skipped::CopiedCommitment),
+        Plan::Commit { .. } | Plan::AwaitShared { .. } if output != truth => Some(Skipped::Forged),
+        Plan::AwaitShared { .. } => Some(Skipped::CopiedOutput),
+        Plan::Commit { .. } | Plan::Journaled(_) | Plan::ReportFault => None,
     }
 }
 

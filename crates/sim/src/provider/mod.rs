@@ -98,6 +98,26 @@ impl ProviderSpec {
     }
 }
 
+/// A result a provider committed to without doing the work: the simulation's ground truth of its
+/// cheating attempts (`tally`), kept across crashes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Skipped {
+    /// Committed to a hash that is not the task's output (a forgery or a guess).
+    Forged,
+    /// Copied another lease's commitment, which it cannot open.
+    CopiedCommitment,
+    /// Committed to a partner's output: the right result, but not computed.
+    CopiedOutput,
+}
+
+impl Skipped {
+    /// Whether the result itself shows the cheat (a copied right output does not).
+    pub fn observable(self) -> bool {
+        self != Skipped::CopiedOutput
+    }
+}
+
 /// What a provider wrote to disk before committing: it survives crashes, so a restarted
 /// provider can still reveal (the agent's journal).
 #[derive(Clone, Debug)]
@@ -117,7 +137,9 @@ pub struct Provider {
     claim_sent_ms: Option<u64>,
     node_heartbeat_ms: Option<u64>,
     jobs: BTreeMap<TaskId, lease::Job>,
-    journal: BTreeMap<TaskId, Sealed>,
+    pub(crate) journal: BTreeMap<TaskId, Sealed>,
+    /// Leases it committed a result on without doing the work, by task.
+    pub(crate) skipped: BTreeMap<TaskId, Skipped>,
     reveal_sent_ms: BTreeMap<TaskId, u64>,
     appeal_sent_ms: Option<u64>,
     /// Appeals voted on, by node and opening time, and when.
@@ -139,6 +161,7 @@ impl Provider {
             node_heartbeat_ms: None,
             jobs: BTreeMap::new(),
             journal: BTreeMap::new(),
+            skipped: BTreeMap::new(),
             reveal_sent_ms: BTreeMap::new(),
             appeal_sent_ms: None,
             votes_sent_ms: BTreeMap::new(),
@@ -162,6 +185,15 @@ impl Provider {
     /// shares its correct outputs counts as honest: a slash of it would be a false positive).
     pub fn is_honest(&self) -> bool {
         matches!(self.spec.behaviour, Behaviour::Honest | Behaviour::SharesOutputs { .. })
+    }
+
+    /// Claims capacity it does not have where challenges are answered: on another machine, or
+    /// not at all. Its matrix challenges are its cheating attempts.
+    pub fn lies_about_capacity(&self) -> bool {
+        matches!(
+            self.spec.behaviour,
+            Behaviour::FakeCapacity { .. } | Behaviour::RelaysChallenges { .. }
+        )
     }
 
     /// One look at the chain; returns when to look again.

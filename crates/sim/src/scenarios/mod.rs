@@ -14,6 +14,8 @@ use aicpw_types::Verification;
 pub struct Scenario {
     pub name: &'static str,
     pub about: &'static str,
+    /// What one cheating attempt is (`tally`), and why some of them cannot be caught.
+    pub attempt: &'static str,
     pub run: fn(u64) -> RunReport,
 }
 
@@ -23,6 +25,7 @@ pub const SCENARIOS: &[Scenario] = &[
         about: "honest providers and requesters under every verification policy; provider \
                 crashes, a partition, message loss, slow nodes: every task ends, nobody is \
                 slashed, tokens are conserved",
+        attempt: "none: no cheater",
         run: honest,
     },
     Scenario {
@@ -31,12 +34,14 @@ pub const SCENARIOS: &[Scenario] = &[
                 challenge opening window and the 60 s reveal window: a challenge not opened in \
                 time is a miss (reputation), a reveal not sent in time is withheld (no pay), \
                 and the provider opens it late when it is back, so nobody is slashed",
+        attempt: "none: no cheater",
         run: honest_long_outage,
     },
     Scenario {
         name: "lazy-provider",
         about: "a worker skips the work on a quarter of its tasks and commits a forged hash; \
                 adaptive spot-check audits catch it",
+        attempt: "a forged result committed as worker",
         run: cheaters::lazy_provider,
     },
     Scenario {
@@ -44,6 +49,7 @@ pub const SCENARIOS: &[Scenario] = &[
         about: "the lazy worker keeps its commitment closed whenever a forged result is audited, \
                 giving up the pay to dodge the referee; the withheld lease is slashed when its \
                 late reveal window closes unopened",
+        attempt: "a forged result committed as worker",
         run: cheaters::lazy_provider_withholding,
     },
     Scenario {
@@ -52,12 +58,14 @@ pub const SCENARIOS: &[Scenario] = &[
                 so escrow is released to it per interval as to an honest worker; the audit \
                 catches it as before, and every interval released to a caught forgery is clawed \
                 back from its stake with the slash",
+        attempt: "a forged result committed as worker",
         run: cheaters::lazy_provider_stalling,
     },
     Scenario {
         name: "fake-capacity",
         about: "a node registers an H100 and claims its capacity but has a CPU: it misses the \
                 matrix challenges sized for its claim, or bluffs a root it cannot open",
+        attempt: "a matrix challenge sized for the H100 capacity it claims",
         run: cheaters::fake_capacity,
     },
     Scenario {
@@ -65,12 +73,14 @@ pub const SCENARIOS: &[Scenario] = &[
         about: "a replica copies another replica's commitment instead of computing; it cannot \
                 open it (commitments bind their author): each copy is withheld, unpaid, and \
                 slashed when its late reveal window closes unopened",
+        attempt: "a copied commitment landed as a replica",
         run: cheaters::copying_replica,
     },
     Scenario {
         name: "late-challenge-answers",
         about: "a node forwards its capacity challenges to another machine; the answers come \
                 back after the deadline",
+        attempt: "a matrix challenge it relays",
         run: cheaters::late_challenge_answers,
     },
     Scenario {
@@ -78,6 +88,7 @@ pub const SCENARIOS: &[Scenario] = &[
         about: "two nodes of a cartel commit the same wrong hash on every replicated task they \
                 get; replicas are drawn at random and any split goes to a committee of other \
                 owners, which outvotes the cartel whether it holds one replica or two",
+        attempt: "a forged result committed as a replica, by either member",
         run: cheaters::colluding_replicas,
     },
     Scenario {
@@ -85,18 +96,21 @@ pub const SCENARIOS: &[Scenario] = &[
         about: "the same cartel lies only when both hold replicas of one task, so it wins the \
                 replicas' own vote; the split still goes to a committee of other owners, which \
                 outvotes it",
+        attempt: "a forged result committed as a replica, by either member",
         run: cheaters::colluding_replicas_rational,
     },
     Scenario {
         name: "lazy-auditor",
         about: "an auditor never re-executes: it copies the hash its partner worker passes on, \
                 and guesses otherwise",
+        attempt: "an audit committed without re-executing: a guess, or a copy of its partner's output (the right result: nothing shows it, so no rule can catch it)",
         run: cheaters::lazy_auditor,
     },
     Scenario {
         name: "dishonest-disputer",
         about: "a requester disputes every honest result to get its money back; the committee \
                 confirms the results and the requester loses its bonds",
+        attempt: "a dispute of a right result",
         run: cheaters::dishonest_disputer,
     },
 ];
