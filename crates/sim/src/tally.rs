@@ -37,9 +37,11 @@ pub struct Tally {
     clawed: BTreeMap<(TaskId, AccountId), u128>,
     penalized: BTreeSet<(TaskId, AccountId)>,
     slashed: BTreeMap<AccountId, u128>,
+    /// Challenger shares of slashes, by slashed owner and challenger.
+    shares: BTreeMap<(AccountId, AccountId), u128>,
     /// Matrix challenges sized for the capacity their node claims, with its owner, and whether
-    /// they failed (missed or answered wrong).
-    challenges: BTreeMap<ChallengeId, (AccountId, bool)>,
+    /// they failed (missed or answered wrong) once judged.
+    challenges: BTreeMap<ChallengeId, (AccountId, Option<bool>)>,
     disputes: BTreeMap<TaskId, Dispute>,
 }
 
@@ -64,22 +66,31 @@ impl Tally {
                 Event::ClawedBack { task, owner, amount, .. } => {
                     add(&mut self.clawed, (*task, *owner), amount.0)
                 }
-                Event::Penalized { task, owner, amount, .. } => {
+                Event::Penalized { task, owner, amount, challengers, .. } => {
                     if let Some(task) = task {
                         self.penalized.insert((*task, *owner));
                     }
                     let slashed = self.slashed.entry(*owner).or_default();
                     *slashed = slashed.saturating_add(amount.0);
+                    let split = state.params.verification.economics.split.split(amount.0);
+                    let share =
+                        split.map_or(0, |s| s.challenger) / challengers.len().max(1) as u128;
+                    for challenger in challengers {
+                        let entry = self.shares.entry((*owner, *challenger)).or_default();
+                        *entry = entry.saturating_add(share);
+                    }
                 }
                 Event::ChallengeIssued { challenge, node, kind: ChallengeKind::Matrix, .. } => {
                     let sized = crate::detect::sized_for_claim(state, node, challenge);
                     if let (true, Some(owner)) = (sized, owner(node)) {
-                        self.challenges.insert(*challenge, (owner, false));
+                        self.challenges.insert(*challenge, (owner, None));
                     }
                 }
-                Event::ChallengeFailed { challenge, .. } => {
-                    if let Some((_, failed)) = self.challenges.get_mut(challenge) {
-                        *failed = true;
+                Event::ChallengePassed { challenge, .. }
+                | Event::ChallengeFailed { challenge, .. } => {
+                    let failed = matches!(event, Event::ChallengeFailed { .. });
+                    if let Some((_, judged)) = self.challenges.get_mut(challenge) {
+                        *judged = Some(failed);
                     }
                 }
                 Event::DisputeOpened { task, bond } => {
@@ -132,10 +143,14 @@ pub struct Figures {
     pub caught_observable_attempts: u64,
     /// Attempts not caught on which the cheater kept pay (or won its dispute).
     pub uncaught_paid_attempts: u64,
-    /// Σ gain over attempts, less every slash of a cheating account, in base units.
+    /// Σ gain over attempts, less every slash of a cheating account, plus the challenger
+    /// shares of those slashes paid to cheating accounts (a cartel member rewarded for outvoting
+    /// its partner), in base units.
     pub cheater_net_profit: i128,
     /// Slashes of cheating accounts, in base units.
     pub cheater_slashed: u128,
+    /// Challenger shares of cheaters' slashes that went to cheating accounts, in base units.
+    pub cheater_shares_back: u128,
     /// Pay honest providers were owed for right results they committed (the lease's cost) and
     /// did not keep, on tasks that ended, in base units.
     pub honest_pay_lost: u128,
@@ -160,11 +175,10 @@ impl Figures {
                 Party::Provider(p) => {
                     attempts.extend(skipped_attempts(tally, p));
                     if p.lies_about_capacity() {
-                        let challenges = tally.challenges.values().filter(|(o, _)| *o == account);
-                        attempts.extend(challenges.map(|(_, failed)| Attempt {
-                            observable: true,
-                            caught: *failed,
-                            gain: 0,
+                        // A challenge still open when the run ends is no attempt yet.
+                        let judged = tally.challenges.values().filter(|(o, _)| *o == account);
+                        attempts.extend(judged.filter_map(|(_, failed)| {
+                            failed.map(|caught| Attempt { observable: true, caught, gain: 0 })
                         }));
                     }
                 }
@@ -191,8 +205,16 @@ impl Figures {
             figures.uncaught_paid_attempts += u64::from(!attempt.caught && attempt.gain > 0);
             figures.cheater_net_profit = figures.cheater_net_profit.saturating_add(attempt.gain);
         }
-        figures.cheater_net_profit =
-            figures.cheater_net_profit.saturating_sub(as_signed(figures.cheater_slashed));
+        let cheating = |a: &AccountId| !world.watch.honest.contains(a);
+        figures.cheater_shares_back = tally
+            .shares
+            .iter()
+            .filter(|((owner, challenger), _)| cheating(owner) && cheating(challenger))
+            .fold(0u128, |sum, (_, share)| sum.saturating_add(*share));
+        figures.cheater_net_profit = figures
+            .cheater_net_profit
+            .saturating_sub(as_signed(figures.cheater_slashed))
+            .saturating_add(as_signed(figures.cheater_shares_back));
         figures
     }
 }

@@ -19,6 +19,12 @@ pub struct Scenario {
     pub run: fn(u64) -> RunReport,
 }
 
+const LAZY_ATTEMPT: &str =
+    "a forged result committed as worker (a quarter of its tasks); not caught: forgeries \
+                  the audit draw skipped once its clean streak reached 10 (audited at max(5%, \
+                  1/streak): paid), and forgeries on tasks that failed or were cancelled before \
+                  a verdict (unpaid)";
+
 pub const SCENARIOS: &[Scenario] = &[
     Scenario {
         name: "honest",
@@ -41,7 +47,7 @@ pub const SCENARIOS: &[Scenario] = &[
         name: "lazy-provider",
         about: "a worker skips the work on a quarter of its tasks and commits a forged hash; \
                 adaptive spot-check audits catch it",
-        attempt: "a forged result committed as worker",
+        attempt: LAZY_ATTEMPT,
         run: cheaters::lazy_provider,
     },
     Scenario {
@@ -49,7 +55,11 @@ pub const SCENARIOS: &[Scenario] = &[
         about: "the lazy worker keeps its commitment closed whenever a forged result is audited, \
                 giving up the pay to dodge the referee; the withheld lease is slashed when its \
                 late reveal window closes unopened",
-        attempt: "a forged result committed as worker",
+        attempt:
+            "a forged result committed as worker; it withholds the audited ones, slashed only \
+                  when their late reveal window closes (10 min here). Not caught: until then its \
+                  clean streak, which a withheld lease does not reset, grows with its honest \
+                  results, and the forgeries the audit draw then skips are revealed and paid",
         run: cheaters::lazy_provider_withholding,
     },
     Scenario {
@@ -58,14 +68,15 @@ pub const SCENARIOS: &[Scenario] = &[
                 so escrow is released to it per interval as to an honest worker; the audit \
                 catches it as before, and every interval released to a caught forgery is clawed \
                 back from its stake with the slash",
-        attempt: "a forged result committed as worker",
+        attempt: LAZY_ATTEMPT,
         run: cheaters::lazy_provider_stalling,
     },
     Scenario {
         name: "fake-capacity",
         about: "a node registers an H100 and claims its capacity but has a CPU: it misses the \
                 matrix challenges sized for its claim, or bluffs a root it cannot open",
-        attempt: "a matrix challenge sized for the H100 capacity it claims",
+        attempt:
+            "a matrix challenge sized for the H100 capacity it claims, judged by the end of the run",
         run: cheaters::fake_capacity,
     },
     Scenario {
@@ -73,14 +84,17 @@ pub const SCENARIOS: &[Scenario] = &[
         about: "a replica copies another replica's commitment instead of computing; it cannot \
                 open it (commitments bind their author): each copy is withheld, unpaid, and \
                 slashed when its late reveal window closes unopened",
-        attempt: "a copied commitment landed as a replica",
+        attempt:
+            "a copied commitment landed as a replica; not caught: a copy on a task its requester \
+                  cancelled before the reveal window closed (never judged, it keeps its released \
+                  intervals)",
         run: cheaters::copying_replica,
     },
     Scenario {
         name: "late-challenge-answers",
         about: "a node forwards its capacity challenges to another machine; the answers come \
                 back after the deadline",
-        attempt: "a matrix challenge it relays",
+        attempt: "a matrix challenge it relays, judged by the end of the run",
         run: cheaters::late_challenge_answers,
     },
     Scenario {
@@ -88,7 +102,9 @@ pub const SCENARIOS: &[Scenario] = &[
         about: "two nodes of a cartel commit the same wrong hash on every replicated task they \
                 get; replicas are drawn at random and any split goes to a committee of other \
                 owners, which outvotes the cartel whether it holds one replica or two",
-        attempt: "a forged result committed as a replica, by either member",
+        attempt: "a forged result committed as a replica, by either member; not caught (unpaid): \
+                  forgeries on tasks that failed without a verdict (the task exits with an \
+                  error on every machine, or no committee could be staffed)",
         run: cheaters::colluding_replicas,
     },
     Scenario {
@@ -96,14 +112,18 @@ pub const SCENARIOS: &[Scenario] = &[
         about: "the same cartel lies only when both hold replicas of one task, so it wins the \
                 replicas' own vote; the split still goes to a committee of other owners, which \
                 outvotes it",
-        attempt: "a forged result committed as a replica, by either member",
+        attempt: "a forged result committed as a replica, by either member; not caught (unpaid): \
+                  forgeries on tasks that failed without a verdict (the task exits with an \
+                  error on every machine, or no committee could be staffed)",
         run: cheaters::colluding_replicas_rational,
     },
     Scenario {
         name: "lazy-auditor",
         about: "an auditor never re-executes: it copies the hash its partner worker passes on, \
                 and guesses otherwise",
-        attempt: "an audit committed without re-executing: a guess, or a copy of its partner's output (the right result: nothing shows it, so no rule can catch it)",
+        attempt: "an audit committed without re-executing: a guess (caught), or a copy of its \
+                  partner worker's output: the right result, which nothing shows, so no rule \
+                  can catch it and it keeps the pay",
         run: cheaters::lazy_auditor,
     },
     Scenario {
