@@ -174,9 +174,14 @@ pub fn task_terms(name: String, seed: u64, verification: Verification, gpu: &str
     terms
 }
 
-/// The dev account of party `index` (account 0 is the block proposer).
+/// The dev keys of party `index` (dev key 0 is the block proposer's).
+pub fn keypair(index: usize) -> Keypair {
+    Keypair::dev(index as u32 + 1)
+}
+
+/// The dev account of party `index`.
 pub fn account(index: usize) -> AccountId {
-    Keypair::dev(index as u32 + 1).account()
+    keypair(index).account()
 }
 
 impl Setup {

@@ -1,7 +1,9 @@
 //! Every scenario, a few seeds each: the cheaters are caught within the design's bound, honest
 //! parties are never slashed, tokens are conserved and every task ends; runs are reproducible.
 
+use aicpw_sim::setup::RequesterSpec;
 use aicpw_sim::{run_scenario, scenario, RunReport, Status};
+use aicpw_types::Verification;
 
 const SEEDS: u64 = 3;
 
@@ -35,6 +37,19 @@ fn assert_caught_in_bound(name: &str) {
             );
         }
     }
+}
+
+#[test]
+fn every_provider_registers_its_node() {
+    // Each registers a usable X25519 key (one of small order is refused: `WeakX25519Key`).
+    let mut rng = aicpw_sim::rng::SimRng::new(1, "test registration");
+    let mut setup = aicpw_sim::scenarios::base_setup(1, &mut rng, 6);
+    // A task to run, or the world ends at its first block with nothing to do.
+    setup.requesters = vec![RequesterSpec::honest(1, vec![Verification::None])];
+    setup.submit_window_ms = 20_000;
+    let mut world = setup.build();
+    world.run(60_000);
+    assert_eq!(world.chain.state.nodes.len(), 6, "every provider has a node");
 }
 
 #[test]

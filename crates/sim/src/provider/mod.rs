@@ -252,7 +252,7 @@ impl Provider {
         self.register_nonce = Some(self.wallet.nonce_of(ctx.txs.len()));
         ctx.send(TxBody::RegisterNode {
             hardware: self.spec.hardware.clone(),
-            x25519_key: [ctx.me as u8; 32],
+            x25519_key: crate::setup::keypair(ctx.me).x25519_public(),
             endpoint: format!("sim://party-{}", ctx.me),
             price_per_hour: self.spec.price_per_hour,
         });
