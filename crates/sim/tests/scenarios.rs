@@ -105,11 +105,11 @@ fn lazy_auditor_is_slashed_on_its_first_blind_approval() {
 
 #[test]
 fn a_lazy_auditor_is_slashed_even_when_the_requester_cancels_while_the_referee_runs() {
-    // Seed 128: the requester cancels a task of the lazy auditor's, which is still slashed for
-    // its guess (the seed moves with any change to the draws; the exact interleaving, a cancel
-    // while a referee re-runs the split, is pinned by the ledger's
+    // Seed 52: a requester cancels a task the lazy auditor holds a lease of, and the auditor is
+    // still slashed for its first guess (the seed moves with any change to the draws; the exact
+    // interleaving, a cancel while a referee re-runs the split, is pinned by the ledger's
     // `a_cancel_during_a_referee_round_after_an_audit_split_still_slashes_the_forger`).
-    let report = (scenario("lazy-auditor").expect("a known scenario").run)(128);
+    let report = (scenario("lazy-auditor").expect("a known scenario").run)(52);
     assert_clean(&report);
     assert!(report.tasks_cancelled > 0, "the requester cancelled");
     let caught = report.caught.as_ref().expect("caught despite the cancel");
