@@ -100,6 +100,15 @@ fn round2(x: f64) -> f64 {
     (x * 100.0).round() / 100.0
 }
 
+/// CPU seconds this process has run, all threads (Linux, 100 ticks a second; `None` elsewhere).
+fn process_cpu_seconds() -> Option<f64> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    // The fields after the command name, which ends with the last ')'.
+    let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
+    let (user, system): (u64, u64) = (fields.get(11)?.parse().ok()?, fields.get(12)?.parse().ok()?);
+    Some((user + system) as f64 / 100.0)
+}
+
 /// Which code the transactions go through.
 #[derive(Clone, Copy, PartialEq)]
 enum Path {
@@ -119,6 +128,9 @@ struct Run {
     block_ms: Vec<f64>,
     /// Time of the final checkpoint (inside the clock).
     close_ms: f64,
+    /// CPU time this process got over the run's wall time on all cores (below 1 when other
+    /// processes competed for the CPU or the run waited on the disk).
+    cpu_share: Option<f64>,
     blocks: u64,
     accounts: usize,
     state_root: Option<String>,
@@ -180,6 +192,7 @@ fn measure(
         }
     };
     let (mut block_ms, mut committed, mut refused) = (Vec::new(), 0usize, 0usize);
+    let cpu_before = process_cpu_seconds();
     let started = Instant::now();
     for (i, block) in workload.chunks(BLOCK_TXS).enumerate() {
         let begun = Instant::now();
@@ -216,6 +229,10 @@ fn measure(
     chain.close()?;
     let close_ms = closing.elapsed().as_secs_f64() * 1000.0;
     let seconds = started.elapsed().as_secs_f64();
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get()) as f64;
+    let cpu_share = process_cpu_seconds()
+        .zip(cpu_before)
+        .map(|(after, before)| round2((after - before) / (seconds * cores)));
     block_ms.sort_by(f64::total_cmp);
     Ok(Run {
         tx_per_sec: (committed as f64 / seconds).round(),
@@ -223,6 +240,7 @@ fn measure(
         refused,
         block_ms,
         close_ms,
+        cpu_share,
         blocks,
         accounts,
         state_root,
@@ -238,6 +256,7 @@ impl Run {
             "commit_p50_ms": round2(percentile(&self.block_ms, 0.50)),
             "commit_p99_ms": round2(percentile(&self.block_ms, 0.99)),
             "close_ms": round2(self.close_ms),
+            "cpu_share": self.cpu_share,
             "blocks": self.blocks,
             "accounts": self.accounts,
             "state_root": self.state_root,
