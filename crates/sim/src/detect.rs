@@ -114,9 +114,11 @@ impl Detector {
                     (*role == want && owned_by(state, node, &me)).then_some(Some(*task))
                 }
                 (Attempts::ForgedReveals, Event::ResultRevealed { task, node, output_hash }) => {
-                    let truth = state.tasks.get(task).map(|t| crate::work::true_output(&t.terms));
-                    (owned_by(state, node, &me) && truth != Some(*output_hash))
-                        .then_some(Some(*task))
+                    let right = state
+                        .tasks
+                        .get(task)
+                        .is_some_and(|t| crate::work::is_right(&t.terms, output_hash));
+                    (owned_by(state, node, &me) && !right).then_some(Some(*task))
                 }
                 (Attempts::Challenges, Event::ChallengeIssued { challenge, node, kind, .. }) => {
                     let sized =

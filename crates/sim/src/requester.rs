@@ -159,8 +159,9 @@ impl Requester {
             if task.state.is_terminal() {
                 if task.state == TaskState::Completed && task.rating == 0 {
                     // Rates what it got: full marks for the right result, one star otherwise.
-                    let right = task.result.as_ref().map(|r| r.output_hash)
-                        == Some(work::true_output(&planned.terms));
+                    let result = task.result.as_ref();
+                    let right =
+                        result.is_some_and(|r| work::is_right(&planned.terms, &r.output_hash));
                     ctx.send(TxBody::RateTask { task: id, stars: if right { 5 } else { 1 } });
                 }
                 self.open.remove(&id);

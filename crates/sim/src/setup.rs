@@ -8,6 +8,7 @@ use crate::provider::{Behaviour, Provider, ProviderSpec};
 use crate::requester::{Planned, Requester, RequesterBehaviour, QUEUE_PATIENCE_MS};
 use crate::rng::SimRng;
 use crate::watch::Watch;
+use crate::work;
 use crate::world::{Party, World};
 use aicpw_ledger::challenge::ChallengeParams;
 use aicpw_ledger::{market, Params};
@@ -82,6 +83,9 @@ pub struct RequesterSpec {
     /// Share of its tasks it cancels some time after submitting them, in ppm.
     pub cancel_ppm: u32,
     pub gpu_model: String,
+    /// Its tasks' outputs depend on the machine (`work::is_nondeterministic`); none of them
+    /// carries a known answer, which no output of every machine could match.
+    pub nondeterministic: bool,
 }
 
 impl RequesterSpec {
@@ -93,6 +97,7 @@ impl RequesterSpec {
             known_answer_ppm: aicpw_verify::KnownAnswerPolicy::default().injection_rate_ppm,
             cancel_ppm: 20_000,
             gpu_model: String::new(),
+            nondeterministic: false,
         }
     }
 }
@@ -203,11 +208,15 @@ impl Setup {
             .map(|i| {
                 let pick = rng.below(spec.verifications.len() as u64) as usize;
                 let verification = spec.verifications.get(pick).copied().unwrap_or_default();
-                let name = format!("r{index}-t{i}");
+                let prefix = if spec.nondeterministic { work::NONDETERMINISTIC_PREFIX } else { "" };
+                let name = format!("{prefix}r{index}-t{i}");
                 Planned {
                     at_ms: rng.below(self.submit_window_ms.max(1)),
                     terms: task_terms(name, self.seed, verification, &spec.gpu_model),
-                    known_answer_salt: rng.chance(spec.known_answer_ppm).then(|| rng.hash()),
+                    known_answer_salt: rng
+                        .chance(spec.known_answer_ppm)
+                        .then(|| rng.hash())
+                        .filter(|_| !spec.nondeterministic),
                     filler: rng.hash(),
                     cancel_after_ms: rng
                         .chance(spec.cancel_ppm)

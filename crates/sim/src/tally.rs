@@ -95,8 +95,9 @@ impl Tally {
                 }
                 Event::DisputeOpened { task, bond } => {
                     let Some(record) = state.tasks.get(task) else { continue };
-                    let truth = work::true_output(&record.terms);
-                    let right = record.result.as_ref().is_some_and(|r| r.output_hash == truth);
+                    let result = record.result.as_ref();
+                    let right =
+                        result.is_some_and(|r| work::is_right(&record.terms, &r.output_hash));
                     let requester = record.requester;
                     let dispute =
                         Dispute { requester, right, bond: bond.0, returned: 0, outcome: None };
@@ -241,7 +242,7 @@ fn honest_pay_lost(tally: &Tally, state: &State, provider: &Provider) -> u128 {
     let mut lost = 0u128;
     for (id, sealed) in &provider.journal {
         let Some(task) = state.tasks.get(id) else { continue };
-        let right = sealed.output == work::true_output(&task.terms);
+        let right = work::is_right(&task.terms, &sealed.output);
         if !right || !task.state.is_terminal() || !tally.committed.contains(&(*id, me)) {
             continue;
         }

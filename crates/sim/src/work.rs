@@ -21,6 +21,36 @@ pub fn true_output(terms: &TaskTerms) -> Hash32 {
     digest("aicpw 2026-11 sim task output v1", terms)
 }
 
+/// Classes of honest machines that agree on a non-deterministic task's output within a class and
+/// differ between classes (floating-point reduction order, GPU kernels, library versions).
+pub const OUTPUT_CLASSES: u64 = 3;
+/// The simulation marks a task whose output depends on the machine by this prefix of its name
+/// (the ledger has no way for a task to declare it).
+pub const NONDETERMINISTIC_PREFIX: &str = "nd-";
+
+pub fn is_nondeterministic(terms: &TaskTerms) -> bool {
+    terms.name.starts_with(NONDETERMINISTIC_PREFIX)
+}
+
+/// The output an honest machine of output class `class` produces: the task's one true output,
+/// or for a non-deterministic task one per class.
+pub fn honest_output(terms: &TaskTerms, class: u64) -> Hash32 {
+    let truth = true_output(terms);
+    if !is_nondeterministic(terms) {
+        return truth;
+    }
+    let mut hasher =
+        blake3::Hasher::new_derive_key("aicpw 2026-12 sim machine-dependent output v1");
+    hasher.update(&truth.0);
+    hasher.update(&(class % OUTPUT_CLASSES).to_le_bytes());
+    Hash32(*hasher.finalize().as_bytes())
+}
+
+/// Whether some honest machine produces `output` for the task.
+pub fn is_right(terms: &TaskTerms, output: &Hash32) -> bool {
+    (0..OUTPUT_CLASSES).any(|class| honest_output(terms, class) == *output)
+}
+
 /// What a provider that skipped the work reports: a plausible hash that is not the output.
 pub fn forged_output(terms: &TaskTerms, forger: u64) -> Hash32 {
     let mut hasher = blake3::Hasher::new_derive_key("aicpw 2026-11 sim forged output v1");
@@ -50,4 +80,33 @@ pub fn work_ms(terms: &TaskTerms) -> u64 {
 /// How long the task runs on a machine of `speed_permille`.
 pub fn run_ms(terms: &TaskTerms, speed_permille: u32) -> u64 {
     work_ms(terms) * u64::from(SPEED_REFERENCE) / u64::from(speed_permille.max(1))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::setup::task_terms;
+    use aicpw_types::Verification;
+
+    #[test]
+    fn a_nondeterministic_task_has_one_output_per_machine_class() {
+        let terms = |name: &str| task_terms(name.into(), 1, Verification::Audit, "");
+        let nondeterministic = terms("nd-r0-t0");
+        assert!(is_nondeterministic(&nondeterministic));
+        let outputs: Vec<Hash32> =
+            (0..OUTPUT_CLASSES).map(|c| honest_output(&nondeterministic, c)).collect();
+        assert!(outputs.iter().all(|o| *o != true_output(&nondeterministic)));
+        assert_ne!(outputs[0], outputs[1]);
+        assert_ne!(outputs[1], outputs[2]);
+        assert_eq!(honest_output(&nondeterministic, OUTPUT_CLASSES), outputs[0]);
+        assert!(outputs.iter().all(|o| is_right(&nondeterministic, o)));
+        assert!(!is_right(&nondeterministic, &forged_output(&nondeterministic, 5)));
+
+        let deterministic = terms("r0-t0");
+        assert!(!is_nondeterministic(&deterministic));
+        let truth = true_output(&deterministic);
+        assert!((0..OUTPUT_CLASSES).all(|c| honest_output(&deterministic, c) == truth));
+        assert!(is_right(&deterministic, &truth));
+        assert!(!is_right(&deterministic, &forged_output(&deterministic, 5)));
+    }
 }

@@ -99,7 +99,7 @@ impl Provider {
     fn withholds(&self, task: &Task, sealed: &Sealed) -> bool {
         let Behaviour::Lazy { withholds: true, .. } = self.spec.behaviour else { return false };
         let audited = task.leases.iter().any(|l| l.role == Role::Auditor);
-        audited && sealed.output != work::true_output(&task.terms)
+        audited && !work::is_right(&task.terms, &sealed.output)
     }
 
     /// Decides, by behaviour and role, what to do with a new lease.
@@ -117,7 +117,8 @@ impl Provider {
         }
         let terms = &task.terms;
         let run_ms = work::run_ms(terms, self.spec.speed_permille);
-        let truth = work::true_output(terms);
+        // A party's machine is of output class `party % OUTPUT_CLASSES`.
+        let truth = work::honest_output(terms, ctx.me as u64);
         let (plan, cost_ms) = match (&self.spec.behaviour, lease.role) {
             (Behaviour::Lazy { skip_ppm, stalls, .. }, Role::Worker)
                 if ctx.rng.chance(*skip_ppm) =>
@@ -182,8 +183,8 @@ impl Provider {
             if let Some(sealed) = &job.sealed {
                 // Written to the journal before the commitment leaves: a crash cannot lose it.
                 self.journal.insert(id, sealed.clone());
-                let truth = work::true_output(&task.terms);
-                if let Some(skipped) = skipped(&job.plan, sealed.output, truth) {
+                let right = work::is_right(&task.terms, &sealed.output);
+                if let Some(skipped) = skipped(&job.plan, right) {
                     self.skipped.insert(id, skipped);
                 }
                 if let Behaviour::SharesOutputs { partner } = self.spec.behaviour {
@@ -236,10 +237,10 @@ impl Provider {
 }
 
 /// What a sealed result skipped, if the plan did not run the task.
-fn skipped(plan: &Plan, output: Hash32, truth: Hash32) -> Option<Skipped> {
+fn skipped(plan: &Plan, right: bool) -> Option<Skipped> {
     match plan {
         Plan::CopyCommitment => Some(Skipped::CopiedCommitment),
-        Plan::Commit { .. } | Plan::AwaitShared { .. } if output != truth => Some(Skipped::Forged),
+        Plan::Commit { .. } | Plan::AwaitShared { .. } if !right => Some(Skipped::Forged),
         Plan::AwaitShared { .. } => Some(Skipped::CopiedOutput),
         Plan::Commit { .. } | Plan::Journaled(_) | Plan::ReportFault => None,
     }
