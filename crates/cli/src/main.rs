@@ -2,6 +2,7 @@
 //! ledger, use the content store, run the demo and the benchmarks.
 
 mod bench_challenge;
+mod bench_cheaters;
 mod bench_dispatch;
 mod bench_ledger;
 mod bench_match;

@@ -30,7 +30,7 @@ fn main() -> anyhow::Result<()> {
         bench.multiply_ops_per_sec / 1e9,
         bench.multiply_efficiency * 100.0,
         bench.capacity_overhead,
-        bench.detection_rate,
+        bench.sampled_detection_rate,
         bench.verify_ms,
     );
     if setting("AICPW_BENCH_ISAS", 0) == 1 {

@@ -72,8 +72,10 @@ pub struct ChallengeBench {
     pub open_ms: f64,
     /// Share of an hour spent answering one challenge per hour (solve + open).
     pub capacity_overhead: f64,
-    /// Share of seeded trials in which a solver skipping 2% of the tiles was caught.
-    pub detection_rate: f64,
+    /// Share of seeded trials in which `k` drawn indices meet a random 2% of the tiles: the
+    /// draw's sampling alone, no solver and no verifier (`aicpw bench challenge` runs cheating
+    /// solvers through the ledger for that).
+    pub sampled_detection_rate: f64,
     /// `1 - 0.98^k`, the rate the trials estimate.
     pub detection_expected: f64,
     /// The validator's cost: drawing and checking the `k` openings.
@@ -267,7 +269,7 @@ fn bench_solver(
         k,
         open_ms: milliseconds(open),
         capacity_overhead: (solve + open.as_secs_f64()) / 3_600.0,
-        detection_rate: detection_rate(&challenge, k)?,
+        sampled_detection_rate: detection_rate(&challenge, k)?,
         detection_expected: f64::from(detection_probability_ppm(SKIPPED_PPM, k)) / 1e6,
         verify_ms: milliseconds(verify),
     })
