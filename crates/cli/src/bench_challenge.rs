@@ -99,8 +99,6 @@ fn size(n: u32, solver: &Solver, params: &ChallengeParams) -> Result<u32> {
 
 /// Intervals of the dev genesis (60 s each) the measured overhead runs for.
 const OVERHEAD_INTERVALS: u32 = 1;
-/// How long the task runs alone first, to measure its rate without challenges.
-const TASK_ALONE: Duration = Duration::from_secs(3);
 /// Bytes the CPU-bound task hashes per unit of its work.
 const TASK_CHUNK: usize = 1 << 16;
 
@@ -117,8 +115,8 @@ pub struct MeasuredOverhead {
     pub wall_ms: f64,
     /// Time spent answering challenges over the stretch's wall time.
     pub capacity_overhead: f64,
-    /// The share of the task's own throughput the challenges took (its rate alone against its
-    /// rate over the stretch).
+    /// The share of the task's own throughput the challenges took: its rate over the stretch
+    /// against its rate between the rounds.
     pub task_throughput_loss: f64,
 }
 
@@ -176,19 +174,26 @@ pub fn measure_overhead(
             scope.spawn(|| task(&stop, &done));
         }
         let measured = (|| {
-            let start = Instant::now();
-            std::thread::sleep(TASK_ALONE);
-            let alone = done.load(Ordering::Relaxed) as f64 / start.elapsed().as_secs_f64();
             let (start, before) = (Instant::now(), done.load(Ordering::Relaxed));
-            let (mut busy, mut rounds_late) = (Duration::ZERO, 0);
+            let (mut busy, mut done_in_rounds, mut rounds_late) = (Duration::ZERO, 0, 0);
             for round in 0..intervals {
+                let done_before = done.load(Ordering::Relaxed);
                 let (committed, spent) = answer_round(&solver, round, n, k, difficulty)?;
+                done_in_rounds += done.load(Ordering::Relaxed) - done_before;
                 busy += spent;
                 rounds_late += u32::from(committed.as_millis() > u128::from(deadline_ms));
                 std::thread::sleep((interval * (round + 1)).saturating_sub(start.elapsed()));
             }
             let wall = start.elapsed().as_secs_f64();
-            let rate = (done.load(Ordering::Relaxed) - before) as f64 / wall;
+            let total = done.load(Ordering::Relaxed) - before;
+            let rate = total as f64 / wall;
+            // The task's rate alone: between the rounds, in the same stretch (unknown, NaN, when
+            // the rounds took all of it).
+            let between = wall - busy.as_secs_f64();
+            let alone = match between > 0.0 {
+                true => (total - done_in_rounds) as f64 / between,
+                false => f64::NAN,
+            };
             Ok(MeasuredOverhead {
                 rounds: intervals,
                 n,
