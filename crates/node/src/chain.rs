@@ -311,6 +311,28 @@ impl Chain {
         proposer: AccountId,
     ) -> Result<BlockOutcome, ChainError> {
         let verified = verify_parallel(&txs);
+        self.produce_checked(txs, verified, time_ms, proposer)
+    }
+
+    /// [`Chain::produce`] for transactions whose signatures the mempool checked at admission,
+    /// by the same rule a batch applies: they are not checked twice. Replay checks them again.
+    pub fn produce_admitted(
+        &mut self,
+        txs: Vec<SignedTx>,
+        time_ms: u64,
+        proposer: AccountId,
+    ) -> Result<BlockOutcome, ChainError> {
+        let verified = vec![true; txs.len()];
+        self.produce_checked(txs, verified, time_ms, proposer)
+    }
+
+    fn produce_checked(
+        &mut self,
+        txs: Vec<SignedTx>,
+        verified: Vec<bool>,
+        time_ms: u64,
+        proposer: AccountId,
+    ) -> Result<BlockOutcome, ChainError> {
         let (env, parent) = self.next_env(time_ms, proposer);
         let mut events = aicpw_ledger::begin_block(&mut self.state, &env);
         let (mut included, mut receipts, mut rejected) = (Vec::new(), Vec::new(), Vec::new());

@@ -109,7 +109,8 @@ impl Content {
     pub fn open(dir: &Path, policy: StorePolicy) -> Result<Content, ContentError> {
         let store = Store::open(dir.join("store"))?;
         let file = crate::db::file(dir, "uploads.redb")?;
-        let uploads = Database::builder().create_with_backend(file).map_err(db)?;
+        let uploads =
+            Database::builder().create_with_backend(crate::db::LengthSynced(file)).map_err(db)?;
         let txn = uploads.begin_write().map_err(db)?;
         txn.open_table(UPLOADS).map_err(db)?;
         txn.open_table(UPLOAD_BLOCKS).map_err(db)?;

@@ -82,8 +82,8 @@ impl Db {
     /// Opens (or creates) the block log and the state on the given storage: files for a node, a
     /// disk that loses what was not synced for the crash tests.
     pub fn on(chain: impl StorageBackend, state: impl StorageBackend) -> Result<Db, DbError> {
-        let chain = Database::builder().create_with_backend(chain)?;
-        let state = Database::builder().create_with_backend(state)?;
+        let chain = Database::builder().create_with_backend(LengthSynced(chain))?;
+        let state = Database::builder().create_with_backend(LengthSynced(state))?;
         Ok(Db { chain, state: std::sync::Arc::new(state) })
     }
 
@@ -188,6 +188,37 @@ impl Db {
         let meta = meta.ok_or_else(|| corrupt("no meta entry"))?;
         let state = State::from_tables(genesis.params.clone(), meta, accounts, nodes, tasks);
         Ok(Some(Loaded { genesis, state, checkpoint_height, head }))
+    }
+}
+
+/// Storage whose length changes are on disk before anything else is written. redb grows a file
+/// and then, in the same unsynced window, writes its header, which records the file's length;
+/// a power cut that keeps the header but not the new length leaves a file redb cannot open (it
+/// asserts the file is at least that long). Syncing each length change at once means a header
+/// only ever names a length the disk holds.
+#[derive(Debug)]
+pub(crate) struct LengthSynced<B>(pub B);
+
+impl<B: StorageBackend> StorageBackend for LengthSynced<B> {
+    fn len(&self) -> Result<u64, std::io::Error> {
+        self.0.len()
+    }
+
+    fn read(&self, offset: u64, len: usize) -> Result<Vec<u8>, std::io::Error> {
+        self.0.read(offset, len)
+    }
+
+    fn set_len(&self, len: u64) -> Result<(), std::io::Error> {
+        self.0.set_len(len)?;
+        self.0.sync_data(false)
+    }
+
+    fn sync_data(&self, eventual: bool) -> Result<(), std::io::Error> {
+        self.0.sync_data(eventual)
+    }
+
+    fn write(&self, offset: u64, data: &[u8]) -> Result<(), std::io::Error> {
+        self.0.write(offset, data)
     }
 }
 

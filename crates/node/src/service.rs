@@ -329,7 +329,7 @@ impl Shared {
         let mut chain = self.chain();
         let batch = self.take_batch(chain.state());
         let senders = batch.iter().map(|tx| (tx.id(), (tx.tx.signer, tx.tx.nonce))).collect();
-        let outcome = chain.produce(batch, now_ms(), self.proposer)?;
+        let outcome = chain.produce_admitted(batch, now_ms(), self.proposer)?;
         drop(chain);
         self.publish(&outcome, &senders);
         Ok(outcome)
