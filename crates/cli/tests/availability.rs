@@ -31,6 +31,9 @@ fn connect_from(source: &str, to: SocketAddr) -> TcpStream {
 
 /// Whether the server closed the connection (a read ends or fails) within `within`.
 fn closed_within(stream: &mut TcpStream, within: Duration) -> bool {
+    // Past the deadline a closed connection still reads its end at once: wait a moment at least
+    // (a zero timeout is refused).
+    let within = within.max(Duration::from_millis(10));
     stream.set_read_timeout(Some(within)).expect("timeout");
     let mut buf = [0u8; 1024];
     loop {
