@@ -30,11 +30,11 @@ pub fn remove_run_dir(dir: &Path) {
     }
     let root = fs::canonicalize(dir).unwrap_or_else(|_| dir.to_path_buf());
     let mountinfo = fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
-    // The fifth field is the mount point, with spaces and the like escaped as octal.
+    // The fifth field is the mount point.
     let mut below: Vec<PathBuf> = mountinfo
         .lines()
         .filter_map(|line| line.split(' ').nth(4))
-        .map(|point| PathBuf::from(point.replace("\\040", " ")))
+        .map(unescape_mount_point)
         .filter(|point| point.starts_with(&root))
         .collect();
     // The deepest first, so that each detaches from a parent that is still there.
@@ -43,6 +43,32 @@ pub fn remove_run_dir(dir: &Path) {
         let _ = unmount(&point, UnmountFlags::DETACH);
     }
     let _ = fs::remove_dir_all(dir);
+}
+
+/// A mount point as `/proc/self/mountinfo` writes it: space, tab, newline and backslash as
+/// a backslash and three octal digits.
+fn unescape_mount_point(field: &str) -> PathBuf {
+    use std::os::unix::ffi::OsStringExt;
+    let bytes = field.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let code = bytes.get(i + 1..i + 4).and_then(|digits| {
+            let digits = std::str::from_utf8(digits).ok()?;
+            u8::from_str_radix(digits, 8).ok()
+        });
+        match code {
+            Some(byte) if bytes[i] == b'\\' => {
+                out.push(byte);
+                i += 4;
+            }
+            _ => {
+                out.push(bytes[i]);
+                i += 1;
+            }
+        }
+    }
+    PathBuf::from(std::ffi::OsString::from_vec(out))
 }
 
 /// The programs that make and mount the filesystem.
@@ -200,4 +226,17 @@ fn run(command: &mut Command) -> Result<(), ExecutorError> {
             String::from_utf8_lossy(&output.stderr).trim()
         ),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::unescape_mount_point;
+    use std::path::Path;
+
+    #[test]
+    fn mount_points_are_read_back_with_their_escaped_bytes() {
+        let field = r"/srv/a\040b/tab\011nl\012back\134slash/\777/end\04";
+        let want = "/srv/a b/tab\tnl\nback\\slash/\\777/end\\04";
+        assert_eq!(unescape_mount_point(field), Path::new(want));
+    }
 }
