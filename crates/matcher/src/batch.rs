@@ -68,13 +68,15 @@ struct Solver<'p> {
     work: u64,
 }
 
-/// Solves a batch: heuristic first, then exact polishing of groups of at most `exact_tasks_max`
-/// tasks, all within `work_max`.
+/// Solves a batch: heuristic first, then exact search over groups of at most `exact_tasks_max`
+/// tasks and over neighbourhoods of at most `neighbourhood_tasks_max` tasks in larger groups,
+/// all within `work_max`.
 pub(crate) fn solve(
     problem: &Problem,
     work_max: u64,
     moves_max: u32,
     exact_tasks_max: usize,
+    neighbourhood_tasks_max: usize,
 ) -> Solution {
     let mut solver = Solver::new(problem);
     let moves_max = moves_max.max(1);
@@ -87,7 +89,8 @@ pub(crate) fn solve(
         }
     }
     let work_left = work_max.saturating_sub(solver.work);
-    crate::batch_exact::polish(problem, &mut solver.at, exact_tasks_max, work_left);
+    let limits = (exact_tasks_max, neighbourhood_tasks_max);
+    crate::batch_exact::polish(problem, &mut solver.at, limits, work_left);
     let assigned = (0..problem.needs.len())
         .map(|task| solver.at[task].map(|c| problem.candidates[task][c as usize].0))
         .collect();

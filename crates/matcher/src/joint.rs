@@ -126,6 +126,7 @@ impl Matcher {
             self.params.batch_work_max,
             self.params.batch_path_moves_max,
             self.params.batch_exact_tasks_max as usize,
+            self.params.batch_neighbourhood_tasks_max as usize,
         );
         for (member, local) in solution.assigned.iter().enumerate() {
             let Some(local) = local else { continue };

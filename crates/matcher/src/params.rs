@@ -41,6 +41,10 @@ pub struct MatchParams {
     /// themselves) are solved exactly by branch and bound after the heuristic, within the same
     /// work bound. 0 keeps the heuristic's answer everywhere.
     pub batch_exact_tasks_max: u32,
+    /// Larger groups are improved by exact search over neighbourhoods (the tasks on a few nodes
+    /// and the unplaced tasks that could go there) of at most this many tasks, within the same
+    /// work bound. 0 keeps the heuristic's answer for them.
+    pub batch_neighbourhood_tasks_max: u32,
     /// Score adjustment of the batch cost: a node with reputation r (permille) costs
     /// price × (1 + penalty × (1000 − r) / 1000), penalty in basis points. 0: price alone.
     pub batch_reputation_penalty_bps: u32,
@@ -61,6 +65,7 @@ impl Default for MatchParams {
             batch_work_max: 4_000_000,
             batch_path_moves_max: 16,
             batch_exact_tasks_max: 8,
+            batch_neighbourhood_tasks_max: 12,
             batch_reputation_penalty_bps: 0,
             allowed_nodes_max: 1_024,
         }

@@ -185,7 +185,7 @@ fn outcome(problem: &Problem, assigned: &[Option<u32>]) -> (usize, i128) {
 fn with_one_task_per_node_the_optimizer_is_the_hungarian_method() {
     for seed in 0..500 {
         let p = problem(seed, true);
-        let solved = solve(&p, u64::MAX, 16, 0);
+        let solved = solve(&p, u64::MAX, 16, 0, 0);
         assert_eq!(outcome(&p, &solved.assigned), brute_force(&p), "seed {seed}");
     }
 }
@@ -199,14 +199,14 @@ fn the_optimizer_matches_brute_force_on_small_multi_task_problems() {
         if exact.0 == 0 {
             continue;
         }
-        let heuristic = outcome(&p, &solve(&p, u64::MAX, 16, 0).assigned);
+        let heuristic = outcome(&p, &solve(&p, u64::MAX, 16, 0, 0).assigned);
         assert_eq!(heuristic.0, exact.0, "seed {seed}: as many placed");
         let ratio = heuristic.1 as f64 / exact.1.max(1) as f64;
         worst = worst.max(ratio);
         total += ratio;
         counted += 1;
         assert_eq!(
-            outcome(&p, &solve(&p, u64::MAX, 16, 8).assigned),
+            outcome(&p, &solve(&p, u64::MAX, 16, 8, 12).assigned),
             exact,
             "seed {seed}: polished"
         );
@@ -221,7 +221,7 @@ fn the_work_bound_stops_the_optimizer_with_a_valid_partial_answer() {
     for seed in 0..100 {
         let p = problem(seed, false);
         for work in [0, 1, 10, 100] {
-            outcome(&p, &solve(&p, work, 16, 8).assigned);
+            outcome(&p, &solve(&p, work, 16, 8, 12).assigned);
         }
     }
 }

@@ -1,7 +1,10 @@
 //! The batch strategy against an exact solver.
 
 use crate::common::*;
-use aicpw_matcher::synthetic::{batch_ratio, exact_batch, small_batch_instance, Rng};
+use aicpw_matcher::synthetic::{
+    batch_placement, batch_ratio, exact_batch, large_batch_instance, small_batch_instance,
+    BatchOutcome, Rng,
+};
 use aicpw_matcher::{MatchParams, NodeOffer};
 use aicpw_types::task::MatchStrategy;
 use aicpw_types::{Amount, NodeId};
@@ -18,10 +21,11 @@ fn batch_cost_is_within_two_percent_of_the_exact_optimum() {
 
 #[test]
 fn the_batch_heuristic_alone_stays_close_to_the_optimum() {
-    // Without exact polishing of small groups: what large batches rely on.
+    // Without the exact searches: the chains and local moves alone.
     let params = MatchParams {
         new_provider_share_bps: 0,
         batch_exact_tasks_max: 0,
+        batch_neighbourhood_tasks_max: 0,
         ..MatchParams::default()
     };
     let summary = batch_ratio(1_000, 1, &params);
@@ -29,6 +33,23 @@ fn the_batch_heuristic_alone_stays_close_to_the_optimum() {
         summary.instances, summary.mean, summary.worst, summary.worst_seed, summary.fewer_placed);
     assert_eq!(summary.fewer_placed, 0);
     assert!(summary.mean <= 1.005 && summary.worst <= 1.15, "{summary:?}");
+}
+
+#[test]
+fn neighbourhood_search_improves_large_batches_and_never_worsens_them() {
+    // Instances above the exact limit: every group is larger than `batch_exact_tasks_max`.
+    let with = MatchParams { new_provider_share_bps: 0, ..MatchParams::default() };
+    let without = MatchParams { batch_neighbourhood_tasks_max: 0, ..with.clone() };
+    let mut improved = 0;
+    for seed in 0..100 {
+        let (nodes, tasks) = large_batch_instance(seed);
+        let better = batch_placement(&nodes, &tasks, &with, seed);
+        let plain = batch_placement(&nodes, &tasks, &without, seed);
+        let key = |o: &BatchOutcome| (std::cmp::Reverse(o.placed), o.cost);
+        assert!(key(&better) <= key(&plain), "seed {seed}: {better:?} worse than {plain:?}");
+        improved += usize::from(key(&better) < key(&plain));
+    }
+    assert!(improved >= 5, "improved only {improved} of 100 instances");
 }
 
 #[test]
@@ -50,7 +71,11 @@ fn batch_on_one_task_nodes_is_the_exact_assignment() {
                 task
             })
             .collect();
-        let params = MatchParams { batch_exact_tasks_max: 0, ..plain_params() };
+        let params = MatchParams {
+            batch_exact_tasks_max: 0,
+            batch_neighbourhood_tasks_max: 0,
+            ..plain_params()
+        };
         let exact = exact_batch(&nodes, &tasks, &params);
         let mut m = matcher_with(params, &nodes);
         let placed: Vec<NodeId> =
