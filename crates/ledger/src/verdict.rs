@@ -198,7 +198,11 @@ pub fn draw_audits(delta: &mut Delta<'_>, id: TaskId) -> Result<(), Reject> {
     }
     let streak = delta.node(worker.node)?.reputation.clean_streak;
     let policy = delta.base.params.verification.audit_policy();
-    let audited = policy.should_audit(streak, &delta.env.randomness.0, id.0);
+    // A node with a withheld commitment not yet opened or slashed may be hiding a forgery its
+    // audit caught: until that lease is judged, every result of it is audited.
+    let range = (worker.node, TaskId(0))..=(worker.node, TaskId(u64::MAX));
+    let withholding = delta.base.index.node_withheld.range(range).next().is_some();
+    let audited = withholding || policy.should_audit(streak, &delta.env.randomness.0, id.0);
     delta.emit(Event::AuditDrawn { task: id, node: worker.node, audited });
     if audited {
         start_round(delta, &mut task, Round::Audit, 1);

@@ -7,8 +7,11 @@
 //! the matter:
 //!
 //! - The lease becomes *withheld* (`RevealWithheld`): paid nothing beyond the intervals released
-//!   to it while it ran (clawed back if it is slashed), a fault on record, excluded, and the
-//!   round is judged on the reveals that came, as before. It keeps `withheld_until_ms`, the end of
+//!   to it while it ran (clawed back if it is slashed), a fault on record, its node's clean
+//!   streak back to 0, excluded, and the round is judged on the reveals that came, as before.
+//!   Until the lease is opened or slashed, every result of its node is audited
+//!   (`verdict::draw_audits`): a forger cannot hide its caught forgery for the late window while
+//!   a streak it keeps building lets its next forgeries through. It keeps `withheld_until_ms`, the end of
 //!   its late reveal window (`late_reveal_window_ms`, 24 h, after its reveal window).
 //! - Within that window the holder may still open its commitment with `RevealResult`; one that
 //!   does not open it is `BadCommitment` 602, one after the window `LateRevealClosed` 628.
@@ -63,6 +66,10 @@ pub(crate) fn withhold(delta: &mut Delta<'_>, task: &mut Task, index: usize) -> 
         task.excluded.push(node);
     }
     penalty::fault(delta, node, Fault::Expired)?;
+    // Not a clean result: the streak that lowers the node's audit rate starts again.
+    let mut record = delta.node(node)?;
+    crate::reputation::record(&mut record.reputation, |r| r.clean_streak = 0);
+    delta.set_node(record);
     delta.emit(Event::RevealWithheld { task: task.id, node, deadline_ms });
     Ok(())
 }

@@ -389,3 +389,41 @@ fn a_task_is_not_pruned_while_a_withheld_lease_awaits_its_late_verdict() {
     assert!(!w.net.state.tasks.contains_key(&w.id), "pruned once no rule needs it");
     assert_root(&mut w.net);
 }
+
+/// The withholding forger: a worker whose clean streak has brought its audit rate to the floor
+/// keeps its audited forgery closed, and goes on forging while that lease waits for its late
+/// window. Its streak starts again, and until the lease is judged every result of it is audited
+/// (at the floor rate, 40 results would almost all go unaudited).
+#[test]
+fn a_withheld_reveal_resets_the_streak_and_audits_every_result_until_it_is_judged() {
+    let (mut net, _) = crate::verification_tests::net_with(3);
+    let id = net.submit(0, policy(Verification::Audit));
+    let silent = net.worker(id);
+    net.commit(id, silent, b"forged").expect("commit");
+    net.keep_alive();
+    assert_eq!(net.task(id).round, Round::Audit, "new node: audited");
+    net.state.nodes.get_mut(&silent).expect("node").reputation.clean_streak = 1_000;
+    let auditor = net.leased(id)[1];
+    net.commit(id, auditor, b"right").expect("auditor commits");
+    net.reveal(id, auditor, b"right").expect("auditor reveals");
+    net.wait(net.state.params.verification.reveal_window_ms);
+    assert_eq!(verdict(&net, id, silent), Verdict::Withheld);
+    assert_eq!(net.state.nodes[&silent].reputation.clean_streak, 0, "the streak starts again");
+    let referee = net.leased(id)[1];
+    net.commit(id, referee, b"right").expect("referee commits");
+    net.reveal(id, referee, b"right").expect("referee reveals");
+    net.run(0, TxBody::AcceptResult { task: id }).expect("accept");
+    for round in 0..40u64 {
+        let next = net.submit(0, policy(Verification::Audit));
+        assert_eq!(net.worker(next), silent, "the withholding node still takes work");
+        net.state.nodes.get_mut(&silent).expect("node").reputation.clean_streak = 1_000;
+        net.commit(next, silent, &round.to_le_bytes()).expect("commit");
+        net.keep_alive();
+        assert_eq!(net.task(next).round, Round::Audit, "result {round} audited");
+        net.run(0, TxBody::CancelTask { task: next }).expect("cancel");
+    }
+    let deadline = net.task(id).leases[0].withheld_until_ms.expect("withheld");
+    net.idle(deadline - net.time_ms);
+    assert_eq!(verdict(&net, id, silent), Verdict::Overruled, "slashed when the window closed");
+    assert!(net.state.index.node_withheld.is_empty(), "nothing left to hide");
+}
