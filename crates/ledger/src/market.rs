@@ -165,11 +165,15 @@ fn run_cap(task: &Task, role: Role) -> Amount {
     }
 }
 
-/// A lease's earnings for holding it until `now`, rounded up, capped by its run's share.
-pub(crate) fn cost(task: &Task, lease: &Lease, now: u64) -> Amount {
+/// A lease's earnings for holding it until `now`, rounded up, capped by its price for the task's
+/// time limit and by its run's share. The grace after the limit is for settling, not for pay: a
+/// lease paid for it would earn more than its slash's basis (`run_price` at the lease's price),
+/// and a forger holding its lease to the end of the grace would profit at the audit floor.
+pub fn cost(task: &Task, lease: &Lease, now: u64) -> Amount {
     let elapsed = u128::from(now.saturating_sub(lease.started_ms));
     let earned = lease.price_per_hour.0.saturating_mul(elapsed).div_ceil(MS_PER_HOUR);
-    Amount(earned).min(run_cap(task, lease.role))
+    let limit = run_price(lease.price_per_hour, &task.terms);
+    Amount(earned).min(limit).min(run_cap(task, lease.role))
 }
 
 /// A lease stopped running on its node (committed, dropped, or its task ended).

@@ -861,3 +861,30 @@ fn a_task_nobody_can_take_fails_after_the_queue_timeout_with_a_full_refund() {
     assert_eq!(net.balance(0), Amount(before.0 - 10), "only the fee is spent");
     assert!(net.state.index.queued.is_empty() && net.state.index.leases.is_empty());
 }
+
+/// The patient forger's best move: on a task with a generous budget, hold the forged lease to
+/// the end of the time limit's grace. Paid for that time, it would earn more than the slash's
+/// basis (its price for the time limit), and forging would pay at the audit floor:
+/// `pay·(1 − p) − (slash + pay)·p > 0` for a one-minute limit held 85 s (pay = 1.4 runs,
+/// slash = 20 runs, p = 5%). A lease earns at most its price for the time limit.
+#[test]
+fn a_lease_held_into_the_grace_earns_no_more_than_its_price_for_the_time_limit() {
+    let (mut net, _) = net_with(2);
+    let mut t = policy(Verification::Audit);
+    t.time_limit_secs = 60;
+    t.budget = Amount(budget_min(&t).0 * 10);
+    let id = net.submit(0, t);
+    let worker = net.worker(id);
+    let held = 60_000 + net.state.params.time_limit_grace_ms - 5_000;
+    net.wait(held);
+    let committed = net.commit(id, worker, b"forged");
+    assert!(committed.is_ok(), "{committed:?} at {} of {:?}", net.time_ms, net.task(id).leases[0]);
+    let task = net.task(id);
+    let lease = &task.leases[0];
+    let limit = run_price(lease.price_per_hour, &task.terms);
+    assert_eq!(lease.cost, limit, "paid for the time limit, not the grace");
+    let slash = u128::from(net.state.params.verification.economics.slash_multiple_of_price);
+    let p = u128::from(net.state.params.verification.audit_policy().rate_min_ppm);
+    let (pay, ppm) = (lease.cost.0, u128::from(aicpw_verify::PPM));
+    assert!(pay * (ppm - p) < (slash * limit.0 + pay) * p, "forging loses at the floor");
+}
