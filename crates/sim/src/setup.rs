@@ -86,7 +86,16 @@ pub struct RequesterSpec {
     /// Its tasks' outputs depend on the machine (`work::is_nondeterministic`); none of them
     /// carries a known answer, which no output of every machine could match.
     pub nondeterministic: bool,
+    /// Time limit of its tasks.
+    pub time_limit_secs: u64,
+    /// Its known-answer tasks keep their library entry's own terms (a time limit of
+    /// [`LIBRARY_TIME_LIMIT_SECS`]) instead of its real tasks' terms: how the CLI injected them
+    /// before it dressed each one in the terms of the real task that drew it.
+    pub library_terms: bool,
 }
+
+/// Time limit of a library entry's own terms (`RequesterSpec::library_terms`).
+pub const LIBRARY_TIME_LIMIT_SECS: u64 = 120;
 
 impl RequesterSpec {
     pub fn honest(tasks: usize, verifications: Vec<Verification>) -> RequesterSpec {
@@ -98,6 +107,8 @@ impl RequesterSpec {
             cancel_ppm: 20_000,
             gpu_model: String::new(),
             nondeterministic: false,
+            time_limit_secs: TASK_TIME_LIMIT_SECS,
+            library_terms: false,
         }
     }
 }
@@ -210,9 +221,12 @@ impl Setup {
                 let verification = spec.verifications.get(pick).copied().unwrap_or_default();
                 let prefix = if spec.nondeterministic { work::NONDETERMINISTIC_PREFIX } else { "" };
                 let name = format!("{prefix}r{index}-t{i}");
-                Planned {
+                let mut terms = task_terms(name, self.seed, verification, &spec.gpu_model);
+                terms.time_limit_secs = spec.time_limit_secs;
+                terms.budget = market::budget_min(&terms);
+                let mut planned = Planned {
                     at_ms: rng.below(self.submit_window_ms.max(1)),
-                    terms: task_terms(name, self.seed, verification, &spec.gpu_model),
+                    terms,
                     known_answer_salt: rng
                         .chance(spec.known_answer_ppm)
                         .then(|| rng.hash())
@@ -221,7 +235,12 @@ impl Setup {
                     cancel_after_ms: rng
                         .chance(spec.cancel_ppm)
                         .then(|| rng.between(1_000, TASK_TIME_LIMIT_SECS * 1_000)),
+                };
+                if spec.library_terms && planned.known_answer_salt.is_some() {
+                    planned.terms.time_limit_secs = LIBRARY_TIME_LIMIT_SECS;
+                    planned.terms.budget = market::budget_min(&planned.terms);
                 }
+                planned
             })
             .collect();
         plan.sort_by_key(|p| p.at_ms);

@@ -238,6 +238,12 @@ impl World {
         self.track_open(&outcome);
         self.watch.after_block(&self.chain.state, &outcome, self.now);
         self.tally.after_block(&self.chain.state, &outcome);
+        for party in &mut self.parties {
+            let Party::Provider(p) = party else { continue };
+            if matches!(p.spec.behaviour, crate::provider::Behaviour::Forger(_)) {
+                p.history.observe(&self.chain.state, &outcome.events, self.now);
+            }
+        }
         if let Some(detector) = &mut self.detector {
             let before = detector.caught.is_some();
             detector.after_block(&self.chain.state, &outcome, self.now);

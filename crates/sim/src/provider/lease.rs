@@ -119,7 +119,17 @@ impl Provider {
         let run_ms = work::run_ms(terms, self.spec.speed_permille);
         // A party's machine is of output class `party % OUTPUT_CLASSES`.
         let truth = work::honest_output(terms, ctx.me as u64);
+        let forged_hold_ms = match lease.role {
+            Role::Worker if !work::exits_with_error(terms) => {
+                self.forge_hold_ms(ctx, task, lease, run_ms)
+            }
+            _ => None,
+        };
         let (plan, cost_ms) = match (&self.spec.behaviour, lease.role) {
+            (_, _) if forged_hold_ms.is_some() => {
+                let output = work::forged_output(terms, ctx.me as u64);
+                (Plan::Commit { output }, forged_hold_ms.unwrap_or_default())
+            }
             (Behaviour::Lazy { skip_ppm, stalls, .. }, Role::Worker)
                 if ctx.rng.chance(*skip_ppm) =>
             {

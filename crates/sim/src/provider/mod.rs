@@ -5,6 +5,7 @@
 
 mod arbitration;
 mod challenge;
+pub mod forger;
 mod lease;
 
 use crate::net::PartyId;
@@ -74,6 +75,8 @@ pub enum Behaviour {
     SharesOutputs {
         partner: PartyId,
     },
+    /// Forges where it expects to profit, from what it can see (`forger`).
+    Forger(forger::Forger),
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -147,6 +150,8 @@ pub struct Provider {
     /// Output hashes partners told this provider, by task.
     shared: BTreeMap<TaskId, Hash32>,
     challenges: challenge::Challenges,
+    /// What it learned from the public events (forgers only read it).
+    pub history: forger::History,
 }
 
 impl Provider {
@@ -167,6 +172,7 @@ impl Provider {
             votes_sent_ms: BTreeMap::new(),
             shared: BTreeMap::new(),
             challenges: challenge::Challenges::default(),
+            history: forger::History::default(),
         }
     }
 
@@ -201,7 +207,8 @@ impl Provider {
         self.wallet.sync(ctx.state, ctx.now);
         self.node = self.find_node(ctx);
         match self.node {
-            None => self.set_up(ctx),
+            None if self.may_register(ctx) => self.set_up(ctx),
+            None => {}
             Some(node) => {
                 self.keep_online(ctx, node);
                 self.claim(ctx, node);

@@ -23,7 +23,7 @@ fn cheap(rng: &mut SimRng) -> Amount {
     Amount(u128::from(rng.between(700_000, 999_999)))
 }
 
-fn cpu_cheater(rng: &mut SimRng, behaviour: Behaviour) -> ProviderSpec {
+pub(super) fn cpu_cheater(rng: &mut SimRng, behaviour: Behaviour) -> ProviderSpec {
     ProviderSpec {
         hardware: hardware_cpu(8),
         price_per_hour: cheap(rng),

@@ -2,6 +2,7 @@
 //! function of its seed alone.
 
 pub mod cheaters;
+pub mod forgers;
 
 use crate::detect::Detector;
 use crate::net::{NetworkConfig, Partition};
@@ -23,7 +24,9 @@ const LAZY_ATTEMPT: &str =
     "a forged result committed as worker (a quarter of its tasks); not caught: forgeries \
                   the audit draw skipped once its clean streak reached 10 (audited at max(5%, \
                   1/streak): paid), and forgeries on tasks that failed or were cancelled before \
-                  a verdict (unpaid)";
+                  a verdict (unpaid). Audits sample, so detection per attempt stays below 0.99 \
+                  unless every result is audited; what keeps forging a loss is the slash, 20 \
+                  times the price, on the first forgery audited";
 
 pub const SCENARIOS: &[Scenario] = &[
     Scenario {
@@ -56,10 +59,12 @@ pub const SCENARIOS: &[Scenario] = &[
                 giving up the pay to dodge the referee; the withheld lease is slashed when its \
                 late reveal window closes unopened",
         attempt:
-            "a forged result committed as worker; it withholds the audited ones, slashed only \
-                  when their late reveal window closes (10 min here). Not caught: until then its \
-                  clean streak, which a withheld lease does not reset, grows with its honest \
-                  results, and the forgeries the audit draw then skips are revealed and paid",
+            "a forged result committed as worker; it withholds the audited ones, slashed when \
+                  their late reveal window closes (10 min here). A withheld reveal resets its \
+                  clean streak, and until the lease is judged every result of it is audited. Not \
+                  caught: forgeries the audit draw skipped before its first withheld reveal \
+                  (audited at max(5%, 1/streak): paid), and forgeries on tasks that failed or \
+                  were cancelled before a verdict (unpaid)",
         run: cheaters::lazy_provider_withholding,
     },
     Scenario {
@@ -133,6 +138,48 @@ pub const SCENARIOS: &[Scenario] = &[
         attempt: "a dispute of a right result",
         run: cheaters::dishonest_disputer,
     },
+    Scenario {
+        name: "patient-forger",
+        about: "a worker builds a clean streak honestly, then forges an audited task wherever \
+                pay·(1 − p) − (slash + pay)·p > 0 from the public params, p its audit rate; \
+                requesters of short (90 s) tasks, where holding a forged lease to the end of \
+                the time limit's grace would pay more than the slash's basis",
+        attempt: "a forged result committed as worker; none while every forgery's expected \
+                  profit is negative (a lease earns at most its price for the time limit, the \
+                  slash is 20 times that, the audit floor 5%): it works honestly",
+        run: forgers::patient_forger,
+    },
+    Scenario {
+        name: "selective-forger",
+        about: "a worker forges where it predicts no check: unverified (`none`) tasks, checked \
+                only by known answers, weighing each requester's known-answer rate from its \
+                public history (one requester never injects), and audited tasks where its \
+                audit rate makes forging pay",
+        attempt: "a forged result committed as worker; not caught: forgeries on `none` tasks \
+                  that carry no known answer (nothing else checks them), paid",
+        run: forgers::selective_forger,
+    },
+    Scenario {
+        name: "whitewasher",
+        about: "a lazy worker that, once slashed, registers a fresh account and node with a \
+                fresh stake (offences are per owner) and forges again, three accounts in all; \
+                each forges a quarter of its results once its clean streak of 10 makes an \
+                audit uncertain",
+        attempt: "a forged result committed as worker, by any of its accounts; not caught: \
+                  forgeries the audit draw skipped at max(5%, 1/streak) (paid), and those on \
+                  tasks that failed or were cancelled before a verdict (unpaid)",
+        run: forgers::whitewasher,
+    },
+    Scenario {
+        name: "known-answer-spotter",
+        about: "a worker on unverified tasks forges only those it classifies as real rather \
+                than known-answer, from every feature public history shows (terms, time since \
+                the requester's previous submission); its requesters inject one task in ten",
+        attempt: "a forged result committed as worker on a task it took for a real one; not \
+                  caught: forgeries on real tasks (nothing but a known answer checks a `none` \
+                  task), paid",
+        run: forgers::known_answer_spotter,
+    },
 ];
 
 pub fn scenario(name: &str) -> Option<&'static Scenario> {
@@ -165,15 +212,18 @@ pub fn run(
 ) -> RunReport {
     let mut world = setup.build();
     world.detector = detector;
-    let horizon = if setup.horizon_ms == 0 {
-        // A withheld lease of the last task is judged up to a late reveal window after it ends.
-        let late = setup.params.verification.late_reveal_window_ms;
-        setup.submit_window_ms + setup.task_end_bound_ms() + late
-    } else {
-        setup.horizon_ms
-    };
-    world.run(horizon);
+    world.run(horizon_ms(setup));
     RunReport::of(name, setup.seed, &world, bound)
+}
+
+/// How long a setup runs: its horizon, or until every task could have ended.
+pub fn horizon_ms(setup: &Setup) -> u64 {
+    if setup.horizon_ms != 0 {
+        return setup.horizon_ms;
+    }
+    // A withheld lease of the last task is judged up to a late reveal window after it ends.
+    let late = setup.params.verification.late_reveal_window_ms;
+    setup.submit_window_ms + setup.task_end_bound_ms() + late
 }
 
 /// A crash of a random provider during the busy period, back after `down_ms`.
