@@ -6,8 +6,10 @@
 //! parts per million, so injections are about `rate` of the account's traffic. An injection is
 //! scheduled a random delay (at most `delay_max`) later, so it does not always sit right after
 //! the task that triggered it, and submitted exactly like a normal task (`submit_bundle`: fresh
-//! content key, sealed grants, the entry's terms) with a commitment to the entry's answer under a
-//! fresh salt. The salt is journaled before the submission leaves. When the task is `verifying`
+//! content key, sealed grants) with a commitment to the entry's answer under a fresh salt. It
+//! wears the terms of the task that drew it (`dressed_as`: limits, budget, prices,
+//! verification), so that they do not tell it from the account's real tasks; an entry that needs
+//! more than that task grants is not used for it. The salt is journaled before the submission leaves. When the task is `verifying`
 //! the injector sends `RevealAnswer`, at once: the ledger accepts it only while the result awaits
 //! acceptance (`acceptance_window_ms`, 10 min, from the result's commitment). A result that
 //! differs is not proven wrong by the reveal: the ledger opens a dispute (taking the minimum bond,
@@ -23,7 +25,8 @@ pub use journal::{Journal, Pending, Verdict};
 use crate::known_answers::{self, unix_ms, unix_secs, EntryInfo};
 use crate::requester::{fresh_salt, submit_bundle};
 use aicpw_provider::client::{Client, ClientError};
-use aicpw_types::Keypair;
+use aicpw_types::spec::TaskFile;
+use aicpw_types::{Keypair, TaskTerms};
 use anyhow::{bail, Context, Result};
 use rand_core::{OsRng, RngCore};
 use serde_json::Value;
@@ -90,6 +93,36 @@ pub fn pick_entry<'a>(
     let candidates: Vec<&EntryInfo> = entries.iter().filter(|e| used(e) == least).collect();
     let index = usize::try_from(rng.next_u64() % candidates.len() as u64).unwrap_or(0);
     candidates.get(index).copied()
+}
+
+/// The entry's task file in the terms of `real`, the account's task that drew the injection:
+/// its kind, resources, time limit, budget, maximum price, verification, strategy and
+/// reputation floor, so that a provider comparing an injection with the account's
+/// traffic finds nothing in them that differs (a library entry's own terms would give it away).
+/// The name stays the entry's (the drawing task's, a minute after it, would be a tell), and so
+/// does whether its inputs are sealed (encrypted by default, as every task file). `None`
+/// where `real` grants less than the entry was checked with (another runtime, a shorter time
+/// limit, fewer cores, less memory or disk) or grants what no entry may use (network, GPUs).
+pub fn dressed_as(entry: &TaskFile, real: &TaskTerms) -> Option<TaskFile> {
+    let (needs, grants) = (&entry.resources, &real.resources);
+    let fits = real.runtime == entry.runtime
+        && !real.network
+        && grants.gpu_count == 0
+        && entry.time_limit_secs <= real.time_limit_secs
+        && needs.cpu_cores <= grants.cpu_cores
+        && needs.memory_mb <= grants.memory_mb
+        && needs.disk_mb <= grants.disk_mb;
+    fits.then(|| TaskFile {
+        kind: real.kind,
+        resources: grants.clone(),
+        time_limit_secs: real.time_limit_secs,
+        budget: real.budget,
+        max_price_per_hour: real.max_price_per_hour,
+        verification: real.verification,
+        strategy: real.strategy,
+        reputation_min: real.reputation_min,
+        ..entry.clone()
+    })
 }
 
 struct Injector<'a> {
@@ -215,20 +248,31 @@ impl Injector<'_> {
         if self.journal.pending.len() >= journal::PENDING_MAX {
             bail!("{} injections are in flight, the limit", journal::PENDING_MAX);
         }
-        let entries = known_answers::list(&self.config.library)?;
-        let Some(info) = pick_entry(&entries, &self.journal.uses, self.config.uses_max, &mut OsRng)
+        let real: TaskTerms =
+            serde_json::from_value(self.client.get(&format!("/v1/tasks/{after}"))?["terms"].take())
+                .context("the terms of the task that drew the injection")?;
+        let mut fitting = Vec::new();
+        for info in known_answers::list(&self.config.library)? {
+            let spec = known_answers::load(&self.config.library, &info.id)?.spec;
+            if dressed_as(&spec, &real).is_some() {
+                fitting.push(info);
+            }
+        }
+        let Some(info) = pick_entry(&fitting, &self.journal.uses, self.config.uses_max, &mut OsRng)
         else {
             if !self.warned_empty {
                 self.warned_empty = true;
                 bail!(
-                    "the library has no entry used fewer than {} times: add some with `aicpw \
-                     task known-answer add`",
+                    "the library has no entry used fewer than {} times that fits the terms of \
+                     task {after}: add some like the account's tasks with `aicpw task \
+                     known-answer add`",
                     self.config.uses_max
                 );
             }
             return Ok(());
         };
         let entry = known_answers::load(&self.config.library, &info.id)?;
+        let spec = dressed_as(&entry.spec, &real).context("the entry fits the task's terms")?;
         let pending = Pending {
             task: None,
             requester: self.key.account(),
@@ -247,8 +291,7 @@ impl Injector<'_> {
             bail!("the salt could not be journaled, so nothing was submitted");
         }
         let last = self.journal.pending.len() - 1;
-        match submit_bundle(self.client, self.key, &entry.spec, &entry.bundle, Some(&answer), false)
-        {
+        match submit_bundle(self.client, self.key, &spec, &entry.bundle, Some(&answer), false) {
             Ok(id) => {
                 self.journal.pending[last].task = Some(id);
                 self.save();

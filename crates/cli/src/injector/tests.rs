@@ -77,3 +77,53 @@ fn a_mismatch_counts_as_caught_only_when_the_committee_agreed_with_the_known_ans
     assert_eq!(ended("completed", None, false), Verdict::Unchecked);
     assert_eq!(ended("cancelled", None, false), Verdict::NoResult);
 }
+
+/// A known-answer spotter compares an account's tasks by their terms: an injection that kept its
+/// library entry's own (time limit, budget, resources) was told apart from the account's real
+/// tasks. Dressed in the terms of the task that drew it, it shows the same terms,
+/// with the entry's command and inputs (sealed in its bundle) inside.
+#[test]
+fn an_injection_wears_the_terms_of_the_real_task_that_drew_it() {
+    let entry = aicpw_types::spec::TaskFile::parse(
+        "version: 1\nname: kat-sort\ncommand: sh\nargs: [run.sh]\ntime_limit_secs: 30\n\
+         budget: \"100\"\nmax_price_per_hour: \"36000\"\nresources: {cpu_cores: 1, memory_mb: 256}\n",
+    )
+    .expect("entry");
+    let real = aicpw_types::TaskTerms {
+        name: "train-shard-17".into(),
+        kind: aicpw_types::task::TaskKind::Training,
+        runtime: entry.runtime,
+        resources: aicpw_types::Resources { cpu_cores: 4, memory_mb: 8_192, ..Default::default() },
+        time_limit_secs: 600,
+        budget: aicpw_types::Amount(9_000_000),
+        max_price_per_hour: aicpw_types::Amount(3_600_000),
+        verification: aicpw_types::Verification::Audit,
+        strategy: aicpw_types::task::MatchStrategy::LowestPrice,
+        reputation_min: 300,
+        network: false,
+        encrypted: true,
+        inputs_cid: "bafkreireal".into(),
+        result_key: [3; 32],
+    };
+    let dressed = dressed_as(&entry, &real).expect("the real task grants what the entry needs");
+    assert_eq!(dressed.name, "kat-sort", "a copy of the drawing task's name would stand out");
+    assert_eq!(dressed.kind, real.kind);
+    assert_eq!(dressed.resources, real.resources);
+    assert_eq!(dressed.time_limit_secs, real.time_limit_secs);
+    assert_eq!(dressed.budget, real.budget);
+    assert_eq!(dressed.max_price_per_hour, real.max_price_per_hour);
+    assert_eq!(dressed.verification, real.verification);
+    assert_eq!(dressed.reputation_min, real.reputation_min);
+    assert_eq!(
+        (dressed.command.as_str(), dressed.args.clone()),
+        ("sh", vec!["run.sh".to_string()])
+    );
+
+    let shorter = aicpw_types::TaskTerms { time_limit_secs: 20, ..real.clone() };
+    assert!(dressed_as(&entry, &shorter).is_none(), "a shorter limit than the entry was run with");
+    let mut smaller = real.clone();
+    smaller.resources.memory_mb = 128;
+    assert!(dressed_as(&entry, &smaller).is_none(), "less memory than the entry was run with");
+    let networked = aicpw_types::TaskTerms { network: true, ..real };
+    assert!(dressed_as(&entry, &networked).is_none(), "no entry is checked with network access");
+}
