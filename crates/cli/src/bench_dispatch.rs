@@ -53,6 +53,7 @@ fn terms(n: usize) -> TaskTerms {
         inputs_cid: "bafkreihdwdcefgh4dqkjv67uzcmw7ojee6xedzdetojuzjevtenxquvyku".into(),
         // A real key: the ledger refuses result keys of small order.
         result_key: Keypair::dev(0).x25519_public(),
+        nondeterministic: None,
     }
 }
 

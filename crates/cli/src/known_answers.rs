@@ -7,7 +7,9 @@
 //! providers' own sandbox executor, twice, with equal answers: a wrong answer in the library
 //! would slash the honest providers that later run it, so no answer is taken from the network.
 
-use crate::requester::{answer_hash, pack_inputs, read_task_file, task_dir, Inputs};
+use crate::requester::{
+    answer_hash, pack_inputs, read_task_file, refuse_nondeterministic_answer, task_dir, Inputs,
+};
 use aicpw_provider::executor::{
     ExecutionRequest, Executor, Limits, SandboxConfig, SandboxExecutor, Termination,
 };
@@ -94,7 +96,7 @@ fn refuse_unfit(spec: &TaskFile) -> Result<()> {
     if spec.outputs.is_empty() {
         bail!("the task declares no outputs: there is no answer to check");
     }
-    Ok(())
+    refuse_nondeterministic_answer(spec)
 }
 
 /// The limits a provider's agent gives this task (`agent::execute::limits_of`), from the file.
@@ -269,6 +271,7 @@ pub fn load(library: &Path, id: &str) -> Result<Entry> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use aicpw_provider::client::ClientError;
 
     fn spec(extra: &str) -> TaskFile {
         let text = format!(
@@ -284,6 +287,10 @@ mod tests {
         assert!(refuse_unfit(&spec("")).is_ok());
         assert!(refuse_unfit(&spec("network: full\n")).is_err());
         assert!(refuse_unfit(&spec("resources: { gpu_count: 1 }\n")).is_err());
+        let declared = spec("nondeterministic: { summary: out.txt, tolerance: 0.01 }\n");
+        let refused = refuse_unfit(&declared).expect_err("no one answer");
+        let reject = refused.downcast_ref::<ClientError>().and_then(ClientError::reject);
+        assert_eq!(reject, Some(aicpw_types::Reject::KnownAnswerNondeterministic));
     }
 
     #[test]

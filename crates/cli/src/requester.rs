@@ -112,12 +112,25 @@ pub fn submit_with(
 ) -> Result<(u64, Option<(Hash32, Hash32)>)> {
     let spec = read_task_file(file)?;
     let answer = match known_answer {
-        Some(dir) => Some((answer_hash(&spec, dir)?, fresh_salt())),
+        Some(dir) => {
+            refuse_nondeterministic_answer(&spec)?;
+            Some((answer_hash(&spec, dir)?, fresh_salt()))
+        }
         None => None,
     };
     let plain = pack_inputs(&spec, task_dir(file), inputs)?;
     let id = submit_bundle(client, key, &spec, &plain, answer.as_ref(), show)?;
     Ok((id, answer))
+}
+
+/// A task that declares itself non-deterministic has no one answer (`KnownAnswerNondeterministic`
+/// 682, which the ledger also answers to its `RevealAnswer`).
+pub fn refuse_nondeterministic_answer(spec: &TaskFile) -> Result<()> {
+    if spec.nondeterministic.is_some() {
+        let about = format!("{} declares itself non-deterministic", spec.name);
+        return Err(refused(Reject::KnownAnswerNondeterministic, about));
+    }
+    Ok(())
 }
 
 /// A fresh random salt for a known-answer commitment.
@@ -193,6 +206,7 @@ pub fn submit_bundle(
         encrypted: spec.encrypt,
         inputs_cid,
         result_key: key.x25519_public(),
+        nondeterministic: spec.nondeterminism(),
     };
     let body = TxBody::SubmitTask { terms, answer_commitment };
     let committed = client.send(key, body, true)?;

@@ -474,6 +474,7 @@ fn a_requester_aiming_unusable_inputs_at_a_node_cannot_freeze_it_and_pays_for_it
             encrypted,
             inputs_cid,
             result_key: requester.x25519_public(),
+            nondeterministic: None,
         };
         let body = TxBody::SubmitTask { terms, answer_commitment: Hash32([round as u8; 32]) };
         let receipt = net.client.send(&requester, body, true).expect("submitted");
@@ -549,7 +550,7 @@ fn a_reveal_naming_a_result_the_store_does_not_hold_is_refused_and_never_paid() 
             .expect("cid")
             .to_string();
     let commitment =
-        aicpw_verify::commitment(task.0, &owner.account().0, &output_hash.0, &junk, &salt.0);
+        aicpw_verify::commitment(task.0, &owner.account().0, &output_hash.0, &[], &junk, &salt.0);
     let commit = TxBody::CommitResult { task, node, commitment: Hash32(commitment) };
     net.client.send(&owner, commit, true).expect("commit");
     let reveal = |result_cid: &str| TxBody::RevealResult {
@@ -558,6 +559,7 @@ fn a_reveal_naming_a_result_the_store_does_not_hold_is_refused_and_never_paid() 
         output_hash,
         salt,
         result_cid: result_cid.to_string(),
+        summary: Vec::new(),
     };
     for cid in [junk.as_str(), "not a cid"] {
         let refused = net.client.send(&owner, reveal(cid), true).map(|_| ());
@@ -572,4 +574,42 @@ fn a_reveal_naming_a_result_the_store_does_not_hold_is_refused_and_never_paid() 
     let task = net.task(id);
     assert!(task["result"].is_null(), "no result stands: {task}");
     assert_eq!(amount(&task["paid"]), 0, "nothing is paid for it: {task}");
+}
+
+#[test]
+fn two_replicas_whose_outputs_differ_agree_within_the_declared_tolerance() {
+    let mut net = Net::start();
+    net.provider(1, 1_800_000);
+    net.provider(2, 3_600_000);
+    net.wait_nodes(2);
+    // Every run's outputs differ (as float results differ between machines: here a random
+    // model); the loss it writes to its summary lands within 0.00001 of 0.25, well inside the
+    // declared tolerance of 0.001.
+    let script = "import json, os, random\n\
+        loss = 0.25 + random.uniform(-1e-5, 1e-5)\n\
+        out = os.environ['AICPW_OUTPUT_DIR']\n\
+        json.dump([loss], open(os.path.join(out, 'out.txt'), 'w'))\n\
+        open(os.path.join(out, 'model.bin'), 'wb').write(os.urandom(64))\n";
+    let declared = "verification: { replicas: 2 }\n\
+        nondeterministic: { summary: out.txt, tolerance: \"0.001\" }\n";
+    let file = net.task_file("nondeterministic-loss", script, declared);
+    let yaml = std::fs::read_to_string(&file).expect("yaml");
+    std::fs::write(&file, yaml.replace("outputs: [out.txt]", "outputs: [out.txt, model.bin]"))
+        .expect("yaml");
+    let id = net.submit(&file);
+    let task = net.wait_state(id, &["verifying", "completed", "failed"], Duration::from_secs(60));
+    assert_eq!(task["state"], "verifying", "{task}");
+    let leases = task["leases"].as_array().expect("leases").clone();
+    assert_eq!(leases.len(), 2, "{task}");
+    assert_ne!(leases[0]["reveal"]["output_hash"], leases[1]["reveal"]["output_hash"]);
+    for lease in &leases {
+        assert_eq!(lease["verdict"], "upheld", "{task}");
+        let loss = lease["reveal"]["summary"][0].as_i64().expect("a summary in micro-units");
+        assert!((249_990..=250_010).contains(&loss), "{lease}");
+    }
+    let (_, out) = net.fetch_result(id);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let task = net.wait_state(id, &["completed"], Duration::from_secs(10));
+    assert!(task["leases"].as_array().expect("leases").iter().all(|l| l["verdict"] == "paid"));
+    assert_eq!(net.client.get("/v1/status").expect("status")["burned"], "0", "nobody slashed");
 }

@@ -72,12 +72,13 @@ pub fn under_judgement(task: &Task) -> bool {
     if task.round == Round::Referee {
         return true;
     }
-    let mut hashes = task
-        .leases
-        .iter()
-        .filter(|l| l.verdict == Verdict::Pending)
-        .filter_map(|l| l.reveal.as_ref().map(|r| r.output_hash));
-    hashes.next().is_some_and(|first| hashes.any(|hash| hash != first))
+    let mut results =
+        task.leases.iter().filter(|l| l.verdict == Verdict::Pending).filter_map(|l| {
+            l.reveal.as_ref().map(|r| crate::compare::Ballot::of_reveal([0; 32], r))
+        });
+    results.next().is_some_and(|first| {
+        results.any(|other| !crate::compare::agree(&task.terms, &first, &other))
+    })
 }
 
 /// Marks the task cancel-requested; its judgement goes on.

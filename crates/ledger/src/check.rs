@@ -3,7 +3,9 @@
 use aicpw_types::codec::Encode;
 use aicpw_types::hardware::GPU_MODEL_BYTES_MAX;
 use aicpw_types::spec::NAME_BYTES_MAX;
-use aicpw_types::task::{Verification, REPLICAS_MAX};
+use aicpw_types::task::{
+    summary_well_formed, Verification, REPLICAS_MAX, SUMMARY_MICROS_MAX, SUMMARY_PATH_BYTES_MAX,
+};
 use aicpw_types::tx::TX_BYTES_MAX;
 use aicpw_types::{Reject, SignedTx, TaskTerms, TxBody};
 
@@ -40,6 +42,13 @@ fn check_terms(terms: &TaskTerms) -> Result<(), Reject> {
     if let Verification::Replicas(k) = terms.verification {
         if !(2..=REPLICAS_MAX).contains(&k) {
             return Err(Reject::InvalidField);
+        }
+    }
+    if let Some(rule) = &terms.nondeterministic {
+        let path_ok = rule.summary.len() <= SUMMARY_PATH_BYTES_MAX
+            && aicpw_types::spec::is_relative_plain_path(&rule.summary);
+        if !path_ok || !(1..=SUMMARY_MICROS_MAX).contains(&rule.tolerance_micros) {
+            return Err(Reject::NondeterminismInvalid);
         }
     }
     positive(terms.budget)?;
@@ -91,8 +100,11 @@ pub fn stateless(tx: &SignedTx, chain_id: &str) -> Result<(), Reject> {
         TxBody::TaskHeartbeat { progress_permille, .. } if *progress_permille > 1000 => {
             Err(Reject::InvalidField)
         }
-        TxBody::RevealResult { result_cid, .. } => {
+        TxBody::RevealResult { result_cid, summary, .. } => {
             longer(result_cid, CID_BYTES_MAX)?;
+            if !summary.is_empty() && !summary_well_formed(summary) {
+                return Err(Reject::SummaryInvalid);
+            }
             if result_cid.is_empty() {
                 return Err(Reject::InvalidField);
             }

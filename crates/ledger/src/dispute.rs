@@ -37,16 +37,16 @@
 //! (1–2% of a submitter's traffic, `verify::KnownAnswerPolicy`) is the submitter's policy;
 //! providers cannot tell them apart.
 
+use crate::compare::{self, Ballot};
 use crate::delta::Delta;
 use crate::event::Event;
 use crate::market::{self, complete, finish, COMMITTEE_SIZE};
 use crate::money::{self, Offence};
 use crate::penalty;
-use crate::state::{Dispute, DisputeOutcome, Role, Round, Task, Verdict};
+use crate::state::{Dispute, DisputeOutcome, ResultCommit, Role, Round, Task, Verdict};
 use crate::verdict::{owners, start_round, voter};
 use aicpw_types::task::FailureReason;
 use aicpw_types::{AccountId, Amount, Hash32, Reject, TaskId, TaskState};
-use aicpw_verify::replication::{quorum, QuorumOutcome, RevealedOutput};
 
 /// Derive-key context of known-answer commitments.
 pub const ANSWER_CONTEXT: &str = "AICPW 2026-01 ledger known-answer commitment v1";
@@ -146,37 +146,39 @@ fn committee(task: &Task) -> Vec<usize> {
         .collect()
 }
 
-/// The committee has revealed (or withheld): the vote of the disputed result and the members.
+/// The disputed result's voter key in the committee's vote (no node's key: ids are `u64`).
+const RESULT_VOTER: [u8; 32] = [0xff; 32];
+
+/// The committee has revealed (or withheld): the vote of the disputed result and the members,
+/// by hash, or for a non-deterministic task by summary within its tolerance (`ledger::compare`).
 pub(crate) fn decide(delta: &mut Delta<'_>, mut task: Task) -> Result<(), Reject> {
     let result = task.result.clone().ok_or(Reject::InvalidTaskState)?;
     let members = committee(&task);
-    let mut reveals =
-        vec![RevealedOutput { provider: [0xff; 32], output_hash: result.output_hash.0 }];
-    for index in &members {
-        let lease = &task.leases[*index];
-        if let Some(reveal) = &lease.reveal {
-            reveals.push(RevealedOutput {
-                provider: voter(lease.node),
-                output_hash: reveal.output_hash.0,
-            });
+    let (outcome, winners, losers) = {
+        let mut ballots = vec![Ballot::of_result(RESULT_VOTER, &result)];
+        for index in &members {
+            let lease = &task.leases[*index];
+            if let Some(reveal) = &lease.reveal {
+                ballots.push(Ballot::of_reveal(voter(lease.node), reveal));
+            }
         }
-    }
-    let outcome = quorum(3, &reveals)
-        .unwrap_or(QuorumOutcome { no_quorum: true, ..QuorumOutcome::default() });
-    let agree = |task: &Task, hash: Option<[u8; 32]>| -> Vec<usize> {
-        members
+        let outcome = compare::vote(&task.terms, 3, &ballots);
+        let of = |i: &usize| ballots.iter().find(|b| b.voter == voter(task.leases[*i].node));
+        let winners: Vec<usize> = members
             .iter()
             .copied()
-            .filter(|i| task.leases[*i].reveal.as_ref().map(|r| r.output_hash.0) == hash)
-            .filter(|_| hash.is_some())
-            .collect()
+            .filter(|i| outcome.majority.contains(&voter(task.leases[*i].node)))
+            .collect();
+        // A member that revealed outside the majority, and whether it is slashed: not where its
+        // difference may be an honest one (`compare::slashable`).
+        let losers: Vec<(usize, bool)> = members
+            .iter()
+            .copied()
+            .filter(|i| !winners.contains(i))
+            .filter_map(|i| of(&i).map(|b| (i, compare::slashable(&task.terms, 3, b, &ballots))))
+            .collect();
+        (outcome, winners, losers)
     };
-    let winners = agree(&task, outcome.majority_hash);
-    let losers: Vec<usize> = members
-        .iter()
-        .copied()
-        .filter(|i| !winners.contains(i) && task.leases[*i].reveal.is_some())
-        .collect();
     let honest = owners(delta, &task, &winners)?;
     for index in &winners {
         pay_member(delta, &mut task, *index)?;
@@ -191,25 +193,28 @@ pub(crate) fn decide(delta: &mut Delta<'_>, mut task: Task) -> Result<(), Reject
         return complete(delta, task);
     }
     let majority = outcome.majority_hash.map(Hash32);
+    let result_won = outcome.majority.contains(&RESULT_VOTER);
     let claimed = task.dispute.as_ref().and_then(|d| d.claimed_answer);
-    if claimed.is_some_and(|claimed| Some(claimed) != majority)
-        && majority != Some(result.output_hash)
-    {
+    if claimed.is_some_and(|claimed| Some(claimed) != majority) && !result_won {
         // The committee agreed on neither the result nor the claimed answer: the claim is not
         // confirmed, so nobody is slashed and the result stands.
         money::close_bond(delta, &mut task, DisputeOutcome::Inconclusive, None)?;
         return complete(delta, task);
     }
-    for index in &losers {
-        task.leases[*index].verdict = Verdict::Overruled;
-        penalty::penalize(delta, &mut task, *index, &honest, Offence::DisputeLost)?;
+    for (index, slashed) in losers {
+        task.leases[index].verdict = Verdict::Overruled;
+        if slashed {
+            penalty::penalize(delta, &mut task, index, &honest, Offence::DisputeLost)?;
+        } else {
+            penalty::outvoted(delta, task.leases[index].node)?;
+        }
     }
-    if majority == Some(result.output_hash) {
+    if result_won {
         let provider = delta.node(result.node)?.owner;
         money::close_bond(delta, &mut task, DisputeOutcome::Rejected, Some(provider))?;
         return complete(delta, task);
     }
-    overturn(delta, task, result.output_hash, &honest)
+    overturn(delta, task, &result, &honest)
 }
 
 /// The committee's re-run proved the result wrong: every node that produced or confirmed it is
@@ -218,14 +223,17 @@ pub(crate) fn decide(delta: &mut Delta<'_>, mut task: Task) -> Result<(), Reject
 fn overturn(
     delta: &mut Delta<'_>,
     mut task: Task,
-    wrong: Hash32,
+    wrong: &ResultCommit,
     challengers: &[AccountId],
 ) -> Result<(), Reject> {
+    let wrong = Ballot::of_result(RESULT_VOTER, wrong);
     let guilty: Vec<usize> = (0..task.leases.len())
         .filter(|i| {
             let lease = &task.leases[*i];
-            lease.verdict == Verdict::Upheld
-                && lease.reveal.as_ref().is_some_and(|r| r.output_hash == wrong)
+            let confirmed = |r| compare::agree(&task.terms, &wrong, &Ballot::of_reveal([0; 32], r));
+            compare::slashes_differences(&task.terms)
+                && lease.verdict == Verdict::Upheld
+                && lease.reveal.as_ref().is_some_and(confirmed)
         })
         .collect();
     let offence = offence(&task);
@@ -256,6 +264,10 @@ pub fn reveal_answer(
     salt: Hash32,
 ) -> Result<(), Reject> {
     let task = verified_task(delta, &who, id)?;
+    if task.terms.nondeterministic.is_some() {
+        // Its honest results differ by machine: no one hash is its answer.
+        return Err(Reject::KnownAnswerNondeterministic);
+    }
     if answer_commitment(&who, &answer_hash, &salt) != task.answer_commitment {
         return Err(Reject::BadCommitment);
     }

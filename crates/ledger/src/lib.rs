@@ -8,6 +8,7 @@ pub mod block;
 pub mod cancel;
 pub mod challenge;
 pub mod check;
+mod compare;
 pub mod delta;
 pub mod dispute;
 pub mod event;
@@ -32,6 +33,8 @@ mod faults_tests;
 mod grant_tests;
 #[cfg(test)]
 mod money_tests;
+#[cfg(test)]
+mod nondeterministic_tests;
 #[cfg(test)]
 mod release_props;
 #[cfg(test)]
@@ -136,8 +139,9 @@ fn execute(delta: &mut Delta<'_>, who: AccountId, body: &TxBody) -> Result<(), R
         TxBody::RateTask { task, stars } => market::rate(delta, who, task, stars),
         TxBody::SettleExpired { task } => market::settle_expired(delta, task),
         TxBody::GrantKeys { task, key_grants } => market::grant_keys(delta, who, task, key_grants),
-        TxBody::RevealResult { task, node, output_hash, salt, result_cid } => {
-            verdict::reveal_result(delta, who, task, node, output_hash, salt, result_cid)
+        TxBody::RevealResult { task, node, output_hash, salt, result_cid, summary } => {
+            let opening = verdict::Opening { output_hash, salt, result_cid, summary };
+            verdict::reveal_result(delta, who, task, node, opening)
         }
         TxBody::DisputeResult { task, bond } => dispute::open(delta, who, task, bond),
         TxBody::RevealAnswer { task, answer_hash, salt } => {

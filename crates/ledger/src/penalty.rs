@@ -60,6 +60,19 @@ pub fn passed(delta: &mut Delta<'_>, id: NodeId) -> Result<(), Reject> {
     Ok(())
 }
 
+/// A result outvoted without proof that it is wrong (a non-deterministic task's difference in
+/// `committee` mode, `ledger::compare`): a failure on record, which ends the clean streak (the
+/// next results are audited again as a newcomer's), and no slash.
+pub fn outvoted(delta: &mut Delta<'_>, id: NodeId) -> Result<(), Reject> {
+    fault(delta, id, Fault::Failed)?;
+    let mut node = delta.node(id)?;
+    reputation::record(&mut node.reputation, |r| {
+        r.clean_streak = aicpw_verify::audit::next_clean_streak(r.clean_streak, false);
+    });
+    delta.set_node(node);
+    Ok(())
+}
+
 /// The slash for an offence on a run at `price_per_hour`.
 pub fn slash_amount(delta: &Delta<'_>, task: &Task, index: usize) -> Result<Amount, Reject> {
     let lease = &task.leases[index];

@@ -203,8 +203,11 @@ pub struct Reveal {
     pub output_hash: Hash32,
     pub result_cid: String,
     pub revealed_ms: u64,
+    /// A non-deterministic task's summary in micro-units (`ledger::compare`); empty otherwise.
+    #[serde(default)]
+    pub summary: Vec<i64>,
 }
-codec_struct!(Reveal { output_hash, result_cid, revealed_ms });
+codec_struct!(Reveal { output_hash, result_cid, revealed_ms, summary });
 
 /// A task's assignment to a node, from placement to its verdict.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -334,8 +337,11 @@ pub struct ResultCommit {
     pub committed_ms: u64,
     /// What the provider earns on acceptance: its price for the time it held the lease.
     pub cost: Amount,
+    /// A non-deterministic task's summary of the result; empty otherwise.
+    #[serde(default)]
+    pub summary: Vec<i64>,
 }
-codec_struct!(ResultCommit { node, result_cid, output_hash, committed_ms, cost });
+codec_struct!(ResultCommit { node, result_cid, output_hash, committed_ms, cost, summary });
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Task {

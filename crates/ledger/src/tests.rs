@@ -79,6 +79,7 @@ pub(crate) fn terms(budget: u128) -> TaskTerms {
         encrypted: false,
         inputs_cid: "bafkreiexample".into(),
         result_key: [7; 32],
+        nondeterministic: None,
     }
 }
 
@@ -357,11 +358,23 @@ impl Net {
     }
 
     pub fn commit(&mut self, id: TaskId, node: NodeId, output: &[u8]) -> Result<Receipt, Reject> {
+        self.commit_summary(id, node, output, &[])
+    }
+
+    /// Commits `output` with a non-deterministic task's `summary` (empty for a deterministic one).
+    pub fn commit_summary(
+        &mut self,
+        id: TaskId,
+        node: NodeId,
+        output: &[u8],
+        summary: &[i64],
+    ) -> Result<Receipt, Reject> {
         let who = self.owner(node);
         let commitment = aicpw_verify::commitment(
             id.0,
             &key(who).account().0,
             &Hash32::of(output).0,
+            summary,
             &result_cid(node),
             &salt(id, node).0,
         );
@@ -369,6 +382,16 @@ impl Net {
     }
 
     pub fn reveal(&mut self, id: TaskId, node: NodeId, output: &[u8]) -> Result<Receipt, Reject> {
+        self.reveal_summary(id, node, output, &[])
+    }
+
+    pub fn reveal_summary(
+        &mut self,
+        id: TaskId,
+        node: NodeId,
+        output: &[u8],
+        summary: &[i64],
+    ) -> Result<Receipt, Reject> {
         let who = self.owner(node);
         let body = TxBody::RevealResult {
             task: id,
@@ -376,6 +399,7 @@ impl Net {
             output_hash: Hash32::of(output),
             salt: salt(id, node),
             result_cid: result_cid(node),
+            summary: summary.to_vec(),
         };
         self.run(who, body)
     }

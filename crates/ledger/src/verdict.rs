@@ -22,6 +22,7 @@
 //! requeued instead: nothing was compared with it and no audit was drawn against it, so keeping
 //! it closed gains a cheater nothing over revealing, and absence alone is not slashed.
 
+use crate::compare::{self, Ballot};
 use crate::delta::Delta;
 use crate::event::Event;
 use crate::market::{self, finish, leave_node};
@@ -30,7 +31,7 @@ use crate::penalty::{self, Fault};
 use crate::state::{Lease, Reveal, Role, Round, Task, Verdict};
 use aicpw_types::task::{FailureReason, Verification};
 use aicpw_types::{AccountId, Hash32, NodeId, Reject, TaskId, TaskState};
-use aicpw_verify::replication::{quorum, QuorumOutcome, RevealedOutput};
+use aicpw_verify::replication::QuorumOutcome;
 
 /// Most things one settlement of a task may handle (each lease once, plus its seats).
 const EXPIRIES_PER_TASK_MAX: usize = 64;
@@ -74,26 +75,54 @@ fn open_reveals_if_ready(delta: &mut Delta<'_>, task: &mut Task) {
     delta.emit(Event::RevealsOpened { task: task.id, round: task.round });
 }
 
+/// What a `RevealResult` opens: the result's hash, its summary (a non-deterministic task's, else
+/// empty), its CID and the commitment's salt.
+pub struct Opening {
+    pub output_hash: Hash32,
+    pub salt: Hash32,
+    pub result_cid: String,
+    pub summary: Vec<i64>,
+}
+
+impl Opening {
+    /// Checks that it opens `commitment` of `who` on `task`, with a summary exactly when the task
+    /// declared itself non-deterministic (`SummaryInvalid` 681); the reveal it makes.
+    pub(crate) fn open(
+        self,
+        task: &Task,
+        who: &AccountId,
+        commitment: &Hash32,
+        revealed_ms: u64,
+    ) -> Result<Reveal, Reject> {
+        if task.terms.nondeterministic.is_some() == self.summary.is_empty() {
+            return Err(Reject::SummaryInvalid);
+        }
+        let (hash, cid, salt) = (&self.output_hash.0, &self.result_cid, &self.salt.0);
+        aicpw_verify::check_reveal(
+            &commitment.0,
+            task.id.0,
+            &who.0,
+            hash,
+            &self.summary,
+            cid,
+            salt,
+        )
+        .map_err(|_| Reject::BadCommitment)?;
+        let Opening { output_hash, result_cid, summary, .. } = self;
+        Ok(Reveal { output_hash, result_cid, revealed_ms, summary })
+    }
+}
+
 pub fn reveal_result(
     delta: &mut Delta<'_>,
     who: AccountId,
     id: TaskId,
     node: NodeId,
-    output_hash: Hash32,
-    salt: Hash32,
-    result_cid: String,
+    opening: Opening,
 ) -> Result<(), Reject> {
     let task = delta.task(id)?;
     if let Some(index) = crate::withheld::lease_of(&task, node) {
-        return crate::withheld::reveal_late(
-            delta,
-            who,
-            task,
-            index,
-            output_hash,
-            salt,
-            result_cid,
-        );
+        return crate::withheld::reveal_late(delta, who, task, index, opening);
     }
     let (mut task, index) = market::leased(delta, &who, id, node)?;
     let lease = &task.leases[index];
@@ -103,10 +132,9 @@ pub fn reveal_result(
     let (Some(commitment), Some(_)) = (lease.commitment, task.reveal_open_ms) else {
         return Err(Reject::RevealNotOpen);
     };
-    aicpw_verify::check_reveal(&commitment.0, id.0, &who.0, &output_hash.0, &result_cid, &salt.0)
-        .map_err(|_| Reject::BadCommitment)?;
-    let revealed_ms = delta.env.time_ms;
-    task.leases[index].reveal = Some(Reveal { output_hash, result_cid, revealed_ms });
+    let reveal = opening.open(&task, &who, &commitment, delta.env.time_ms)?;
+    let output_hash = reveal.output_hash;
+    task.leases[index].reveal = Some(reveal);
     delta.emit(Event::ResultRevealed { task: id, node, output_hash });
     close_round_if_ready(delta, task)
 }
@@ -145,9 +173,10 @@ fn first_pending(task: &Task) -> Option<usize> {
     task.leases.iter().position(|l| l.verdict == Verdict::Pending)
 }
 
-/// The revealed hash of a lease still in the round.
-fn revealed(lease: &Lease) -> Option<Hash32> {
-    lease.reveal.as_ref().filter(|_| lease.verdict == Verdict::Pending).map(|r| r.output_hash)
+/// The revealed result of a lease still in the round.
+fn revealed(lease: &Lease) -> Option<Ballot<'_>> {
+    let reveal = lease.reveal.as_ref().filter(|_| lease.verdict == Verdict::Pending)?;
+    Some(Ballot::of_reveal(voter(lease.node), reveal))
 }
 
 /// A result verified by the task's policy: the requester may download, accept, dispute it. If
@@ -163,6 +192,7 @@ fn enter_verifying(delta: &mut Delta<'_>, mut task: Task, index: usize) -> Resul
         output_hash: reveal.output_hash,
         committed_ms: delta.env.time_ms,
         cost: lease.cost,
+        summary: reveal.summary,
     });
     if task.cancel_requested() {
         return crate::cancel::settle(delta, task);
@@ -214,12 +244,17 @@ pub fn draw_audits(delta: &mut Delta<'_>, id: TaskId) -> Result<(), Reject> {
     Ok(())
 }
 
-/// Worker and auditor revealed the same hash: both upheld. Otherwise a referee decides.
+/// Worker and auditor revealed the same hash (or, for a non-deterministic task, summaries within
+/// its tolerance): both upheld. Otherwise a referee decides.
 fn compare_audit(delta: &mut Delta<'_>, mut task: Task) -> Result<(), Reject> {
     let pending: Vec<usize> =
         (0..task.leases.len()).filter(|i| task.leases[*i].verdict == Verdict::Pending).collect();
-    let hashes: Vec<Option<Hash32>> = pending.iter().map(|i| revealed(&task.leases[*i])).collect();
-    let agree = pending.len() == 2 && hashes[0].is_some() && hashes[0] == hashes[1];
+    let results: Vec<Option<Ballot<'_>>> =
+        pending.iter().map(|i| revealed(&task.leases[*i])).collect();
+    let agree = match results.as_slice() {
+        [Some(a), Some(b)] => compare::agree(&task.terms, a, b),
+        _ => false,
+    };
     if !agree {
         start_round(delta, &mut task, Round::Referee, 1);
         delta.set_task(task);
@@ -245,17 +280,14 @@ pub(crate) fn voter(node: NodeId) -> [u8; 32] {
     key
 }
 
-/// The strict-majority vote over the revealed hashes of the round's leases.
+/// The revealed results of the round's leases.
+fn ballots(task: &Task) -> Vec<Ballot<'_>> {
+    task.leases.iter().filter_map(revealed).collect()
+}
+
+/// The strict-majority vote over the revealed results of the round's leases (`ledger::compare`).
 pub(crate) fn vote(task: &Task, replicas: u32) -> QuorumOutcome {
-    let reveals: Vec<RevealedOutput> = task
-        .leases
-        .iter()
-        .filter_map(|l| {
-            revealed(l).map(|h| RevealedOutput { provider: voter(l.node), output_hash: h.0 })
-        })
-        .collect();
-    quorum(replicas, &reveals)
-        .unwrap_or(QuorumOutcome { no_quorum: true, ..QuorumOutcome::default() })
+    compare::vote(&task.terms, replicas, &ballots(task))
 }
 
 /// The replicas revealed. All revealed hashes equal and a strict majority of `k`: upheld, nobody
@@ -279,6 +311,19 @@ fn decide(delta: &mut Delta<'_>, mut task: Task, replicas: u32) -> Result<(), Re
     let outcome = vote(&task, replicas);
     let majority = indices_of(&task, &outcome.majority);
     let minority = indices_of(&task, &outcome.minority);
+    // Outside the majority but not proven wrong (a non-deterministic task's difference that may
+    // be honest): overruled, unpaid, a failure on record, not slashed (`compare::slashable`).
+    let slashed: Vec<usize> = {
+        let ballots = ballots(&task);
+        minority
+            .iter()
+            .copied()
+            .filter(|i| {
+                revealed(&task.leases[*i])
+                    .is_some_and(|b| compare::slashable(&task.terms, replicas, &b, &ballots))
+            })
+            .collect()
+    };
     delta.emit(Event::VoteDecided {
         task: task.id,
         round: task.round,
@@ -302,7 +347,11 @@ fn decide(delta: &mut Delta<'_>, mut task: Task, replicas: u32) -> Result<(), Re
     };
     for index in &minority {
         task.leases[*index].verdict = Verdict::Overruled;
-        penalty::penalize(delta, &mut task, *index, &honest, offence)?;
+        if slashed.contains(index) {
+            penalty::penalize(delta, &mut task, *index, &honest, offence)?;
+        } else {
+            penalty::outvoted(delta, task.leases[*index].node)?;
+        }
     }
     let result = majority.first().copied().ok_or(Reject::InvalidTaskState)?;
     enter_verifying(delta, task, result)

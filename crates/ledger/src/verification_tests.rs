@@ -307,6 +307,7 @@ fn a_copying_replica_cannot_open_its_commitment_with_anothers_result() {
         id.0,
         &copier_account.0,
         &Hash32::of(b"work").0,
+        &[],
         &crate::tests::result_cid(honest),
         &crate::tests::salt(id, honest).0,
     );
@@ -326,6 +327,7 @@ fn a_reveal_cannot_name_another_cid_than_the_one_committed() {
         output_hash: Hash32::of(b"work"),
         salt: crate::tests::salt(id, worker),
         result_cid: "bafkreijunk".into(),
+        summary: Vec::new(),
     };
     assert_eq!(net.run(net.owner(worker), junk), Err(Reject::BadCommitment));
     assert_eq!(net.task(id).state, TaskState::Running);

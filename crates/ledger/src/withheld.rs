@@ -37,11 +37,12 @@
 //! lease in flight: it uses up headroom for new work, and the slash it may cost cannot be
 //! unbonded or withdrawn (`staking::slash_locked`), even after the node deregisters.
 
+use crate::compare::{self, Ballot};
 use crate::delta::Delta;
 use crate::event::Event;
 use crate::money::Offence;
 use crate::penalty::{self, Fault};
-use crate::state::{Role, Task, Verdict};
+use crate::state::{ResultCommit, Role, Task, Verdict};
 use aicpw_types::task::{FailureReason, Verification};
 use aicpw_types::{AccountId, Hash32, NodeId, Reject, TaskId, TaskState};
 
@@ -86,15 +87,12 @@ pub(crate) fn lease_of(task: &Task, node: NodeId) -> Option<usize> {
 }
 
 /// A late `RevealResult`: opens the withheld commitment and judges it once the task has ended.
-#[allow(clippy::too_many_arguments)]
 pub(crate) fn reveal_late(
     delta: &mut Delta<'_>,
     who: AccountId,
     mut task: Task,
     index: usize,
-    output_hash: Hash32,
-    salt: Hash32,
-    result_cid: String,
+    opening: crate::verdict::Opening,
 ) -> Result<(), Reject> {
     let lease = &task.leases[index];
     if delta.node(lease.node)?.owner != who {
@@ -110,18 +108,10 @@ pub(crate) fn reveal_late(
     if now >= until {
         return Err(Reject::LateRevealClosed);
     }
-    aicpw_verify::check_reveal(
-        &commitment.0,
-        task.id.0,
-        &who.0,
-        &output_hash.0,
-        &result_cid,
-        &salt.0,
-    )
-    .map_err(|_| Reject::BadCommitment)?;
     let node = lease.node;
-    task.leases[index].reveal =
-        Some(crate::state::Reveal { output_hash, result_cid, revealed_ms: now });
+    let reveal = opening.open(&task, &who, &commitment, now)?;
+    let output_hash = reveal.output_hash;
+    task.leases[index].reveal = Some(reveal);
     delta.emit(Event::ResultRevealed { task: task.id, node, output_hash });
     if task.state.is_terminal() {
         judge_opened(delta, &mut task)?;
@@ -130,25 +120,24 @@ pub(crate) fn reveal_late(
     Ok(())
 }
 
-/// What the task's end says about a hash revealed late.
-enum Standing {
+/// What the task's end says about a result revealed late.
+enum Standing<'a> {
     /// The task completed with this result.
-    Result(Hash32),
+    Result(&'a ResultCommit),
     /// The task failed because this result was proven wrong.
-    Rejected(Hash32),
+    Rejected(&'a ResultCommit),
     /// No result stands, none was proven wrong.
     Nothing,
 }
 
-fn standing(task: &Task) -> Standing {
-    let hash = task.result.as_ref().map(|r| r.output_hash);
-    match (task.state, task.failure, hash) {
-        (TaskState::Completed, _, Some(hash)) => Standing::Result(hash),
+fn standing(task: &Task) -> Standing<'_> {
+    match (task.state, task.failure, task.result.as_ref()) {
+        (TaskState::Completed, _, Some(result)) => Standing::Result(result),
         // Only a cancel that waited for its verdict ends with a result: the round's majority,
         // which stands for its withheld leases as a completed task's result would.
-        (TaskState::Cancelled, _, Some(hash)) => Standing::Result(hash),
-        (TaskState::Failed, Some(FailureReason::ResultRejected), Some(hash)) => {
-            Standing::Rejected(hash)
+        (TaskState::Cancelled, _, Some(result)) => Standing::Result(result),
+        (TaskState::Failed, Some(FailureReason::ResultRejected), Some(result)) => {
+            Standing::Rejected(result)
         }
         _ => Standing::Nothing,
     }
@@ -186,12 +175,23 @@ pub(crate) fn judge_opened(delta: &mut Delta<'_>, task: &mut Task) -> Result<(),
         .collect();
     for index in opened {
         let lease = &task.leases[index];
-        let revealed = lease.reveal.as_ref().map(|r| r.output_hash).unwrap_or_default();
+        let Some(reveal) = lease.reveal.as_ref() else { continue };
+        // Equal hashes, or for a non-deterministic task summaries within its tolerance; a
+        // difference is never slashed in its `committee` mode (`ledger::compare`).
+        let same = |result: &ResultCommit| {
+            let revealed = Ballot::of_reveal([0; 32], reveal);
+            compare::agree(&task.terms, &Ballot::of_result([0; 32], result), &revealed)
+        };
         let guilty = match standing(task) {
-            Standing::Result(hash) if hash != revealed => {
-                Some((mismatch_offence(task, lease.role), revealers_of(delta, task, hash)?))
+            Standing::Result(result)
+                if !same(result) && compare::slashes_differences(&task.terms) =>
+            {
+                let challengers = revealers_of(delta, task, result.output_hash)?;
+                Some((mismatch_offence(task, lease.role), challengers))
             }
-            Standing::Rejected(hash) if hash == revealed => {
+            Standing::Rejected(result)
+                if same(result) && compare::slashes_differences(&task.terms) =>
+            {
                 Some((crate::dispute::offence(task), crate::dispute::deciders(delta, task)?))
             }
             _ => None,

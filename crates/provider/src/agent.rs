@@ -2,9 +2,11 @@
 //! to its node, runs them in the executor, and reports results or failures.
 //!
 //! Every result goes to the ledger in two steps: first a commitment
-//! (`verify::replication::commitment(task, account, output_hash, result_cid, salt)` with a fresh
-//! random salt, made once the result is uploaded), then, once the ledger says every lease of the task's round has committed, the reveal of
-//! the output hash, the salt and the result's CID. The lease says the node's role (worker,
+//! (`verify::replication::commitment(task, account, output_hash, summary, result_cid, salt)` with
+//! a fresh random salt, made once the result is uploaded), then, once the ledger says every lease
+//! of the task's round has committed, the reveal of the output hash, the summary, the salt and the
+//! result's CID. The summary is empty unless the task declared itself non-deterministic: then it
+//! is the numbers its run wrote to the summary file it named (`summary_of`), in micro-units. The lease says the node's role (worker,
 //! replica, auditor, referee, dispute committee member); the work is the same for all of them.
 //!
 //! The agent keeps its own state in `work_dir/agent.json` (written atomically), so a restart
@@ -16,6 +18,8 @@
 //! from the journal, and an honest provider is never slashed for an outage shorter than that.
 
 mod execute;
+
+pub use execute::summary_of;
 
 use crate::client::{Client, ClientError};
 use crate::executor::Executor;
@@ -90,6 +94,9 @@ struct Sealed {
     result_cid: String,
     output_hash: Hash32,
     salt: Hash32,
+    /// A non-deterministic task's summary, in micro-units; empty otherwise.
+    #[serde(default)]
+    summary: Vec<i64>,
 }
 
 struct Shared {
@@ -446,7 +453,7 @@ fn wait_for_grant(shared: &Shared, id: TaskId, task: &Value) -> Option<Value> {
 fn commit(shared: &Shared, id: TaskId, sealed: &Sealed) -> bool {
     let account = shared.config.key.account();
     let (hash, cid, salt) = (&sealed.output_hash.0, &sealed.result_cid, &sealed.salt.0);
-    let commitment = aicpw_verify::commitment(id.0, &account.0, hash, cid, salt);
+    let commitment = aicpw_verify::commitment(id.0, &account.0, hash, &sealed.summary, cid, salt);
     let body = TxBody::CommitResult { task: id, node: shared.node, commitment: Hash32(commitment) };
     match shared.client.send(&shared.config.key, body, true) {
         Ok(_) | Err(ClientError::Rejected(Reject::AlreadyCommitted)) => true,
@@ -508,6 +515,7 @@ fn reveal_when_open(shared: &Shared, id: TaskId, sealed: &Sealed) {
                 output_hash: sealed.output_hash,
                 salt: sealed.salt,
                 result_cid: sealed.result_cid.clone(),
+                summary: sealed.summary.clone(),
             };
             return send_final(shared, id, body);
         }
@@ -527,7 +535,12 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let mut journal = Journal { node: Some(NodeId(7)), ..Journal::default() };
         let salt = Hash32([9; 32]);
-        let sealed = Sealed { result_cid: "bafy".into(), output_hash: Hash32([1; 32]), salt };
+        let sealed = Sealed {
+            result_cid: "bafy".into(),
+            output_hash: Hash32([1; 32]),
+            salt,
+            summary: vec![250_000],
+        };
         journal.results.insert(3, sealed);
         save_journal(dir.path(), &journal).expect("first save");
         journal.done.insert(4, "completed".into());

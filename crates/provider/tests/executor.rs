@@ -701,3 +701,39 @@ fn an_agent_without_kernel_limits_refuses_to_start() {
     assert!(line.contains("run the provider agent as root"), "{line}");
     assert!(line.contains("cgroup"), "{line}");
 }
+
+#[test]
+fn a_nondeterministic_tasks_summary_is_read_from_its_outputs_after_the_run() {
+    use aicpw_provider::agent::summary_of;
+    use aicpw_types::bundle::{collect_outputs, Manifest};
+    // A training run's final loss and accuracy, as float arithmetic leaves them.
+    let script = "import json\n\
+        loss = sum(0.1 for _ in range(10)) / 4\n\
+        json.dump([loss, 0.9375, -2e-7], open('/task/out/metrics.json', 'w'))\n\
+        open('/task/out/model.bin', 'wb').write(bytes(16))\n";
+    let dirs = Dirs::new();
+    let run = run_python(&dirs, script, |_| {});
+    assert_eq!(run.outcome.termination, Termination::Completed, "{}", run.describe());
+    let outputs = vec!["model.bin".to_string(), "metrics.json".to_string()];
+    let manifest = Manifest { command: "python3".into(), args: vec![], outputs };
+    let files = collect_outputs(&dirs.path("out"), &manifest).expect("outputs");
+    let terms = serde_json::json!({
+        "nondeterministic": { "summary": "metrics.json", "tolerance_micros": 1000, "mode": "tolerance" }
+    });
+    // 0.1 summed ten times is 0.9999999999999999: a quarter of it rounds to 250000 micro-units.
+    assert_eq!(summary_of(&terms, &files), Ok(vec![250_000, 937_500, 0]));
+    // A deterministic task commits no summary, whatever it wrote.
+    assert_eq!(summary_of(&serde_json::json!({ "nondeterministic": null }), &files), Ok(vec![]));
+
+    // A run that forgot its summary, or wrote something else there: the task's own failure.
+    let script = "open('/task/out/metrics.json', 'w').write('{\"loss\": 0.25}')\n";
+    let dirs = Dirs::new();
+    let run = run_python(&dirs, script, |_| {});
+    assert_eq!(run.outcome.termination, Termination::Completed, "{}", run.describe());
+    let manifest = Manifest { outputs: vec!["metrics.json".into()], ..manifest };
+    let files = collect_outputs(&dirs.path("out"), &manifest).expect("outputs");
+    let error = summary_of(&terms, &files).expect_err("not an array");
+    assert!(error.contains("metrics.json"), "{error}");
+    let elsewhere = serde_json::json!({ "nondeterministic": { "summary": "loss.json" } });
+    assert!(summary_of(&elsewhere, &files).expect_err("missing").contains("no summary file"));
+}

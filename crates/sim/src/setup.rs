@@ -12,7 +12,7 @@ use crate::work;
 use crate::world::{Party, World};
 use aicpw_ledger::challenge::ChallengeParams;
 use aicpw_ledger::{market, Params};
-use aicpw_types::task::{MatchStrategy, Runtime, TaskKind};
+use aicpw_types::task::{CompareMode, MatchStrategy, Runtime, TaskKind};
 use aicpw_types::{AccountId, Amount, Hardware, Keypair, Resources, TaskTerms, Verification};
 use std::collections::BTreeSet;
 
@@ -83,9 +83,10 @@ pub struct RequesterSpec {
     /// Share of its tasks it cancels some time after submitting them, in ppm.
     pub cancel_ppm: u32,
     pub gpu_model: String,
-    /// Its tasks' outputs depend on the machine (`work::is_nondeterministic`); none of them
-    /// carries a known answer, which no output of every machine could match.
-    pub nondeterministic: bool,
+    /// Its tasks' outputs depend on the machine and they declare it
+    /// (`TaskTerms::nondeterministic`, `work::nondeterminism`); none of them carries a known
+    /// answer, which the ledger refuses on such a task.
+    pub nondeterministic: Option<CompareMode>,
     /// Time limit of its tasks.
     pub time_limit_secs: u64,
     /// Its known-answer tasks keep their library entry's own terms (a time limit of
@@ -106,11 +107,19 @@ impl RequesterSpec {
             known_answer_ppm: aicpw_verify::KnownAnswerPolicy::default().injection_rate_ppm,
             cancel_ppm: 20_000,
             gpu_model: String::new(),
-            nondeterministic: false,
+            nondeterministic: None,
             time_limit_secs: TASK_TIME_LIMIT_SECS,
             library_terms: false,
         }
     }
+}
+
+/// A provider whose slow disk stretches each of its runs by `factor_permille` (within the
+/// task's time limit, `work::slowed`): an honest node that heartbeats on, only late.
+#[derive(Clone, Copy, Debug)]
+pub struct SlowDisk {
+    pub provider: usize,
+    pub factor_permille: u32,
 }
 
 /// Everything a run is made of.
@@ -124,6 +133,8 @@ pub struct Setup {
     /// Tasks are submitted at random times in `[0, submit_window_ms)`.
     pub submit_window_ms: u64,
     pub crashes: Vec<Crash>,
+    /// Providers whose disk is slow: their runs take longer than their speed says.
+    pub slow_disks: Vec<SlowDisk>,
     /// Partitions by party index (providers first, then requesters).
     pub partitions: Vec<Partition>,
     /// Time a run may take at most.
@@ -185,6 +196,7 @@ pub fn task_terms(name: String, seed: u64, verification: Verification, gpu: &str
         encrypted: false,
         inputs_cid: format!("sim-{seed}-{name}"),
         result_key: [9; 32],
+        nondeterministic: None,
     };
     terms.budget = market::budget_min(&terms);
     terms
@@ -219,18 +231,18 @@ impl Setup {
             .map(|i| {
                 let pick = rng.below(spec.verifications.len() as u64) as usize;
                 let verification = spec.verifications.get(pick).copied().unwrap_or_default();
-                let prefix = if spec.nondeterministic { work::NONDETERMINISTIC_PREFIX } else { "" };
-                let name = format!("{prefix}r{index}-t{i}");
+                let name = format!("r{index}-t{i}");
                 let mut terms = task_terms(name, self.seed, verification, &spec.gpu_model);
                 terms.time_limit_secs = spec.time_limit_secs;
                 terms.budget = market::budget_min(&terms);
+                terms.nondeterministic = spec.nondeterministic.map(work::nondeterminism);
                 let mut planned = Planned {
                     at_ms: rng.below(self.submit_window_ms.max(1)),
                     terms,
                     known_answer_salt: rng
                         .chance(spec.known_answer_ppm)
                         .then(|| rng.hash())
-                        .filter(|_| !spec.nondeterministic),
+                        .filter(|_| spec.nondeterministic.is_none()),
                     filler: rng.hash(),
                     cancel_after_ms: rng
                         .chance(spec.cancel_ppm)
@@ -260,6 +272,8 @@ impl Setup {
         let mut honest = BTreeSet::new();
         for (i, spec) in self.providers.iter().enumerate() {
             let mut provider = Provider::new(spec.clone(), Wallet::new(account(i)));
+            let slow = self.slow_disks.iter().find(|d| d.provider == i);
+            provider.disk_permille = slow.map_or(work::SPEED_REFERENCE, |d| d.factor_permille);
             if provider.is_honest() {
                 honest.insert(account(i));
             }

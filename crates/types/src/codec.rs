@@ -112,7 +112,7 @@ macro_rules! int_codec {
         }
     )*};
 }
-int_codec!(u8, u16, u32, u64, u128);
+int_codec!(u8, u16, u32, u64, u128, i64);
 
 impl Encode for bool {
     fn encode(&self, e: &mut Encoder) {

@@ -1,6 +1,9 @@
 //! The task file (YAML, version 1) a requester writes; see docs/task-spec.md.
 
-use crate::task::{MatchStrategy, Runtime, TaskKind, Verification, REPLICAS_MAX};
+use crate::task::{
+    CompareMode, MatchStrategy, Nondeterminism, Runtime, TaskKind, Verification, MICROS_PER_UNIT,
+    REPLICAS_MAX, SUMMARY_MICROS_MAX, SUMMARY_PATH_BYTES_MAX,
+};
 use crate::{Amount, Resources};
 use serde::{Deserialize, Serialize};
 
@@ -22,6 +25,63 @@ pub enum NetworkAccess {
 
 fn default_true() -> bool {
     true
+}
+
+/// A decimal written as a YAML string or number (`"0.001"`, `0.001`, `2`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "DecimalForm", into = "String")]
+pub struct Decimal(pub String);
+
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum DecimalForm {
+    Text(String),
+    Whole(u64),
+    Number(f64),
+}
+
+impl TryFrom<DecimalForm> for Decimal {
+    type Error = String;
+    fn try_from(form: DecimalForm) -> Result<Self, String> {
+        Ok(Decimal(match form {
+            DecimalForm::Text(text) => text,
+            DecimalForm::Whole(n) => n.to_string(),
+            // The shortest text that reads back as the same number: `0.001` stays `0.001`.
+            DecimalForm::Number(x) => x.to_string(),
+        }))
+    }
+}
+
+impl From<Decimal> for String {
+    fn from(d: Decimal) -> String {
+        d.0
+    }
+}
+
+impl Decimal {
+    /// The value in micro-units: digits, optionally a point and at most six more digits.
+    pub fn micros(&self) -> Option<u64> {
+        let (whole, fraction) = self.0.split_once('.').unwrap_or((&self.0, ""));
+        let digits = |t: &str| t.chars().all(|c| c.is_ascii_digit());
+        if whole.is_empty() || !digits(whole) || !digits(fraction) || fraction.len() > 6 {
+            return None;
+        }
+        let scale = 10u64.pow(6 - u32::try_from(fraction.len()).ok()?);
+        let fraction: u64 = if fraction.is_empty() { 0 } else { fraction.parse().ok()? };
+        whole.parse::<u64>().ok()?.checked_mul(MICROS_PER_UNIT)?.checked_add(fraction * scale)
+    }
+}
+
+/// `nondeterministic:` in a task file: the task's honest results differ by machine.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NondeterministicFile {
+    /// One of the task's outputs (or a file under one): a JSON array of 1 to 8 numbers.
+    pub summary: String,
+    /// Largest difference allowed per number, at most six decimals.
+    pub tolerance: Decimal,
+    #[serde(default)]
+    pub mode: CompareMode,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -58,6 +118,9 @@ pub struct TaskFile {
     pub encrypt: bool,
     #[serde(default)]
     pub network: NetworkAccess,
+    /// Absent: the task's outputs are identical on every machine, compared bit for bit.
+    #[serde(default)]
+    pub nondeterministic: Option<NondeterministicFile>,
 }
 
 /// A task file error that names the line (when known) and the field.
@@ -133,11 +196,39 @@ impl TaskFile {
                 return fail("verification", "replicas must be between 2 and 7");
             }
         }
+        if let Some(file) = &self.nondeterministic {
+            let declared =
+                |o: &String| file.summary == *o || file.summary.starts_with(&format!("{o}/"));
+            if !is_relative_plain_path(&file.summary)
+                || file.summary.len() > SUMMARY_PATH_BYTES_MAX
+                || !self.outputs.iter().any(declared)
+            {
+                return fail("nondeterministic", "the summary must be one of the task's outputs");
+            }
+            if !file.tolerance.micros().is_some_and(|t| (1..=SUMMARY_MICROS_MAX).contains(&t)) {
+                return fail(
+                    "nondeterministic",
+                    "the tolerance is a positive decimal of at most 10^12 with at most six decimals",
+                );
+            }
+        }
         match (self.runtime, &self.image) {
             (Runtime::Container, None) => fail("image", "a container task needs an image"),
             (Runtime::Sandbox, Some(_)) => fail("image", "only container tasks take an image"),
             _ => Ok(()),
         }
+    }
+}
+
+impl TaskFile {
+    /// The task's terms' `nondeterministic` rule, from a validated file.
+    pub fn nondeterminism(&self) -> Option<Nondeterminism> {
+        let file = self.nondeterministic.as_ref()?;
+        Some(Nondeterminism {
+            summary: file.summary.clone(),
+            tolerance_micros: file.tolerance.micros()?,
+            mode: file.mode,
+        })
     }
 }
 
@@ -204,6 +295,38 @@ mod tests {
         let file = TaskFile::parse(&text).expect("valid");
         assert_eq!(file.verification, Verification::Replicas(3));
         assert_eq!(file.network, NetworkAccess::Full);
+    }
+
+    #[test]
+    fn a_nondeterministic_task_names_an_output_summary_and_a_decimal_tolerance() {
+        let text = format!(
+            "{GOOD}outputs: [model.json, metrics.json]\nverification: {{replicas: 3}}\n\
+             nondeterministic: {{summary: metrics.json, tolerance: 0.001, mode: committee}}\n"
+        );
+        let rule = TaskFile::parse(&text).expect("valid").nondeterminism().expect("declared");
+        assert_eq!(rule.summary, "metrics.json");
+        assert_eq!(rule.tolerance_micros, 1_000);
+        assert_eq!(rule.mode, CompareMode::Committee);
+        let quoted = text.replace("tolerance: 0.001, mode: committee", "tolerance: \"2.5\"");
+        let rule = TaskFile::parse(&quoted).expect("valid").nondeterminism().expect("declared");
+        assert_eq!((rule.tolerance_micros, rule.mode), (2_500_000, CompareMode::Tolerance));
+        assert_eq!(TaskFile::parse(GOOD).expect("valid").nondeterminism(), None);
+
+        for bad in [
+            "summary: loss.json, tolerance: 0.001",
+            "summary: metrics.json, tolerance: 0",
+            "summary: metrics.json, tolerance: 0.0000001",
+            "summary: metrics.json, tolerance: \"-1\"",
+            "summary: metrics.json, tolerance: 1e30",
+            "summary: ../metrics.json, tolerance: 1",
+        ] {
+            let text =
+                text.replace("summary: metrics.json, tolerance: 0.001, mode: committee", bad);
+            let err = TaskFile::parse(&text).expect_err(bad);
+            assert_eq!((err.field.as_str(), err.line), ("nondeterministic", 10), "{bad}: {err}");
+        }
+        let unknown = text.replace("mode: committee", "mode: vote");
+        assert!(TaskFile::parse(&unknown).is_err());
     }
 
     #[test]

@@ -97,6 +97,84 @@ impl Decode for Verification {
     }
 }
 
+/// What happens to a result outside the tolerance of the majority of a non-deterministic task.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum CompareMode {
+    /// The tolerance covers every honest difference: a result outside the tolerance of a strict
+    /// majority is wrong and slashed, as a different hash is for a deterministic task.
+    #[default]
+    Tolerance,
+    /// The tolerance may not cover every honest difference: a committee decides which result
+    /// stands, a result outside it is not paid but nobody is slashed; no majority within the
+    /// tolerance fails the task with a refund.
+    Committee,
+}
+codec_unit_enum!(CompareMode { Tolerance = 0, Committee = 1 });
+
+/// Longest summary path, in bytes.
+pub const SUMMARY_PATH_BYTES_MAX: usize = 256;
+/// Most numbers in a result's summary.
+pub const SUMMARY_VALUES_MAX: usize = 8;
+/// Largest magnitude of a summary number and of a tolerance, in micro-units (10^12 units).
+pub const SUMMARY_MICROS_MAX: u64 = 1_000_000_000_000_000_000;
+/// Micro-units in one unit: summaries and tolerances are fixed-point with six decimals.
+pub const MICROS_PER_UNIT: u64 = 1_000_000;
+
+/// A task whose honest results differ by machine (floating-point reductions, GPU kernels)
+/// declares it: its results are compared by the numbers its run writes to `summary` (a JSON
+/// array of 1 to `SUMMARY_VALUES_MAX` numbers, one of the task's outputs), each within
+/// `tolerance_micros` of the other's, instead of by their output hashes.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Nondeterminism {
+    /// The summary file, relative to the task's output directory.
+    pub summary: String,
+    /// Largest difference allowed per number, in micro-units (1 to `SUMMARY_MICROS_MAX`).
+    pub tolerance_micros: u64,
+    #[serde(default)]
+    pub mode: CompareMode,
+}
+codec_struct!(Nondeterminism { summary, tolerance_micros, mode });
+
+impl Nondeterminism {
+    /// Whether two summaries agree: as many numbers, each pair within the tolerance.
+    pub fn agree(&self, a: &[i64], b: &[i64]) -> bool {
+        let close = |(x, y): (&i64, &i64)| {
+            (i128::from(*x) - i128::from(*y)).unsigned_abs() <= u128::from(self.tolerance_micros)
+        };
+        a.len() == b.len() && a.iter().zip(b).all(close)
+    }
+}
+
+/// Whether a revealed summary has a usable shape: 1 to `SUMMARY_VALUES_MAX` numbers of at most
+/// `SUMMARY_MICROS_MAX` micro-units.
+pub fn summary_well_formed(summary: &[i64]) -> bool {
+    (1..=SUMMARY_VALUES_MAX).contains(&summary.len())
+        && summary.iter().all(|v| v.unsigned_abs() <= SUMMARY_MICROS_MAX)
+}
+
+/// Reads a summary file: a JSON array of 1 to `SUMMARY_VALUES_MAX` finite numbers of magnitude
+/// at most 10^12, each rounded to the nearest micro-unit.
+pub fn parse_summary(bytes: &[u8]) -> Result<Vec<i64>, String> {
+    let values: Vec<serde_json::Value> =
+        serde_json::from_slice(bytes).map_err(|e| format!("not a JSON array of numbers: {e}"))?;
+    let micros = |v: &serde_json::Value| -> Result<i64, String> {
+        let x = v.as_f64().ok_or_else(|| format!("`{v}` is not a number"))?;
+        let limit = (SUMMARY_MICROS_MAX / MICROS_PER_UNIT) as f64;
+        if !x.is_finite() || x.abs() > limit {
+            return Err(format!("`{v}` is not a finite number of magnitude at most 10^12"));
+        }
+        // In range by the check above: |x| * 10^6 <= 10^18 < i64::MAX.
+        Ok((x * MICROS_PER_UNIT as f64).round() as i64)
+    };
+    let summary = values.iter().map(micros).collect::<Result<Vec<i64>, String>>()?;
+    if !summary_well_formed(&summary) {
+        return Err(format!("{} numbers, expected 1 to {SUMMARY_VALUES_MAX}", summary.len()));
+    }
+    Ok(summary)
+}
+
 /// The terms a requester signs when submitting a task. Command, arguments and inputs travel in
 /// the (normally encrypted) input bundle named by `inputs_cid`, so they never appear on chain.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -117,6 +195,9 @@ pub struct TaskTerms {
     /// The requester's X25519 public key; results are sealed to it.
     #[serde(with = "hex_array")]
     pub result_key: [u8; 32],
+    /// Set by a task whose honest results differ by machine; `None`: outputs are identical.
+    #[serde(default)]
+    pub nondeterministic: Option<Nondeterminism>,
 }
 codec_struct!(TaskTerms {
     name,
@@ -132,7 +213,8 @@ codec_struct!(TaskTerms {
     network,
     encrypted,
     inputs_cid,
-    result_key
+    result_key,
+    nondeterministic
 });
 
 /// Where a task is in its life. `Completed`, `Failed` and `Cancelled` are terminal.

@@ -112,6 +112,10 @@ pub enum TxBody {
         output_hash: Hash32,
         salt: Hash32,
         result_cid: String,
+        /// A non-deterministic task's summary, in micro-units (bound by the commitment); empty
+        /// for a deterministic task.
+        #[serde(default)]
+        summary: Vec<i64>,
     },
     /// The requester challenges a result during its acceptance window, locking `bond`.
     DisputeResult {
@@ -204,7 +208,7 @@ tx_body_codec! {
     19 => SubmitPuzzle { challenge, nonce },
     20 => ClaimCapacity { node, units },
     // Tags 24 and up: result verification (17-23 are left to capacity challenges).
-    24 => RevealResult { task, node, output_hash, salt, result_cid },
+    24 => RevealResult { task, node, output_hash, salt, result_cid, summary },
     25 => DisputeResult { task, bond },
     26 => RevealAnswer { task, answer_hash, salt },
     27 => Appeal { node },

@@ -1,7 +1,9 @@
 //! Commit-reveal of replica results and the quorum rule.
 //!
-//! Each of the `k` replicas first publishes `commitment(task, provider, output_hash, result_cid,
-//! salt)`, and reveals `(output_hash, result_cid, salt)` only once all commitments are in. The
+//! Each of the `k` replicas first publishes `commitment(task, provider, output_hash, summary,
+//! result_cid, salt)`, and reveals `(output_hash, summary, result_cid, salt)` only once all
+//! commitments are in (`summary`: the numbers a non-deterministic task's results are compared
+//! by, empty for a deterministic task). The
 //! provider key binds a commitment to its author (a replica cannot re-publish another's), the
 //! salt hides the output hash (a lazy replica cannot test guesses of a likely output against
 //! others' commitments), and the result's CID is fixed with the hash: a reveal cannot name
@@ -21,16 +23,17 @@ use crate::VerifyError;
 /// Most replicas a task may ask for.
 pub const REPLICAS_MAX: u32 = 16;
 /// Derive-key context of replica commitments.
-pub const COMMIT_CONTEXT: &str = "AICPW 2026-01 verify replica commitment v2";
+pub const COMMIT_CONTEXT: &str = "AICPW 2026-12 verify replica commitment v3";
 
 type Hash = [u8; 32];
 
-/// `BLAKE3-derive-key(COMMIT_CONTEXT, task_id LE || provider || output_hash || len(result_cid)
-/// u32 LE || result_cid || salt)`.
+/// `BLAKE3-derive-key(COMMIT_CONTEXT, task_id LE || provider || output_hash || len(summary) u32
+/// LE || each summary number i64 LE || len(result_cid) u32 LE || result_cid || salt)`.
 pub fn commitment(
     task_id: u64,
     provider: &Hash,
     output_hash: &Hash,
+    summary: &[i64],
     result_cid: &str,
     salt: &Hash,
 ) -> Hash {
@@ -38,6 +41,10 @@ pub fn commitment(
     hasher.update(&task_id.to_le_bytes());
     hasher.update(provider);
     hasher.update(output_hash);
+    hasher.update(&u32::try_from(summary.len()).unwrap_or(u32::MAX).to_le_bytes());
+    for value in summary {
+        hasher.update(&value.to_le_bytes());
+    }
     let length = u32::try_from(result_cid.len()).unwrap_or(u32::MAX);
     hasher.update(&length.to_le_bytes());
     hasher.update(result_cid.as_bytes());
@@ -51,10 +58,11 @@ pub fn check_reveal(
     task_id: u64,
     provider: &Hash,
     output_hash: &Hash,
+    summary: &[i64],
     result_cid: &str,
     salt: &Hash,
 ) -> Result<(), VerifyError> {
-    if &commitment(task_id, provider, output_hash, result_cid, salt) != committed {
+    if &commitment(task_id, provider, output_hash, summary, result_cid, salt) != committed {
         return Err(VerifyError::RevealMismatch);
     }
     Ok(())

@@ -5,6 +5,8 @@ use aicpw_verify::{check_reveal, commitment, quorum, QuorumOutcome, RevealedOutp
 
 /// Replicas asked for, reveals, winning output byte, majority and minority provider bytes.
 type QuorumCase = (u32, Vec<RevealedOutput>, Option<u8>, Vec<u8>, Vec<u8>);
+/// Task, provider, output hash, summary, result CID and salt of a reveal.
+type Opening<'a> = (u64, [u8; 32], [u8; 32], &'a [i64], &'a str, [u8; 32]);
 
 fn reveal(provider: u8, output: u8) -> RevealedOutput {
     RevealedOutput { provider: [provider; 32], output_hash: [output; 32] }
@@ -13,18 +15,22 @@ fn reveal(provider: u8, output: u8) -> RevealedOutput {
 #[test]
 fn a_reveal_opens_only_its_own_commitment() {
     let cid = "bafkreiresult";
-    let committed = commitment(7, &[1; 32], &[2; 32], cid, &[3; 32]);
-    assert_eq!(check_reveal(&committed, 7, &[1; 32], &[2; 32], cid, &[3; 32]), Ok(()));
-    let wrong = [
-        (8, [1; 32], [2; 32], cid, [3; 32]),
-        (7, [9; 32], [2; 32], cid, [3; 32]),
-        (7, [1; 32], [9; 32], cid, [3; 32]),
-        (7, [1; 32], [2; 32], "bafkreijunk", [3; 32]),
-        (7, [1; 32], [2; 32], "", [3; 32]),
-        (7, [1; 32], [2; 32], cid, [9; 32]),
+    let summary: &[i64] = &[1_250_000, -3];
+    let committed = commitment(7, &[1; 32], &[2; 32], summary, cid, &[3; 32]);
+    assert_eq!(check_reveal(&committed, 7, &[1; 32], &[2; 32], summary, cid, &[3; 32]), Ok(()));
+    let wrong: [Opening<'_>; 9] = [
+        (8, [1; 32], [2; 32], summary, cid, [3; 32]),
+        (7, [9; 32], [2; 32], summary, cid, [3; 32]),
+        (7, [1; 32], [9; 32], summary, cid, [3; 32]),
+        (7, [1; 32], [2; 32], &[1_250_001, -3], cid, [3; 32]),
+        (7, [1; 32], [2; 32], &[1_250_000], cid, [3; 32]),
+        (7, [1; 32], [2; 32], &[], cid, [3; 32]),
+        (7, [1; 32], [2; 32], summary, "bafkreijunk", [3; 32]),
+        (7, [1; 32], [2; 32], summary, "", [3; 32]),
+        (7, [1; 32], [2; 32], summary, cid, [9; 32]),
     ];
-    for (task, provider, output, cid, salt) in wrong {
-        let result = check_reveal(&committed, task, &provider, &output, cid, &salt);
+    for (task, provider, output, summary, cid, salt) in wrong {
+        let result = check_reveal(&committed, task, &provider, &output, summary, cid, &salt);
         assert_eq!(result, Err(VerifyError::RevealMismatch));
     }
 }

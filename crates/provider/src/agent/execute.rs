@@ -171,6 +171,21 @@ fn heartbeats(shared: &Shared, id: TaskId, progress: &AtomicU16, stop: &AtomicBo
     }
 }
 
+/// The summary a non-deterministic task's run wrote (`terms.nondeterministic.summary`, one of the
+/// task's outputs: a JSON array of 1 to 8 numbers), in micro-units; empty for a deterministic
+/// task. A summary missing or malformed is the task's own failure, like an output it did not
+/// write.
+pub fn summary_of(terms: &Value, files: &[(String, Vec<u8>)]) -> Result<Vec<i64>, String> {
+    let Some(path) = terms["nondeterministic"]["summary"].as_str() else {
+        return Ok(Vec::new());
+    };
+    let (_, bytes) = files
+        .iter()
+        .find(|(name, _)| name == path)
+        .ok_or_else(|| format!("the task wrote no summary file `{path}`"))?;
+    aicpw_types::task::parse_summary(bytes).map_err(|e| format!("summary `{path}`: {e}"))
+}
+
 /// Packs the declared outputs and the log tail, seals them to the requester and uploads them.
 /// The output hash covers the plaintext outputs, so replicas and auditors can compare results
 /// whatever key each sealed them with.
@@ -191,6 +206,10 @@ fn seal_and_upload(
     })?;
     let output_hash =
         bundle::output_hash(manifest, &files).map_err(|_| FailureReason::TaskExitedWithError)?;
+    let summary = summary_of(&task["terms"], &files).map_err(|e| {
+        tracing::warn!("task {id}: {e}");
+        FailureReason::TaskExitedWithError
+    })?;
     files.push((bundle::RESULT_LOG_PATH.to_string(), logs.as_bytes().to_vec()));
     // Only the task's outputs can push the packed result over a bundle's limits.
     let plain = bundle::pack(manifest, &files).map_err(|_| FailureReason::TaskExitedWithError)?;
@@ -207,7 +226,7 @@ fn seal_and_upload(
         .put_store(&shared.config.key, &blob)
         .map_err(|_| FailureReason::ProviderError)?;
     // The salt is journaled before the commitment leaves: a restart can still reveal.
-    let sealed = Sealed { result_cid: cid, output_hash, salt: Hash32(seal::random_key()) };
+    let sealed = Sealed { result_cid: cid, output_hash, salt: Hash32(seal::random_key()), summary };
     let mut journal = shared.journal.lock().expect("no panics while locked");
     journal.results.insert(id.0, sealed.clone());
     save_journal(&shared.config.work_dir, &journal).map_err(|_| FailureReason::ProviderError)?;

@@ -41,9 +41,11 @@ fn result_cid(task: TaskId, node: NodeId) -> String {
     format!("sim-result-{}-{}", task.0, node.0)
 }
 
-fn sealed(task: TaskId, node: NodeId, provider: &[u8; 32], output: Hash32, salt: Hash32) -> Sealed {
-    let cid = result_cid(task, node);
-    let commitment = Hash32(commitment(task.0, provider, &output.0, &cid, &salt.0));
+/// The commitment to `output` (with its summary, for a non-deterministic task).
+fn sealed(task: &Task, node: NodeId, provider: &[u8; 32], output: Hash32, salt: Hash32) -> Sealed {
+    let cid = result_cid(task.id, node);
+    let summary = work::summary(&task.terms, &output);
+    let commitment = Hash32(commitment(task.id.0, provider, &output.0, &summary, &cid, &salt.0));
     Sealed { commitment, output, salt }
 }
 
@@ -116,7 +118,8 @@ impl Provider {
             };
         }
         let terms = &task.terms;
-        let run_ms = work::run_ms(terms, self.spec.speed_permille);
+        let run_ms =
+            work::slowed(work::run_ms(terms, self.spec.speed_permille), self.disk_permille);
         // A party's machine is of output class `party % OUTPUT_CLASSES`.
         let truth = work::honest_output(terms, ctx.me as u64);
         let forged_hold_ms = match lease.role {
@@ -241,6 +244,7 @@ impl Provider {
             output_hash: output,
             salt: sealed.salt,
             result_cid: result_cid(id, node),
+            summary: work::summary(&task.terms, &output),
         });
         self.reveal_sent_ms.insert(id, ctx.now);
     }
@@ -267,15 +271,15 @@ fn seal(
 ) -> Option<Sealed> {
     let salt = ctx.rng.hash();
     match plan {
-        Plan::Commit { output } => Some(sealed(task.id, node, &me, *output, salt)),
+        Plan::Commit { output } => Some(sealed(task, node, &me, *output, salt)),
         Plan::CopyCommitment => copy_commitment(task, node),
         Plan::Journaled(sealed) => Some(sealed.clone()),
         Plan::ReportFault => None,
         Plan::AwaitShared { until_ms } => match shared.get(&task.id) {
-            Some(output) => Some(sealed(task.id, node, &me, *output, salt)),
+            Some(output) => Some(sealed(task, node, &me, *output, salt)),
             None if ctx.now >= *until_ms => {
                 let guess = work::forged_output(&task.terms, ctx.me as u64);
-                Some(sealed(task.id, node, &me, guess, salt))
+                Some(sealed(task, node, &me, guess, salt))
             }
             None => None,
         },

@@ -10,6 +10,7 @@ mod lease;
 
 use crate::net::PartyId;
 use crate::party::{sent_recently, Ctx, Message, Wallet};
+use crate::work;
 use aicpw_ledger::state::NodeStatus;
 use aicpw_types::{AccountId, Amount, ComputeUnits, Hardware, Hash32, NodeId, TaskId, TxBody};
 use serde::Serialize;
@@ -136,6 +137,8 @@ pub struct Provider {
     /// Accounts of the other members of this provider's cartel, if it is in one.
     pub partners: BTreeSet<AccountId>,
     pub node: Option<NodeId>,
+    /// How much its disk stretches its runs, in permille (1000: not at all; `work::slowed`).
+    pub disk_permille: u32,
     register_nonce: Option<u64>,
     claim_sent_ms: Option<u64>,
     node_heartbeat_ms: Option<u64>,
@@ -161,6 +164,7 @@ impl Provider {
             wallet,
             partners: BTreeSet::new(),
             node: None,
+            disk_permille: work::SPEED_REFERENCE,
             register_nonce: None,
             claim_sent_ms: None,
             node_heartbeat_ms: None,

@@ -3,6 +3,7 @@
 
 pub mod cheaters;
 pub mod forgers;
+pub mod stress;
 
 use crate::detect::Detector;
 use crate::net::{NetworkConfig, Partition};
@@ -180,6 +181,16 @@ pub const SCENARIOS: &[Scenario] = &[
                   task), paid",
         run: forgers::known_answer_spotter,
     },
+    Scenario {
+        name: "honest-stress",
+        about: "as honest, with two slow disks (runs 2-4 times as long, within the time limit) \
+                and two of the three requesters' tasks non-deterministic (outputs differ by \
+                machine class, declared, compared by summary within tolerance: one requester in \
+                tolerance mode, one in committee mode): nobody is slashed for an honest \
+                difference",
+        attempt: "none: no cheater",
+        run: stress::honest_stress,
+    },
 ];
 
 pub fn scenario(name: &str) -> Option<&'static Scenario> {
@@ -197,6 +208,7 @@ pub fn base_setup(seed: u64, rng: &mut SimRng, providers: usize) -> Setup {
         requesters: Vec::new(),
         submit_window_ms: 240_000,
         crashes: Vec::new(),
+        slow_disks: Vec::new(),
         partitions: Vec::new(),
         horizon_ms: 0,
         base_window_ms: 240_000,
@@ -251,6 +263,12 @@ fn honest_long_outage(seed: u64) -> RunReport {
 }
 
 fn honest_with(name: &'static str, seed: u64, down_ms: (u64, u64)) -> RunReport {
+    let (setup, _) = honest_setup(seed, down_ms);
+    run(name, &setup, None, None)
+}
+
+/// The honest network of `honest`, with outages of `down_ms`, and the generator that drew it.
+fn honest_setup(seed: u64, down_ms: (u64, u64)) -> (Setup, SimRng) {
     let mut rng = SimRng::new(seed, "scenario honest");
     let providers = 6;
     let mut setup = base_setup(seed, &mut rng, providers);
@@ -274,5 +292,5 @@ fn honest_with(name: &'static str, seed: u64, down_ms: (u64, u64)) -> RunReport 
         from_ms,
         until_ms: from_ms + rng.between(down_ms.0, down_ms.1),
     }];
-    run(name, &setup, None, None)
+    (setup, rng)
 }
