@@ -102,12 +102,14 @@ pub fn pick_entry<'a>(
 /// The name stays the entry's (the drawing task's, a minute after it, would be a tell), and so
 /// does whether its inputs are sealed (encrypted by default, as every task file). `None`
 /// where `real` grants less than the entry was checked with (another runtime, a shorter time
-/// limit, fewer cores, less memory or disk) or grants what no entry may use (network, GPUs).
+/// limit, fewer cores, less memory or disk) or grants what no entry may use (network, GPUs, a
+/// non-deterministic comparison: a known answer is an exact hash).
 pub fn dressed_as(entry: &TaskFile, real: &TaskTerms) -> Option<TaskFile> {
     let (needs, grants) = (&entry.resources, &real.resources);
     let fits = real.runtime == entry.runtime
         && !real.network
         && grants.gpu_count == 0
+        && real.nondeterministic.is_none()
         && entry.time_limit_secs <= real.time_limit_secs
         && needs.cpu_cores <= grants.cpu_cores
         && needs.memory_mb <= grants.memory_mb

@@ -104,6 +104,7 @@ fn an_injection_wears_the_terms_of_the_real_task_that_drew_it() {
         encrypted: true,
         inputs_cid: "bafkreireal".into(),
         result_key: [3; 32],
+        nondeterministic: None,
     };
     let dressed = dressed_as(&entry, &real).expect("the real task grants what the entry needs");
     assert_eq!(dressed.name, "kat-sort", "a copy of the drawing task's name would stand out");
@@ -124,6 +125,13 @@ fn an_injection_wears_the_terms_of_the_real_task_that_drew_it() {
     let mut smaller = real.clone();
     smaller.resources.memory_mb = 128;
     assert!(dressed_as(&entry, &smaller).is_none(), "less memory than the entry was run with");
-    let networked = aicpw_types::TaskTerms { network: true, ..real };
+    let networked = aicpw_types::TaskTerms { network: true, ..real.clone() };
     assert!(dressed_as(&entry, &networked).is_none(), "no entry is checked with network access");
+    let rule = aicpw_types::task::Nondeterminism {
+        summary: "metrics.json".into(),
+        tolerance_micros: 1_000,
+        mode: aicpw_types::task::CompareMode::Tolerance,
+    };
+    let nondeterministic = aicpw_types::TaskTerms { nondeterministic: Some(rule), ..real };
+    assert!(dressed_as(&entry, &nondeterministic).is_none(), "a known answer is an exact hash");
 }
