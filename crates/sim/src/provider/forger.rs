@@ -24,13 +24,12 @@ pub const PRIOR_TASKS: u64 = 20;
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "kebab-case", tag = "kind")]
 pub enum Forger {
-    /// Works honestly while its clean streak grows, and forges a worker's result wherever
+    /// Works honestly while its clean streak grows, and forges an audited task's result wherever
     /// `E = pay·(1 − p) − (slash + pay)·p > 0`, from the public params (p: its audit rate by
-    /// streak, plus the default known-answer rate). It holds a forged lease as long as the rules
-    /// pay for, up to the end of the time limit's grace.
+    /// streak, and the known-answer rate the requester's public history shows). It holds a
+    /// forged lease as long as the rules pay for, up to the end of the time limit's grace.
     Patient,
-    /// As patient, but p is what it predicts for that task: no audit on `none` tasks, and the
-    /// known-answer rate a requester's public history shows (reveals of its past tasks).
+    /// As patient, on `none` tasks too (no audit: only known answers check them).
     Selective,
     /// Forges a share of its worker results once its streak makes an audit uncertain; after its
     /// owner is slashed, the next account of the chain (`after` is the party it succeeds)
@@ -190,12 +189,10 @@ impl Provider {
             Verification::None => 0,
             Verification::Replicas(_) => return None,
         };
-        let known_ppm = match forger {
-            Forger::Patient | Forger::Spotter => {
-                u128::from(KnownAnswerPolicy::default().injection_rate_ppm)
-            }
-            _ => self.history.known_answer_ppm(&task.requester),
-        };
+        if forger == Forger::Patient && task.terms.verification != Verification::Audit {
+            return None;
+        }
+        let known_ppm = self.history.known_answer_ppm(&task.requester);
         if forger == Forger::Spotter && self.history.classified.get(&task.id) != Some(&false) {
             return None;
         }

@@ -50,14 +50,16 @@ fn floor_bound(rule: &str) -> Bound {
     }
 }
 
-/// Requesters of short tasks (a 90 s time limit), all audited.
+/// Requesters of short tasks (a 90 s time limit), all audited, that rely on the audits and
+/// inject no known answers.
 pub fn patient_forger(seed: u64) -> RunReport {
     let short = |_| RequesterSpec {
         time_limit_secs: 90,
+        known_answer_ppm: 0,
         ..RequesterSpec::honest(100, vec![Verification::Audit])
     };
     let setup = setup("patient-forger", seed, &[Forger::Patient], (0..3).map(short).collect());
-    let bound = floor_bound("forges only at the audit floor (clean streak of 20 or more)");
+    let bound = floor_bound("forges only near the audit floor (clean streak of 19 or more)");
     run("patient-forger", &setup, Some(detector(5)), Some(bound))
 }
 

@@ -142,9 +142,10 @@ pub const SCENARIOS: &[Scenario] = &[
     Scenario {
         name: "patient-forger",
         about: "a worker builds a clean streak honestly, then forges an audited task wherever \
-                pay·(1 − p) − (slash + pay)·p > 0 from the public params, p its audit rate; \
-                requesters of short (90 s) tasks, where holding a forged lease to the end of \
-                the time limit's grace would pay more than the slash's basis",
+                pay·(1 − p) − (slash + pay)·p > 0 from the public params, p its audit rate \
+                and the requester's known-answer rate from its history; requesters of short \
+                (90 s) tasks, injecting no known answers, where holding a forged lease to the \
+                end of the time limit's grace would pay more than the slash's basis",
         attempt: "a forged result committed as worker; none while every forgery's expected \
                   profit is negative (a lease earns at most its price for the time limit, the \
                   slash is 20 times that, the audit floor 5%): it works honestly",
