@@ -4,10 +4,10 @@
 //! missed challenges) gets a seeded INT8 matrix challenge ([`aicpw_verify::matrix`]) and, when
 //! `puzzle_difficulty > 0`, a SHA-256 hash puzzle ([`aicpw_verify::puzzle`]: a liveness check
 //! that complements the matrix challenge and never counts as capacity). Seeds are derived from the
-//! randomness of the block that issues them and the node id. Every node of one owner is challenged
-//! in the same block, at a phase of the interval fixed by the owner, so one machine cannot answer
-//! for several of its owner's nodes in turn; a new node (or one back online) pulls its owner's
-//! round forward to the next block. The matrix edge is [`challenge_size`] of the larger of the
+//! randomness of the block that issues them and the node id. Every node is challenged in the
+//! same block, at multiples of the interval (one phase for the whole network), so one machine
+//! cannot answer for several nodes in turn, whoever owns them; a new node (or one back online)
+//! pulls its owner's round forward to the next block, and then joins the network's rounds. The matrix edge is [`challenge_size`] of the larger of the
 //! node's claim (`ClaimCapacity`), its proven capacity and `units_floor`, at most `n_max`; the
 //! deadline is [`challenge_deadline_ms`] of that claim.
 //!
@@ -61,8 +61,6 @@ pub const OPENINGS_PER_TX_MAX: usize = 96;
 pub const CHALLENGES_PER_BLOCK_MAX: usize = 4_096;
 /// Derive-key context of challenge seeds.
 const SEED_CONTEXT: &str = "AICPW 2026-01 ledger capacity challenge seed v1";
-/// Derive-key context of an owner's phase in the challenge interval.
-const PHASE_CONTEXT: &str = "AICPW 2026-01 ledger capacity challenge phase v1";
 
 /// The rules of capacity challenges. `interval_ms = 0` (the default) issues none: the ledger's
 /// own tests of other rules see no challenges; the dev genesis and real networks set it.
@@ -441,19 +439,12 @@ pub fn seed(randomness: &Hash32, time_ms: u64, node: NodeId, id: ChallengeId) ->
     Hash32(*hasher.finalize().as_bytes())
 }
 
-/// The owner's next round after `now`: rounds fall at `phase(owner) + k·interval`.
-pub fn next_due(owner: &AccountId, now: u64, interval_ms: u64) -> u64 {
+/// The next round after `now`: rounds fall at `k·interval` for every node of every owner, so
+/// one machine relaying the challenges of several owners' nodes must answer them all within one
+/// deadline (an owner's own nodes share its rounds anyway).
+pub fn next_due(now: u64, interval_ms: u64) -> u64 {
     if interval_ms == 0 {
         return u64::MAX;
     }
-    let hash = blake3::Hasher::new_derive_key(PHASE_CONTEXT).update(&owner.0).finalize();
-    let mut phase_bytes = [0u8; 8];
-    phase_bytes.copy_from_slice(&hash.as_bytes()[..8]);
-    let phase = u64::from_le_bytes(phase_bytes) % interval_ms;
-    let start = now - now % interval_ms + phase;
-    if start > now {
-        start
-    } else {
-        start.saturating_add(interval_ms)
-    }
+    (now / interval_ms).saturating_add(1).saturating_mul(interval_ms)
 }

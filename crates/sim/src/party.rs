@@ -75,6 +75,8 @@ impl Wallet {
 pub enum Message {
     /// "This is my output for this task": what a copying or colluding replica hopes to get.
     Output { task: TaskId, output_hash: Hash32 },
+    /// "I forged my result of this task": a worker to the requester it colludes with.
+    Forged { task: TaskId },
 }
 
 /// The world as a party sees it when it wakes, and where it puts what it does.

@@ -181,6 +181,8 @@ pub struct ScenarioReport {
     pub cheater_slashed: u128,
     /// Challenger shares of the cheaters' slashes that went back to cheating accounts.
     pub cheater_shares_back: u128,
+    /// What freezes cost the cheaters in work (`tally::Figures::cheater_frozen_loss`).
+    pub cheater_frozen_loss: u128,
     /// Share of runs in which the cheater was caught within the bound, of those where it
     /// attempted; `null` for a scenario without a cheater or one that could not run.
     pub detection_rate: Option<f64>,
@@ -273,6 +275,7 @@ impl ScenarioReport {
             cheater_net_profit: has_cheater.then_some(net),
             cheater_slashed: sum_wide(|r| r.figures.cheater_slashed),
             cheater_shares_back: sum_wide(|r| r.figures.cheater_shares_back),
+            cheater_frozen_loss: sum_wide(|r| r.figures.cheater_frozen_loss),
             detection_rate: (has_cheater && !attempted.is_empty())
                 .then(|| in_bound as f64 / attempted.len() as f64),
             runs_with_attempts: attempted.len() as u64,

@@ -4,14 +4,14 @@
 //! mind about: a cancel of a task whose revealed results are being judged waits for the
 //! verdict); a dishonest one disputes honest work.
 
-use crate::party::{sent_recently, Ctx, Wallet};
+use crate::party::{sent_recently, Ctx, Message, Wallet};
 use crate::work;
 use aicpw_ledger::dispute::answer_commitment;
 use aicpw_ledger::market::dispute_bond_min;
-use aicpw_ledger::state::Task;
+use aicpw_ledger::state::{Round, Task};
 use aicpw_types::{Hash32, TaskId, TaskState, TaskTerms, TxBody};
 use serde::Serialize;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 /// How often a requester looks at the chain.
 pub const POLL_MS: u64 = 1_000;
@@ -29,6 +29,12 @@ pub enum RequesterBehaviour {
     Honest,
     /// Disputes every verified result, right or wrong, hoping to get its money back.
     DisputesEverything,
+    /// Commits to a wrong known answer on its tasks and reveals it, claiming a mismatch to get
+    /// the honest provider slashed.
+    LiesAboutAnswers,
+    /// Colludes with a forging worker: cancels each task the worker says it forged as soon as it
+    /// sees the task audited, before worker and auditor reveal.
+    CancelsForPartner,
 }
 
 /// One task the requester will submit.
@@ -66,6 +72,8 @@ pub struct Requester {
     cursor: u64,
     /// Planned tasks after this time are not submitted (the run has what it came for).
     stop_after_ms: u64,
+    /// Tasks its colluding worker says it forged.
+    forged: BTreeSet<TaskId>,
 }
 
 impl Requester {
@@ -84,6 +92,7 @@ impl Requester {
             names,
             cursor: 0,
             stop_after_ms: u64::MAX,
+            forged: BTreeSet::new(),
         }
     }
 
@@ -102,6 +111,12 @@ impl Requester {
     /// Submits no task planned after `after_ms` that it has not sent yet.
     pub fn stop_submitting(&mut self, after_ms: u64) {
         self.stop_after_ms = self.stop_after_ms.min(after_ms);
+    }
+
+    pub fn on_message(&mut self, message: Message) {
+        if let Message::Forged { task } = message {
+            self.forged.insert(task);
+        }
     }
 
     pub fn wake(&mut self, ctx: &mut Ctx<'_>) -> u64 {
@@ -137,7 +152,7 @@ impl Requester {
             let settled = self.submit_nonce[i].is_none_or(|nonce| self.wallet.settled(nonce));
             if due && settled {
                 let answer = match planned.known_answer_salt {
-                    Some(salt) => answer_commitment(&me, &work::true_output(&planned.terms), &salt),
+                    Some(salt) => answer_commitment(&me, &claimed_answer(self.behaviour, planned), &salt),
                     None => planned.filler,
                 };
                 self.submit_nonce[i] = Some(self.wallet.nonce_of(ctx.txs.len()));
@@ -167,7 +182,8 @@ impl Requester {
                 self.open.remove(&id);
                 continue;
             }
-            if let Some(body) = next_step(ctx.now, self.behaviour, planned, task, tracked) {
+            let forged = self.forged.contains(&id);
+            if let Some(body) = next_step(ctx.now, self.behaviour, planned, task, tracked, forged) {
                 ctx.send(body);
                 tracked.action_sent_ms = Some(ctx.now);
             }
@@ -182,6 +198,7 @@ fn next_step(
     planned: &Planned,
     task: &Task,
     tracked: &mut Tracked,
+    forged: bool,
 ) -> Option<TxBody> {
     let queued = task.state == TaskState::Queued;
     let verified = task.state == TaskState::Verifying && task.dispute.is_none();
@@ -196,7 +213,11 @@ fn next_step(
         planned.cancel_after_ms.is_some_and(|after| now >= task.submitted_ms + after);
     // A cancel the ledger deferred to the verdict on revealed results is not sent again.
     let cancellable = matches!(task.state, TaskState::Queued | TaskState::Running);
-    if (impatient || changed_mind) && cancellable && !task.cancel_requested() {
+    // A colluding requester cancels its partner's forgery once it sees it audited.
+    let covers = behaviour == RequesterBehaviour::CancelsForPartner
+        && forged
+        && task.round == Round::Audit;
+    if (impatient || changed_mind || covers) && cancellable && !task.cancel_requested() {
         return Some(TxBody::CancelTask { task: id });
     }
     if tracked.verifying_since_ms.is_none_or(|since| now < since + REVIEW_MS) {
@@ -204,11 +225,20 @@ fn next_step(
     }
     Some(match (behaviour, planned.known_answer_salt) {
         (_, Some(salt)) => {
-            TxBody::RevealAnswer { task: id, answer_hash: work::true_output(&planned.terms), salt }
+            TxBody::RevealAnswer { task: id, answer_hash: claimed_answer(behaviour, planned), salt }
         }
         (RequesterBehaviour::DisputesEverything, None) => {
             TxBody::DisputeResult { task: id, bond: dispute_bond_min(&task.terms) }
         }
-        (RequesterBehaviour::Honest, None) => TxBody::AcceptResult { task: id },
+        (_, None) => TxBody::AcceptResult { task: id },
     })
+}
+
+/// The answer a known-answer task's requester commits to and reveals: the task's true output,
+/// or for a liar a wrong one.
+fn claimed_answer(behaviour: RequesterBehaviour, planned: &Planned) -> Hash32 {
+    match behaviour {
+        RequesterBehaviour::LiesAboutAnswers => work::forged_output(&planned.terms, u64::MAX),
+        _ => work::true_output(&planned.terms),
+    }
 }

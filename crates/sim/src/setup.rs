@@ -4,7 +4,7 @@ use crate::chain::Chain;
 use crate::detect::{Attempts, CaughtWhen, Detector};
 use crate::net::{Network, NetworkConfig, Partition};
 use crate::party::Wallet;
-use crate::provider::{Behaviour, Provider, ProviderSpec};
+use crate::provider::{Behaviour, HiddenMachine, Provider, ProviderSpec};
 use crate::requester::{Planned, Requester, RequesterBehaviour, QUEUE_PATIENCE_MS};
 use crate::rng::SimRng;
 use crate::watch::Watch;
@@ -14,7 +14,9 @@ use aicpw_ledger::challenge::ChallengeParams;
 use aicpw_ledger::{market, Params};
 use aicpw_types::task::{CompareMode, MatchStrategy, Runtime, TaskKind};
 use aicpw_types::{AccountId, Amount, Hardware, Keypair, Resources, TaskTerms, Verification};
-use std::collections::BTreeSet;
+use std::cell::RefCell;
+use std::collections::{BTreeMap, BTreeSet};
+use std::rc::Rc;
 
 /// Tokens every simulated account starts with.
 pub const GENESIS_TOKENS: u64 = 1_000_000;
@@ -270,12 +272,16 @@ impl Setup {
         let chain = Chain::new(self.params.clone(), accounts, proposer, self.seed);
         let mut parties = Vec::with_capacity(count);
         let mut honest = BTreeSet::new();
+        let mut machines: BTreeMap<u64, Rc<RefCell<HiddenMachine>>> = BTreeMap::new();
         for (i, spec) in self.providers.iter().enumerate() {
             let mut provider = Provider::new(spec.clone(), Wallet::new(account(i)));
             let slow = self.slow_disks.iter().find(|d| d.provider == i);
             provider.disk_permille = slow.map_or(work::SPEED_REFERENCE, |d| d.factor_permille);
             if provider.is_honest() {
                 honest.insert(account(i));
+            }
+            if let Behaviour::RelaySybil { machine } = spec.behaviour {
+                provider.hidden = Some(machines.entry(machine).or_default().clone());
             }
             provider.partners = self.cartel_of(i);
             parties.push(Party::Provider(Box::new(provider)));
@@ -302,10 +308,14 @@ impl Setup {
 
     /// The other members of provider `index`'s cartel (colluders of the same cartel).
     fn cartel_of(&self, index: usize) -> BTreeSet<AccountId> {
-        let Behaviour::Colluding { cartel, .. } = self.providers[index].behaviour else {
+        let cartel_id = |behaviour: &Behaviour| match behaviour {
+            Behaviour::Colluding { cartel, .. } | Behaviour::Unanimous { cartel } => Some(*cartel),
+            _ => None,
+        };
+        let Some(cartel) = cartel_id(&self.providers[index].behaviour) else {
             return BTreeSet::new();
         };
-        let member = |j: usize| matches!(self.providers[j].behaviour, Behaviour::Colluding { cartel: c, .. } if c == cartel);
+        let member = |j: usize| cartel_id(&self.providers[j].behaviour) == Some(cartel);
         (0..self.providers.len()).filter(|&j| j != index && member(j)).map(account).collect()
     }
 

@@ -14,7 +14,7 @@ use crate::world::{Party, World};
 use aicpw_ledger::challenge::ChallengeKind;
 use aicpw_ledger::state::DisputeOutcome;
 use aicpw_ledger::{Event, State};
-use aicpw_types::{AccountId, ChallengeId, TaskId};
+use aicpw_types::{AccountId, ChallengeId, NodeId, TaskId};
 use serde::Serialize;
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -39,10 +39,16 @@ pub struct Tally {
     slashed: BTreeMap<AccountId, u128>,
     /// Challenger shares of slashes, by slashed owner and challenger.
     shares: BTreeMap<(AccountId, AccountId), u128>,
-    /// Matrix challenges sized for the capacity their node claims, with its owner, and whether
-    /// they failed (missed or answered wrong) once judged.
-    challenges: BTreeMap<ChallengeId, (AccountId, Option<bool>)>,
+    /// Matrix challenges sized for the capacity their node claims, with its owner, the capacity
+    /// it was sized for, and whether it failed (missed or answered wrong) once judged.
+    challenges: BTreeMap<ChallengeId, (AccountId, u64, Option<bool>)>,
     disputes: BTreeMap<TaskId, Dispute>,
+    /// Results committed on tasks asking for a GPU model, by task and owner.
+    gpu_commits: BTreeSet<(TaskId, AccountId)>,
+    /// Time each owner's nodes spent frozen or ejected (summed over its nodes), and since when
+    /// each node still is.
+    frozen_ms: BTreeMap<AccountId, u64>,
+    frozen_since: BTreeMap<NodeId, (AccountId, u64)>,
 }
 
 fn add(map: &mut BTreeMap<(TaskId, AccountId), u128>, key: (TaskId, AccountId), amount: u128) {
@@ -51,15 +57,25 @@ fn add(map: &mut BTreeMap<(TaskId, AccountId), u128>, key: (TaskId, AccountId), 
 }
 
 impl Tally {
-    pub fn after_block(&mut self, state: &State, outcome: &BlockOutcome) {
+    pub fn after_block(&mut self, state: &State, outcome: &BlockOutcome, now: u64) {
         let owner = |node| state.nodes.get(node).map(|n: &aicpw_ledger::state::Node| n.owner);
         for event in &outcome.events {
             match event {
                 Event::ResultCommitted { task, node, .. } => {
                     if let Some(owner) = owner(node) {
                         self.committed.insert((*task, owner));
+                        let gpu = state.tasks.get(task).map(|t| &t.terms.resources.gpu_model);
+                        if gpu.is_some_and(|model| !model.is_empty()) {
+                            self.gpu_commits.insert((*task, owner));
+                        }
                     }
                 }
+                Event::NodeFrozen { node, .. } | Event::NodeEjected { node, .. } => {
+                    if let Some(owner) = owner(node) {
+                        self.frozen_since.entry(*node).or_insert((owner, now));
+                    }
+                }
+                Event::NodeThawed { node, .. } => self.thaw(*node, now),
                 Event::Paid { task, owner, amount, .. } => {
                     add(&mut self.paid, (*task, *owner), amount.0)
                 }
@@ -82,14 +98,16 @@ impl Tally {
                 }
                 Event::ChallengeIssued { challenge, node, kind: ChallengeKind::Matrix, .. } => {
                     let sized = crate::detect::sized_for_claim(state, node, challenge);
-                    if let (true, Some(owner)) = (sized, owner(node)) {
-                        self.challenges.insert(*challenge, (owner, None));
+                    let record = state.nodes.get(node);
+                    let units = record.and_then(|n| n.capacity.matrix.as_ref()).map(|c| c.sized_for);
+                    if let (true, Some(owner), Some(units)) = (sized, owner(node), units) {
+                        self.challenges.insert(*challenge, (owner, units.0, None));
                     }
                 }
                 Event::ChallengePassed { challenge, .. }
                 | Event::ChallengeFailed { challenge, .. } => {
                     let failed = matches!(event, Event::ChallengeFailed { .. });
-                    if let Some((_, judged)) = self.challenges.get_mut(challenge) {
+                    if let Some((_, _, judged)) = self.challenges.get_mut(challenge) {
                         *judged = Some(failed);
                     }
                 }
@@ -112,6 +130,25 @@ impl Tally {
                 _ => {}
             }
         }
+    }
+
+    fn thaw(&mut self, node: NodeId, now: u64) {
+        if let Some((owner, since)) = self.frozen_since.remove(&node) {
+            *self.frozen_ms.entry(owner).or_default() += now.saturating_sub(since);
+        }
+    }
+
+    /// Time the owner's nodes spent frozen or ejected up to `now`.
+    fn frozen_until(&self, owner: &AccountId, now: u64) -> u64 {
+        let open = self.frozen_since.values().filter(|(o, _)| o == owner);
+        let still: u64 = open.map(|(_, since)| now.saturating_sub(*since)).sum();
+        self.frozen_ms.get(owner).copied().unwrap_or(0) + still
+    }
+
+    /// What the owner kept of its pay over every task.
+    fn kept_total(&self, owner: &AccountId) -> u128 {
+        let keys = self.paid.keys().filter(|(_, o)| o == owner);
+        keys.fold(0u128, |sum, key| sum.saturating_add(self.kept(*key)))
     }
 
     /// What the owner kept of its pay on the task: paid, less what was clawed back.
@@ -152,6 +189,9 @@ pub struct Figures {
     pub cheater_slashed: u128,
     /// Challenger shares of cheaters' slashes that went to cheating accounts, in base units.
     pub cheater_shares_back: u128,
+    /// What the cheaters' nodes would have earned in the time they spent frozen or ejected, at
+    /// the honest providers' average pay per node and millisecond of the run, in base units.
+    pub cheater_frozen_loss: u128,
     /// Pay honest providers were owed for right results they committed (the lease's cost) and
     /// did not keep, on tasks that ended, in base units.
     pub honest_pay_lost: u128,
@@ -167,21 +207,31 @@ impl Figures {
         let state = &world.chain.state;
         let mut attempts = Vec::new();
         let mut figures = Figures::default();
+        let mut frozen_ms = 0u128;
+        let (mut honest_kept, mut honest_nodes) = (0u128, 0u128);
         for party in &world.parties {
             let account = party.account();
             match party {
                 Party::Provider(p) if p.is_honest() => {
                     figures.honest_pay_lost += honest_pay_lost(tally, state, p);
+                    honest_kept = honest_kept.saturating_add(tally.kept_total(&account));
+                    honest_nodes += 1;
                 }
                 Party::Provider(p) => {
                     attempts.extend(skipped_attempts(tally, p));
                     if p.lies_about_capacity() {
                         // A challenge still open when the run ends is no attempt yet.
-                        let judged = tally.challenges.values().filter(|(o, _)| *o == account);
-                        attempts.extend(judged.filter_map(|(_, failed)| {
+                        let judged = tally
+                            .challenges
+                            .values()
+                            .filter(|(o, units, _)| *o == account && p.lacks(*units));
+                        attempts.extend(judged.filter_map(|(_, _, failed)| {
                             failed.map(|caught| Attempt { observable: true, caught, gain: 0 })
                         }));
                     }
+                    attempts.extend(gpu_attempts(tally, p));
+                    let frozen = tally.frozen_until(&account, world.now);
+                    frozen_ms = frozen_ms.saturating_add(u128::from(frozen));
                 }
                 Party::Requester(r) if r.behaviour == RequesterBehaviour::Honest => continue,
                 Party::Requester(_) => {
@@ -212,8 +262,14 @@ impl Figures {
             .iter()
             .filter(|((owner, challenger), _)| cheating(owner) && cheating(challenger))
             .fold(0u128, |sum, (_, share)| sum.saturating_add(*share));
+        // What an honest provider earned per millisecond of the run, times the time the
+        // cheaters' nodes spent frozen or ejected: the work a freeze cost them.
+        let honest_node_ms = honest_nodes.saturating_mul(u128::from(world.now.max(1)));
+        figures.cheater_frozen_loss =
+            honest_kept.saturating_mul(frozen_ms) / honest_node_ms.max(1);
         figures.cheater_net_profit = figures
             .cheater_net_profit
+            .saturating_sub(as_signed(figures.cheater_frozen_loss))
             .saturating_sub(as_signed(figures.cheater_slashed))
             .saturating_add(as_signed(figures.cheater_shares_back));
         figures
@@ -231,6 +287,23 @@ fn skipped_attempts(tally: &Tally, provider: &Provider) -> Vec<Attempt> {
             observable: skipped.observable(),
             caught: tally.penalized.contains(&(*task, me)),
             gain: as_signed(tally.kept((*task, me))),
+        })
+        .collect()
+}
+
+/// Results `provider` committed on tasks asking for a GPU its node does not really have: the
+/// requester paid for hardware it did not get (nothing in a result shows it).
+fn gpu_attempts(tally: &Tally, provider: &Provider) -> Vec<Attempt> {
+    let me = provider.wallet.account;
+    let liar = provider.fakes_gpu();
+    tally
+        .gpu_commits
+        .iter()
+        .filter(|(_, owner)| liar && *owner == me)
+        .map(|key| Attempt {
+            observable: false,
+            caught: tally.penalized.contains(key),
+            gain: as_signed(tally.kept(*key)),
         })
         .collect()
 }

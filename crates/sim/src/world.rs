@@ -192,11 +192,11 @@ impl World {
                     self.party_wakes(party);
                 }
             }
-            Wake::Message { to, message } => {
-                if let (false, Party::Provider(p)) = (self.crashed[to], &mut self.parties[to]) {
-                    p.on_message(message);
-                }
-            }
+            Wake::Message { to, message } => match (self.crashed[to], &mut self.parties[to]) {
+                (true, _) => {}
+                (false, Party::Provider(p)) => p.on_message(message),
+                (false, Party::Requester(r)) => r.on_message(message),
+            },
             Wake::Rejected { to, rejection } => {
                 if !self.crashed[to] {
                     self.parties[to].wallet().rejected(rejection.nonce);
@@ -237,7 +237,7 @@ impl World {
         }
         self.track_open(&outcome);
         self.watch.after_block(&self.chain.state, &outcome, self.now);
-        self.tally.after_block(&self.chain.state, &outcome);
+        self.tally.after_block(&self.chain.state, &outcome, self.now);
         for party in &mut self.parties {
             let Party::Provider(p) = party else { continue };
             if matches!(p.spec.behaviour, crate::provider::Behaviour::Forger(_)) {

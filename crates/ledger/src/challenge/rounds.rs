@@ -132,7 +132,7 @@ fn issue(state: &mut State, env: &BlockEnv) -> Vec<Event> {
         if group.iter().any(|node| node.capacity.has_open()) {
             continue;
         }
-        let next = next_due(&owner, env.time_ms, params.interval_ms);
+        let next = next_due(env.time_ms, params.interval_ms);
         for node in group {
             issue_round(&mut delta, node, next, &params);
             issued += 1;

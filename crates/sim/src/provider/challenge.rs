@@ -19,6 +19,8 @@ use aicpw_verify::puzzle::{solve_puzzle, HashPuzzle};
 pub const CHALLENGE_COMPUTE_MS: u64 = aicpw_verify::capacity::CHALLENGE_COMPUTE_MS_TARGET;
 /// Time a node allows for sending its answer and getting it into a block.
 pub const POLL_SLACK_MS: u64 = 1_000;
+/// One-way time between a relay sybil and its hidden machine (a fast link).
+pub const RELAY_HIDDEN_MS: (u64, u64) = (100, 300);
 /// Nonces a provider tries per puzzle before it gives up.
 pub const PUZZLE_ATTEMPTS_MAX: u64 = 1 << 24;
 
@@ -87,6 +89,11 @@ impl Provider {
                 let relay = ctx.rng.between(relay_ms_min, relay_ms_max);
                 (ctx.now.saturating_add(compute_ms).saturating_add(relay), product_tree(challenge))
             }
+            Behaviour::RelaySybil { .. } => match self.relay_to_hidden(ctx, challenge, compute_ms) {
+                Some(ready_ms) => (ready_ms, product_tree(challenge)),
+                // The machine is booked past the deadline: not worth a bluff (slashed).
+                None => (u64::MAX, None),
+            },
             _ => (ctx.now.saturating_add(compute_ms), product_tree(challenge)),
         };
         let root = tree.as_ref().map(|t| Hash32(t.root())).unwrap_or_else(|| ctx.rng.hash());
@@ -98,6 +105,28 @@ impl Provider {
             commit_sent_ms: None,
             open_sent_ms: None,
         }
+    }
+
+    /// Books the sybils' hidden machine for this challenge, if it can send the answer back in
+    /// time: the challenge travels to it, waits for the challenges booked before, is computed and
+    /// travels back. Returns when the answer is back.
+    fn relay_to_hidden(
+        &self,
+        ctx: &mut Ctx<'_>,
+        challenge: &Challenge,
+        compute_ms: u64,
+    ) -> Option<u64> {
+        let machine = self.hidden.as_ref()?;
+        let relay = ctx.rng.between(RELAY_HIDDEN_MS.0, RELAY_HIDDEN_MS.1);
+        let mut machine = machine.borrow_mut();
+        let start = machine.busy_until_ms.max(ctx.now.saturating_add(relay));
+        let done = start.saturating_add(compute_ms);
+        let back = done.saturating_add(relay);
+        if back + POLL_SLACK_MS > challenge.deadline_ms {
+            return None;
+        }
+        machine.busy_until_ms = done;
+        Some(back)
     }
 
     fn commit_matrix(&mut self, ctx: &mut Ctx<'_>, challenge: &Challenge) {

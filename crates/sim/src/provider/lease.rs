@@ -1,9 +1,11 @@
 //! The provider's leases: execute (or fake), heartbeat, commit, reveal.
 
-use super::{sent_recently, Behaviour, Provider, Sealed, Skipped, RESEND_MS, TASK_HEARTBEAT_MS};
+use super::{
+    sent_recently, Behaviour, Provider, Sealed, Skipped, GPU_SLOWDOWN, RESEND_MS, TASK_HEARTBEAT_MS,
+};
 use crate::party::{Ctx, Message};
 use crate::work;
-use aicpw_ledger::state::{Lease, Role, Task};
+use aicpw_ledger::state::{Lease, Role, Task, Verdict};
 use aicpw_types::{FailureReason, Hash32, NodeId, TaskId, TxBody};
 use aicpw_verify::replication::commitment;
 
@@ -19,6 +21,8 @@ pub(super) enum Plan {
     CopyCommitment,
     /// Waits for a partner's hash until `until_ms`, then commits to it or to a guess.
     AwaitShared { until_ms: u64 },
+    /// Commits to a hash the round it judges revealed (the majority one, if any).
+    CopyRevealed,
     /// Sealed before a crash, not yet on chain: sends the journal's commitment again.
     Journaled(Sealed),
     /// The task exits with an error: reports the task's fault instead of a result.
@@ -118,8 +122,11 @@ impl Provider {
             };
         }
         let terms = &task.terms;
-        let run_ms =
+        let mut run_ms =
             work::slowed(work::run_ms(terms, self.spec.speed_permille), self.disk_permille);
+        if self.lacks_gpu(&terms.resources.gpu_model) {
+            run_ms *= u64::from(GPU_SLOWDOWN);
+        }
         // A party's machine is of output class `party % OUTPUT_CLASSES`.
         let truth = work::honest_output(terms, ctx.me as u64);
         let forged_hold_ms = match lease.role {
@@ -148,6 +155,17 @@ impl Provider {
             {
                 (Plan::Commit { output: work::forged_output(terms, *cartel) }, run_ms / 10)
             }
+            (Behaviour::Unanimous { cartel }, Role::Replica) if self.holds_all_seats(ctx, task) => {
+                (Plan::Commit { output: work::forged_output(terms, *cartel) }, run_ms / 10)
+            }
+            (Behaviour::CopyingJudge, Role::Referee) => (Plan::CopyRevealed, run_ms / 10),
+            (Behaviour::ForgesForPartner { skip_ppm, requester }, Role::Worker)
+                if task.requester == crate::setup::account(*requester)
+                    && ctx.rng.chance(*skip_ppm) =>
+            {
+                ctx.tell(*requester, Message::Forged { task: task.id });
+                (Plan::Commit { output: work::forged_output(terms, ctx.me as u64) }, run_ms)
+            }
             _ if work::exits_with_error(terms) => (Plan::ReportFault, run_ms / 2),
             _ => (Plan::Commit { output: truth }, run_ms),
         };
@@ -167,6 +185,16 @@ impl Provider {
         task.leases.iter().any(|l| {
             let owner = ctx.state.nodes.get(&l.node).map(|n| n.owner);
             owner.is_some_and(|o| o != self.wallet.account && self.partners.contains(&o))
+        })
+    }
+
+    /// Whether every other lease of the task is held by the cartel (the replica round is
+    /// unanimous whatever the cartel commits).
+    fn holds_all_seats(&self, ctx: &Ctx<'_>, task: &Task) -> bool {
+        let me = self.wallet.account;
+        task.leases.iter().all(|l| {
+            let owner = ctx.state.nodes.get(&l.node).map(|n| n.owner);
+            owner.is_some_and(|o| o == me || self.partners.contains(&o))
         })
     }
 
@@ -254,8 +282,10 @@ impl Provider {
 fn skipped(plan: &Plan, right: bool) -> Option<Skipped> {
     match plan {
         Plan::CopyCommitment => Some(Skipped::CopiedCommitment),
-        Plan::Commit { .. } | Plan::AwaitShared { .. } if !right => Some(Skipped::Forged),
-        Plan::AwaitShared { .. } => Some(Skipped::CopiedOutput),
+        Plan::Commit { .. } | Plan::AwaitShared { .. } | Plan::CopyRevealed if !right => {
+            Some(Skipped::Forged)
+        }
+        Plan::AwaitShared { .. } | Plan::CopyRevealed => Some(Skipped::CopiedOutput),
         Plan::Commit { .. } | Plan::Journaled(_) | Plan::ReportFault => None,
     }
 }
@@ -275,6 +305,10 @@ fn seal(
         Plan::CopyCommitment => copy_commitment(task, node),
         Plan::Journaled(sealed) => Some(sealed.clone()),
         Plan::ReportFault => None,
+        Plan::CopyRevealed => {
+            let output = copy_revealed(ctx, task, node)?;
+            Some(sealed(task.id, node, &me, output, salt))
+        }
         Plan::AwaitShared { until_ms } => match shared.get(&task.id) {
             Some(output) => Some(sealed(task, node, &me, *output, salt)),
             None if ctx.now >= *until_ms => {
@@ -294,4 +328,17 @@ fn copy_commitment(task: &Task, node: NodeId) -> Option<Sealed> {
         output: Hash32::default(),
         salt: Hash32::default(),
     })
+}
+
+/// A copying judge's pick among the hashes the other leases of the task revealed and nobody has
+/// judged yet: the most frequent, a random one of the most frequent on a tie.
+fn copy_revealed(ctx: &mut Ctx<'_>, task: &Task, node: NodeId) -> Option<Hash32> {
+    let mut counts: std::collections::BTreeMap<Hash32, u32> = std::collections::BTreeMap::new();
+    let judged = task.leases.iter().filter(|l| l.node != node && l.verdict == Verdict::Pending);
+    for reveal in judged.filter_map(|l| l.reveal.as_ref()) {
+        *counts.entry(reveal.output_hash).or_default() += 1;
+    }
+    let most = counts.values().copied().max()?;
+    let tied: Vec<Hash32> = counts.into_iter().filter(|(_, c)| *c == most).map(|(h, _)| h).collect();
+    tied.get(ctx.rng.below(tied.len() as u64) as usize).copied()
 }

@@ -14,7 +14,9 @@ use crate::work;
 use aicpw_ledger::state::NodeStatus;
 use aicpw_types::{AccountId, Amount, ComputeUnits, Hardware, Hash32, NodeId, TaskId, TxBody};
 use serde::Serialize;
+use std::cell::RefCell;
 use std::collections::{BTreeMap, BTreeSet};
+use std::rc::Rc;
 
 /// How often a provider looks at the chain.
 pub const POLL_MS: u64 = 1_000;
@@ -78,6 +80,38 @@ pub enum Behaviour {
     },
     /// Forges where it expects to profit, from what it can see (`forger`).
     Forger(forger::Forger),
+    /// One of several sybil nodes (different owners) that each claim the capacity of one hidden
+    /// machine they share, `machine` (the cartel's id): every challenge is relayed to it, and it
+    /// answers them one after another, skipping those it cannot finish in time.
+    RelaySybil {
+        machine: u64,
+    },
+    /// Registers a GPU it does not have and claims (and proves) its real CPU capacity; runs the
+    /// GPU tasks placed on it `GPU_SLOWDOWN` times slower, paid per time.
+    HardwareLiar,
+    /// A cartel member (distinct owner) that forges the cartel's hash on a replica lease only when
+    /// every other replica of the task is the cartel's: the round is unanimous.
+    Unanimous {
+        cartel: u64,
+    },
+    /// As a referee or replica committee member, never re-executes: copies a hash the round it
+    /// judges revealed, the majority one when there is one.
+    CopyingJudge,
+    /// A worker that forges `skip_ppm` of its results on the tasks of `requester`, its partner,
+    /// holding each for the run time, and tells the partner which, so that it can cancel them.
+    ForgesForPartner {
+        skip_ppm: u32,
+        requester: PartyId,
+    },
+}
+
+/// How much slower a machine without the GPU a task asks for runs it.
+pub const GPU_SLOWDOWN: u32 = 4;
+
+/// The hidden machine relay sybils share: it works on one challenge at a time.
+#[derive(Debug, Default)]
+pub struct HiddenMachine {
+    pub busy_until_ms: u64,
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -136,6 +170,8 @@ pub struct Provider {
     pub wallet: Wallet,
     /// Accounts of the other members of this provider's cartel, if it is in one.
     pub partners: BTreeSet<AccountId>,
+    /// The machine a relay sybil sends its challenges to, shared with the other sybils.
+    pub hidden: Option<Rc<RefCell<HiddenMachine>>>,
     pub node: Option<NodeId>,
     /// How much its disk stretches its runs, in permille (1000: not at all; `work::slowed`).
     pub disk_permille: u32,
@@ -163,6 +199,7 @@ impl Provider {
             spec,
             wallet,
             partners: BTreeSet::new(),
+            hidden: None,
             node: None,
             disk_permille: work::SPEED_REFERENCE,
             register_nonce: None,
@@ -197,13 +234,37 @@ impl Provider {
         matches!(self.spec.behaviour, Behaviour::Honest | Behaviour::SharesOutputs { .. })
     }
 
-    /// Claims capacity it does not have where challenges are answered: on another machine, or
-    /// not at all. Its matrix challenges are its cheating attempts.
+    /// Claims capacity (or hardware) it does not have where challenges are answered: on another
+    /// machine, or not at all. Its matrix challenges sized for more than it has
+    /// ([`Provider::lacks`]) are its cheating attempts.
     pub fn lies_about_capacity(&self) -> bool {
         matches!(
             self.spec.behaviour,
-            Behaviour::FakeCapacity { .. } | Behaviour::RelaysChallenges { .. }
+            Behaviour::FakeCapacity { .. }
+                | Behaviour::RelaysChallenges { .. }
+                | Behaviour::RelaySybil { .. }
+                | Behaviour::HardwareLiar
         )
+    }
+
+    /// Whether a matrix challenge sized for `units` asks for capacity this node does not have of
+    /// its own: a relay has no capable machine (a sybil a shared one), a liar less than that.
+    pub fn lacks(&self, units: u64) -> bool {
+        match self.spec.behaviour {
+            Behaviour::RelaysChallenges { .. } | Behaviour::RelaySybil { .. } => true,
+            _ => units > self.spec.units,
+        }
+    }
+
+    /// Whether the GPU its node registers is not its own: a liar's, or one machine shared by
+    /// sybils that each register it.
+    pub fn fakes_gpu(&self) -> bool {
+        matches!(self.spec.behaviour, Behaviour::RelaySybil { .. } | Behaviour::HardwareLiar)
+    }
+
+    /// Whether a task asking for `gpu_model` asks for a GPU the node does not have.
+    pub fn lacks_gpu(&self, gpu_model: &str) -> bool {
+        !gpu_model.is_empty() && self.fakes_gpu()
     }
 
     /// One look at the chain; returns when to look again.
@@ -239,6 +300,7 @@ impl Provider {
             Message::Output { task, output_hash } => {
                 self.shared.insert(task, output_hash);
             }
+            Message::Forged { .. } => {}
         }
     }
 

@@ -4,6 +4,7 @@
 pub mod cheaters;
 pub mod forgers;
 pub mod stress;
+pub mod seats;
 
 use crate::detect::Detector;
 use crate::net::{NetworkConfig, Partition};
@@ -191,6 +192,56 @@ pub const SCENARIOS: &[Scenario] = &[
                 difference",
         attempt: "none: no cheater",
         run: stress::honest_stress,
+    },
+    Scenario {
+        name: "relay-sybils",
+        about: "six sybil nodes of different owners each register one hidden H100 and claim its \
+                capacity, relaying every challenge to it; the machine answers them one after \
+                another and skips those it cannot finish in time",
+        attempt: "a matrix challenge sized for the H100 a sybil claims (it has a share of one), \
+                  and a GPU task run on that share (paid per time; nothing in the result shows \
+                  it, so never caught by itself): judged by the end of the run",
+        run: seats::relay_sybils,
+    },
+    Scenario {
+        name: "hardware-liar",
+        about: "a CPU node registers an H100 and claims (and proves) only its CPU capacity; H100 \
+                tasks placed on it run four times slower, paid per time",
+        attempt: "a GPU task it ran on a CPU (nothing in the result shows it, so never caught by \
+                  itself), or a matrix challenge sized for more than its CPU",
+        run: seats::hardware_liar,
+    },
+    Scenario {
+        name: "sybil-cartel-majority",
+        about: "six of ten providers (distinct owners) form a cartel that forges only when it \
+                holds all three replica seats of a task, so the replicas are unanimous",
+        attempt: "a forged result revealed as a replica, by any member; not caught: a unanimous \
+                  round draws no committee, so only a known answer (1.5% of tasks) or a dispute \
+                  re-runs it, and the cartel holds most seats of either",
+        run: seats::sybil_cartel_majority,
+    },
+    Scenario {
+        name: "copying-judge",
+        about: "a referee (audit referee or replica committee member) never re-executes: it \
+                copies a hash the round it judges revealed, the majority one if any; a lazy \
+                worker forging a quarter of its results makes the splits it judges",
+        attempt: "a result committed as referee without re-executing (a copy of the right hash \
+                  shows nothing), and the lazy worker's forgeries",
+        run: seats::copying_judge,
+    },
+    Scenario {
+        name: "colluding-cancel",
+        about: "a worker forges half of its partner requester's tasks and tells it; the partner \
+                cancels each one as soon as it is audited, before worker and auditor reveal",
+        attempt: "a forged result committed as worker on its partner's task",
+        run: seats::colluding_cancel,
+    },
+    Scenario {
+        name: "lying-requester",
+        about: "a requester commits to a wrong known answer on every task and reveals it, \
+                claiming a mismatch to get the honest provider slashed; the committee re-runs",
+        attempt: "a known-answer claim against a right result (a dispute)",
+        run: seats::lying_requester,
     },
 ];
 
