@@ -61,15 +61,16 @@ pub fn cancel(delta: &mut Delta<'_>, who: AccountId, id: TaskId) -> Result<(), R
     }
 }
 
-/// Whether the task's revealed results disagree and are being judged: its round is a referee
-/// round (an audit split or a missed reveal, or a replica split or a round without a majority,
-/// before a committee), or two leases still in its round revealed different hashes (a replica
-/// round whose last reveals are still to come before its committee).
+/// Whether the task's results are being judged: a worker's committed result awaits its audit
+/// draw or its audit, or its round is a referee round (an audit split or a missed reveal, or a
+/// replica split or a round without a majority, before a committee), or two leases still in its
+/// round revealed different hashes (a replica round whose last reveals are still to come before
+/// its committee).
 pub fn under_judgement(task: &Task) -> bool {
     if task.state != TaskState::Running {
         return false;
     }
-    if task.round == Round::Referee {
+    if matches!(task.round, Round::Drawing | Round::Audit | Round::Referee) {
         return true;
     }
     let mut results =

@@ -143,52 +143,65 @@ fn a_cancel_during_a_replica_committee_still_slashes_the_forger() {
     }
 }
 
-/// A task with nothing revealed against each other yet, after an interval of work: queued
-/// (nobody can run it), an audit whose worker alone revealed (a forgery), or three replicas of
-/// which two revealed the same hash.
-fn before_disagreement(case: usize) -> (Net, TaskId) {
-    let mut net = if case == 0 { Net::new() } else { net5() };
-    let verification = [Verification::None, Verification::Audit, Verification::Replicas(3)];
-    let id = net.submit(0, policy(verification[case]));
+/// A task with nothing revealed against each other yet and no result awaiting its audit, after
+/// an interval of work: queued (nobody can run it), or three replicas of which two revealed the
+/// same hash.
+fn before_disagreement(replicated: bool) -> (Net, TaskId) {
+    let mut net = if replicated { net5() } else { Net::new() };
+    let verification = if replicated { Verification::Replicas(3) } else { Verification::None };
+    let id = net.submit(0, policy(verification));
     let nodes = net.leased(id);
     net.wait(ONE_INTERVAL_MS);
-    match case {
-        0 => {}
-        1 => {
-            net.commit(id, nodes[0], b"forged").expect("commit");
-            net.keep_alive();
-            let auditor = net.leased(id)[1];
-            net.commit(id, auditor, b"right").expect("auditor commits");
-            net.reveal(id, nodes[0], b"forged").expect("reveal");
+    if replicated {
+        for node in &nodes {
+            net.commit(id, *node, b"same").expect("commit");
         }
-        _ => {
-            for node in &nodes {
-                net.commit(id, *node, b"same").expect("commit");
-            }
-            net.reveal(id, nodes[0], b"same").expect("reveal");
-            net.reveal(id, nodes[1], b"same").expect("reveal");
-        }
+        net.reveal(id, nodes[0], b"same").expect("reveal");
+        net.reveal(id, nodes[1], b"same").expect("reveal");
     }
     (net, id)
 }
 
 #[test]
 fn a_cancel_before_any_disagreement_ends_at_once_as_before() {
-    for case in 0..3 {
-        let (mut net, id) = before_disagreement(case);
+    for replicated in [false, true] {
+        let (mut net, id) = before_disagreement(replicated);
         let released: u128 = net.task(id).leases.iter().map(|l| l.released.0).sum();
-        assert_eq!(released > 0, case > 0, "{case}");
+        assert_eq!(released > 0, replicated);
         let events = net.run(0, TxBody::CancelTask { task: id }).expect("cancel").events;
-        assert!(!events.iter().any(|e| matches!(e, Event::CancelDeferred { .. })), "{case}");
-        assert!(!events.iter().any(|e| matches!(e, Event::Paid { .. })), "{case}");
+        assert!(!events.iter().any(|e| matches!(e, Event::CancelDeferred { .. })));
+        assert!(!events.iter().any(|e| matches!(e, Event::Paid { .. })));
         let task = net.task(id).clone();
-        assert_eq!((task.state, task.failure), CANCELLED, "{case}");
-        assert_eq!(task.cancel_requested_ms, None, "{case}");
+        assert_eq!((task.state, task.failure), CANCELLED);
+        assert_eq!(task.cancel_requested_ms, None);
         assert_eq!((task.paid.0, task.refunded.0), (released, task.terms.budget.0 - released));
-        assert!(task.leases.iter().all(|l| l.verdict == Verdict::Pending), "{case}: unjudged");
-        assert_eq!(net.state.meta.burned, Amount::ZERO, "{case}");
+        assert!(task.leases.iter().all(|l| l.verdict == Verdict::Pending), "unjudged");
+        assert_eq!(net.state.meta.burned, Amount::ZERO);
         assert_rebuilt(&mut net);
     }
+}
+
+#[test]
+fn a_cancel_while_a_committed_result_awaits_its_audit_still_slashes_the_forger() {
+    // A requester colluding with a forging worker cancels once the audit is drawn, before
+    // anything is revealed: the task used to end at once, the forgery never compared, the forger
+    // unslashed and keeping its released intervals. (A cancel in the same block as the worker's
+    // commitment, before the draw, finds the round `Drawing` and is deferred the same way.)
+    let mut net = net5();
+    let id = net.submit(0, policy(Verification::Audit));
+    let worker = net.worker(id);
+    net.wait(ONE_INTERVAL_MS);
+    net.commit(id, worker, b"forged").expect("commit");
+    net.keep_alive();
+    assert_eq!(net.task(id).round, Round::Audit);
+    cancel_deferred(&mut net, id, Round::Audit);
+    let auditor = net.leased(id)[1];
+    net.commit(id, auditor, b"right").expect("the auditor goes on");
+    net.reveal(id, worker, b"forged").expect("reveal");
+    net.reveal(id, auditor, b"right").expect("reveal");
+    let referee = net.leased(id)[2];
+    net.finish_lease(id, referee, b"right");
+    assert_judged_then_cancelled(&mut net, id, worker, &[auditor, referee], Offence::AuditFailed);
 }
 
 /// Every lease of the task kept its released intervals and nothing more; nobody was slashed;

@@ -46,9 +46,9 @@ pub use rounds::begin_block;
 
 use crate::state::{Node, NodeStatus};
 use aicpw_types::{
-    codec_struct, codec_unit_enum, AccountId, Amount, ChallengeId, ComputeUnits, Hash32, NodeId,
+    codec_struct, codec_unit_enum, Amount, ChallengeId, ComputeUnits, Hardware, Hash32, NodeId,
 };
-use aicpw_verify::capacity::{challenge_deadline_ms, challenge_size};
+use aicpw_verify::capacity::{challenge_deadline_ms, challenge_size, model_floor};
 use aicpw_verify::matrix::{self, MatrixChallenge, N_MAX, OPEN_COUNT_MAX, TILE_DEFAULT};
 use aicpw_verify::puzzle::DIFFICULTY_MAX;
 use aicpw_verify::ProvenCapacity;
@@ -400,10 +400,31 @@ pub fn challengeable(node: &Node) -> bool {
     }
 }
 
-/// The capacity a node's next matrix challenge is sized for.
+/// The capacity a node's next matrix challenge is sized for: its claim, its proven capacity,
+/// the network's floor, and the floor of the GPU model it registers (registering a model claims
+/// at least that much).
 pub fn sizing_units(node: &Node, params: &ChallengeParams) -> ComputeUnits {
     let proven = ComputeUnits(node.capacity.proven().median().0);
-    node.capacity.claimed_units.max(proven).max(params.units_floor)
+    node.capacity.claimed_units.max(proven).max(params.units_floor).max(gpu_floor(&node.hardware))
+}
+
+/// What registering `hardware`'s GPU claims: its model's floor
+/// (`verify::capacity::model_floor`); nothing for a node without a GPU.
+pub fn gpu_floor(hardware: &Hardware) -> ComputeUnits {
+    if hardware.gpu_model.is_empty() && hardware.gpu_count == 0 {
+        return ComputeUnits(0);
+    }
+    ComputeUnits(model_floor(&hardware.gpu_model).0)
+}
+
+/// Whether the node stands on a proof of the GPU model it registers: its latest matrix challenge
+/// passed, sized for at least the model's floor. Until then (or while a new round is open) the
+/// matcher is offered the node without its GPU, so tasks asking for one are not placed on it.
+pub fn proves_gpu(node: &Node) -> bool {
+    let floor = gpu_floor(&node.hardware);
+    node.capacity.matrix.as_ref().is_some_and(|challenge| {
+        challenge.status == ChallengeStatus::Passed && challenge.sized_for >= floor
+    })
 }
 
 /// Bytes a solve holds per entry of `C`: `C` itself (`i32`) and the packed `A` and `B`.

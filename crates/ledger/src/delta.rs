@@ -211,9 +211,18 @@ impl State {
         // multiple and asks the slash multiple times the run value (see `block::task_request`).
         let multiple = u128::from(self.params.verification.economics.slash_multiple_of_price);
         let stake = Amount(self.headroom(&node.owner).saturating_mul(multiple));
+        let mut hardware = node.hardware.clone();
+        let gpu = crate::challenge::gpu_floor(&hardware).0 > 0;
+        let challenged = self.params.challenges.interval_ms > 0;
+        if gpu && challenged && !crate::challenge::proves_gpu(node) {
+            // Its GPU is a claim until a challenge sized for the model passes.
+            hardware.gpu_model.clear();
+            hardware.gpu_count = 0;
+            hardware.gpu_vram_mb = 0;
+        }
         NodeOffer {
             id: node.id,
-            hardware: node.hardware.clone(),
+            hardware,
             price_per_hour: node.price_per_hour,
             reputation_permille: node.reputation.score_permille,
             proven_units: node.proven_units,

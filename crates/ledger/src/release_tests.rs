@@ -465,9 +465,9 @@ fn an_expired_lease_keeps_its_released_intervals() {
 
 #[test]
 fn a_cancel_pays_unjudged_leases_nothing_beyond_their_released_intervals() {
-    // A committee judging a replica split is not among them: a cancel waits for its verdict
-    // (`cancel_tests`).
-    for seat in [Seat::Auditor, Seat::Replica] {
+    // A committee judging a replica split, or an audit of a committed result, is not among
+    // them: a cancel waits for its verdict (`cancel_tests`).
+    for seat in [Seat::Replica] {
         let (mut net, id, nodes) = placed(seat);
         net.wait(ONE_INTERVAL_MS);
         // One lease of the round commits; the others are still running.

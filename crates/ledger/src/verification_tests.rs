@@ -776,7 +776,7 @@ fn an_expired_replica_is_replaced_and_the_round_still_reaches_quorum() {
 }
 
 #[test]
-fn cancelling_during_an_audit_pays_no_unjudged_lease() {
+fn cancelling_during_an_audit_waits_for_the_audit_and_pays_only_the_judged() {
     let (mut net, _) = net_with(2);
     let id = net.submit(0, policy(Verification::Audit));
     let worker = net.worker(id);
@@ -784,15 +784,21 @@ fn cancelling_during_an_audit_pays_no_unjudged_lease() {
     net.keep_alive();
     let auditor = net.leased(id)[1];
     let before = net.balance(0);
-    // The worker's commitment awaits its audit; nobody has judged it: a copier or a lazy
-    // worker must not get paid by a cancellation (its own, or a partner requester's).
+    // The worker's commitment awaits its audit: a copier or a lazy worker must not escape the
+    // audit by a cancellation (its own, or a partner requester's), so the audit runs on.
     net.run(0, TxBody::CancelTask { task: id }).expect("cancel");
+    assert_eq!(net.task(id).state, TaskState::Running);
+    assert!(net.task(id).cancel_requested());
+    net.commit(id, auditor, b"out").expect("commit");
+    net.reveal(id, worker, b"out").expect("reveal");
+    net.reveal(id, auditor, b"out").expect("reveal");
     let task = net.task(id);
     assert_eq!(task.state, TaskState::Cancelled);
-    assert_eq!(task.paid, Amount::ZERO, "no lease was judged correct");
-    assert_eq!(task.refunded, task.terms.budget);
-    assert_eq!(net.balance(0), Amount(before.0 + task.terms.budget.0 - 10));
-    assert!(task.leases.iter().all(|l| l.verdict != Verdict::Paid));
+    let earned: u128 = task.leases.iter().map(|l| l.cost.0).sum();
+    assert_eq!(task.paid.0, earned, "both judged right, paid their earnings");
+    assert_eq!(task.refunded.0, task.terms.budget.0 - earned);
+    assert_eq!(net.balance(0), Amount(before.0 + task.refunded.0 - 10));
+    assert!(task.leases.iter().all(|l| l.verdict == Verdict::Paid));
     assert_eq!(net.state.nodes[&auditor].running, 0, "the auditor's capacity is free");
     assert_eq!(net.state.nodes[&worker].running, 0);
 }
@@ -825,7 +831,10 @@ fn cancelling_an_unverified_task_still_pays_the_worker_its_time() {
 
 #[test]
 fn auditors_are_drawn_at_random_not_by_price() {
-    let mut net = Net::new();
+    // Every task audited, however long the cheapest worker's clean streak grows.
+    let mut params = Net::new().state.params.clone();
+    params.verification.audit_streak_always = 1_000;
+    let mut net = Net::with_params(params);
     let nodes: Vec<NodeId> = (1..=5).map(|i| net.provider(i, 500_000 * u128::from(i))).collect();
     let mut auditors = std::collections::BTreeSet::new();
     for _ in 0..24 {
@@ -836,7 +845,9 @@ fn auditors_are_drawn_at_random_not_by_price() {
         let auditor = net.leased(id)[1];
         assert_ne!(net.state.nodes[&auditor].owner, net.state.nodes[&worker].owner);
         auditors.insert(auditor);
-        net.run(0, TxBody::CancelTask { task: id }).expect("cancel");
+        net.commit(id, auditor, b"out").expect("commit");
+        net.reveal(id, worker, b"out").expect("reveal");
+        net.reveal(id, auditor, b"out").expect("reveal");
     }
     assert!(
         auditors.len() >= 3,

@@ -40,6 +40,27 @@ pub const DEADLINE_MS_BASE: u64 = 500;
 )]
 pub struct ComputeUnits(pub u64);
 
+/// Least capacity a node registering a GPU model is challenged for, by model (case-insensitive):
+/// about half the model's dense INT8 peak, in CU, so that clocks and the host's share of a
+/// challenge leave an honest card room. A model not in the table (or a GPU of no named model)
+/// gets [`MODEL_FLOOR_UNLISTED`], the smallest listed floor.
+pub const MODEL_FLOORS: &[(&str, u64)] = &[
+    ("H200", 1_000_000),
+    ("H100", 1_000_000),
+    ("L40S", 360_000),
+    ("RTX4090", 330_000),
+    ("A100", 300_000),
+    ("L4", 120_000),
+];
+/// The floor of a GPU model missing from [`MODEL_FLOORS`].
+pub const MODEL_FLOOR_UNLISTED: u64 = 120_000;
+
+/// The capacity a node registering a GPU of `gpu_model` must prove (see [`MODEL_FLOORS`]).
+pub fn model_floor(gpu_model: &str) -> ComputeUnits {
+    let listed = MODEL_FLOORS.iter().find(|(model, _)| model.eq_ignore_ascii_case(gpu_model));
+    ComputeUnits(listed.map_or(MODEL_FLOOR_UNLISTED, |(_, floor)| *floor))
+}
+
 /// Score of one answered challenge: `work / (response - round_trip)` in CU, rounded down.
 ///
 /// `round_trip_ms` must be the validator's own measurement; it is capped at half the response

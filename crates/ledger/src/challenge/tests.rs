@@ -6,6 +6,7 @@ use super::{
     ChallengeStatus, OPENINGS_PER_TX_MAX,
 };
 use crate::state::{NodeStatus, Params};
+use aicpw_types::TaskState;
 use crate::{Event, Receipt};
 use aicpw_types::codec::Encode;
 use aicpw_types::tx::TX_BYTES_MAX;
@@ -681,4 +682,40 @@ fn escrow_is_released_per_interval_only_while_the_nodes_challenges_vouch_for_it(
         assert_eq!(task.paid, all, "{verification:?}: for all the time since");
         assert_eq!(lease.released, all);
     }
+}
+
+#[test]
+fn a_registered_gpu_is_challenged_for_its_model_and_offered_only_while_proven() {
+    // A CPU registered as an H100 that claims (and could prove) only its CPU units: before, its
+    // challenges were sized for the claim and H100 tasks were placed on it as on any H100.
+    let mut net = Net::new(params());
+    let mut terms = crate::tests::terms(10_000_000);
+    terms.resources.gpu_count = 1;
+    terms.resources.gpu_model = "H100".into();
+    let task = net.0.submit(5, terms);
+    let h100 = Hardware {
+        cpu_cores: 8,
+        memory_mb: 16_384,
+        gpu_model: "H100".into(),
+        gpu_count: 1,
+        gpu_vram_mb: 81_920,
+        ..Default::default()
+    };
+    net.run(1, 1, TxBody::Bond { amount: Amount::tokens(1_000) }).expect("bond");
+    let body = TxBody::RegisterNode {
+        hardware: h100,
+        x25519_key: key(1).x25519_public(),
+        endpoint: "gpu".into(),
+        price_per_hour: Amount(3_600_000),
+    };
+    net.run(1, 1, body).expect("registered");
+    let node = *net.state.nodes.keys().last().expect("a node");
+    net.run(1, 1, TxBody::ClaimCapacity { node, units: ComputeUnits(4_000) }).expect("claim");
+    net.step(1);
+    let floor = aicpw_verify::capacity::model_floor("H100");
+    assert_eq!(net.matrix(node).sized_for, ComputeUnits(floor.0), "sized for the model");
+    assert_eq!(net.0.task(task).state, TaskState::Queued, "not placed on an unproven GPU");
+    net.pass(1, node);
+    net.step(1);
+    assert_eq!(net.0.leased(task), vec![node], "placed once the model's floor is proven");
 }
