@@ -152,7 +152,9 @@ impl Requester {
             let settled = self.submit_nonce[i].is_none_or(|nonce| self.wallet.settled(nonce));
             if due && settled {
                 let answer = match planned.known_answer_salt {
-                    Some(salt) => answer_commitment(&me, &claimed_answer(self.behaviour, planned), &salt),
+                    Some(salt) => {
+                        answer_commitment(&me, &claimed_answer(self.behaviour, planned), &salt)
+                    }
                     None => planned.filler,
                 };
                 self.submit_nonce[i] = Some(self.wallet.nonce_of(ctx.txs.len()));
@@ -214,9 +216,8 @@ fn next_step(
     // A cancel the ledger deferred to the verdict on revealed results is not sent again.
     let cancellable = matches!(task.state, TaskState::Queued | TaskState::Running);
     // A colluding requester cancels its partner's forgery once it sees it audited.
-    let covers = behaviour == RequesterBehaviour::CancelsForPartner
-        && forged
-        && task.round == Round::Audit;
+    let covers =
+        behaviour == RequesterBehaviour::CancelsForPartner && forged && task.round == Round::Audit;
     if (impatient || changed_mind || covers) && cancellable && !task.cancel_requested() {
         return Some(TxBody::CancelTask { task: id });
     }

@@ -99,7 +99,8 @@ impl Tally {
                 Event::ChallengeIssued { challenge, node, kind: ChallengeKind::Matrix, .. } => {
                     let sized = crate::detect::sized_for_claim(state, node, challenge);
                     let record = state.nodes.get(node);
-                    let units = record.and_then(|n| n.capacity.matrix.as_ref()).map(|c| c.sized_for);
+                    let units =
+                        record.and_then(|n| n.capacity.matrix.as_ref()).map(|c| c.sized_for);
                     if let (true, Some(owner), Some(units)) = (sized, owner(node), units) {
                         self.challenges.insert(*challenge, (owner, units.0, None));
                     }
@@ -265,8 +266,7 @@ impl Figures {
         // What an honest provider earned per millisecond of the run, times the time the
         // cheaters' nodes spent frozen or ejected: the work a freeze cost them.
         let honest_node_ms = honest_nodes.saturating_mul(u128::from(world.now.max(1)));
-        figures.cheater_frozen_loss =
-            honest_kept.saturating_mul(frozen_ms) / honest_node_ms.max(1);
+        figures.cheater_frozen_loss = honest_kept.saturating_mul(frozen_ms) / honest_node_ms.max(1);
         figures.cheater_net_profit = figures
             .cheater_net_profit
             .saturating_sub(as_signed(figures.cheater_frozen_loss))

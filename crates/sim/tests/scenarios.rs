@@ -104,12 +104,13 @@ fn lazy_auditor_is_slashed_on_its_first_blind_approval() {
 }
 
 #[test]
-fn a_lazy_auditor_is_slashed_even_when_the_requester_cancels_while_the_referee_runs() {
-    // Seed 52: a requester cancels a task the lazy auditor holds a lease of, and the auditor is
-    // still slashed for its first guess (the seed moves with any change to the draws; the exact
-    // interleaving, a cancel while a referee re-runs the split, is pinned by the ledger's
+fn a_lazy_auditor_is_slashed_even_when_the_requester_cancels_while_it_audits() {
+    // Seed 35: a requester cancels a task while the lazy auditor runs its audit, and the auditor
+    // is still slashed for that guess (the seed moves with any change to the draws; the exact
+    // interleavings, a cancel while the auditor or a referee runs, are pinned by the ledger's
+    // `a_cancel_while_a_committed_result_awaits_its_audit_still_slashes_the_forger` and
     // `a_cancel_during_a_referee_round_after_an_audit_split_still_slashes_the_forger`).
-    let report = (scenario("lazy-auditor").expect("a known scenario").run)(52);
+    let report = (scenario("lazy-auditor").expect("a known scenario").run)(35);
     assert_clean(&report);
     assert!(report.tasks_cancelled > 0, "the requester cancelled");
     let caught = report.caught.as_ref().expect("caught despite the cancel");

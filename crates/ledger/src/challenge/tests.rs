@@ -6,10 +6,10 @@ use super::{
     ChallengeStatus, OPENINGS_PER_TX_MAX,
 };
 use crate::state::{NodeStatus, Params};
-use aicpw_types::TaskState;
 use crate::{Event, Receipt};
 use aicpw_types::codec::Encode;
 use aicpw_types::tx::TX_BYTES_MAX;
+use aicpw_types::TaskState;
 use aicpw_types::{
     Amount, ChallengeId, ComputeUnits, Hardware, Hash32, Keypair, NodeId, Reject, Tx, TxBody,
 };
@@ -245,7 +245,9 @@ fn nodes_of_different_owners_registered_apart_share_every_later_round() {
     net.step(1);
     let next: Vec<Challenge> = owners.iter().map(|n| net.matrix(*n)).collect();
     assert!(next.iter().all(|c| c.issued_height == next[0].issued_height), "one block");
-    assert!(next[0].issued_ms >= later && next.iter().zip(&first).all(|(c, h)| c.issued_height > *h));
+    assert!(
+        next[0].issued_ms >= later && next.iter().zip(&first).all(|(c, h)| c.issued_height > *h)
+    );
 }
 
 #[test]

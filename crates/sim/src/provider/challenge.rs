@@ -89,11 +89,13 @@ impl Provider {
                 let relay = ctx.rng.between(relay_ms_min, relay_ms_max);
                 (ctx.now.saturating_add(compute_ms).saturating_add(relay), product_tree(challenge))
             }
-            Behaviour::RelaySybil { .. } => match self.relay_to_hidden(ctx, challenge, compute_ms) {
-                Some(ready_ms) => (ready_ms, product_tree(challenge)),
-                // The machine is booked past the deadline: not worth a bluff (slashed).
-                None => (u64::MAX, None),
-            },
+            Behaviour::RelaySybil { .. } => {
+                match self.relay_to_hidden(ctx, challenge, compute_ms) {
+                    Some(ready_ms) => (ready_ms, product_tree(challenge)),
+                    // The machine is booked past the deadline: not worth a bluff (slashed).
+                    None => (u64::MAX, None),
+                }
+            }
             _ => (ctx.now.saturating_add(compute_ms), product_tree(challenge)),
         };
         let root = tree.as_ref().map(|t| Hash32(t.root())).unwrap_or_else(|| ctx.rng.hash());

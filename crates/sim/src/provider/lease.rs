@@ -339,6 +339,7 @@ fn copy_revealed(ctx: &mut Ctx<'_>, task: &Task, node: NodeId) -> Option<Hash32>
         *counts.entry(reveal.output_hash).or_default() += 1;
     }
     let most = counts.values().copied().max()?;
-    let tied: Vec<Hash32> = counts.into_iter().filter(|(_, c)| *c == most).map(|(h, _)| h).collect();
+    let tied: Vec<Hash32> =
+        counts.into_iter().filter(|(_, c)| *c == most).map(|(h, _)| h).collect();
     tied.get(ctx.rng.below(tied.len() as u64) as usize).copied()
 }

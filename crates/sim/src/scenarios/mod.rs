@@ -199,8 +199,11 @@ pub const SCENARIOS: &[Scenario] = &[
                 capacity, relaying every challenge to it; the machine answers them one after \
                 another and skips those it cannot finish in time",
         attempt: "a matrix challenge sized for the H100 a sybil claims (it has a share of one), \
-                  and a GPU task run on that share (paid per time; nothing in the result shows \
-                  it, so never caught by itself): judged by the end of the run",
+                  judged by the end of the run, and a GPU task run on that share. Not caught: \
+                  the challenges the machine answers in time (a challenge proves the capacity \
+                  that answered, not whose it is: only the one deadline for every node limits \
+                  how many sybils one machine answers for), and the GPU tasks a sybil got while \
+                  its latest challenge stood passed (nothing in a result shows the hardware)",
         run: seats::relay_sybils,
     },
     Scenario {
@@ -225,15 +228,20 @@ pub const SCENARIOS: &[Scenario] = &[
         about: "a referee (audit referee or replica committee member) never re-executes: it \
                 copies a hash the round it judges revealed, the majority one if any; a lazy \
                 worker forging a quarter of its results makes the splits it judges",
-        attempt: "a result committed as referee without re-executing (a copy of the right hash \
-                  shows nothing), and the lazy worker's forgeries",
+        attempt: "a result committed as referee without re-executing, and the lazy worker's \
+                  forgeries. Not caught: copies of the right hash (nothing shows them), and \
+                  copies of the forger's hash that outvote the honest auditor (the auditor is \
+                  slashed instead: judging seats commit after the hashes they judge are public, \
+                  which only commitments carrying an equality tag would change)",
         run: seats::copying_judge,
     },
     Scenario {
         name: "colluding-cancel",
         about: "a worker forges half of its partner requester's tasks and tells it; the partner \
                 cancels each one as soon as it is audited, before worker and auditor reveal",
-        attempt: "a forged result committed as worker on its partner's task",
+        attempt: "a forged result committed as worker on its partner's task; not caught: \
+                  forgeries the audit draw skipped once its clean streak reached 10 (audited at \
+                  max(5%, 1/streak): paid, and no cancel is needed)",
         run: seats::colluding_cancel,
     },
     Scenario {

@@ -10,9 +10,7 @@ use crate::provider::{Behaviour, ProviderSpec};
 use crate::report::{Bound, RunReport};
 use crate::requester::RequesterBehaviour;
 use crate::rng::SimRng;
-use crate::setup::{
-    hardware_cpu, hardware_h100, RequesterSpec, Setup, UNITS_CPU, UNITS_H100,
-};
+use crate::setup::{hardware_cpu, hardware_h100, RequesterSpec, Setup, UNITS_CPU, UNITS_H100};
 use aicpw_ledger::state::Role;
 use aicpw_types::{Amount, Verification};
 use aicpw_verify::capacity::MISSES_FREEZE;
@@ -24,6 +22,9 @@ pub const SYBILS: usize = 6;
 pub const CARTEL_MEMBERS: usize = 6;
 /// Share of its partner's tasks the worker of `colluding-cancel` forges.
 pub const PARTNER_SKIP_PPM: u32 = 500_000;
+/// Tasks of the partner requester, and of each of the two honest ones, in `colluding-cancel`.
+pub const PARTNER_TASKS: usize = 30;
+pub const OTHER_TASKS: usize = 20;
 
 fn cheap(rng: &mut SimRng) -> Amount {
     Amount(u128::from(rng.between(700_000, 999_999)))
@@ -163,18 +164,21 @@ pub fn colluding_cancel(seed: u64) -> RunReport {
     let worker = setup.providers.len();
     // The partner requester is the first requester: party `providers + 0`.
     let partner = worker + 1;
-    let forger =
-        Behaviour::ForgesForPartner { skip_ppm: PARTNER_SKIP_PPM, requester: partner };
+    let forger = Behaviour::ForgesForPartner { skip_ppm: PARTNER_SKIP_PPM, requester: partner };
     setup.providers.push(cheater(&mut rng, forger));
-    let mut colluder = RequesterSpec::honest(30, vec![Verification::Audit]);
+    let mut colluder = RequesterSpec::honest(PARTNER_TASKS, vec![Verification::Audit]);
     colluder.behaviour = RequesterBehaviour::CancelsForPartner;
     colluder.known_answer_ppm = 0;
     setup.requesters = vec![colluder];
-    setup.requesters.extend((0..2).map(|_| RequesterSpec::honest(20, vec![Verification::Audit])));
+    let others = RequesterSpec::honest(OTHER_TASKS, vec![Verification::Audit]);
+    setup.requesters.extend([others.clone(), others]);
     setup.submit_window_ms = 1_200_000;
     let policy = AuditPolicy::default();
+    // It forges only on its partner's share of the tasks it works on.
+    let share = PARTNER_TASKS as u64 * 1_000_000 / (PARTNER_TASKS + 2 * OTHER_TASKS) as u64;
+    let skip_ppm = u64::from(PARTNER_SKIP_PPM) * share / 1_000_000;
     let bound = Bound {
-        attempts: bounds::audit_tasks(PARTNER_SKIP_PPM, &policy),
+        attempts: bounds::audit_tasks(u32::try_from(skip_ppm).unwrap_or(u32::MAX), &policy),
         unit: Attempts::Commits(Role::Worker).unit(),
         rule: "its partner cancels each audited forgery before worker and auditor reveal; the \
                cancel waits for the audit's verdict, which slashes the forger"
