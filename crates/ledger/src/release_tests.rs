@@ -467,22 +467,20 @@ fn an_expired_lease_keeps_its_released_intervals() {
 fn a_cancel_pays_unjudged_leases_nothing_beyond_their_released_intervals() {
     // A committee judging a replica split, or an audit of a committed result, is not among
     // them: a cancel waits for its verdict (`cancel_tests`).
-    for seat in [Seat::Replica] {
-        let (mut net, id, nodes) = placed(seat);
-        net.wait(ONE_INTERVAL_MS);
-        // One lease of the round commits; the others are still running.
-        net.commit(id, nodes[0], b"out").expect("commit");
-        let released: u128 = net.task(id).leases.iter().map(|l| l.released.0).sum();
-        assert!(released > 0, "{seat:?}");
-        let events = net.run(0, TxBody::CancelTask { task: id }).expect("cancel").events;
-        assert!(!events.iter().any(|e| matches!(e, Event::Paid { .. })), "{seat:?}: no more");
-        let task = net.task(id);
-        assert_eq!((task.state, task.paid.0), (TaskState::Cancelled, released), "{seat:?}");
-        assert_eq!(task.refunded.0, task.terms.budget.0 - released);
-        assert!(task.leases.iter().all(|l| l.verdict == Verdict::Pending), "{seat:?}: unjudged");
-        assert!(net.state.index.clawback.is_empty(), "{seat:?}: no verdict can come");
-        assert_rebuilt(&mut net);
-    }
+    let (mut net, id, nodes) = placed(Seat::Replica);
+    net.wait(ONE_INTERVAL_MS);
+    // One lease of the round commits; the others are still running.
+    net.commit(id, nodes[0], b"out").expect("commit");
+    let released: u128 = net.task(id).leases.iter().map(|l| l.released.0).sum();
+    assert!(released > 0);
+    let events = net.run(0, TxBody::CancelTask { task: id }).expect("cancel").events;
+    assert!(!events.iter().any(|e| matches!(e, Event::Paid { .. })), "no more");
+    let task = net.task(id);
+    assert_eq!((task.state, task.paid.0), (TaskState::Cancelled, released));
+    assert_eq!(task.refunded.0, task.terms.budget.0 - released);
+    assert!(task.leases.iter().all(|l| l.verdict == Verdict::Pending), "unjudged");
+    assert!(net.state.index.clawback.is_empty(), "no verdict can come");
+    assert_rebuilt(&mut net);
 }
 
 #[test]
