@@ -8,15 +8,16 @@
 //!
 //! - Queued: the task ends at once, its escrow refunded (all of the budget unless a dropped
 //!   lease was released intervals).
-//! - Running, with nothing revealed against each other: the task ends at once ([`settle`]). Only
-//!   verified work is paid: an upheld lease gets its earnings, the worker of an unverified
-//!   (`none`) task its time (the partial payment rule). Every other lease (running, committed,
-//!   awaiting its audit draw, its reveal or its vote) keeps the intervals released to it and gets
-//!   nothing more: paying its commitment would let a copier or a lazy auditor cancel its way out
-//!   of the check, paid. The rest is refunded.
-//! - Running, with revealed results that disagree and are being judged ([`under_judgement`]: a
-//!   referee round after an audit split or a missed reveal, a replica committee after a split or
-//!   a round without a majority, or a replica round whose reveals already differ): the cancel is
+//! - Running, with nothing revealed against each other and no committed result awaiting its
+//!   audit: the task ends at once ([`settle`]). Only verified work is paid: an upheld lease gets
+//!   its earnings, the worker of an unverified (`none`) task its time (the partial payment
+//!   rule). Every other lease (running, committed, awaiting its reveal or its vote) keeps the
+//!   intervals released to it and gets nothing more: paying its commitment would let a copier
+//!   cancel its way out of the check, paid. The rest is refunded.
+//! - Running, with a worker's committed result awaiting its audit draw or its audit, or revealed
+//!   results that disagree and are being judged ([`under_judgement`]: a referee round after an
+//!   audit split or a missed reveal, a replica committee after a split or a round without a
+//!   majority, or a replica round whose reveals already differ): the cancel is
 //!   deferred (`CancelDeferred { until: "verdict" }`, `Task::cancel_requested_ms`). The judging
 //!   seats already placed, or still to be placed for that judgement within `seat_wait_ms`, run to
 //!   their verdict and are released their intervals as before. The verdict slashes the loser as
@@ -28,8 +29,9 @@
 //!   that cannot complete (no majority, no seat within `seat_wait_ms`) ends the task cancelled,
 //!   slashing nobody (`market::finish`).
 //!
-//! While a cancel is deferred no lease runs work: a round's reveals open only once every lease
-//! of it has committed, so the only running leases are judging seats. No work seat is opened
+//! While a cancel is deferred no work lease runs: a round's reveals open only once every lease
+//! of it has committed, so the only running leases are judging seats (an auditor included). A
+//! partner requester cancelling the moment its worker's forgery is audited thus changes nothing. No work seat is opened
 //! (a dropped work lease ends the task instead of requeuing it), and the result never awaits
 //! acceptance, so no acceptance, dispute or known-answer reveal can follow. A disputed result
 //! awaits acceptance (`verifying`), which a cancel never could end: its committee always runs to
