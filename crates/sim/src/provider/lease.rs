@@ -307,7 +307,7 @@ fn seal(
         Plan::ReportFault => None,
         Plan::CopyRevealed => {
             let output = copy_revealed(ctx, task, node)?;
-            Some(sealed(task.id, node, &me, output, salt))
+            Some(sealed(task, node, &me, output, salt))
         }
         Plan::AwaitShared { until_ms } => match shared.get(&task.id) {
             Some(output) => Some(sealed(task, node, &me, *output, salt)),

@@ -3,8 +3,8 @@
 
 pub mod cheaters;
 pub mod forgers;
-pub mod stress;
 pub mod seats;
+pub mod stress;
 
 use crate::detect::Detector;
 use crate::net::{NetworkConfig, Partition};
