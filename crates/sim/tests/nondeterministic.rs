@@ -57,8 +57,8 @@ fn honest_providers_whose_outputs_differ_by_machine_are_never_slashed() {
     );
     assert_eq!(sum(|r| r.violations), 0);
     assert_eq!((sum(|r| r.honest_slashed), sum(|r| r.honest_frozen), lost), (0, 0, 0));
-    // Only the tasks' own faults (3% exit with an error on every machine) and cancellations
-    // fail them now, not splits between machine classes.
+    // Only the tasks' own faults (3% exit with an error on every machine) fail them now, not
+    // splits between machine classes.
     assert!(failed * 10 < submitted, "{failed} of {submitted} tasks failed");
 }
 
