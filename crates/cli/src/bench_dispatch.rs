@@ -1,138 +1,345 @@
-//! `aicpw bench dispatch`: submit → running latency on the embedded default. A real node serves
-//! its HTTP API; each task is submitted as a signed transaction over HTTP, and the clock stops
-//! when a watcher on the event stream sees the task assigned to a provider node (ledger state
-//! `running`).
+//! `aicpw bench dispatch`: from `task submit` to the task's process started in the sandbox, under
+//! concurrent load, on the network `aicpw demo` starts: a dev node process and provider agent
+//! processes (`aicpw provider start`, bubblewrap sandbox), all on this machine.
+//!
+//! `requesters` threads submit `tasks` tasks in all, each through `requester::submit` (the path
+//! of `aicpw task submit`: sealed inputs uploaded to the store with a signed upload, the signed
+//! `SubmitTask` over HTTP, waiting for its block, the content key granted to the seat placed with
+//! it). Seats placed later (no node was free at submission) get their grant from a thread of their
+//! requester when the event stream shows them, as `aicpw task watch --key` does. The task is one process,
+//! `date +%s%N`, whose first and only act is to write the wall-clock instant it started into an
+//! output: the bench fetches and decrypts each result (`requester::fetch_result`, accepting it)
+//! and reads that instant. Every figure is wall-clock time on this one machine.
 
+use crate::demo;
+use crate::requester;
 use aicpw_provider::client::Client;
-use aicpw_types::task::{MatchStrategy, Runtime, TaskKind, Verification};
-use aicpw_types::{Amount, Hardware, Keypair, Resources, TaskTerms, TxBody};
-use anyhow::{Context, Result};
+use aicpw_types::{Amount, Keypair, TxBody};
+use anyhow::{bail, Context, Result};
 use serde_json::{json, Value};
 use std::collections::HashMap;
-use std::sync::mpsc;
-use std::time::{Duration, Instant};
+use std::path::Path;
+use std::sync::{mpsc, Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-const PROVIDERS: u32 = 10;
+/// The task every requester submits: its one process writes the instant it started.
+const TASK_YAML: &str = r#"version: 1
+name: dispatch-probe
+kind: inference
+runtime: sandbox
+command: sh
+args: ["-c", "date +%s%N > \"$AICPW_OUTPUT_DIR/started\""]
+inputs: []
+outputs: ["started"]
+resources: { cpu_cores: 1, memory_mb: 64, disk_mb: 16, gpu_count: 0, gpu_model: "", gpu_vram_mb: 0, compute_units_min: 0 }
+time_limit_secs: 60
+budget: "100000"
+max_price_per_hour: "3600000"
+verification: none
+encrypt: true
+network: none
+"#;
+/// What each provider charges per hour, in base units (all alike: the matcher's choice among
+/// them is then by load).
+const PROVIDER_PRICE: u64 = 3_600_000;
+/// Tokens sent to each provider and requester account before the run.
+const ACCOUNT_FUNDING_TOKENS: u64 = 10_000;
+/// Connections one provider agent or requester may hold open to the node at once (event streams,
+/// pooled and concurrent requests), with room to spare.
+const CONNECTIONS_PER_PARTY: usize = 16;
+/// Longest the bench waits for one task's result once every task is submitted.
+const RESULT_TIMEOUT: Duration = Duration::from_secs(300);
 
-fn register_providers(client: &Client) -> Result<()> {
-    for i in 1..=PROVIDERS {
-        let key = Keypair::dev(i);
-        client.send(&key, TxBody::Bond { amount: Amount::tokens(1_000) }, false)?;
-        let hardware = Hardware {
-            cpu_cores: 64,
-            memory_mb: 262_144,
-            disk_mb: 1_000_000,
-            bandwidth_mbps: 10_000,
-            ..Default::default()
-        };
-        let body = TxBody::RegisterNode {
-            hardware,
-            x25519_key: key.x25519_public(),
-            endpoint: format!("bench-{i}"),
-            price_per_hour: Amount(3_600_000),
-        };
-        client.send(&key, body, true)?;
+/// How many tasks, from how many requesters, over how many provider agents.
+#[derive(Clone, Copy, Debug)]
+pub struct Load {
+    pub tasks: usize,
+    pub requesters: usize,
+    pub providers: usize,
+}
+
+/// One submitted task, as its requester saw it.
+struct Submitted {
+    id: u64,
+    /// Wall clock when `task submit` began, in µs since the epoch.
+    submit_us: u64,
+    /// Wall clock when `task submit` returned (inputs stored, task committed, first seat
+    /// granted), in µs.
+    submitted_us: u64,
+    /// Wall clock when the task's process started (written by the process), in µs.
+    process_us: Option<u64>,
+    completed: bool,
+}
+
+fn now_us() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_micros() as u64)
+}
+
+/// Dev account of provider `i` (1-based, as `demo::start_provider` names them) and of requester
+/// `j` (after the providers).
+fn requester_key(load: &Load, j: usize) -> Keypair {
+    Keypair::dev((load.providers + 1 + j) as u32)
+}
+
+fn fund(client: &Client, load: &Load) -> Result<()> {
+    let bank = Keypair::dev(0);
+    let accounts: Vec<Keypair> = (1..=load.providers as u32)
+        .map(Keypair::dev)
+        .chain((0..load.requesters).map(|j| requester_key(load, j)))
+        .collect();
+    for (n, key) in accounts.iter().enumerate() {
+        let body =
+            TxBody::Transfer { to: key.account(), amount: Amount::tokens(ACCOUNT_FUNDING_TOKENS) };
+        // The last one waits for its block, which holds the earlier ones (same signer, in order).
+        client.send(&bank, body, n + 1 == accounts.len())?;
     }
     Ok(())
 }
 
-fn terms(n: usize) -> TaskTerms {
-    TaskTerms {
-        name: format!("dispatch-{n}"),
-        kind: TaskKind::Inference,
-        runtime: Runtime::Sandbox,
-        resources: Resources { cpu_cores: 1, memory_mb: 256, ..Default::default() },
-        time_limit_secs: 60,
-        budget: Amount(100_000),
-        max_price_per_hour: Amount(3_600_000),
-        verification: Verification::None,
-        strategy: MatchStrategy::LowestPrice,
-        reputation_min: 0,
-        network: false,
-        encrypted: false,
-        inputs_cid: "bafkreihdwdcefgh4dqkjv67uzcmw7ojee6xedzdetojuzjevtenxquvyku".into(),
-        // A real key: the ledger refuses result keys of small order.
-        result_key: Keypair::dev(0).x25519_public(),
-        nondeterministic: None,
-    }
+/// What the event stream showed about each task: its requester and block, and when it was
+/// first seen assigned.
+#[derive(Default)]
+struct Seen {
+    submitted: HashMap<u64, (String, u64)>,
+    assigned_us: HashMap<u64, u64>,
+    /// When the first key grant of each task was seen.
+    granted_us: HashMap<u64, u64>,
+    /// Tasks first assigned in a later block than their submission's (no node was free).
+    placed_later: usize,
 }
 
-pub fn run(tasks: usize) -> Result<Value> {
-    let runtime = tokio::runtime::Runtime::new()?;
-    let dir = tempfile::tempdir()?;
-    let config = aicpw_node::NodeConfig {
-        data_dir: dir.path().to_path_buf(),
-        listen: "127.0.0.1:0".parse()?,
-        genesis: Some(aicpw_node::dev_genesis()),
-        proposer: Keypair::dev(0),
-        store: aicpw_node::StorePolicy::default(),
-    };
-    let bound = runtime.block_on(aicpw_node::Bound::open(config))?;
-    let url = format!("http://{}", bound.local_addr().context("no address")?);
-    runtime.spawn(bound.serve(std::future::pending()));
-    let client = Client::new(&url);
-    register_providers(&client)?;
-    let (sender, assigned) = mpsc::channel::<(u64, Instant)>();
-    let watcher = Client::new(&url);
-    std::thread::spawn(move || {
-        let _ = watcher.follow_events(None, |event| {
-            if event["event"] == "task_assigned" {
-                if let Some(task) = event["task"].as_u64() {
-                    return sender.send((task, Instant::now())).is_ok();
+/// Follows every event: records first assignments, and sends each seat placed after its task's
+/// submission block (its requester's `task submit` did not see it) to its requester's granter.
+fn watch(url: &str, seen: Arc<Mutex<Seen>>, granters: HashMap<String, mpsc::Sender<u64>>) {
+    let client = Client::new(url);
+    let _ = client.follow_events(aicpw_provider::client::EventsAbout::All, |event| {
+        let at = now_us();
+        let task = event["task"].as_u64();
+        let height = event["height"].as_u64().unwrap_or(0);
+        let mut seen = seen.lock().expect("no panics while locked");
+        match (event["event"].as_str(), task) {
+            (Some("task_submitted"), Some(task)) => {
+                let requester = event["requester"].as_str().unwrap_or("").to_string();
+                seen.submitted.insert(task, (requester, height));
+            }
+            (Some("key_granted"), Some(task)) => {
+                seen.granted_us.entry(task).or_insert(at);
+            }
+            (Some("task_assigned"), Some(task)) => {
+                let placed_later = seen.submitted.get(&task).is_some_and(|(_, h)| *h < height);
+                if !seen.assigned_us.contains_key(&task) {
+                    seen.assigned_us.insert(task, at);
+                    seen.placed_later += usize::from(placed_later);
+                }
+                let requester = seen.submitted.get(&task).map(|(r, _)| r.as_str());
+                if let Some(granter) = requester.and_then(|r| granters.get(r)) {
+                    if placed_later && granter.send(task).is_err() {
+                        return false;
+                    }
                 }
             }
-            true
-        });
+            _ => {}
+        }
+        true
     });
-    std::thread::sleep(Duration::from_millis(200));
-    let requester = Keypair::dev(0);
-    let mut latencies = Vec::with_capacity(tasks);
-    let mut seen: HashMap<u64, Instant> = HashMap::new();
-    for n in 0..tasks {
-        let started = Instant::now();
-        let committed = client.send(
-            &requester,
-            TxBody::SubmitTask {
-                terms: terms(n),
-                answer_commitment: aicpw_types::Hash32(aicpw_types::seal::random_key()),
-            },
-            true,
-        )?;
-        let id = committed["events"]
-            .as_array()
-            .and_then(|e| e.iter().find(|e| e["event"] == "task_submitted"))
-            .and_then(|e| e["task"].as_u64())
-            .context("no task id in the receipt")?;
-        let at = loop {
-            if let Some(at) = seen.remove(&id) {
-                break at;
-            }
-            let (task, at) =
-                assigned.recv_timeout(Duration::from_secs(10)).context("task never assigned")?;
-            seen.insert(task, at);
-        };
-        latencies.push(at.duration_since(started).as_secs_f64() * 1000.0);
-    }
-    latencies.sort_by(f64::total_cmp);
-    let pick = |p: f64| latencies[((latencies.len() - 1) as f64 * p).round() as usize];
-    Ok(json!({
-        "tasks": tasks,
-        "providers": PROVIDERS,
-        "dispatch_p50_ms": (pick(0.50) * 100.0).round() / 100.0,
-        "dispatch_p99_ms": (pick(0.99) * 100.0).round() / 100.0,
-        "dispatch_max_ms": (pick(1.0) * 100.0).round() / 100.0,
-        "cores": std::thread::available_parallelism().map_or(1, |n| n.get()),
-    }))
 }
 
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn the_bench_places_every_task_it_submits_and_reports_its_latencies() {
-        let figures = super::run(5).expect("the bench runs");
-        assert_eq!(figures["tasks"], 5);
-        let p50 = figures["dispatch_p50_ms"].as_f64().expect("p50");
-        let max = figures["dispatch_max_ms"].as_f64().expect("max");
-        assert!(p50 > 0.0 && p50 <= max, "{figures}");
+/// One requester's `task watch --key`: grants the content key to its seats placed after
+/// submission.
+fn grant_late(url: &str, key: &Keypair, late: mpsc::Receiver<u64>) {
+    let client = Client::new(url);
+    for task in late {
+        let Ok(found) = client.get(&format!("/v1/tasks/{task}")) else { continue };
+        if let Err(e) = requester::grant_placed(&client, key, &found) {
+            tracing::warn!("task {task}: cannot grant the key: {e:#}");
+        }
     }
+}
+
+/// One requester: submits `count` tasks one after another, then collects each result.
+fn requester_run(
+    url: &str,
+    key: &Keypair,
+    yaml: &Path,
+    count: usize,
+    out: &Path,
+) -> Result<Vec<Submitted>> {
+    let client = Client::new(url);
+    let mut submitted = Vec::with_capacity(count);
+    for _ in 0..count {
+        let submit_us = now_us();
+        let id = requester::submit(&client, key, yaml, false)?;
+        let submitted_us = now_us();
+        submitted.push(Submitted {
+            id,
+            submit_us,
+            submitted_us,
+            process_us: None,
+            completed: false,
+        });
+    }
+    for task in &mut submitted {
+        let deadline = Instant::now() + RESULT_TIMEOUT;
+        let state = loop {
+            let found = client.get(&format!("/v1/tasks/{}", task.id))?;
+            let state = found["state"].as_str().unwrap_or("").to_string();
+            if matches!(state.as_str(), "verifying" | "completed" | "failed" | "cancelled") {
+                break state;
+            }
+            if Instant::now() > deadline {
+                bail!("task {} is still {state} after {RESULT_TIMEOUT:?}", task.id);
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        };
+        if state == "verifying" {
+            let dir = out.join(task.id.to_string());
+            requester::fetch_result(&client, key, task.id, &dir, true)?;
+            let started = std::fs::read_to_string(dir.join("started"))?;
+            let nanos: u64 = started.trim().parse().context("the task's start instant")?;
+            task.process_us = Some(nanos / 1_000);
+            let ended = client.get(&format!("/v1/tasks/{}", task.id))?;
+            task.completed = ended["state"] == "completed";
+        }
+    }
+    Ok(submitted)
+}
+
+/// The value at quantile `q` of sorted `values` (nearest rank), in ms with two decimals.
+fn quantile_ms(sorted_us: &[i64], q: f64) -> Value {
+    if sorted_us.is_empty() {
+        return Value::Null;
+    }
+    let index = ((sorted_us.len() - 1) as f64 * q).round() as usize;
+    json!((sorted_us[index] as f64 / 10.0).round() / 100.0)
+}
+
+pub fn run(load: Load) -> Result<Value> {
+    if load.tasks == 0 || load.requesters == 0 || load.providers == 0 {
+        bail!("the bench needs at least one task, one requester and one provider");
+    }
+    demo::check_sandbox()?;
+    let started = Instant::now();
+    let temp = tempfile::Builder::new().prefix("aicpw-bench-dispatch-").tempdir()?;
+    let root = temp.path().to_path_buf();
+    // Every agent and requester here shares one address, which a real network does not: the node
+    // lets this one address hold what they need (a few connections each).
+    let per_address = (CONNECTIONS_PER_PARTY * (load.providers + load.requesters + 2)).to_string();
+    let (node, url) = demo::start_node(
+        &root.join("node"),
+        &root.join("node.log"),
+        &["--connections-per-address", &per_address],
+    )?;
+    let mut children = demo::Children(vec![node]);
+    let client = Client::new(&url);
+    fund(&client, &load).context("funding the providers and requesters")?;
+    for i in 1..=load.providers as u32 {
+        children.0.push(demo::start_provider(&url, &root, i, PROVIDER_PRICE)?);
+    }
+    demo::wait_for_nodes(&client, load.providers).context("starting the providers")?;
+    let yaml = root.join("dispatch-probe.yaml");
+    std::fs::write(&yaml, TASK_YAML)?;
+    let mut granters = HashMap::new();
+    for j in 0..load.requesters {
+        let (late, late_tasks) = mpsc::channel();
+        let (url, key) = (url.clone(), requester_key(&load, j));
+        granters.insert(key.account().to_string(), late);
+        std::thread::spawn(move || grant_late(&url, &key, late_tasks));
+    }
+    let seen = Arc::new(Mutex::new(Seen::default()));
+    {
+        let (url, seen) = (url.clone(), seen.clone());
+        std::thread::spawn(move || watch(&url, seen, granters));
+    }
+    // The event stream is followed before the first submission.
+    std::thread::sleep(Duration::from_millis(200));
+    let submitting = Instant::now();
+    let results: Vec<Result<Vec<Submitted>>> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..load.requesters)
+            .map(|j| {
+                let count =
+                    load.tasks / load.requesters + usize::from(j < load.tasks % load.requesters);
+                let (url, yaml, out) = (&url, &yaml, root.join(format!("results-{j}")));
+                let key = requester_key(&load, j);
+                scope.spawn(move || {
+                    requester_run(url, &key, yaml, count, &out)
+                        .with_context(|| format!("requester {j}"))
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().expect("a requester thread panicked")).collect()
+    });
+    let run_ms = submitting.elapsed().as_millis() as u64;
+    let mut tasks = Vec::new();
+    for result in results {
+        tasks.extend(result?);
+    }
+    let seen = seen.lock().expect("no panics while locked");
+    // Signed: an instant before its reference would show here, not be hidden.
+    let between = |from: u64, to: u64| to as i64 - from as i64;
+    let mut to_process: Vec<i64> =
+        tasks.iter().filter_map(|t| Some(between(t.submit_us, t.process_us?))).collect();
+    let mut to_assign: Vec<i64> = tasks
+        .iter()
+        .filter_map(|t| Some(between(t.submit_us, *seen.assigned_us.get(&t.id)?)))
+        .collect();
+    let mut assign_to_process: Vec<i64> = tasks
+        .iter()
+        .filter_map(|t| Some(between(*seen.assigned_us.get(&t.id)?, t.process_us?)))
+        .collect();
+    let mut assign_to_grant: Vec<i64> = tasks
+        .iter()
+        .filter_map(|t| Some(between(*seen.assigned_us.get(&t.id)?, *seen.granted_us.get(&t.id)?)))
+        .collect();
+    let mut grant_to_process: Vec<i64> = tasks
+        .iter()
+        .filter_map(|t| Some(between(*seen.granted_us.get(&t.id)?, t.process_us?)))
+        .collect();
+    let mut submit_call: Vec<i64> =
+        tasks.iter().map(|t| between(t.submit_us, t.submitted_us)).collect();
+    for list in [
+        &mut to_process,
+        &mut to_assign,
+        &mut assign_to_process,
+        &mut assign_to_grant,
+        &mut grant_to_process,
+        &mut submit_call,
+    ] {
+        list.sort_unstable();
+    }
+    drop(children);
+    Ok(json!({
+        "measures": "wall-clock ms on this machine, from the start of `task submit` (a requester \
+                     thread's call of requester::submit) to the instant the task's process wrote \
+                     as its first act in the sandbox (submit_to_process_*), to the moment this \
+                     process saw the task_assigned event on the node's event stream \
+                     (assign_p50_ms: the ledger's lease), and from that event to the process \
+                     start (assign_to_process_p50_ms), split at the key_granted event (assign_to_grant_*: \
+                     the requester seeing the lease and its grant's block; grant_to_process_*: \
+                     the agent waking, fetching and opening the inputs, the sandbox starting); \
+                     submit_call_p50_ms is how long `task submit` \
+                     itself took (upload, the task's block, the first grant's block); \
+                     placed_later counts tasks no node was free for in their submission's \
+                     block; run_ms is from the first submission to \
+                     the last result fetched and accepted",
+        "tasks": load.tasks,
+        "requesters": load.requesters,
+        "providers": load.providers,
+        "started": to_process.len(),
+        "completed": tasks.iter().filter(|t| t.completed).count(),
+        "submit_to_process_p50_ms": quantile_ms(&to_process, 0.50),
+        "submit_to_process_p99_ms": quantile_ms(&to_process, 0.99),
+        "submit_to_process_max_ms": quantile_ms(&to_process, 1.0),
+        "assign_p50_ms": quantile_ms(&to_assign, 0.50),
+        "assign_p99_ms": quantile_ms(&to_assign, 0.99),
+        "assign_to_process_p50_ms": quantile_ms(&assign_to_process, 0.50),
+        "assign_to_process_p99_ms": quantile_ms(&assign_to_process, 0.99),
+        "assign_to_grant_p50_ms": quantile_ms(&assign_to_grant, 0.50),
+        "grant_to_process_p50_ms": quantile_ms(&grant_to_process, 0.50),
+        "grant_to_process_p99_ms": quantile_ms(&grant_to_process, 0.99),
+        "submit_call_p50_ms": quantile_ms(&submit_call, 0.50),
+        "placed_later": seen.placed_later,
+        "run_ms": run_ms,
+        "total_ms": started.elapsed().as_millis() as u64,
+        "cores": std::thread::available_parallelism().map_or(1, |n| n.get()),
+    }))
 }

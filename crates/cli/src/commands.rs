@@ -63,6 +63,7 @@ fn node_command(command: NodeCommand) -> Result<()> {
             proposer_key,
             store_quota_bytes,
             store_hold_secs,
+            connections_per_address,
         } => {
             let listen = listen.parse().with_context(|| format!("bad --listen `{listen}`"))?;
             let proposer = match proposer_key {
@@ -77,7 +78,14 @@ fn node_command(command: NodeCommand) -> Result<()> {
                     hold_ms: store_hold_secs.saturating_mul(1000),
                     ..aicpw_node::StorePolicy::default()
                 };
-                let config = aicpw_node::NodeConfig { data_dir, listen, genesis, proposer, store };
+                let config = aicpw_node::NodeConfig {
+                    data_dir,
+                    listen,
+                    genesis,
+                    proposer,
+                    store,
+                    connections_per_address,
+                };
                 let bound = aicpw_node::Bound::open(config).await?;
                 let addr = bound.local_addr().context("no local address")?;
                 println!("listening on http://{addr}");
@@ -433,7 +441,9 @@ fn store(client: &Client, command: StoreCommand) -> Result<()> {
 fn bench(command: BenchCommand) -> Result<()> {
     let (json, value) = match command {
         BenchCommand::Ledger { json, accounts, txs } => (json, bench_ledger::run(accounts, txs)?),
-        BenchCommand::Dispatch { json, tasks } => (json, bench_dispatch::run(tasks)?),
+        BenchCommand::Dispatch { json, tasks, requesters, providers } => {
+            (json, bench_dispatch::run(bench_dispatch::Load { tasks, requesters, providers })?)
+        }
         BenchCommand::Challenge { json, n, threads, k } => {
             (json, bench_challenge::run(n, threads, k)?)
         }

@@ -20,7 +20,7 @@ const PROVIDER_PRICES: [u64; 3] = [3_600_000, 2_400_000, 3_000_000];
 const STARTUP_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// Child processes that are killed when the demo ends, however it ends.
-pub struct Children(Vec<Child>);
+pub struct Children(pub Vec<Child>);
 
 impl Drop for Children {
     fn drop(&mut self) {
@@ -31,11 +31,13 @@ impl Drop for Children {
     }
 }
 
-/// Starts `aicpw node start --dev` on a free port; returns the child and its API URL.
-pub fn start_node(data_dir: &Path, log: &Path) -> Result<(Child, String)> {
+/// Starts `aicpw node start --dev` on a free port, with `args` added; returns the child and its
+/// API URL.
+pub fn start_node(data_dir: &Path, log: &Path, args: &[&str]) -> Result<(Child, String)> {
     let mut child = Command::new(std::env::current_exe()?)
         .args(["node", "start", "--dev", "--listen", "127.0.0.1:0", "--data-dir"])
         .arg(data_dir)
+        .args(args)
         .stdout(Stdio::piped())
         .stderr(std::fs::File::create(log)?)
         .spawn()
@@ -114,7 +116,7 @@ fn loss_summary(out: &Path) -> Option<String> {
 
 /// The demo's providers run tasks in the bubblewrap sandbox: say what is missing, and how to
 /// install it, before starting anything (a provider without it would never register).
-fn check_sandbox() -> Result<()> {
+pub fn check_sandbox() -> Result<()> {
     aicpw_provider::executor::sandbox_available().map_err(|e| {
         anyhow!(
             "the demo's providers run tasks in the bubblewrap sandbox, which cannot start \
@@ -134,7 +136,7 @@ pub fn run(json_output: bool, keep: bool) -> Result<()> {
             println!("{text}");
         }
     };
-    let (node, url) = start_node(&root.join("node"), &root.join("node.log"))?;
+    let (node, url) = start_node(&root.join("node"), &root.join("node.log"), &[])?;
     let mut children = Children(vec![node]);
     say(format!("node: dev chain at {url} (data in {})", root.display()));
     for (i, price) in PROVIDER_PRICES.iter().enumerate() {

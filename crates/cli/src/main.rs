@@ -96,6 +96,10 @@ enum NodeCommand {
         /// then it is collected.
         #[arg(long, default_value_t = aicpw_node::StorePolicy::default().hold_ms / 1000)]
         store_hold_secs: u64,
+        /// Connections one client address may hold at once; more are closed on arrival. Raise
+        /// it where many provider agents share one address (one machine, one NAT).
+        #[arg(long, default_value_t = aicpw_node::server::CONNECTIONS_PER_ADDRESS_MAX)]
+        connections_per_address: usize,
     },
     /// Re-execute the stored block log from genesis and check it ends at the stored state root.
     Replay {
@@ -432,12 +436,20 @@ enum BenchCommand {
         #[arg(long, default_value_t = 200_000)]
         txs: usize,
     },
-    /// Submit → running latency on the embedded default, over the real HTTP API.
+    /// Submit → process started in the sandbox: a dev node and provider agent processes (as the
+    /// demo starts them), requesters submitting concurrently as `task submit` does.
     Dispatch {
         #[arg(long)]
         json: bool,
-        #[arg(long, default_value_t = 200)]
+        /// Tasks submitted in all.
+        #[arg(long, default_value_t = 1_000)]
         tasks: usize,
+        /// Requesters submitting at the same time, each its tasks one after another.
+        #[arg(long, default_value_t = 10)]
+        requesters: usize,
+        /// Provider agents (`aicpw provider start` processes, bubblewrap sandbox).
+        #[arg(long, default_value_t = 20)]
+        providers: usize,
     },
     /// Capacity challenge: solver speed against this machine's INT8 peak, overhead, detection;
     /// built with `--features cuda`, also the GPU solver's against the GPU's vendor peak.

@@ -311,7 +311,7 @@ pub fn watch(client: &Client, id: u64, key: Option<&Keypair>, show: bool) -> Res
     let mut state = state_of(&task);
     bar.set_message(state.clone());
     if !settled(&state) {
-        client.follow_events(Some(id), |event| {
+        client.follow_events(aicpw_provider::client::EventsAbout::Task(id), |event| {
             match event["event"].as_str() {
                 Some("task_assigned") => {
                     bar.set_message(format!("running on node {}", event["node"]))

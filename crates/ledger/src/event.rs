@@ -54,6 +54,12 @@ pub enum Event {
         attempt: u32,
         role: Role,
     },
+    /// The requester granted this node the task's content key (`GrantKeys`): its agent can
+    /// open the inputs now.
+    KeyGranted {
+        task: TaskId,
+        node: NodeId,
+    },
     TaskProgress {
         task: TaskId,
         node: NodeId,

@@ -39,6 +39,16 @@ fn a_cheap_sybil_not_placed_on_the_task_is_refused_its_key() {
     let body = TxBody::GrantKeys { task: id, key_grants: vec![grant(honest)] };
     net.run(0, body).expect("the placed node gets the key");
     assert_eq!(net.task(id).key_grants.iter().map(|g| g.node).collect::<Vec<_>>(), vec![honest]);
+    // The grant is announced to its node (whose agent wakes on it); refused ones are not.
+    let announced: Vec<NodeId> = net
+        .log
+        .iter()
+        .filter_map(|e| match e {
+            Event::KeyGranted { task, node } if *task == id => Some(*node),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(announced, vec![honest]);
     // Only the requester grants.
     let body = TxBody::GrantKeys { task: id, key_grants: vec![grant(honest)] };
     assert_eq!(net.run(1, body), Err(Reject::NotTaskRequester));

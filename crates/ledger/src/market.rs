@@ -235,11 +235,15 @@ pub fn grant_keys(
         return Err(Reject::GrantWithoutLease);
     }
     task.key_grants.retain(|old| grants.iter().all(|new| new.node != old.node));
+    let granted: Vec<NodeId> = grants.iter().map(|g| g.node).collect();
     task.key_grants.extend(grants);
     if task.key_grants.len() > crate::check::KEY_GRANTS_MAX {
         return Err(Reject::TooManyKeyGrants);
     }
     delta.set_task(task);
+    for node in granted {
+        delta.emit(Event::KeyGranted { task: id, node });
+    }
     Ok(())
 }
 

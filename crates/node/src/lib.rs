@@ -48,6 +48,9 @@ pub struct NodeConfig {
     pub proposer: Keypair,
     /// What the content store takes, and from whom.
     pub store: StorePolicy,
+    /// Connections one client address may hold at once (`server::CONNECTIONS_PER_ADDRESS_MAX`
+    /// by default; more where many agents share one address, as on one machine).
+    pub connections_per_address: usize,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -64,6 +67,7 @@ pub enum NodeError {
 pub struct Bound {
     pub shared: Arc<Shared>,
     listener: tokio::net::TcpListener,
+    connections_per_address: usize,
 }
 
 impl Bound {
@@ -76,7 +80,7 @@ impl Bound {
         let listener = tokio::net::TcpListener::bind(config.listen)
             .await
             .map_err(|source| NodeError::Listen { addr: config.listen, source })?;
-        Ok(Bound { shared, listener })
+        Ok(Bound { shared, listener, connections_per_address: config.connections_per_address })
     }
 
     pub fn local_addr(&self) -> Option<SocketAddr> {
@@ -91,7 +95,7 @@ impl Bound {
         let producer = tokio::spawn(self.shared.clone().run_producer());
         let collector = tokio::spawn(content::run_collector(self.shared.clone()));
         let app = api::router(self.shared.clone());
-        let server = server::serve(self.listener, app, shutdown);
+        let server = server::serve(self.listener, app, self.connections_per_address, shutdown);
         let _stop_collector = AbortOnDrop(collector);
         tokio::select! {
             served = server => served.map_err(NodeError::Serve),

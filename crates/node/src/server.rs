@@ -33,12 +33,12 @@ pub const BODY_GRACE: Duration = Duration::from_secs(10);
 pub const BODY_RATE_MIN: u64 = 64 * 1024;
 /// Connections served at once; further clients wait in the listen queue.
 pub const CONNECTIONS_MAX: usize = 4_096;
-/// Connections served at once for one client address; more are closed on arrival.
+/// Connections served at once for one client address, unless the operator says otherwise
+/// (`node start --connections-per-address`); more are closed on arrival.
 pub const CONNECTIONS_PER_ADDRESS_MAX: usize = 64;
 
-/// Open connections per client address.
-#[derive(Default)]
-struct PerAddress(Mutex<HashMap<IpAddr, usize>>);
+/// Open connections per client address, and how many one address may hold.
+struct PerAddress(Mutex<HashMap<IpAddr, usize>>, usize);
 
 /// One connection's place in [`PerAddress`], given back when the connection ends.
 struct AddressSlot(Arc<PerAddress>, IpAddr);
@@ -47,7 +47,7 @@ impl PerAddress {
     fn claim(self: &Arc<Self>, address: IpAddr) -> Option<AddressSlot> {
         let mut open = self.0.lock().expect("no panics while counting connections");
         let count = open.entry(address).or_default();
-        if *count >= CONNECTIONS_PER_ADDRESS_MAX {
+        if *count >= self.1 {
             return None;
         }
         *count += 1;
@@ -67,14 +67,16 @@ impl Drop for AddressSlot {
     }
 }
 
-/// Serves `app` on `listener` until `shutdown` resolves.
+/// Serves `app` on `listener` until `shutdown` resolves, at most `per_address_max` connections
+/// at once from one client address.
 pub async fn serve(
     listener: TcpListener,
     app: Router,
+    per_address_max: usize,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> io::Result<()> {
     let total = Arc::new(Semaphore::new(CONNECTIONS_MAX));
-    let per_address = Arc::new(PerAddress::default());
+    let per_address = Arc::new(PerAddress(Mutex::default(), per_address_max));
     let mut shutdown = std::pin::pin!(shutdown);
     loop {
         let permit = tokio::select! {

@@ -21,7 +21,7 @@ mod execute;
 
 pub use execute::summary_of;
 
-use crate::client::{Client, ClientError};
+use crate::client::{Client, ClientError, EventsAbout};
 use crate::executor::Executor;
 use crate::hardware;
 use aicpw_types::{Amount, Hardware, Hash32, Keypair, NodeId, Reject, TaskId, TxBody};
@@ -30,7 +30,7 @@ use serde_json::Value;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
 
 /// How often the agent looks for new leases when the event stream says nothing (it wakes at once
@@ -39,7 +39,8 @@ pub const POLL_INTERVAL: Duration = Duration::from_secs(1);
 /// How long the agent waits before reconnecting to a broken event stream.
 pub const EVENTS_RECONNECT_DELAY: Duration = Duration::from_secs(1);
 /// How often a committed lease checks whether its round's reveals are open, and a lease of an
-/// encrypted task whether the requester granted it the content key.
+/// encrypted task whether the requester granted it the content key (the latter also at once
+/// when the event stream announces a grant to its node).
 pub const REVEAL_POLL_INTERVAL: Duration = Duration::from_millis(200);
 /// How often a running task's heartbeat goes to the ledger (well inside the lease).
 pub const TASK_HEARTBEAT_INTERVAL: Duration = Duration::from_secs(3);
@@ -107,6 +108,39 @@ struct Shared {
     journal: Mutex<Journal>,
     running: Mutex<BTreeMap<u64, Arc<AtomicBool>>>,
     stop: Arc<AtomicBool>,
+    bell: Arc<Bell>,
+}
+
+/// Rung by the event thread whenever an event names this node (a new lease, a key grant, a
+/// requeue): the lease loop and the leases waiting for their grant wake at once instead of at
+/// their next poll.
+#[derive(Default)]
+struct Bell {
+    rings: Mutex<u64>,
+    rung: Condvar,
+}
+
+impl Bell {
+    fn ring(&self) {
+        *self.rings.lock().expect("no panics while locked") += 1;
+        self.rung.notify_all();
+    }
+
+    /// How often it was rung so far: read before looking at the ledger, then passed to `wait`,
+    /// so a ring in between is not missed.
+    fn rings(&self) -> u64 {
+        *self.rings.lock().expect("no panics while locked")
+    }
+
+    /// Waits until the bell rang more than `seen` times or `timeout` passed; returns the count.
+    fn wait(&self, seen: u64, timeout: Duration) -> u64 {
+        let rings = self.rings.lock().expect("no panics while locked");
+        let (rings, _) = self
+            .rung
+            .wait_timeout_while(rings, timeout, |rings| *rings == seen)
+            .expect("no panics while locked");
+        *rings
+    }
 }
 
 fn journal_path(work_dir: &Path) -> PathBuf {
@@ -267,6 +301,7 @@ pub fn run(
         Default::default(),
         stop.clone(),
     );
+    let bell = Arc::new(Bell::default());
     let shared = Arc::new(Shared {
         client,
         config,
@@ -275,12 +310,12 @@ pub fn run(
         journal: Mutex::new(journal),
         running: Mutex::new(BTreeMap::new()),
         stop: stop.clone(),
+        bell: bell.clone(),
     });
-    let wake = Arc::new(AtomicBool::new(true));
-    let follower = follow_events(node_url, node, wake.clone(), stop.clone());
+    let follower = follow_events(node_url, node, bell.clone(), stop.clone());
     let mut last_node_heartbeat = std::time::Instant::now();
     while !stop.load(Ordering::SeqCst) {
-        wake.store(false, Ordering::SeqCst);
+        let seen = bell.rings();
         if let Err(e) = poll_leases(&shared) {
             tracing::warn!("polling leases failed: {e}");
         }
@@ -292,10 +327,7 @@ pub fn run(
                 tracing::warn!("node heartbeat failed: {e}");
             }
         }
-        let slept = std::time::Instant::now();
-        while slept.elapsed() < POLL_INTERVAL && !wake.load(Ordering::SeqCst) {
-            std::thread::sleep(Duration::from_millis(10));
-        }
+        bell.wait(seen, POLL_INTERVAL);
     }
     for flag in shared.running.lock().expect("no panics while locked").values() {
         flag.store(true, Ordering::SeqCst);
@@ -309,20 +341,20 @@ pub fn run(
     Ok(node)
 }
 
-/// Follows the ledger's event stream and wakes the lease loop whenever an event names this node
-/// (a new lease, a reveal round opening, a requeue), so work starts without waiting for a poll.
+/// Follows the ledger's events about this node and rings the bell for each (a new lease, a key
+/// grant, a requeue), so work starts without waiting for a poll.
 fn follow_events(
     node_url: &str,
     node: NodeId,
-    wake: Arc<AtomicBool>,
+    bell: Arc<Bell>,
     stop: Arc<AtomicBool>,
 ) -> std::thread::JoinHandle<()> {
     let client = Client::new(node_url);
     std::thread::spawn(move || {
         while !stop.load(Ordering::SeqCst) {
-            let followed = client.follow_events(None, |event| {
-                if event["node"].as_u64() == Some(node.0) || event["event"] == "task_submitted" {
-                    wake.store(true, Ordering::SeqCst);
+            let followed = client.follow_events(EventsAbout::Node(node.0), |event| {
+                if !event.is_null() {
+                    bell.ring();
                 }
                 !stop.load(Ordering::SeqCst)
             });
@@ -419,6 +451,7 @@ fn wait_for_grant(shared: &Shared, id: TaskId, task: &Value) -> Option<Value> {
     let node = Some(shared.node.0);
     let mut task = task.clone();
     let mut last_heartbeat = std::time::Instant::now();
+    let mut seen = shared.bell.rings();
     loop {
         let grants = task["key_grants"].as_array();
         if task["terms"]["encrypted"] != true
@@ -441,7 +474,7 @@ fn wait_for_grant(shared: &Shared, id: TaskId, task: &Value) -> Option<Value> {
                 tracing::warn!("task {id}: heartbeat failed: {e}");
             }
         }
-        std::thread::sleep(REVEAL_POLL_INTERVAL);
+        seen = shared.bell.wait(seen, REVEAL_POLL_INTERVAL);
         match shared.client.get(&format!("/v1/tasks/{id}")) {
             Ok(now) => task = now,
             Err(e) => tracing::warn!("task {id}: cannot read it: {e}"),

@@ -9,7 +9,7 @@
 //! product is kept until the challenge is resolved: up to `4n²` bytes (1 GiB at `n = 16384`).
 
 use crate::challenge::{MatrixResponse, Solver};
-use crate::client::{Client, ClientError};
+use crate::client::{Client, ClientError, EventsAbout};
 use aicpw_types::{ChallengeId, ComputeUnits, Hash32, Keypair, NodeId, Reject, TxBody};
 use aicpw_verify::matrix::TILE_DEFAULT;
 use aicpw_verify::puzzle::solve_puzzle;
@@ -136,10 +136,9 @@ fn wait(woken: &Receiver<()>, timeout: Duration) {
 fn watch(node_url: &str, node: NodeId, wake: &SyncSender<()>, stop: &AtomicBool) {
     let client = Client::new(node_url);
     while !stop.load(Ordering::SeqCst) {
-        let followed = client.follow_events(None, |event| {
-            let about_us = event["node"].as_u64() == Some(node.0);
+        let followed = client.follow_events(EventsAbout::Node(node.0), |event| {
             let challenge = event["event"].as_str().is_some_and(|e| e.starts_with("challenge_"));
-            if about_us && challenge {
+            if challenge {
                 // A full channel already holds a wake-up: nothing is lost.
                 let _ = wake.try_send(());
             }

@@ -36,6 +36,14 @@ impl ClientError {
     }
 }
 
+/// Which events [`Client::follow_events`] follows.
+#[derive(Clone, Copy, Debug)]
+pub enum EventsAbout {
+    All,
+    Task(u64),
+    Node(u64),
+}
+
 pub struct Client {
     base: String,
     agent: ureq::Agent,
@@ -251,17 +259,19 @@ impl Client {
         self.get_bytes(&format!("/store/{cid}"))
     }
 
-    /// Follows the node's event stream (optionally one task's), calling `on_event` for each event
-    /// (and with `Value::Null` for each keep-alive) until it returns `false`.
+    /// Follows the node's event stream (all of it, or the events naming one task or one node),
+    /// calling `on_event` for each event (and with `Value::Null` for each keep-alive) until it
+    /// returns `false`.
     pub fn follow_events(
         &self,
-        task: Option<u64>,
+        about: EventsAbout,
         mut on_event: impl FnMut(&Value) -> bool,
     ) -> Result<(), ClientError> {
-        let mut url = format!("{}/v1/events", self.base);
-        if let Some(task) = task {
-            url.push_str(&format!("?task={task}"));
-        }
+        let url = match about {
+            EventsAbout::All => format!("{}/v1/events", self.base),
+            EventsAbout::Task(task) => format!("{}/v1/events?task={task}", self.base),
+            EventsAbout::Node(node) => format!("{}/v1/events?node={node}", self.base),
+        };
         let response = self.agent.get(&url).call().map_err(|e| error_from(&url, e))?;
         let reader = BufReader::new(response.into_reader());
         for line in reader.lines() {

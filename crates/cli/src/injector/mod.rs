@@ -177,7 +177,9 @@ pub fn run(client: &Client, key: &Keypair, config: Config) -> Result<()> {
     injector.poll();
     loop {
         injector.connected = false;
-        let followed = client.follow_events(None, |event| injector.on_event(event));
+        let followed = client.follow_events(aicpw_provider::client::EventsAbout::All, |event| {
+            injector.on_event(event)
+        });
         if let Some(error) = injector.fatal.take() {
             return Err(error);
         }

@@ -26,6 +26,7 @@ impl Node {
             listen: "127.0.0.1:0".parse().expect("loopback address"),
             genesis: Some(dev_genesis()),
             store: aicpw_node::StorePolicy::default(),
+            connections_per_address: aicpw_node::server::CONNECTIONS_PER_ADDRESS_MAX,
             proposer: Keypair::dev(0),
         };
         let serving = std::thread::spawn(move || {

@@ -28,6 +28,7 @@ impl TestNode {
             genesis: Some(genesis),
             proposer: Keypair::dev(15),
             store: aicpw_node::StorePolicy::default(),
+            connections_per_address: aicpw_node::server::CONNECTIONS_PER_ADDRESS_MAX,
         };
         let bound = runtime.block_on(Bound::open(config)).expect("node opens");
         let url = format!("http://{}", bound.local_addr().expect("bound"));
