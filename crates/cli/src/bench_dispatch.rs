@@ -17,7 +17,7 @@ use aicpw_provider::client::Client;
 use aicpw_types::{Amount, Keypair, TxBody};
 use anyhow::{bail, Context, Result};
 use serde_json::{json, Value};
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::path::Path;
 use std::sync::{mpsc, Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -105,7 +105,7 @@ struct Seen {
     /// When the first key grant of each task was seen.
     granted_us: HashMap<u64, u64>,
     /// Tasks first assigned in a later block than their submission's (no node was free).
-    placed_later: usize,
+    placed_later: HashSet<u64>,
 }
 
 /// Follows every event: records first assignments, and sends each seat placed after its task's
@@ -129,7 +129,9 @@ fn watch(url: &str, seen: Arc<Mutex<Seen>>, granters: HashMap<String, mpsc::Send
                 let placed_later = seen.submitted.get(&task).is_some_and(|(_, h)| *h < height);
                 if !seen.assigned_us.contains_key(&task) {
                     seen.assigned_us.insert(task, at);
-                    seen.placed_later += usize::from(placed_later);
+                    if placed_later {
+                        seen.placed_later.insert(task);
+                    }
                 }
                 let requester = seen.submitted.get(&task).map(|(r, _)| r.as_str());
                 if let Some(granter) = requester.and_then(|r| granters.get(r)) {
@@ -213,7 +215,8 @@ fn quantile_ms(sorted_us: &[i64], q: f64) -> Value {
     json!((sorted_us[index] as f64 / 10.0).round() / 100.0)
 }
 
-pub fn run(load: Load) -> Result<Value> {
+/// Runs the bench; with `keep`, leaves its directory (logs, data) in place and names it.
+pub fn run(load: Load, keep: bool) -> Result<Value> {
     if load.tasks == 0 || load.requesters == 0 || load.providers == 0 {
         bail!("the bench needs at least one task, one requester and one provider");
     }
@@ -294,6 +297,11 @@ pub fn run(load: Load) -> Result<Value> {
         .iter()
         .filter_map(|t| Some(between(*seen.granted_us.get(&t.id)?, t.process_us?)))
         .collect();
+    let mut placed_at_once: Vec<i64> = tasks
+        .iter()
+        .filter(|t| !seen.placed_later.contains(&t.id))
+        .filter_map(|t| Some(between(t.submit_us, t.process_us?)))
+        .collect();
     let mut submit_call: Vec<i64> =
         tasks.iter().map(|t| between(t.submit_us, t.submitted_us)).collect();
     for list in [
@@ -303,10 +311,14 @@ pub fn run(load: Load) -> Result<Value> {
         &mut assign_to_grant,
         &mut grant_to_process,
         &mut submit_call,
+        &mut placed_at_once,
     ] {
         list.sort_unstable();
     }
     drop(children);
+    if keep {
+        eprintln!("kept {}", temp.keep().display());
+    }
     Ok(json!({
         "measures": "wall-clock ms on this machine, from the start of `task submit` (a requester \
                      thread's call of requester::submit) to the instant the task's process wrote \
@@ -319,7 +331,8 @@ pub fn run(load: Load) -> Result<Value> {
                      submit_call_p50_ms is how long `task submit` \
                      itself took (upload, the task's block, the first grant's block); \
                      placed_later counts tasks no node was free for in their submission's \
-                     block; run_ms is from the first submission to \
+                     block, and placed_at_submission_to_process_* is submit_to_process over \
+                     the other tasks (a node was free: no wait for capacity); run_ms is from the first submission to \
                      the last result fetched and accepted",
         "tasks": load.tasks,
         "requesters": load.requesters,
@@ -337,7 +350,9 @@ pub fn run(load: Load) -> Result<Value> {
         "grant_to_process_p50_ms": quantile_ms(&grant_to_process, 0.50),
         "grant_to_process_p99_ms": quantile_ms(&grant_to_process, 0.99),
         "submit_call_p50_ms": quantile_ms(&submit_call, 0.50),
-        "placed_later": seen.placed_later,
+        "placed_later": seen.placed_later.len(),
+        "placed_at_submission_to_process_p50_ms": quantile_ms(&placed_at_once, 0.50),
+        "placed_at_submission_to_process_p99_ms": quantile_ms(&placed_at_once, 0.99),
         "run_ms": run_ms,
         "total_ms": started.elapsed().as_millis() as u64,
         "cores": std::thread::available_parallelism().map_or(1, |n| n.get()),

@@ -441,8 +441,9 @@ fn store(client: &Client, command: StoreCommand) -> Result<()> {
 fn bench(command: BenchCommand) -> Result<()> {
     let (json, value) = match command {
         BenchCommand::Ledger { json, accounts, txs } => (json, bench_ledger::run(accounts, txs)?),
-        BenchCommand::Dispatch { json, tasks, requesters, providers } => {
-            (json, bench_dispatch::run(bench_dispatch::Load { tasks, requesters, providers })?)
+        BenchCommand::Dispatch { json, tasks, requesters, providers, keep } => {
+            let load = bench_dispatch::Load { tasks, requesters, providers };
+            (json, bench_dispatch::run(load, keep)?)
         }
         BenchCommand::Challenge { json, n, threads, k } => {
             (json, bench_challenge::run(n, threads, k)?)

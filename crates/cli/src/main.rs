@@ -450,6 +450,9 @@ enum BenchCommand {
         /// Provider agents (`aicpw provider start` processes, bubblewrap sandbox).
         #[arg(long, default_value_t = 20)]
         providers: usize,
+        /// Keep the temporary directory (node and provider logs, data) instead of deleting it.
+        #[arg(long)]
+        keep: bool,
     },
     /// Capacity challenge: solver speed against this machine's INT8 peak, overhead, detection;
     /// built with `--features cuda`, also the GPU solver's against the GPU's vendor peak.

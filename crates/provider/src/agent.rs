@@ -401,12 +401,16 @@ fn mark_done(shared: &Shared, id: TaskId, outcome: &str) {
 /// Takes one lease to its end: a revealed result or a reported failure. `leased` is an entry of
 /// `GET /v1/nodes/{node}/leases`: the task, this node's lease and whether reveals are open.
 fn work_on(shared: &Shared, id: TaskId, leased: &Value) {
+    tracing::debug!("task {id}: leased");
     let sealed = shared.journal.lock().expect("no panics while locked").results.get(&id.0).cloned();
     if leased["lease"]["commitment"].is_null() {
         let outcome = match sealed.clone() {
             Some(sealed) => Ok(Ok(sealed)),
             None => match wait_for_grant(shared, id, &leased["task"]) {
-                Some(task) => execute::execute(shared, id, &task),
+                Some(task) => {
+                    tracing::debug!("task {id}: granted");
+                    execute::execute(shared, id, &task)
+                }
                 // Not granted in time, the ledger released the lease without blame (and paid
                 // the wait): nothing to report.
                 None if !shared.stop.load(Ordering::SeqCst) => {

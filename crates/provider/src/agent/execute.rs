@@ -35,6 +35,7 @@ pub(super) fn execute(
         tracing::warn!("task {id}: cannot get the inputs ({}): {e}", reason.code());
         reason
     })?;
+    tracing::debug!("task {id}: inputs opened");
     let (inputs, outputs, scratch) = (dir.join("in"), dir.join("out"), dir.join("tmp"));
     crate::executor::remove_run_dir(&dir);
     for d in [&inputs, &outputs, &scratch] {
@@ -53,6 +54,7 @@ pub(super) fn execute(
     let progress = Arc::new(AtomicU16::new(0));
     let heartbeat_stop = Arc::new(AtomicBool::new(false));
     let logs = Mutex::new(std::collections::VecDeque::new());
+    tracing::debug!("task {id}: handed to the executor");
     let outcome = std::thread::scope(|scope| {
         scope.spawn(|| heartbeats(shared, id, &progress, &heartbeat_stop));
         let outcome = shared.executor.run(&request, &mut |event| match event {

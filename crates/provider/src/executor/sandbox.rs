@@ -214,6 +214,7 @@ impl Executor for SandboxExecutor {
         let launcher = network.as_ref().map(TaskNetwork::launcher).unwrap_or_default();
         let plan =
             command::plan(&self.host, sandboxed, sandbox_uid, cpus, gpus.devices(), launcher);
+        tracing::debug!("run filesystem, cgroup and identity ready; starting bubblewrap");
         let mut outcome =
             supervise::supervise(&plan, sandboxed, events, cgroup.as_ref(), disk.as_ref());
         drop(network);
