@@ -116,7 +116,8 @@ fn watch(url: &str, seen: Arc<Mutex<Seen>>, granters: HashMap<String, mpsc::Send
         let at = now_us();
         let task = event["task"].as_u64();
         let height = event["height"].as_u64().unwrap_or(0);
-        let mut seen = seen.lock().expect("no panics while locked");
+        let mut guard = seen.lock().expect("no panics while locked");
+        let seen = &mut *guard;
         match (event["event"].as_str(), task) {
             (Some("task_submitted"), Some(task)) => {
                 let requester = event["requester"].as_str().unwrap_or("").to_string();
@@ -127,8 +128,10 @@ fn watch(url: &str, seen: Arc<Mutex<Seen>>, granters: HashMap<String, mpsc::Send
             }
             (Some("task_assigned"), Some(task)) => {
                 let placed_later = seen.submitted.get(&task).is_some_and(|(_, h)| *h < height);
-                if !seen.assigned_us.contains_key(&task) {
-                    seen.assigned_us.insert(task, at);
+                if let std::collections::hash_map::Entry::Vacant(first) =
+                    seen.assigned_us.entry(task)
+                {
+                    first.insert(at);
                     if placed_later {
                         seen.placed_later.insert(task);
                     }
