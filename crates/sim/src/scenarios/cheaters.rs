@@ -226,15 +226,28 @@ pub fn lazy_auditor(seed: u64) -> RunReport {
     run("lazy-auditor", &setup, Some(detector), Some(bound))
 }
 
-pub fn dishonest_disputer(seed: u64) -> RunReport {
-    let mut rng = SimRng::new(seed, "scenario dishonest-disputer");
+/// A requester with `behaviour`, submitting unverified and audited tasks at `known_answer_ppm`,
+/// beside two honest requesters and six honest providers; returns the setup and its party index.
+pub fn requester_cheater(
+    name: &str,
+    seed: u64,
+    behaviour: RequesterBehaviour,
+    known_answer_ppm: u32,
+) -> (Setup, usize) {
+    let mut rng = SimRng::new(seed, &format!("scenario {name}"));
     let mut setup = base_setup(seed, &mut rng, 6);
     let cheater = setup.providers.len();
-    let mut disputer = RequesterSpec::honest(10, vec![Verification::None, Verification::Audit]);
-    disputer.behaviour = RequesterBehaviour::DisputesEverything;
-    disputer.known_answer_ppm = 0;
-    setup.requesters = vec![disputer];
+    let mut spec = RequesterSpec::honest(10, vec![Verification::None, Verification::Audit]);
+    spec.behaviour = behaviour;
+    spec.known_answer_ppm = known_answer_ppm;
+    setup.requesters = vec![spec];
     setup.requesters.extend(requesters(2, 10, Verification::Audit));
+    (setup, cheater)
+}
+
+pub fn dishonest_disputer(seed: u64) -> RunReport {
+    let (setup, cheater) =
+        requester_cheater("dishonest-disputer", seed, RequesterBehaviour::DisputesEverything, 0);
     let bound = Bound {
         attempts: 1,
         unit: Attempts::Disputes.unit(),

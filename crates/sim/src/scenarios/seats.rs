@@ -190,14 +190,12 @@ pub fn colluding_cancel(seed: u64) -> RunReport {
 }
 
 pub fn lying_requester(seed: u64) -> RunReport {
-    let mut rng = SimRng::new(seed, "scenario lying-requester");
-    let mut setup = base_setup(seed, &mut rng, 6);
-    let liar = setup.providers.len();
-    let mut spec = RequesterSpec::honest(10, vec![Verification::None, Verification::Audit]);
-    spec.behaviour = RequesterBehaviour::LiesAboutAnswers;
-    spec.known_answer_ppm = 1_000_000;
-    setup.requesters = vec![spec];
-    setup.requesters.extend((0..2).map(|_| RequesterSpec::honest(10, vec![Verification::Audit])));
+    let (setup, liar) = super::cheaters::requester_cheater(
+        "lying-requester",
+        seed,
+        RequesterBehaviour::LiesAboutAnswers,
+        1_000_000,
+    );
     let bound = Bound {
         attempts: 1,
         unit: Attempts::Disputes.unit(),
