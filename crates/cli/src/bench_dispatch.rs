@@ -33,9 +33,9 @@ inputs: []
 outputs: ["started"]
 resources: { cpu_cores: 1, memory_mb: 64, disk_mb: 16, gpu_count: 0, gpu_model: "", gpu_vram_mb: 0, compute_units_min: 0 }
 time_limit_secs: 60
-budget: "100000"
+budget: "200000"
 max_price_per_hour: "3600000"
-verification: none
+verification: spot
 encrypt: true
 network: none
 "#;

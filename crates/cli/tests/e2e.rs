@@ -467,7 +467,7 @@ fn a_requester_aiming_unusable_inputs_at_a_node_cannot_freeze_it_and_pays_for_it
             time_limit_secs: 60,
             budget: Amount(1_000_000),
             max_price_per_hour: Amount(3_600_000),
-            verification: Verification::None,
+            verification: Verification::Spot,
             strategy: MatchStrategy::LowestPrice,
             reputation_min: 0,
             network: false,

@@ -98,12 +98,12 @@ fn defer(delta: &mut Delta<'_>, mut task: Task) -> Result<(), Reject> {
 /// cancel waited for.
 pub(crate) fn settle(delta: &mut Delta<'_>, mut task: Task) -> Result<(), Reject> {
     let now = delta.env.time_ms;
-    let unverified = task.terms.verification == Verification::None;
+    let spot = task.terms.verification == Verification::Spot;
     for index in 0..task.leases.len() {
         let lease = task.leases[index].clone();
         let earned = match lease.verdict {
             Verdict::Upheld => lease.cost,
-            Verdict::Pending if unverified && lease.role == Role::Worker => {
+            Verdict::Pending if spot && lease.role == Role::Worker => {
                 if lease.is_running() {
                     market::cost(&task, &lease, now)
                 } else {

@@ -148,7 +148,7 @@ fn a_cancel_during_a_replica_committee_still_slashes_the_forger() {
 /// same hash.
 fn before_disagreement(replicated: bool) -> (Net, TaskId) {
     let mut net = if replicated { net5() } else { Net::new() };
-    let verification = if replicated { Verification::Replicas(3) } else { Verification::None };
+    let verification = if replicated { Verification::Replicas(3) } else { Verification::Spot };
     let id = net.submit(0, policy(verification));
     let nodes = net.leased(id);
     net.wait(ONE_INTERVAL_MS);

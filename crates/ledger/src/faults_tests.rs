@@ -25,7 +25,7 @@ fn a_requester_aiming_bad_inputs_at_a_new_node_cannot_freeze_it_and_pays_for_its
     let attacks = 2 * freeze_faults;
     for _ in 0..attacks {
         // Inputs nobody can open: the CID names nothing in any store.
-        let mut t = terms(10_000_000);
+        let mut t = terms(12_000_000);
         t.inputs_cid = "bafkreinothingatall".into();
         let id = net.submit(0, t);
         assert_eq!(net.worker(id), target, "the requester aims at the target");
@@ -36,7 +36,7 @@ fn a_requester_aiming_bad_inputs_at_a_new_node_cannot_freeze_it_and_pays_for_its
         let task = net.task(id);
         assert_eq!((task.state, task.failure), (TaskState::Failed, Some(INPUTS)));
         assert!(task.paid.0 > 0, "the requester pays the providers' time");
-        assert_eq!(task.paid.0 + task.refunded.0, 10_000_000);
+        assert_eq!(task.paid.0 + task.refunded.0, 12_000_000);
     }
     let node = &net.state.nodes[&target];
     assert_eq!(node.status, NodeStatus::Active, "{attacks} aimed failures do not freeze it");
@@ -51,7 +51,7 @@ fn a_requester_aiming_bad_inputs_at_a_new_node_cannot_freeze_it_and_pays_for_its
     assert_eq!(other_paid, Amount(u128::from(attacks) * 556));
     let spent = requester.0 - net.balance(0).0;
     assert_eq!(spent, fees(attacks).0 + target_paid.0 + other_paid.0);
-    let id = net.submit(0, terms(10_000_000));
+    let id = net.submit(0, terms(12_000_000));
     assert_eq!(net.worker(id), target, "it still gets work");
 }
 
@@ -61,7 +61,7 @@ fn one_unconfirmed_input_claim_moves_no_reputation_and_no_money() {
     let liar = net.provider(1, 1_000_000);
     let sibling = net.provider(1, 1_500_000);
     let honest = net.provider(2, 2_000_000);
-    let id = net.submit(0, terms(10_000_000));
+    let id = net.submit(0, terms(12_000_000));
     net.wait(120_000);
     let released = net.task(id).leases[0].released;
     claim(&mut net, id, liar);
@@ -191,7 +191,7 @@ fn deregistering_and_registering_again_keeps_the_owners_offences_and_freeze() {
     let again = net.provider(1, 500_000);
     let node = &net.state.nodes[&again];
     assert_eq!((node.status, node.reputation.offences), (NodeStatus::Frozen, 1));
-    let id = net.submit(0, policy(Verification::None));
+    let id = net.submit(0, policy(Verification::Spot));
     assert_ne!(net.worker(id), again, "a frozen node gets no work");
     net.run(0, TxBody::CancelTask { task: id }).expect("cancel");
     // Thawed by the stakers, its next offence is its owner's second: ejected.

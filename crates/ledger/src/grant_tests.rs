@@ -15,7 +15,7 @@ fn grant(node: NodeId) -> KeyGrant {
 }
 
 fn encrypted_task(net: &mut Net) -> TaskId {
-    let mut t = terms(10_000_000);
+    let mut t = terms(12_000_000);
     t.encrypted = true;
     net.submit(0, t)
 }
@@ -121,7 +121,7 @@ fn keys_of_small_order_are_refused_at_registration_and_submission() {
             price_per_hour: Amount(1),
         };
         assert_eq!(net.run(1, body), Err(Reject::WeakX25519Key));
-        let mut t = terms(10_000_000);
+        let mut t = terms(12_000_000);
         t.result_key = weak;
         let body = TxBody::SubmitTask { terms: t, answer_commitment: Hash32::default() };
         assert_eq!(net.run(0, body), Err(Reject::WeakX25519Key));

@@ -29,12 +29,10 @@ pub const MS_PER_HOUR: u128 = 3_600_000;
 /// Nodes re-executing a disputed result.
 pub const COMMITTEE_SIZE: u8 = 2;
 
-/// Executions a verification policy may need: the worker alone; worker, auditor and referee; or
-/// the `k` replicas.
+/// Executions a verification policy may need: worker, auditor and referee; or the `k` replicas.
 pub fn runs_max(verification: Verification) -> u128 {
     match verification {
-        Verification::None => 1,
-        Verification::Audit => 3,
+        Verification::Spot | Verification::Audit => 3,
         Verification::Replicas(k) => u128::from(k.max(1)),
     }
 }
@@ -380,8 +378,8 @@ pub fn report_failure(
         return claim_inputs(delta, task, index, who);
     }
     let lease = task.leases[index].clone();
-    let unverified = task.terms.verification == Verification::None && lease.role == Role::Worker;
-    if reason.is_task_fault() && unverified {
+    let spot_worker = task.terms.verification == Verification::Spot && lease.role == Role::Worker;
+    if reason.is_task_fault() && spot_worker {
         // The provider's word that the task failed is no evidence of work, and neither are its
         // heartbeats: it keeps what was released and gets the time its capacity challenges vouch
         // for since, nothing more. The rest is refunded.
@@ -391,7 +389,7 @@ pub fn report_failure(
         task.leases[index].verdict = Verdict::Paid;
         return finish(delta, task, TaskState::Failed, Some(reason));
     }
-    // Under verification one node's word that the task is at fault cannot end it for the others:
+    // Under audits or replicas one node's word that the task is at fault cannot end it for the others:
     // the seat goes to another node, without blame for a task fault.
     if !reason.is_task_fault() {
         penalty::fault(delta, node, Fault::Failed)?;

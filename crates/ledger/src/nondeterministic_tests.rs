@@ -185,7 +185,7 @@ fn in_committee_mode_no_majority_within_the_tolerance_fails_with_a_refund_and_no
 fn a_dispute_of_a_nondeterministic_result_compares_the_committee_by_tolerance() {
     for (members, upheld) in [([LOSS + 500, LOSS - 300], false), ([LOSS + 9_000; 2], true)] {
         let (mut net, _) = net_with(3);
-        let id = net.submit(0, nondeterministic(Verification::None, CompareMode::Tolerance));
+        let id = net.submit(0, nondeterministic(Verification::Spot, CompareMode::Tolerance));
         let worker = net.worker(id);
         net.commit_summary(id, worker, b"gpu-a", &[LOSS]).expect("commit");
         net.reveal_summary(id, worker, b"gpu-a", &[LOSS]).expect("reveal");
@@ -208,7 +208,8 @@ fn a_dispute_of_a_nondeterministic_result_compares_the_committee_by_tolerance() 
 #[test]
 fn summaries_are_bound_by_the_commitment_and_shaped_by_the_terms() {
     let (mut net, _) = net_with(1);
-    let id = net.submit(0, nondeterministic(Verification::None, CompareMode::Tolerance));
+    net.spot_audits_off();
+    let id = net.submit(0, nondeterministic(Verification::Spot, CompareMode::Tolerance));
     let worker = net.worker(id);
     net.commit_summary(id, worker, b"out", &[LOSS]).expect("commit");
     // Another summary than the one committed (copying a later-seen number): refused.
@@ -217,7 +218,7 @@ fn summaries_are_bound_by_the_commitment_and_shaped_by_the_terms() {
     assert_eq!(Reject::SummaryInvalid.code(), 681);
     net.reveal_summary(id, worker, b"out", &[LOSS]).expect("the committed summary");
 
-    let deterministic = net.submit(0, policy(Verification::None));
+    let deterministic = net.submit(0, policy(Verification::Spot));
     let worker = net.worker(deterministic);
     net.commit_summary(deterministic, worker, b"out", &[LOSS]).expect("commit");
     let summary = net.reveal_summary(deterministic, worker, b"out", &[LOSS]);
@@ -253,8 +254,9 @@ fn a_nondeterministic_task_needs_a_summary_path_and_a_positive_tolerance() {
 #[test]
 fn a_nondeterministic_task_cannot_carry_a_known_answer() {
     let (mut net, _) = net_with(1);
+    net.spot_audits_off();
     let (answer, salt) = (Hash32::of(b"gpu-a"), Hash32::of(b"salt"));
-    let terms = nondeterministic(Verification::None, CompareMode::Tolerance);
+    let terms = nondeterministic(Verification::Spot, CompareMode::Tolerance);
     let commitment = crate::dispute::answer_commitment(&key(0).account(), &answer, &salt);
     net.run(0, TxBody::SubmitTask { terms, answer_commitment: commitment }).expect("submit");
     let id = TaskId(0);

@@ -140,7 +140,7 @@ proptest! {
             net.provider(i, 500_000 * u128::from(i));
         }
         let mut terms = policy(match verification {
-            0 => Verification::None,
+            0 => Verification::Spot,
             1 => Verification::Audit,
             k => Verification::Replicas(k),
         });

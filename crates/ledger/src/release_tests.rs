@@ -78,7 +78,7 @@ fn placed(seat: Seat) -> (Net, TaskId, Vec<NodeId>) {
     let mut net = net5();
     let id = match seat {
         Seat::UnverifiedWorker | Seat::DisputeCommittee => {
-            net.submit(0, policy(Verification::None))
+            net.submit(0, policy(Verification::Spot))
         }
         Seat::AuditedWorker | Seat::Auditor | Seat::Referee => {
             net.submit(0, policy(Verification::Audit))
@@ -191,7 +191,7 @@ fn work_honestly(net: &mut Net, id: TaskId, hold_ms: u64) {
 
 #[test]
 fn an_honest_lease_keeps_its_intervals_and_gets_the_rest_on_acceptance_exactly_once() {
-    for verification in [Verification::None, Verification::Audit, Verification::Replicas(2)] {
+    for verification in [Verification::Spot, Verification::Audit, Verification::Replicas(2)] {
         let mut net = net5();
         let id = net.submit(0, policy(verification));
         work_honestly(&mut net, id, 2 * ONE_INTERVAL_MS);
@@ -290,7 +290,7 @@ fn minority_replica() -> Caught {
 
 fn disputed_worker() -> Caught {
     let mut net = net5();
-    let id = net.submit(0, policy(Verification::None));
+    let id = net.submit(0, policy(Verification::Spot));
     let worker = net.worker(id);
     net.wait(ONE_INTERVAL_MS);
     net.finish_lease(id, worker, b"claimed");
@@ -310,7 +310,7 @@ fn known_answer_worker() -> Caught {
     let mut net = net5();
     let (answer, salt) = (Hash32::of(b"answer"), Hash32::of(b"salt"));
     let answer_commitment = crate::dispute::answer_commitment(&key(0).account(), &answer, &salt);
-    let terms = policy(Verification::None);
+    let terms = policy(Verification::Spot);
     let body = TxBody::SubmitTask { terms, answer_commitment };
     net.run(0, body).expect("submit");
     let id = TaskId(0);
@@ -486,7 +486,7 @@ fn a_cancel_pays_unjudged_leases_nothing_beyond_their_released_intervals() {
 #[test]
 fn the_stake_backing_a_possible_clawback_cannot_be_unbonded() {
     let mut net = net5();
-    let id = net.submit(0, policy(Verification::None));
+    let id = net.submit(0, policy(Verification::Spot));
     let worker = net.worker(id);
     let who = net.owner(worker);
     let extra = 100_000_000;
@@ -514,7 +514,7 @@ fn a_release_waits_while_the_owners_stake_could_not_take_it_back() {
     // One run at this price is worth exactly what the stake can slash: no room for a clawback.
     let price = STAKE / 20;
     let node = net.provider(1, price);
-    let mut terms = policy(Verification::None);
+    let mut terms = policy(Verification::Spot);
     terms.max_price_per_hour = Amount(price);
     terms.budget = crate::market::budget_min(&terms);
     let id = net.submit(0, terms);
@@ -585,7 +585,7 @@ fn a_short_stake_pays_the_clawback_to_the_requester_before_the_slash() {
 fn heartbeats_alone_release_nothing_per_interval() {
     let mut net = net5();
     net.vouching = false;
-    let id = net.submit(0, policy(Verification::None));
+    let id = net.submit(0, policy(Verification::Spot));
     let worker = net.worker(id);
     net.wait(5 * ONE_INTERVAL_MS);
     assert!(net.task(id).leases[0].is_running());
@@ -601,7 +601,7 @@ fn heartbeats_alone_release_nothing_per_interval() {
 #[test]
 fn a_stale_pass_vouches_for_nothing() {
     let mut net = net5();
-    let id = net.submit(0, policy(Verification::None));
+    let id = net.submit(0, policy(Verification::Spot));
     let worker = net.worker(id);
     net.wait(ONE_INTERVAL_MS);
     assert!(paid_to(&net, id, worker) > 0);
@@ -622,7 +622,7 @@ fn a_stale_pass_vouches_for_nothing() {
 fn idling_to_the_time_limit_and_reporting_it_pays_nothing() {
     let mut net = net5();
     net.vouching = false;
-    let terms = policy(Verification::None);
+    let terms = policy(Verification::Spot);
     let (budget, limit_ms) = (terms.budget, terms.time_limit_secs * 1_000);
     let before = net.balance(0);
     let id = net.submit(0, terms);
@@ -643,7 +643,7 @@ fn idling_to_the_time_limit_and_reporting_it_pays_nothing() {
 #[test]
 fn a_task_fault_pays_the_vouched_time_up_to_the_report() {
     let mut net = net5();
-    let id = net.submit(0, policy(Verification::None));
+    let id = net.submit(0, policy(Verification::Spot));
     let worker = net.worker(id);
     net.wait(ONE_INTERVAL_MS + 20_000);
     let released = lease(&net, id, worker).released.0;

@@ -47,7 +47,7 @@ fn submitting_a_task_and_registering_a_node_pay_for_one_entry_each() {
     let bond = Amount::tokens(1_000).0;
     assert_eq!(net.balance(1), Amount(before.0 - bond - 2 * 10 - STORAGE));
     let before = net.balance(0);
-    let terms = policy(Verification::None);
+    let terms = policy(Verification::Spot);
     let budget = terms.budget.0;
     net.submit(0, terms);
     assert_eq!(net.balance(0), Amount(before.0 - budget - 10 - STORAGE));
@@ -56,7 +56,7 @@ fn submitting_a_task_and_registering_a_node_pay_for_one_entry_each() {
 #[test]
 fn an_ended_task_is_pruned_after_its_retention_and_the_root_stays_deterministic() {
     let mut net = Net::with_params(Params::default());
-    let id = net.submit(0, policy(Verification::None));
+    let id = net.submit(0, policy(Verification::Spot));
     net.run(0, TxBody::CancelTask { task: id }).expect("cancel");
     assert_eq!(net.task(id).state, TaskState::Cancelled);
     let retention = net.state.params.task_retention_ms;
@@ -90,7 +90,7 @@ fn a_deregistered_node_leaves_the_state_once_no_task_refers_to_it() {
     let mut net = Net::with_params(Params::default());
     let idle = net.provider(1, 1_000_000);
     let worked = net.provider(2, 500_000);
-    let id = net.submit(0, policy(Verification::None));
+    let id = net.submit(0, policy(Verification::Spot));
     assert_eq!(net.worker(id), worked, "the cheaper node");
     net.finish_lease(id, worked, b"out");
     net.run(0, TxBody::AcceptResult { task: id }).expect("accept");

@@ -72,7 +72,7 @@ pub(crate) fn terms(budget: u128) -> TaskTerms {
         time_limit_secs: 3600,
         budget: Amount(budget),
         max_price_per_hour: Amount(3_600_000),
-        verification: Verification::None,
+        verification: Verification::Spot,
         strategy: MatchStrategy::LowestPrice,
         reputation_min: 0,
         network: false,
@@ -404,6 +404,12 @@ impl Net {
         self.run(who, body)
     }
 
+    /// Spot audits at one in a million, for tests of a lone result's reveal mechanics that no
+    /// audit draw should send looking for an auditor.
+    pub fn spot_audits_off(&mut self) {
+        self.state.params.verification.economics.audit_rate_min_ppm = 1;
+    }
+
     /// Commits and reveals `output` on a lease that is alone in its round.
     pub fn finish_lease(&mut self, id: TaskId, node: NodeId, output: &[u8]) {
         self.commit(id, node, output).expect("commit");
@@ -457,7 +463,7 @@ fn bad_transactions_get_their_own_code_and_change_nothing() {
 #[test]
 fn oversize_transactions_are_rejected() {
     let mut net = Net::new();
-    let mut t = terms(10_000_000);
+    let mut t = terms(12_000_000);
     t.name = "x".repeat(65);
     let result = net.run(0, TxBody::SubmitTask { terms: t, answer_commitment: Hash32::default() });
     assert_eq!(result, Err(Reject::FieldTooLong));
@@ -505,7 +511,7 @@ fn a_task_runs_is_paid_for_its_time_and_the_rest_is_refunded() {
     let mut net = Net::new();
     let node = net.provider(1, 3_600_000);
     let before = (net.balance(0), net.balance(1));
-    net.submit(0, terms(10_000_000));
+    net.submit(0, terms(12_000_000));
     let id = TaskId(0);
     assert_eq!(net.task(id).state, TaskState::Running, "placed in the block it was submitted");
     assert_eq!(net.leased(id), vec![node]);
@@ -523,7 +529,7 @@ fn a_task_runs_is_paid_for_its_time_and_the_rest_is_refunded() {
     // Held the lease for 3 blocks of 1 s (a rejected heartbeat, a heartbeat, the commit) at
     // 1000 base units per second.
     assert_eq!(task.paid, Amount(3_000));
-    assert_eq!(task.refunded, Amount(10_000_000 - 3_000));
+    assert_eq!(task.refunded, Amount(12_000_000 - 3_000));
     assert_eq!(net.balance(0), Amount(before.0 .0 - 3_000 - 20));
     assert_eq!(net.balance(1), Amount(before.1 .0 + 3_000 - 30));
     assert_eq!(net.state.nodes[&node].reputation.completed, 1);
@@ -579,7 +585,7 @@ fn a_task_no_node_can_run_waits_and_is_refunded_in_full_on_cancel() {
 fn a_task_that_breaks_its_limits_pays_the_time_its_challenges_vouch_for() {
     let mut net = Net::new();
     let node = net.provider(1, 3_600_000);
-    net.submit(0, terms(10_000_000));
+    net.submit(0, terms(12_000_000));
     net.pass_challenges();
     let failure =
         TxBody::ReportFailure { task: TaskId(0), node, reason: FailureReason::MemoryLimitExceeded };
@@ -597,7 +603,7 @@ fn a_task_that_breaks_its_limits_pays_the_time_its_challenges_vouch_for() {
 fn a_task_that_fails_on_every_node_ends_with_attempts_exhausted_and_a_full_refund() {
     let mut net = Net::new();
     let nodes: Vec<NodeId> = (1..=3).map(|i| net.provider(i, 3_600_000)).collect();
-    net.submit(0, terms(10_000_000));
+    net.submit(0, terms(12_000_000));
     for _ in 0..3 {
         let node = net.worker(TaskId(0));
         let who = 1 + nodes.iter().position(|n| *n == node).expect("known") as u32;
@@ -610,7 +616,7 @@ fn a_task_that_fails_on_every_node_ends_with_attempts_exhausted_and_a_full_refun
         (task.state, task.failure),
         (TaskState::Failed, Some(FailureReason::AttemptsExhausted))
     );
-    assert_eq!(task.refunded, Amount(10_000_000));
+    assert_eq!(task.refunded, Amount(12_000_000));
 }
 
 #[test]
@@ -618,7 +624,7 @@ fn submitting_needs_a_budget_for_the_whole_time_limit() {
     let mut net = Net::new();
     let result = net.run(
         0,
-        TxBody::SubmitTask { terms: terms(3_599_999), answer_commitment: Hash32::default() },
+        TxBody::SubmitTask { terms: terms(10_799_999), answer_commitment: Hash32::default() },
     );
     assert_eq!(result, Err(Reject::BudgetTooLow));
     let result = net.run(
@@ -635,7 +641,7 @@ fn a_network_task_is_placed_only_on_a_node_that_allows_network() {
     let mut net = Net::new();
     net.provider(1, 1_000);
     net.provider(2, 2_000);
-    let mut t = terms(10_000_000);
+    let mut t = terms(12_000_000);
     t.network = true;
     let id = net.submit(0, t);
     net.idle(1_000);
@@ -665,7 +671,7 @@ fn a_network_task_is_placed_only_on_a_node_that_allows_network() {
     net.run(3, update).expect("opt in");
     assert_eq!(net.leased(id), vec![open]);
     // A task without network still goes to the cheapest node.
-    let plain = net.submit(0, terms(10_000_000));
+    let plain = net.submit(0, terms(12_000_000));
     assert_ne!(net.leased(plain), vec![open]);
 }
 
@@ -701,7 +707,7 @@ fn slashing_takes_stake_then_unbonding_and_burns_all_but_the_treasury_share() {
 fn the_incremental_root_equals_a_root_computed_from_scratch() {
     let mut net = Net::new();
     net.provider(1, 3_600_000);
-    net.submit(0, terms(10_000_000));
+    net.submit(0, terms(12_000_000));
     let root = net.state.finalize_root().0;
     assert_eq!(net.rebuilt().finalize_root().0, root);
 }
@@ -808,7 +814,7 @@ fn play(net: &mut Net, outputs: &mut std::collections::BTreeMap<(u64, NodeId), b
             let mut t = terms(n);
             t.time_limit_secs = 600;
             t.verification = match policy {
-                0 => Verification::None,
+                0 => Verification::Spot,
                 1 => Verification::Audit,
                 k => Verification::Replicas(k),
             };

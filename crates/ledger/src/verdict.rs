@@ -28,10 +28,11 @@ use crate::event::Event;
 use crate::market::{self, finish, leave_node};
 use crate::money::Offence;
 use crate::penalty::{self, Fault};
-use crate::state::{Lease, Reveal, Role, Round, Task, Verdict};
+use crate::state::{Lease, Reveal, Role, Round, State, Task, Verdict};
 use aicpw_types::task::{FailureReason, Verification};
-use aicpw_types::{AccountId, Hash32, NodeId, Reject, TaskId, TaskState};
+use aicpw_types::{AccountId, Hash32, NodeId, Reject, TaskId, TaskState, TaskTerms};
 use aicpw_verify::replication::QuorumOutcome;
+use aicpw_verify::PPM;
 
 /// Most things one settlement of a task may handle (each lease once, plus its seats).
 const EXPIRIES_PER_TASK_MAX: usize = 64;
@@ -53,7 +54,9 @@ pub fn commit_result(
     lease.cost = cost;
     let role = lease.role;
     leave_node(delta, node)?;
-    if task.terms.verification == Verification::Audit && role == Role::Worker {
+    if matches!(task.terms.verification, Verification::Spot | Verification::Audit)
+        && role == Role::Worker
+    {
         task.round = Round::Drawing;
     }
     delta.emit(Event::ResultCommitted { task: id, node, role });
@@ -217,6 +220,23 @@ pub(crate) fn start_round(delta: &mut Delta<'_>, task: &mut Task, round: Round, 
     delta.emit(Event::RoundStarted { task: task.id, round });
 }
 
+/// The chance in parts per million that a worker's result on a task with these terms is audited:
+/// every result while the node has a withheld commitment not yet opened or slashed (it may be
+/// hiding a forgery its audit caught); otherwise the floor rate under `spot`, the rate of the
+/// node's clean streak under `audit`; zero under replicas (they check each other).
+pub fn audit_rate_ppm(state: &State, terms: &TaskTerms, node: NodeId, clean_streak: u32) -> u32 {
+    let policy = state.params.verification.audit_policy();
+    let range = (node, TaskId(0))..=(node, TaskId(u64::MAX));
+    if state.index.node_withheld.range(range).next().is_some() {
+        return PPM;
+    }
+    match terms.verification {
+        Verification::Spot => policy.rate_min_ppm,
+        Verification::Audit => policy.rate_ppm(clean_streak),
+        Verification::Replicas(_) => 0,
+    }
+}
+
 /// The audit draw of every task whose worker committed in an earlier block.
 pub fn draw_audits(delta: &mut Delta<'_>, id: TaskId) -> Result<(), Reject> {
     let mut task = delta.task(id)?;
@@ -227,12 +247,8 @@ pub fn draw_audits(delta: &mut Delta<'_>, id: TaskId) -> Result<(), Reject> {
         return Ok(());
     }
     let streak = delta.node(worker.node)?.reputation.clean_streak;
-    let policy = delta.base.params.verification.audit_policy();
-    // A node with a withheld commitment not yet opened or slashed may be hiding a forgery its
-    // audit caught: until that lease is judged, every result of it is audited.
-    let range = (worker.node, TaskId(0))..=(worker.node, TaskId(u64::MAX));
-    let withholding = delta.base.index.node_withheld.range(range).next().is_some();
-    let audited = withholding || policy.should_audit(streak, &delta.env.randomness.0, id.0);
+    let rate = audit_rate_ppm(delta.base, &task.terms, worker.node, streak);
+    let audited = aicpw_verify::audited(rate, &delta.env.randomness.0, id.0);
     delta.emit(Event::AuditDrawn { task: id, node: worker.node, audited });
     if audited {
         start_round(delta, &mut task, Round::Audit, 1);

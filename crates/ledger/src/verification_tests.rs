@@ -41,7 +41,7 @@ pub(crate) fn verdict(net: &Net, id: TaskId, node: NodeId) -> Verdict {
 fn budgets_cover_every_execution_the_policy_may_need() {
     let one = run_price(Amount(3_600_000), &terms(0)).0;
     let cases = [
-        (Verification::None, one),
+        (Verification::Spot, 3 * one),
         (Verification::Audit, 3 * one),
         (Verification::Replicas(2), 2 * one),
         (Verification::Replicas(5), 5 * one),
@@ -61,7 +61,7 @@ fn budgets_cover_every_execution_the_policy_may_need() {
 #[test]
 fn a_reveal_waits_for_the_commitment_and_must_open_it() {
     let (mut net, nodes) = net_with(1);
-    let id = net.submit(0, policy(Verification::None));
+    let id = net.submit(0, policy(Verification::Spot));
     let node = nodes[0];
     assert_eq!(net.reveal(id, node, b"out"), Err(Reject::RevealNotOpen), "nothing committed yet");
     net.commit(id, node, b"out").expect("commit");
@@ -108,22 +108,57 @@ fn a_new_node_is_always_audited_and_an_agreeing_auditor_is_paid() {
 }
 
 #[test]
-fn a_long_clean_streak_is_audited_at_the_floor_rate() {
-    let (mut net, _) = net_with(2);
-    let mut audited = 0;
-    for round in 0..200u64 {
-        let id = net.submit(0, policy(Verification::Audit));
-        let worker = net.worker(id);
-        net.state.nodes.get_mut(&worker).expect("node").reputation.clean_streak = 1_000;
-        net.commit(id, worker, &round.to_le_bytes()).expect("commit");
-        net.keep_alive();
-        if net.task(id).round == Round::Audit {
-            audited += 1;
+fn a_long_clean_streak_under_audit_and_any_node_under_spot_are_audited_at_the_floor_rate() {
+    for (verification, streak) in [(Verification::Audit, 1_000), (Verification::Spot, 0)] {
+        let (mut net, _) = net_with(2);
+        let mut audited = 0;
+        for round in 0..200u64 {
+            let id = net.submit(0, policy(verification));
+            let worker = net.worker(id);
+            net.state.nodes.get_mut(&worker).expect("node").reputation.clean_streak = streak;
+            net.commit(id, worker, &round.to_le_bytes()).expect("commit");
+            net.keep_alive();
+            if net.task(id).round == Round::Audit {
+                audited += 1;
+            }
+            net.run(0, TxBody::CancelTask { task: id }).expect("cancel");
         }
-        net.run(0, TxBody::CancelTask { task: id }).expect("cancel");
-        let _ = round;
+        assert!((3..=25).contains(&audited), "{verification:?}: about 5% of 200, got {audited}");
     }
-    assert!((3..=25).contains(&audited), "about 5% of 200 audited, got {audited}");
+}
+
+/// The selective forger: it forges only where it expects no audit, which used to be every task
+/// without one (`none`). A spot task is audited at the floor rate whatever the node's streak,
+/// so its forgeries are drawn like any other and slashed when drawn.
+#[test]
+fn a_forger_of_spot_results_is_drawn_at_the_floor_and_slashed() {
+    let (mut net, _) = net_with(3);
+    for round in 0..200 {
+        let id = net.submit(0, policy(Verification::Spot));
+        let worker = net.worker(id);
+        net.commit(id, worker, b"forged").expect("commit");
+        net.keep_alive();
+        if net.task(id).round != Round::Audit {
+            net.reveal(id, worker, b"forged").expect("reveal");
+            net.run(0, TxBody::AcceptResult { task: id }).expect("accept");
+            continue;
+        }
+        assert!(round < 100, "drawn at 5% from the first result, not after a streak");
+        let auditor = net.leased(id)[1];
+        net.commit(id, auditor, b"right").expect("auditor commits");
+        net.reveal(id, worker, b"forged").expect("worker reveals");
+        net.reveal(id, auditor, b"right").expect("auditor reveals");
+        let referee = net.leased(id)[2];
+        net.commit(id, referee, b"right").expect("referee commits");
+        net.reveal(id, referee, b"right").expect("referee reveals");
+        let task = net.task(id);
+        assert_eq!(task.result.as_ref().map(|r| r.node), Some(auditor), "the right result");
+        let forger = &net.state.nodes[&worker];
+        assert_eq!((forger.status, forger.reputation.offences), (NodeStatus::Frozen, 1));
+        assert_eq!(stake(&net, worker).0, 1_000_000_000 - slash_of(&net, id, worker));
+        return;
+    }
+    panic!("200 forged spot results and none drawn for an audit");
 }
 
 /// Worker `w` and auditor `a` disagree; the referee sides with `referee_output`.
@@ -317,7 +352,8 @@ fn a_copying_replica_cannot_open_its_commitment_with_anothers_result() {
 #[test]
 fn a_reveal_cannot_name_another_cid_than_the_one_committed() {
     let (mut net, _) = net_with(1);
-    let id = net.submit(0, policy(Verification::None));
+    net.spot_audits_off();
+    let id = net.submit(0, policy(Verification::Spot));
     let worker = net.worker(id);
     net.commit(id, worker, b"work").expect("commit");
     // The right hash and salt with a junk location for the result: refused.
@@ -339,9 +375,12 @@ fn a_reveal_cannot_name_another_cid_than_the_one_committed() {
 #[test]
 fn a_lone_worker_that_never_reveals_loses_its_lease_without_a_slash() {
     let (mut net, nodes) = net_with(2);
-    let id = net.submit(0, policy(Verification::None));
+    net.spot_audits_off();
+    let id = net.submit(0, policy(Verification::Spot));
     let first = net.worker(id);
     net.commit(id, first, b"x").expect("commit");
+    net.keep_alive();
+    assert!(net.task(id).reveal_open_ms.is_some(), "not audited: reveals open after the draw");
     net.wait(net.state.params.verification.reveal_window_ms);
     let task = net.task(id);
     assert_eq!(task.excluded, vec![first]);
@@ -352,7 +391,7 @@ fn a_lone_worker_that_never_reveals_loses_its_lease_without_a_slash() {
 /// A `none` task verified and disputed; the committee reveals `committee`.
 fn disputed(committee: [&[u8]; 2]) -> (Net, TaskId, NodeId, Vec<NodeId>) {
     let (mut net, _) = net_with(3);
-    let id = net.submit(0, policy(Verification::None));
+    let id = net.submit(0, policy(Verification::Spot));
     let worker = net.worker(id);
     net.finish_lease(id, worker, b"claimed");
     let bond = dispute_bond_min(&net.task(id).terms);
@@ -431,7 +470,7 @@ fn known_answer(output: &[u8], answer: &[u8]) -> (Net, TaskId, NodeId) {
     let (mut net, _) = net_with(3);
     let answer = Hash32::of(answer);
     let salt = Hash32::of(b"kept secret by the submitter");
-    let mut t = policy(Verification::None);
+    let mut t = policy(Verification::Spot);
     t.name = "looks-normal".into();
     let commitment = crate::dispute::answer_commitment(&key(0).account(), &answer, &salt);
     let body = TxBody::SubmitTask { terms: t, answer_commitment: commitment };
@@ -595,7 +634,7 @@ fn a_node_whose_score_collapses_is_frozen_without_a_slash() {
         if net.state.nodes[&flaky].status != NodeStatus::Active {
             break;
         }
-        let id = net.submit(0, policy(Verification::None));
+        let id = net.submit(0, policy(Verification::Spot));
         let node = net.worker(id);
         let reason = FailureReason::ProviderError;
         net.run(net.owner(node), TxBody::ReportFailure { task: id, node, reason }).expect("fail");
@@ -605,7 +644,7 @@ fn a_node_whose_score_collapses_is_frozen_without_a_slash() {
     assert_eq!(node.status, NodeStatus::Frozen);
     assert_eq!(node.reputation.offences, 0);
     assert_eq!(net.state.meta.burned, Amount::ZERO);
-    let id = net.submit(0, policy(Verification::None));
+    let id = net.submit(0, policy(Verification::Spot));
     assert_ne!(net.worker(id), flaky, "a frozen node gets no work");
 }
 
@@ -657,12 +696,13 @@ fn an_appeal_is_decided_by_the_stake_weighted_vote() {
 #[test]
 fn ratings_weigh_the_raters_stake() {
     let (mut net, _) = net_with(1);
+    net.spot_audits_off();
     let mut scores = Vec::new();
     for (rater, stake) in [(0u32, 0u64), (6, 9_000)] {
         if stake > 0 {
             net.run(rater, TxBody::Bond { amount: Amount::tokens(stake) }).expect("bond");
         }
-        let id = net.submit(rater, policy(Verification::None));
+        let id = net.submit(rater, policy(Verification::Spot));
         let worker = net.worker(id);
         net.finish_lease(id, worker, b"x");
         net.run(rater, TxBody::AcceptResult { task: id }).expect("accept");
@@ -701,7 +741,7 @@ fn a_nodes_unverified_work_is_bounded_by_its_stake() {
     let node = net.provider(1, 3_600_000);
     let mut leased = 0;
     for _ in 0..15 {
-        let mut t = policy(Verification::None);
+        let mut t = policy(Verification::Spot);
         t.resources.cpu_cores = 0;
         t.resources.memory_mb = 0;
         let id = net.submit(0, t);
@@ -820,7 +860,7 @@ fn cancelling_a_running_replicated_task_after_reveals_pays_nobody() {
 #[test]
 fn cancelling_an_unverified_task_still_pays_the_worker_its_time() {
     let (mut net, _) = net_with(1);
-    let id = net.submit(0, policy(Verification::None));
+    let id = net.submit(0, policy(Verification::Spot));
     net.wait(30_000);
     net.run(0, TxBody::CancelTask { task: id }).expect("cancel");
     let task = net.task(id);
@@ -859,7 +899,7 @@ fn auditors_are_drawn_at_random_not_by_price() {
 fn a_task_nobody_can_take_fails_after_the_queue_timeout_with_a_full_refund() {
     let mut net = Net::new();
     let before = net.balance(0);
-    let id = net.submit(0, policy(Verification::None));
+    let id = net.submit(0, policy(Verification::Spot));
     assert_eq!(net.task(id).state, TaskState::Queued, "no provider at all");
     let timeout = net.state.params.queue_timeout_ms;
     assert_eq!(timeout, 86_400_000);

@@ -32,7 +32,7 @@ fn unchecked_forger(seed: u64) -> RunReport {
         .map(|_| RequesterSpec {
             known_answer_ppm: 0,
             cancel_ppm: 0,
-            ..RequesterSpec::honest(12, vec![Verification::None])
+            ..RequesterSpec::honest(12, vec![Verification::Spot])
         })
         .collect();
     run("unchecked-forger", &setup, None, None)

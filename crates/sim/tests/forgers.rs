@@ -58,24 +58,21 @@ fn a_whitewasher_loses_on_every_account_it_goes_through() {
     }
 }
 
-/// The spotter forges only on unverified tasks it takes for real ones. The simulated requesters
-/// draw known-answer tasks like their real ones (terms, timing), so it flags known-answer tasks
-/// no more often than real ones, and one forgery in ten meets a known answer: it loses. (Per run
-/// it forges until its first catch, which freezes it: a run with more than 21 forgeries before
-/// it, about one in nine, ends ahead; the sum over runs does not.)
+/// The spotter forges only on tasks it takes for real ones, weighing only the audit it cannot
+/// dodge. The simulated requesters draw known-answer tasks like their real ones (terms, timing),
+/// so it flags known-answer tasks no more often than real ones. It no longer matters: a spot
+/// task is audited at the floor rate, at which a forgery loses even where no known answer can
+/// be, so it forges nothing. (When these tasks could go unverified, it forged until its first
+/// catch and lost over the runs, one run in nine ending ahead.)
 #[test]
-fn a_known_answer_spotter_cannot_tell_known_answer_tasks_and_loses() {
+fn a_known_answer_spotter_cannot_tell_known_answer_tasks_and_forges_nothing() {
     let mut sum = [0; 4];
-    let mut profit = 0;
     for seed in 0..2 {
         let (report, counts) = spotter_run(seed, false);
         assert_honest_unharmed(&report);
-        let figures = &report.figures;
-        assert!(figures.attempts > 0 && figures.caught_attempts > 0, "seed {seed}: {figures:?}");
-        profit += figures.cheater_net_profit;
+        assert_eq!(report.figures.attempts, 0, "seed {seed}: {:?}", report.figures);
         sum.iter_mut().zip(counts).for_each(|(s, c)| *s += c);
     }
-    assert!(profit < 0, "the spotter made {profit} over its runs");
     let [known, known_flagged, real, real_flagged] = sum;
     assert!(known > 20 && real > 200, "known {known}, real {real}");
     // Flag rates within 20 points of each other: no better than a coin weighted the same way.
@@ -85,44 +82,28 @@ fn a_known_answer_spotter_cannot_tell_known_answer_tasks_and_loses() {
 
 /// Known-answer tasks that keep their library entry's own terms (a 120 s limit where the
 /// account's real tasks have 240 s), as the CLI injected them before it dressed them in the
-/// terms of the task that drew them: the spotter flags them and forges only real tasks, which
-/// nothing checks, so it profits.
+/// terms of the task that drew them: the spotter flags them. With tasks that went unverified it
+/// then forged real tasks only and profited; with spot audits at the floor it still forges
+/// nothing, whatever it spots.
 #[test]
-fn a_known_answer_spotter_tells_library_terms_apart_and_profits() {
+fn a_known_answer_spotter_tells_library_terms_apart_and_still_forges_nothing() {
     let (report, [known, known_flagged, real, real_flagged]) = spotter_run(0, true);
     assert_honest_unharmed(&report);
     assert!(known > 10 && known_flagged * 10 >= known * 8, "flagged {known_flagged} of {known}");
     assert!(real_flagged * 10 <= real, "flagged {real_flagged} of {real} real tasks");
-    assert!(report.figures.cheater_net_profit > 0, "{:?}", report.figures);
+    assert_eq!(report.figures.attempts, 0, "{:?}", report.figures);
 }
 
-/// Open: nothing but the requester's own known answers checks an unverified (`none`) task, so a
-/// forger holding such a lease to its time limit earns its price for the limit and is caught
-/// only with the requester's injection rate: below `1/22` (the CLI's default is 1.5%, and a
-/// requester may inject none) forging pays. Closing it needs a ledger-side audit of `none`
-/// results at the floor rate, paid for by budgets that cover an auditor and a referee.
+/// The selective forger forges wherever it predicts its expected profit is positive. When tasks
+/// could ask for no verification (`none`), only the requester's own known answers checked them,
+/// so it forged those and won (+257M base units over 200 seeds, 1% caught). A spot task is
+/// audited at the floor rate from the ledger's randomness: no task is left where forging pays,
+/// and it works honestly.
 #[test]
-#[ignore = "forging unverified tasks pays until the ledger audits them"]
-fn a_selective_forger_on_unverified_tasks_loses() {
+fn a_selective_forger_finds_no_task_worth_forging() {
     for report in runs("selective-forger", 2) {
         assert_honest_unharmed(&report);
-        assert!(
-            report.figures.cheater_net_profit < 0,
-            "seed {}: {:?}",
-            report.seed,
-            report.figures
-        );
-    }
-}
-
-/// What the selective forger gets today, so a change to it shows: it forges, nothing catches
-/// most of its forgeries, and honest providers lose nothing.
-#[test]
-fn a_selective_forger_profits_on_unverified_tasks_and_harms_no_honest_provider() {
-    for report in runs("selective-forger", 1) {
-        assert_honest_unharmed(&report);
-        let figures = &report.figures;
-        assert!(figures.attempts > 0, "seed {}: it forged", report.seed);
-        assert!(figures.cheater_net_profit > 0, "seed {}: {figures:?}", report.seed);
+        assert_eq!(report.figures.attempts, 0, "seed {}: {:?}", report.seed, report.figures);
+        assert!(report.tasks_completed > 200, "seed {}: it had the work", report.seed);
     }
 }

@@ -37,7 +37,7 @@ fn nondeterministic_requesters(
 fn nondeterministic_network(seed: u64) -> RunReport {
     let mut rng = SimRng::new(seed, "test nondeterministic network");
     let mut setup = base_setup(seed, &mut rng, 6);
-    let policies = vec![Verification::None, Verification::Audit, Verification::Replicas(3)];
+    let policies = vec![Verification::Spot, Verification::Audit, Verification::Replicas(3)];
     let modes = [CompareMode::Tolerance, CompareMode::Tolerance, CompareMode::Committee];
     setup.requesters = nondeterministic_requesters(14, policies, &modes);
     run("honest-nondeterministic", &setup, None, None)

@@ -45,7 +45,7 @@ fn every_provider_registers_its_node() {
     let mut rng = aicpw_sim::rng::SimRng::new(1, "test registration");
     let mut setup = aicpw_sim::scenarios::base_setup(1, &mut rng, 6);
     // A task to run, or the world ends at its first block with nothing to do.
-    setup.requesters = vec![RequesterSpec::honest(1, vec![Verification::None])];
+    setup.requesters = vec![RequesterSpec::honest(1, vec![Verification::Spot])];
     setup.submit_window_ms = 20_000;
     let mut world = setup.build();
     world.run(60_000);

@@ -268,7 +268,7 @@ mod tests {
         let file = TaskFile::parse(GOOD).expect("valid");
         assert!(file.encrypt);
         assert_eq!(file.network, NetworkAccess::None);
-        assert_eq!(file.verification, Verification::None);
+        assert_eq!(file.verification, Verification::Spot);
     }
 
     #[test]

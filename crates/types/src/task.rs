@@ -40,12 +40,14 @@ pub enum MatchStrategy {
 }
 codec_unit_enum!(MatchStrategy { LowestPrice = 0, ReputationFirst = 1, BestFit = 2, Batch = 3 });
 
-/// How the result is checked before the provider is paid. Written `none`, `audit` or `{replicas: k}`.
+/// How the result is checked before the provider is paid. Written `spot`, `audit` or
+/// `{replicas: k}`: `spot` audits at the floor rate whatever the node's streak, `audit` also
+/// audits every result of a node without a long clean streak, `replicas` runs k at once.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Default)]
 #[serde(rename_all = "kebab-case")]
 pub enum Verification {
     #[default]
-    None,
+    Spot,
     Audit,
     Replicas(u8),
 }
@@ -64,10 +66,11 @@ impl<'de> Deserialize<'de> for Verification {
             Replicas(ReplicasForm),
         }
         match Form::deserialize(d)? {
-            Form::Word(word) if word == "none" => Ok(Verification::None),
+            Form::Word(word) if word == "spot" => Ok(Verification::Spot),
             Form::Word(word) if word == "audit" => Ok(Verification::Audit),
             Form::Word(word) => Err(serde::de::Error::custom(format!(
-                "unknown verification `{word}`, expected none, audit or {{replicas: k}}"
+                "unknown verification `{word}`, expected spot, audit or {{replicas: k}} (no result \
+                 goes unaudited: `none` became `spot`, audits at the floor rate)"
             ))),
             Form::Replicas(form) => Ok(Verification::Replicas(form.replicas)),
         }
@@ -77,7 +80,7 @@ impl<'de> Deserialize<'de> for Verification {
 impl Encode for Verification {
     fn encode(&self, e: &mut Encoder) {
         match self {
-            Verification::None => e.tag(0),
+            Verification::Spot => e.tag(0),
             Verification::Audit => e.tag(1),
             Verification::Replicas(k) => {
                 e.tag(2);
@@ -89,7 +92,7 @@ impl Encode for Verification {
 impl Decode for Verification {
     fn decode(d: &mut Decoder<'_>) -> Result<Self, CodecError> {
         match d.tag()? {
-            0 => Ok(Verification::None),
+            0 => Ok(Verification::Spot),
             1 => Ok(Verification::Audit),
             2 => Ok(Verification::Replicas(u8::decode(d)?)),
             tag => Err(CodecError::UnknownTag { what: "Verification", tag }),

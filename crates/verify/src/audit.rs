@@ -57,16 +57,11 @@ impl AuditPolicy {
         }
         (PPM / clean_streak.max(1)).max(self.rate_min_ppm).min(PPM)
     }
-
-    /// Whether task `task_id` is audited.
-    pub fn should_audit(&self, clean_streak: u32, randomness: &[u8; 32], task_id: u64) -> bool {
-        draw_ppm(AUDIT_CONTEXT, randomness, task_id) < self.rate_ppm(clean_streak)
-    }
 }
 
-/// [`AuditPolicy::should_audit`] under the default policy.
-pub fn should_audit(clean_streak: u32, randomness: &[u8; 32], task_id: u64) -> bool {
-    AuditPolicy::default().should_audit(clean_streak, randomness, task_id)
+/// Whether task `task_id` is audited at `rate_ppm` (e.g. [`AuditPolicy::rate_ppm`]).
+pub fn audited(rate_ppm: u32, randomness: &[u8; 32], task_id: u64) -> bool {
+    draw_ppm(AUDIT_CONTEXT, randomness, task_id) < rate_ppm
 }
 
 /// The streak after one more audited result: one longer if clean, zero after any failure.

@@ -22,7 +22,7 @@ pub mod merkle;
 pub mod puzzle;
 pub mod replication;
 
-pub use audit::{should_audit, AuditPolicy, KnownAnswerPolicy, PPM};
+pub use audit::{audited, AuditPolicy, KnownAnswerPolicy, PPM};
 pub use capacity::{compute_units, ChallengeVerdict, ComputeUnits, ProvenCapacity, Sanction};
 pub use economics::{cheating_is_unprofitable, slash_min, unaudited_work_max, EconomicParams};
 pub use error::VerifyError;

@@ -1,7 +1,7 @@
 //! The adaptive audit policy and known-answer injection.
 
 use aicpw_verify::audit::{draw_ppm, next_clean_streak, pick_auditor, AUDIT_CONTEXT};
-use aicpw_verify::{should_audit, AuditPolicy, KnownAnswerPolicy, PPM};
+use aicpw_verify::{audited, AuditPolicy, KnownAnswerPolicy, PPM};
 use proptest::prelude::*;
 
 #[test]
@@ -27,7 +27,10 @@ fn the_audit_rate_follows_the_streak() {
 fn new_providers_are_always_audited_and_a_failure_resets_the_streak() {
     for streak in 0..10 {
         for task in 0..200 {
-            assert!(should_audit(streak, &[task as u8; 32], task), "streak {streak} task {task}");
+            assert!(
+                audited(AuditPolicy::default().rate_ppm(streak), &[task as u8; 32], task),
+                "streak {streak} task {task}"
+            );
         }
     }
     assert_eq!(next_clean_streak(57, false), 0);
@@ -36,7 +39,9 @@ fn new_providers_are_always_audited_and_a_failure_resets_the_streak() {
 }
 
 fn audited_share_ppm(streak: u32, tasks: u64) -> u64 {
-    let audited = (0..tasks).filter(|&task| should_audit(streak, &[7; 32], task)).count() as u64;
+    let audited = (0..tasks)
+        .filter(|&task| audited(AuditPolicy::default().rate_ppm(streak), &[7; 32], task))
+        .count() as u64;
     audited * u64::from(PPM) / tasks
 }
 
@@ -76,7 +81,7 @@ proptest! {
         let draw = draw_ppm(AUDIT_CONTEXT, &randomness, task);
         prop_assert!(draw < PPM);
         prop_assert_eq!(draw, draw_ppm(AUDIT_CONTEXT, &randomness, task));
-        prop_assert_eq!(should_audit(streak, &randomness, task), should_audit(streak, &randomness, task));
+        prop_assert_eq!(audited(AuditPolicy::default().rate_ppm(streak), &randomness, task), audited(AuditPolicy::default().rate_ppm(streak), &randomness, task));
         prop_assert!(AuditPolicy::default().rate_ppm(streak) >= 50_000);
     }
 }

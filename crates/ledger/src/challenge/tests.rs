@@ -646,7 +646,7 @@ fn escrow_is_released_per_interval_only_while_the_nodes_challenges_vouch_for_it(
     use aicpw_types::task::Verification;
     // The same rule for every policy: an audited worker's intervals are released like an
     // unverified one's (and clawed back if its audit goes against it).
-    for verification in [Verification::None, Verification::Audit] {
+    for verification in [Verification::Spot, Verification::Audit] {
         let mut net = Net::new(params());
         let node = net.provider(1, 1)[0];
         net.step(1);
@@ -691,7 +691,7 @@ fn a_registered_gpu_is_challenged_for_its_model_and_offered_only_while_proven() 
     // A CPU registered as an H100 that claims (and could prove) only its CPU units: before, its
     // challenges were sized for the claim and H100 tasks were placed on it as on any H100.
     let mut net = Net::new(params());
-    let mut terms = crate::tests::terms(10_000_000);
+    let mut terms = crate::tests::terms(12_000_000);
     terms.resources.gpu_count = 1;
     terms.resources.gpu_model = "H100".into();
     let task = net.0.submit(5, terms);

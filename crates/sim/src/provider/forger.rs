@@ -6,8 +6,8 @@
 use super::{Behaviour, Provider};
 use crate::party::Ctx;
 use aicpw_ledger::state::{Lease, Task};
-use aicpw_ledger::{market, Event, State};
-use aicpw_types::{AccountId, NodeId, TaskId, TaskTerms, Verification};
+use aicpw_ledger::{market, verdict, Event, State};
+use aicpw_types::{AccountId, TaskId, TaskTerms, Verification};
 use aicpw_verify::{KnownAnswerPolicy, PPM};
 use serde::Serialize;
 use std::collections::{BTreeMap, BTreeSet};
@@ -29,7 +29,7 @@ pub enum Forger {
     /// streak, and the known-answer rate the requester's public history shows). It holds a
     /// forged lease as long as the rules pay for, up to the end of the time limit's grace.
     Patient,
-    /// As patient, on `none` tasks too (no audit: only known answers check them).
+    /// As patient, on `spot` tasks too (audited at the floor rate, whatever its streak).
     Selective,
     /// Forges a share of its worker results once its streak makes an audit uncertain; after its
     /// owner is slashed, the next account of the chain (`after` is the party it succeeds)
@@ -151,12 +151,6 @@ pub fn expected_profit(pay: u128, slash: u128, p_ppm: u128) -> i128 {
     i128::try_from(gain).unwrap_or(i128::MAX) - i128::try_from(loss).unwrap_or(i128::MAX)
 }
 
-/// Whether the node has a withheld commitment the ledger has not judged yet.
-fn withholding(state: &State, node: NodeId) -> bool {
-    let range = (node, TaskId(0))..=(node, TaskId(u64::MAX));
-    state.index.node_withheld.range(range).next().is_some()
-}
-
 impl Provider {
     /// Whether this lease's result is forged, and if so how long the forger holds the lease.
     pub(super) fn forge_hold_ms(
@@ -169,10 +163,13 @@ impl Provider {
         let Behaviour::Forger(forger) = self.spec.behaviour else { return None };
         let state = ctx.state;
         let node = state.nodes.get(&lease.node)?;
-        let policy = state.params.verification.audit_policy();
+        if matches!(task.terms.verification, Verification::Replicas(_)) {
+            return None;
+        }
+        let streak = node.reputation.clean_streak;
+        let audit_ppm = verdict::audit_rate_ppm(state, &task.terms, lease.node, streak);
         if let Forger::Whitewasher { skip_ppm, .. } = forger {
-            let certain = node.reputation.clean_streak < policy.streak_always;
-            let forges = !certain && !withholding(state, lease.node) && ctx.rng.chance(skip_ppm);
+            let forges = audit_ppm < PPM && ctx.rng.chance(skip_ppm);
             return forges.then_some(run_ms / 10);
         }
         // It holds the lease as long as the rules pay for: to the end of the grace after the
@@ -183,12 +180,7 @@ impl Provider {
         let pay = market::cost(task, lease, lease.started_ms + hold_ms).0;
         let run = market::run_price(lease.price_per_hour, &task.terms).0;
         let slash = state.params.verification.economics.slash(run).ok()?;
-        let audit_ppm = match task.terms.verification {
-            Verification::Audit if withholding(state, lease.node) => u128::from(PPM),
-            Verification::Audit => u128::from(policy.rate_ppm(node.reputation.clean_streak)),
-            Verification::None => 0,
-            Verification::Replicas(_) => return None,
-        };
+        let audit_ppm = u128::from(audit_ppm);
         if forger == Forger::Patient && task.terms.verification != Verification::Audit {
             return None;
         }

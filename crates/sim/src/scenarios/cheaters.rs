@@ -237,7 +237,7 @@ pub fn requester_cheater(
     let mut rng = SimRng::new(seed, &format!("scenario {name}"));
     let mut setup = base_setup(seed, &mut rng, 6);
     let cheater = setup.providers.len();
-    let mut spec = RequesterSpec::honest(10, vec![Verification::None, Verification::Audit]);
+    let mut spec = RequesterSpec::honest(10, vec![Verification::Spot, Verification::Audit]);
     spec.behaviour = behaviour;
     spec.known_answer_ppm = known_answer_ppm;
     setup.requesters = vec![spec];

@@ -63,21 +63,14 @@ pub fn patient_forger(seed: u64) -> RunReport {
     run("patient-forger", &setup, Some(detector(5)), Some(bound))
 }
 
-/// Requesters of unverified and audited tasks: two inject known answers at the CLI's default
+/// Requesters of spot-checked and audited tasks: two inject known answers at the CLI's default
 /// rate, one never does.
 pub fn selective_forger(seed: u64) -> RunReport {
-    let mixed = || RequesterSpec::honest(100, vec![Verification::None, Verification::Audit]);
+    let mixed = || RequesterSpec::honest(100, vec![Verification::Spot, Verification::Audit]);
     let silent = RequesterSpec { known_answer_ppm: 0, ..mixed() };
     let requesters = vec![mixed(), mixed(), silent];
     let setup = setup("selective-forger", seed, &[Forger::Selective], requesters);
-    let rate = aicpw_verify::KnownAnswerPolicy::default().injection_rate_ppm;
-    let bound = Bound {
-        attempts: bounds::geometric(rate),
-        unit: Attempts::Commits(Role::Worker).unit(),
-        rule: "forges where it predicts no check; a known answer catches a forgery with the \
-               requester's injection rate"
-            .into(),
-    };
+    let bound = floor_bound("forges where it predicts no check, on spot tasks too");
     run("selective-forger", &setup, Some(detector(5)), Some(bound))
 }
 
@@ -110,7 +103,7 @@ fn spotter_setup(seed: u64, library_terms: bool) -> Setup {
     let spec = RequesterSpec {
         known_answer_ppm: 100_000,
         library_terms,
-        ..RequesterSpec::honest(100, vec![Verification::None])
+        ..RequesterSpec::honest(100, vec![Verification::Spot])
     };
     setup("known-answer-spotter", seed, &[Forger::Spotter], vec![spec; 3])
 }

@@ -158,8 +158,9 @@ pub const SCENARIOS: &[Scenario] = &[
                 only by known answers, weighing each requester's known-answer rate from its \
                 public history (one requester never injects), and audited tasks where its \
                 audit rate makes forging pay",
-        attempt: "a forged result committed as worker; not caught: forgeries on `none` tasks \
-                  that carry no known answer (nothing else checks them), paid",
+        attempt: "a forged result committed as worker; none while every forgery's expected \
+                  profit is negative: `spot` tasks are audited at the 5% floor whatever the \
+                  node's streak (tasks with no audit, `none`, were forged at a profit before)",
         run: forgers::selective_forger,
     },
     Scenario {
@@ -178,9 +179,9 @@ pub const SCENARIOS: &[Scenario] = &[
         about: "a worker on unverified tasks forges only those it classifies as real rather \
                 than known-answer, from every feature public history shows (terms, time since \
                 the requester's previous submission); its requesters inject one task in ten",
-        attempt: "a forged result committed as worker on a task it took for a real one; not \
-                  caught: forgeries on real tasks (nothing but a known answer checks a `none` \
-                  task), paid",
+        attempt: "a forged result committed as worker on a task it took for a real one; none \
+                  while the audit floor alone makes a forgery's expected profit negative, \
+                  whatever the known answers it spots",
         run: forgers::known_answer_spotter,
     },
     Scenario {
@@ -333,7 +334,7 @@ fn honest_setup(seed: u64, down_ms: (u64, u64)) -> (Setup, SimRng) {
     let providers = 6;
     let mut setup = base_setup(seed, &mut rng, providers);
     let verifications = vec![
-        Verification::None,
+        Verification::Spot,
         Verification::Audit,
         Verification::Audit,
         Verification::Replicas(3),
