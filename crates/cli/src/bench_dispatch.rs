@@ -7,14 +7,15 @@
 //! `SubmitTask` over HTTP, waiting for its block, the content key granted to the seat placed with
 //! it). Seats placed later (no node was free at submission) get their grant from a thread of their
 //! requester when the event stream shows them, as `aicpw task watch --key` does. The task is one process,
-//! `date +%s%N`, whose first and only act is to write the wall-clock instant it started into an
-//! output: the bench fetches and decrypts each result (`requester::fetch_result`, accepting it)
-//! and reads that instant. Every figure is wall-clock time on this one machine.
+//! a shell whose first act is `date +%s%N`, logging the wall-clock instant it started, then an
+//! output alike on every machine: the bench fetches and decrypts each result
+//! (`requester::fetch_result`, accepting it) and reads that instant from the log that came with
+//! it. Every figure is wall-clock time on this one machine.
 
 use crate::demo;
 use crate::requester;
 use aicpw_provider::client::Client;
-use aicpw_types::{Amount, Keypair, TxBody};
+use aicpw_types::{bundle, Amount, Keypair, TxBody};
 use anyhow::{bail, Context, Result};
 use serde_json::{json, Value};
 use std::collections::{HashMap, HashSet};
@@ -22,15 +23,17 @@ use std::path::Path;
 use std::sync::{mpsc, Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-/// The task every requester submits: its one process writes the instant it started.
+/// The task every requester submits: its one process logs the instant it started (the log
+/// comes back with the result) and writes the same output on every machine, so that a spot
+/// audit's re-run agrees with it.
 const TASK_YAML: &str = r#"version: 1
 name: dispatch-probe
 kind: inference
 runtime: sandbox
 command: sh
-args: ["-c", "date +%s%N > \"$AICPW_OUTPUT_DIR/started\""]
+args: ["-c", "date +%s%N; echo probe > \"$AICPW_OUTPUT_DIR/out\""]
 inputs: []
-outputs: ["started"]
+outputs: ["out"]
 resources: { cpu_cores: 1, memory_mb: 64, disk_mb: 16, gpu_count: 0, gpu_model: "", gpu_vram_mb: 0, compute_units_min: 0 }
 time_limit_secs: 60
 budget: "200000"
@@ -199,8 +202,9 @@ fn requester_run(
         if state == "verifying" {
             let dir = out.join(task.id.to_string());
             requester::fetch_result(&client, key, task.id, &dir, true)?;
-            let started = std::fs::read_to_string(dir.join("started"))?;
-            let nanos: u64 = started.trim().parse().context("the task's start instant")?;
+            let log = std::fs::read_to_string(dir.join(bundle::RESULT_LOG_PATH))?;
+            let nanos = log.lines().find_map(|line| line.trim().parse::<u64>().ok());
+            let nanos = nanos.context("the task's start instant in its log")?;
             task.process_us = Some(nanos / 1_000);
             let ended = client.get(&format!("/v1/tasks/{}", task.id))?;
             task.completed = ended["state"] == "completed";
@@ -324,7 +328,7 @@ pub fn run(load: Load, keep: bool) -> Result<Value> {
     }
     Ok(json!({
         "measures": "wall-clock ms on this machine, from the start of `task submit` (a requester \
-                     thread's call of requester::submit) to the instant the task's process wrote \
+                     thread's call of requester::submit) to the instant the task's process logged \
                      as its first act in the sandbox (submit_to_process_*), to the moment this \
                      process saw the task_assigned event on the node's event stream \
                      (assign_p50_ms: the ledger's lease), and from that event to the process \

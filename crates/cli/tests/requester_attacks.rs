@@ -196,8 +196,11 @@ fn a_cheap_sybil_not_placed_on_a_task_never_receives_a_key_it_can_open() {
     for (node, sealed) in &grants {
         assert!(seal::open(&sybil.x25519_secret(), sealed).is_err(), "node {node}'s grant");
     }
-    let task = net.wait_state(id, &["verifying"], Duration::from_secs(30));
-    assert_eq!(task["result"]["node"].as_u64(), Some(honest), "the granted node ran it");
+    // Its result verified, or (one spot draw in twenty) waiting for an auditor no sybil can be.
+    let judged = |t: &Value| t["state"] == "verifying" || t["round"] == "audit";
+    let task = net.wait_task(id, "verifying or audit", Duration::from_secs(30), judged);
+    let worker = task["leases"][0]["node"].as_u64();
+    assert_eq!((worker, task["leases"].as_array().map(Vec::len)), (Some(honest), Some(1)));
     assert_eq!(grants_of(&task).len(), 1, "and nobody else got the key");
 }
 

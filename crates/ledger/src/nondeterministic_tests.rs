@@ -208,7 +208,6 @@ fn a_dispute_of_a_nondeterministic_result_compares_the_committee_by_tolerance() 
 #[test]
 fn summaries_are_bound_by_the_commitment_and_shaped_by_the_terms() {
     let (mut net, _) = net_with(1);
-    net.spot_audits_off();
     let id = net.submit(0, nondeterministic(Verification::Spot, CompareMode::Tolerance));
     let worker = net.worker(id);
     net.commit_summary(id, worker, b"out", &[LOSS]).expect("commit");
@@ -254,7 +253,6 @@ fn a_nondeterministic_task_needs_a_summary_path_and_a_positive_tolerance() {
 #[test]
 fn a_nondeterministic_task_cannot_carry_a_known_answer() {
     let (mut net, _) = net_with(1);
-    net.spot_audits_off();
     let (answer, salt) = (Hash32::of(b"gpu-a"), Hash32::of(b"salt"));
     let terms = nondeterministic(Verification::Spot, CompareMode::Tolerance);
     let commitment = crate::dispute::answer_commitment(&key(0).account(), &answer, &salt);

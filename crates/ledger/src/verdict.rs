@@ -222,8 +222,10 @@ pub(crate) fn start_round(delta: &mut Delta<'_>, task: &mut Task, round: Round, 
 
 /// The chance in parts per million that a worker's result on a task with these terms is audited:
 /// every result while the node has a withheld commitment not yet opened or slashed (it may be
-/// hiding a forgery its audit caught); otherwise the floor rate under `spot`, the rate of the
-/// node's clean streak under `audit`; zero under replicas (they check each other).
+/// hiding a forgery its audit caught); otherwise the floor rate under `spot` (none while no
+/// other owner has a node: every seat would be the worker's owner's, so nobody could audit it),
+/// the rate of the node's clean streak under `audit`; zero under replicas (they check each
+/// other).
 pub fn audit_rate_ppm(state: &State, terms: &TaskTerms, node: NodeId, clean_streak: u32) -> u32 {
     let policy = state.params.verification.audit_policy();
     let range = (node, TaskId(0))..=(node, TaskId(u64::MAX));
@@ -231,10 +233,19 @@ pub fn audit_rate_ppm(state: &State, terms: &TaskTerms, node: NodeId, clean_stre
         return PPM;
     }
     match terms.verification {
+        Verification::Spot if !another_owner(state, node) => 0,
         Verification::Spot => policy.rate_min_ppm,
         Verification::Audit => policy.rate_ppm(clean_streak),
         Verification::Replicas(_) => 0,
     }
+}
+
+/// Whether a node of another owner than `node`'s is registered (`owned` is sorted by owner: all
+/// of one owner exactly when its first and last entries are).
+fn another_owner(state: &State, node: NodeId) -> bool {
+    let Some(owner) = state.nodes.get(&node).map(|n| n.owner) else { return false };
+    let ends = [state.index.owned.first(), state.index.owned.last()];
+    ends.into_iter().flatten().any(|(other, _)| *other != owner)
 }
 
 /// The audit draw of every task whose worker committed in an earlier block.

@@ -127,6 +127,21 @@ fn a_long_clean_streak_under_audit_and_any_node_under_spot_are_audited_at_the_fl
     }
 }
 
+/// Every seat of a network with one owner would be that owner's: nobody could audit its spot
+/// results, so none is drawn (an audit drawn there would only fail the task after the seat wait).
+#[test]
+fn spot_results_are_not_drawn_for_audit_while_no_other_owner_has_a_node() {
+    let (mut net, _) = net_with(1);
+    for round in 0..100u64 {
+        net.keep_alive();
+        let id = net.submit(0, policy(Verification::Spot));
+        let worker = net.worker(id);
+        net.finish_lease(id, worker, &round.to_le_bytes());
+        assert_eq!(net.task(id).state, TaskState::Verifying, "round {round}");
+        net.run(0, TxBody::AcceptResult { task: id }).expect("accept");
+    }
+}
+
 /// The selective forger: it forges only where it expects no audit, which used to be every task
 /// without one (`none`). A spot task is audited at the floor rate whatever the node's streak,
 /// so its forgeries are drawn like any other and slashed when drawn.
@@ -352,7 +367,6 @@ fn a_copying_replica_cannot_open_its_commitment_with_anothers_result() {
 #[test]
 fn a_reveal_cannot_name_another_cid_than_the_one_committed() {
     let (mut net, _) = net_with(1);
-    net.spot_audits_off();
     let id = net.submit(0, policy(Verification::Spot));
     let worker = net.worker(id);
     net.commit(id, worker, b"work").expect("commit");
@@ -696,7 +710,6 @@ fn an_appeal_is_decided_by_the_stake_weighted_vote() {
 #[test]
 fn ratings_weigh_the_raters_stake() {
     let (mut net, _) = net_with(1);
-    net.spot_audits_off();
     let mut scores = Vec::new();
     for (rater, stake) in [(0u32, 0u64), (6, 9_000)] {
         if stake > 0 {

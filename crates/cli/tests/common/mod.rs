@@ -164,14 +164,29 @@ impl Net {
     /// Waits for task `id` to reach one of `states`; on a timeout, fails with the task and the
     /// end of every provider's log, so the failure says where the task stopped.
     pub fn wait_state(&self, id: u64, states: &[&str], within: Duration) -> Value {
+        let what = format!("{states:?}");
+        self.wait_task(id, &what, within, |task| {
+            states.contains(&task["state"].as_str().unwrap_or(""))
+        })
+    }
+
+    /// Waits for task `id` to satisfy `done` (described as `what` on a timeout, which fails
+    /// with the task and the end of every provider's log).
+    pub fn wait_task(
+        &self,
+        id: u64,
+        what: &str,
+        within: Duration,
+        done: impl Fn(&Value) -> bool,
+    ) -> Value {
         let started = Instant::now();
         loop {
             let task = self.task(id);
-            if states.contains(&task["state"].as_str().unwrap_or("")) {
+            if done(&task) {
                 return task;
             }
             if started.elapsed() >= within {
-                panic!("timed out waiting for task {id} in {states:?}: {task}\n{}", self.logs());
+                panic!("timed out waiting for task {id} in {what}: {task}\n{}", self.logs());
             }
             std::thread::sleep(Duration::from_millis(100));
         }
