@@ -424,8 +424,11 @@ fn provider(client: &Client, command: ProviderCommand) -> Result<()> {
 
 fn store(client: &Client, command: StoreCommand) -> Result<()> {
     match command {
-        StoreCommand::Add { path, cid_version, key, json } => {
-            let cid = requester::store_add(client, &load_key(&key)?, &path, cid_version)?;
+        StoreCommand::Add { path, cid_version, key, only_hash, json } => {
+            let cid = match key.filter(|_| !only_hash) {
+                Some(key) => requester::store_add(client, &load_key(&key)?, &path, cid_version)?,
+                None => requester::store_cid(&path, cid_version)?,
+            };
             show(json, &serde_json::json!({ "cid": cid }), |v| {
                 v["cid"].as_str().unwrap_or("").to_string()
             });

@@ -412,8 +412,11 @@ enum StoreCommand {
         #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u8).range(0..=1))]
         cid_version: u8,
         /// Key of the account that signs the upload; the content counts against its quota.
+        #[arg(long, required_unless_present = "only_hash")]
+        key: Option<PathBuf>,
+        /// Only compute the CID, here, without a node (as `ipfs add --only-hash`).
         #[arg(long)]
-        key: PathBuf,
+        only_hash: bool,
         #[arg(long)]
         json: bool,
     },

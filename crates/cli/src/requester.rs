@@ -406,8 +406,23 @@ pub fn fetch_result(
 
 /// Adds a file or directory to the node's store through a CAR file; returns the root CID.
 /// The upload is signed by `key`, whose store quota it uses.
+fn add_options(cid_version: u8) -> AddOptions {
+    if cid_version == 0 {
+        AddOptions::default()
+    } else {
+        AddOptions::cid_v1()
+    }
+}
+
+/// The CID `store_add` would print for `path`, computed here without a node.
+pub fn store_cid(path: &Path, cid_version: u8) -> Result<String> {
+    let cid = aicpw_store::cid_of_path(path, &add_options(cid_version))
+        .with_context(|| format!("cannot hash {}", path.display()))?;
+    Ok(cid.to_string())
+}
+
 pub fn store_add(client: &Client, key: &Keypair, path: &Path, cid_version: u8) -> Result<String> {
-    let options = if cid_version == 0 { AddOptions::default() } else { AddOptions::cid_v1() };
+    let options = add_options(cid_version);
     let scratch = tempfile::tempdir()?;
     let local = Store::open(scratch.path())?;
     let cid =

@@ -158,6 +158,14 @@ fn content_no_open_task_names_is_collected_and_named_content_is_kept() {
     ]);
     assert!(added.status.success(), "store add: {}", String::from_utf8_lossy(&added.stderr));
     let added = String::from_utf8_lossy(&added.stdout).trim().to_string();
+    // The same CID computed offline, with no node to reach and no key.
+    let offline = common::aicpw()
+        .args(["--node", "http://127.0.0.1:1", "store", "add", "--only-hash"])
+        .arg(&dir)
+        .output()
+        .expect("runs");
+    assert!(offline.status.success(), "{}", String::from_utf8_lossy(&offline.stderr));
+    assert_eq!(String::from_utf8_lossy(&offline.stdout).trim(), added);
     let out = net.dir.path().join("got");
     let got = net.cli(&["store", "get", &added, "--out", out.to_str().expect("utf-8")]);
     assert!(got.status.success(), "store get: {}", String::from_utf8_lossy(&got.stderr));
