@@ -53,18 +53,23 @@ const CONNECTIONS_PER_PARTY: usize = 16;
 /// Longest the bench waits for one task's result once every task is submitted.
 const RESULT_TIMEOUT: Duration = Duration::from_secs(300);
 
-/// How many tasks, from how many requesters, over how many provider agents.
+/// How many tasks, from how many requesters, over how many provider agents, offered at what
+/// rate.
 #[derive(Clone, Copy, Debug)]
 pub struct Load {
     pub tasks: usize,
     pub requesters: usize,
     pub providers: usize,
+    /// Tasks per second in all, evenly spaced over the requesters; 0: each requester submits as
+    /// soon as its previous submission returned.
+    pub rate: f64,
 }
 
 /// One submitted task, as its requester saw it.
 struct Submitted {
     id: u64,
-    /// Wall clock when `task submit` began, in µs since the epoch.
+    /// Wall clock when `task submit` began (with a rate: when it was due, if that was
+    /// earlier), in µs since the epoch.
     submit_us: u64,
     /// Wall clock when `task submit` returned (inputs stored, task committed, first seat
     /// granted), in µs.
@@ -99,12 +104,24 @@ fn fund(client: &Client, load: &Load) -> Result<()> {
     Ok(())
 }
 
+/// Tasks of the probe's size (one core) the registered nodes can run at once.
+fn slots(client: &Client) -> Result<u64> {
+    let nodes = client.get("/v1/nodes")?;
+    let nodes = nodes.as_array().context("a node list")?;
+    Ok(nodes.iter().filter_map(|n| n["hardware"]["cpu_cores"].as_u64()).sum())
+}
+
 /// What the event stream showed about each task: its requester and block, and when it was
 /// first seen assigned.
 #[derive(Default)]
 struct Seen {
     submitted: HashMap<u64, (String, u64)>,
+    /// When each task's submission was seen committed.
+    submitted_us: HashMap<u64, u64>,
     assigned_us: HashMap<u64, u64>,
+    /// When the first result commitment of each task was seen: its seat's capacity is free
+    /// again from that block on.
+    committed_us: HashMap<u64, u64>,
     /// When the first key grant of each task was seen.
     granted_us: HashMap<u64, u64>,
     /// Tasks first assigned in a later block than their submission's (no node was free).
@@ -125,6 +142,10 @@ fn watch(url: &str, seen: Arc<Mutex<Seen>>, granters: HashMap<String, mpsc::Send
             (Some("task_submitted"), Some(task)) => {
                 let requester = event["requester"].as_str().unwrap_or("").to_string();
                 seen.submitted.insert(task, (requester, height));
+                seen.submitted_us.entry(task).or_insert(at);
+            }
+            (Some("result_committed"), Some(task)) => {
+                seen.committed_us.entry(task).or_insert(at);
             }
             (Some("key_granted"), Some(task)) => {
                 seen.granted_us.entry(task).or_insert(at);
@@ -164,18 +185,35 @@ fn grant_late(url: &str, key: &Keypair, late: mpsc::Receiver<u64>) {
     }
 }
 
-/// One requester: submits `count` tasks one after another, then collects each result.
+/// When a requester starts each of its submissions: its `n`-th at `first + n * every`, or as
+/// soon as the one before returned if that is later (no schedule: always then).
+struct Schedule {
+    first: Instant,
+    every: Option<Duration>,
+}
+
+/// One requester: submits `count` tasks one after another on `schedule`, then collects each
+/// result.
 fn requester_run(
     url: &str,
     key: &Keypair,
     yaml: &Path,
     count: usize,
+    schedule: &Schedule,
     out: &Path,
 ) -> Result<Vec<Submitted>> {
     let client = Client::new(url);
     let mut submitted = Vec::with_capacity(count);
-    for _ in 0..count {
-        let submit_us = now_us();
+    for n in 0..count {
+        // A task is counted from when it was due: a requester still busy with the one before
+        // (a slow `task submit`) adds to its latency.
+        let mut late = Duration::ZERO;
+        if let Some(every) = schedule.every {
+            let due = schedule.first + every.saturating_mul(u32::try_from(n).unwrap_or(u32::MAX));
+            std::thread::sleep(due.saturating_duration_since(Instant::now()));
+            late = Instant::now().saturating_duration_since(due);
+        }
+        let submit_us = now_us().saturating_sub(late.as_micros() as u64);
         let id = requester::submit(&client, key, yaml, false)?;
         let submitted_us = now_us();
         submitted.push(Submitted {
@@ -227,6 +265,9 @@ pub fn run(load: Load, keep: bool) -> Result<Value> {
     if load.tasks == 0 || load.requesters == 0 || load.providers == 0 {
         bail!("the bench needs at least one task, one requester and one provider");
     }
+    if !(load.rate.is_finite() && load.rate >= 0.0) {
+        bail!("the rate is a number of tasks per second, 0 or more");
+    }
     demo::check_sandbox()?;
     let started = Instant::now();
     let temp = tempfile::Builder::new().prefix("aicpw-bench-dispatch-").tempdir()?;
@@ -239,13 +280,14 @@ pub fn run(load: Load, keep: bool) -> Result<Value> {
         &root.join("node.log"),
         &["--connections-per-address", &per_address],
     )?;
-    let mut children = demo::Children(vec![node]);
+    let mut children = demo::Children(vec![node], root.clone());
     let client = Client::new(&url);
     fund(&client, &load).context("funding the providers and requesters")?;
     for i in 1..=load.providers as u32 {
         children.0.push(demo::start_provider(&url, &root, i, PROVIDER_PRICE)?);
     }
     demo::wait_for_nodes(&client, load.providers).context("starting the providers")?;
+    let slots = slots(&client)?;
     let yaml = root.join("dispatch-probe.yaml");
     std::fs::write(&yaml, TASK_YAML)?;
     let mut granters = HashMap::new();
@@ -270,8 +312,14 @@ pub fn run(load: Load, keep: bool) -> Result<Value> {
                     load.tasks / load.requesters + usize::from(j < load.tasks % load.requesters);
                 let (url, yaml, out) = (&url, &yaml, root.join(format!("results-{j}")));
                 let key = requester_key(&load, j);
+                // Requester j's tasks are every `requesters`-th of one evenly spaced stream.
+                let gap = (load.rate > 0.0).then(|| Duration::from_secs_f64(1.0 / load.rate));
+                let schedule = Schedule {
+                    first: submitting + gap.unwrap_or_default().saturating_mul(j as u32),
+                    every: gap.map(|gap| gap.saturating_mul(load.requesters as u32)),
+                };
                 scope.spawn(move || {
-                    requester_run(url, &key, yaml, count, &out)
+                    requester_run(url, &key, yaml, count, &schedule, &out)
                         .with_context(|| format!("requester {j}"))
                 })
             })
@@ -311,6 +359,26 @@ pub fn run(load: Load, keep: bool) -> Result<Value> {
         .collect();
     let mut submit_call: Vec<i64> =
         tasks.iter().map(|t| between(t.submit_us, t.submitted_us)).collect();
+    let mut queue_wait: Vec<i64> = tasks
+        .iter()
+        .filter_map(|t| {
+            Some(between(*seen.submitted_us.get(&t.id)?, *seen.assigned_us.get(&t.id)?))
+        })
+        .collect();
+    let mut seat_held: Vec<i64> = tasks
+        .iter()
+        .filter_map(|t| {
+            Some(between(*seen.assigned_us.get(&t.id)?, *seen.committed_us.get(&t.id)?))
+        })
+        .collect();
+    // The offered load: tasks over the span of their submissions' starts.
+    let starts = tasks.iter().map(|t| t.submit_us);
+    let span_us = starts.clone().max().unwrap_or(0).saturating_sub(starts.min().unwrap_or(0));
+    let offered_per_sec = (load.tasks.saturating_sub(1)) as f64 * 1e6 / span_us.max(1) as f64;
+    // What the providers can serve: their seats (each task asks for one core) over how long a
+    // seat stays taken on average.
+    let held_mean_us = seat_held.iter().sum::<i64>() as f64 / seat_held.len().max(1) as f64;
+    let capacity_per_sec = slots as f64 * 1e6 / held_mean_us.max(1.0);
     for list in [
         &mut to_process,
         &mut to_assign,
@@ -319,6 +387,8 @@ pub fn run(load: Load, keep: bool) -> Result<Value> {
         &mut grant_to_process,
         &mut submit_call,
         &mut placed_at_once,
+        &mut queue_wait,
+        &mut seat_held,
     ] {
         list.sort_unstable();
     }
@@ -339,11 +409,24 @@ pub fn run(load: Load, keep: bool) -> Result<Value> {
                      itself took (upload, the task's block, the first grant's block); \
                      placed_later counts tasks no node was free for in their submission's \
                      block, and placed_at_submission_to_process_* is submit_to_process over \
-                     the other tasks (a node was free: no wait for capacity); run_ms is from the first submission to \
+                     the other tasks (a node was free: no wait for capacity); queue_wait_* is \
+                     from the task_submitted event to the task_assigned event seen (the wait \
+                     for a free seat, 0 where the submission's block placed it); the load: \
+                     with rate 0 each requester thread submits its next task as soon as its \
+                     previous `task submit` returned (closed loop); with a rate R, task k of \
+                     an evenly spaced stream of R a second is due at k/R s and its requester \
+                     (k mod requesters) starts it then or, if later, when its previous \
+                     returned, and the task is timed from when it was due; \
+                     offered_tasks_per_sec is the tasks over the span of their submissions; slots is the cores the nodes \
+                     registered (each task asks for one core, 64 MB, 16 MB of disk, and runs \
+                     one `date`), seat_held_* is from task_assigned to result_committed (the \
+                     ledger frees the seat at the commitment), capacity_tasks_per_sec is \
+                     slots over the mean seat_held; run_ms is from the first submission to \
                      the last result fetched and accepted",
         "tasks": load.tasks,
         "requesters": load.requesters,
         "providers": load.providers,
+        "rate": load.rate,
         "started": to_process.len(),
         "completed": tasks.iter().filter(|t| t.completed).count(),
         "submit_to_process_p50_ms": quantile_ms(&to_process, 0.50),
@@ -360,6 +443,13 @@ pub fn run(load: Load, keep: bool) -> Result<Value> {
         "placed_later": seen.placed_later.len(),
         "placed_at_submission_to_process_p50_ms": quantile_ms(&placed_at_once, 0.50),
         "placed_at_submission_to_process_p99_ms": quantile_ms(&placed_at_once, 0.99),
+        "queue_wait_p50_ms": quantile_ms(&queue_wait, 0.50),
+        "queue_wait_p99_ms": quantile_ms(&queue_wait, 0.99),
+        "slots": slots,
+        "seat_held_p50_ms": quantile_ms(&seat_held, 0.50),
+        "seat_held_p99_ms": quantile_ms(&seat_held, 0.99),
+        "offered_tasks_per_sec": (offered_per_sec * 10.0).round() / 10.0,
+        "capacity_tasks_per_sec": (capacity_per_sec * 10.0).round() / 10.0,
         "run_ms": run_ms,
         "total_ms": started.elapsed().as_millis() as u64,
         "cores": std::thread::available_parallelism().map_or(1, |n| n.get()),

@@ -376,8 +376,9 @@ fn known_answer(command: KnownAnswerCommand) -> Result<()> {
 fn provider(client: &Client, command: ProviderCommand) -> Result<()> {
     match command {
         ProviderCommand::Start { key, stake, work_dir, price, region, allow_network } => {
-            let executor = aicpw_provider::executor::SandboxExecutor::new(Default::default())?;
+            let mut executor = aicpw_provider::executor::SandboxExecutor::new(Default::default())?;
             aicpw_provider::executor::sandbox_available()?;
+            executor.keep_spare_disks(&work_dir.join("spare-disks"))?;
             if allow_network {
                 // Refuse to offer network access that the machine cannot confine.
                 executor.network_self_test()?;
@@ -444,8 +445,8 @@ fn store(client: &Client, command: StoreCommand) -> Result<()> {
 fn bench(command: BenchCommand) -> Result<()> {
     let (json, value) = match command {
         BenchCommand::Ledger { json, accounts, txs } => (json, bench_ledger::run(accounts, txs)?),
-        BenchCommand::Dispatch { json, tasks, requesters, providers, keep } => {
-            let load = bench_dispatch::Load { tasks, requesters, providers };
+        BenchCommand::Dispatch { json, tasks, requesters, providers, rate, keep } => {
+            let load = bench_dispatch::Load { tasks, requesters, providers, rate };
             (json, bench_dispatch::run(load, keep)?)
         }
         BenchCommand::Challenge { json, n, threads, k } => {

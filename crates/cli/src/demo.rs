@@ -19,8 +19,10 @@ const PROVIDER_PRICES: [u64; 3] = [3_600_000, 2_400_000, 3_000_000];
 /// Longest the demo waits for the network to come up, and for the task.
 const STARTUP_TIMEOUT: Duration = Duration::from_secs(60);
 
-/// Child processes that are killed when the demo ends, however it ends.
-pub struct Children(pub Vec<Child>);
+/// Child processes that are killed when the demo ends, however it ends, and the directory
+/// they work in: the run filesystems their agents left mounted there (spares made ahead, a
+/// run cut short) are detached once they are gone.
+pub struct Children(pub Vec<Child>, pub PathBuf);
 
 impl Drop for Children {
     fn drop(&mut self) {
@@ -28,6 +30,7 @@ impl Drop for Children {
             let _ = child.kill();
             let _ = child.wait();
         }
+        aicpw_provider::executor::detach_mounts_below(&self.1);
     }
 }
 
@@ -137,7 +140,7 @@ pub fn run(json_output: bool, keep: bool) -> Result<()> {
         }
     };
     let (node, url) = start_node(&root.join("node"), &root.join("node.log"), &[])?;
-    let mut children = Children(vec![node]);
+    let mut children = Children(vec![node], root.clone());
     say(format!("node: dev chain at {url} (data in {})", root.display()));
     for (i, price) in PROVIDER_PRICES.iter().enumerate() {
         children.0.push(start_provider(&url, &root, i as u32 + 1, *price)?);

@@ -453,6 +453,11 @@ enum BenchCommand {
         /// Provider agents (`aicpw provider start` processes, bubblewrap sandbox).
         #[arg(long, default_value_t = 20)]
         providers: usize,
+        /// Tasks per second offered in all, evenly spaced and spread over the requesters (each
+        /// starts a task on its schedule, or when its previous `task submit` returned if that is
+        /// later); 0: each requester submits as soon as its previous `task submit` returned.
+        #[arg(long, default_value_t = 0.0)]
+        rate: f64,
         /// Keep the temporary directory (node and provider logs, data) instead of deleting it.
         #[arg(long)]
         keep: bool,

@@ -1,5 +1,6 @@
 //! `aicpw bench dispatch` run small over the real binary: a dev node and provider agent
-//! processes (real bubblewrap sandbox), requesters submitting at once as `task submit` does.
+//! processes (real bubblewrap sandbox), requesters submitting at once as `task submit` does, at
+//! a stated rate.
 
 mod common;
 
@@ -10,6 +11,7 @@ use serde_json::Value;
 fn the_dispatch_bench_sees_every_tasks_process_start_and_reports_consistent_figures() {
     let out = aicpw()
         .args(["bench", "dispatch", "--tasks", "20", "--requesters", "2", "--providers", "3"])
+        .args(["--rate", "8"])
         .arg("--json")
         .output()
         .expect("the bench runs");
@@ -37,4 +39,12 @@ fn the_dispatch_bench_sees_every_tasks_process_start_and_reports_consistent_figu
     assert!(0.0 < assign && assign <= max, "{figures}");
     assert!(ms("assign_to_process_p50_ms") > 0.0, "{figures}");
     assert!(figures["measures"].as_str().is_some_and(|m| m.contains("submit_to_process")));
+    // The load is stated: offered no faster than the rate asked for (slower only where a
+    // requester's `task submit` outlasted its turn), against seats that were each held a while.
+    let offered = ms("offered_tasks_per_sec");
+    assert!(0.0 < offered && offered <= 8.0 * 1.05, "{figures}");
+    assert!(figures["slots"].as_u64().is_some_and(|slots| slots >= 3), "{figures}");
+    assert!(ms("seat_held_p50_ms") > 0.0 && ms("capacity_tasks_per_sec") > 0.0, "{figures}");
+    let (wait_p50, wait_p99) = (ms("queue_wait_p50_ms"), ms("queue_wait_p99_ms"));
+    assert!(0.0 <= wait_p50 && wait_p50 <= wait_p99 && wait_p99 <= max, "{figures}");
 }

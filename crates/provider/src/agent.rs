@@ -406,18 +406,28 @@ fn work_on(shared: &Shared, id: TaskId, leased: &Value) {
     if leased["lease"]["commitment"].is_null() {
         let outcome = match sealed.clone() {
             Some(sealed) => Ok(Ok(sealed)),
-            None => match wait_for_grant(shared, id, &leased["task"]) {
-                Some(task) => {
-                    tracing::debug!("task {id}: granted");
-                    execute::execute(shared, id, &task)
+            None => {
+                // Read before getting ready: a grant that comes meanwhile is not waited for.
+                let seen = shared.bell.rings();
+                let ready = execute::get_ready(shared, id, &leased["task"]);
+                match (wait_for_grant(shared, id, &leased["task"], seen), ready) {
+                    (Some(task), ready) => {
+                        tracing::debug!("task {id}: granted");
+                        ready.and_then(|ready| execute::execute(shared, id, &task, ready))
+                    }
+                    // Not granted in time, the ledger released the lease without blame (and
+                    // paid the wait): nothing to report.
+                    (None, ready) => {
+                        if let Ok(ready) = ready {
+                            ready.discard();
+                        }
+                        if !shared.stop.load(Ordering::SeqCst) {
+                            mark_done(shared, id, "keys-not-granted");
+                        }
+                        return;
+                    }
                 }
-                // Not granted in time, the ledger released the lease without blame (and paid
-                // the wait): nothing to report.
-                None if !shared.stop.load(Ordering::SeqCst) => {
-                    return mark_done(shared, id, "keys-not-granted")
-                }
-                None => return,
-            },
+            }
         };
         crate::executor::remove_run_dir(
             &shared.config.work_dir.join("tasks").join(id.0.to_string()),
@@ -448,14 +458,14 @@ fn work_on(shared: &Shared, id: TaskId, leased: &Value) {
 }
 
 /// Waits until the requester grants this node the content key of an encrypted task (it does so
-/// once it sees the placement), sending heartbeats meanwhile so the lease stays alive. Returns
+/// once it sees the placement), sending heartbeats meanwhile so the lease stays alive; `seen` is
+/// the bell's count from before the lease was read, so a grant since then wakes it at once. Returns
 /// the task as it is then, or `None` once the lease is gone (the ledger released it when the
 /// grant did not come within its grant wait) or the agent stops.
-fn wait_for_grant(shared: &Shared, id: TaskId, task: &Value) -> Option<Value> {
+fn wait_for_grant(shared: &Shared, id: TaskId, task: &Value, mut seen: u64) -> Option<Value> {
     let node = Some(shared.node.0);
     let mut task = task.clone();
     let mut last_heartbeat = std::time::Instant::now();
-    let mut seen = shared.bell.rings();
     loop {
         let grants = task["key_grants"].as_array();
         if task["terms"]["encrypted"] != true

@@ -9,8 +9,8 @@ use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use aicpw_provider::executor::{
-    sandbox_available, ExecutionEvent, ExecutionOutcome, ExecutionRequest, Executor, Limits,
-    LogStream, SandboxConfig, SandboxExecutor, Termination, LOG_LINES_PER_SECOND_MAX,
+    sandbox_available, ExecutionEvent, ExecutionOutcome, ExecutionRequest, Executor, ExecutorError,
+    Limits, LogStream, SandboxConfig, SandboxExecutor, Termination, LOG_LINES_PER_SECOND_MAX,
     LOG_LINE_BYTES_MAX,
 };
 
@@ -661,6 +661,99 @@ fn outputs_come_back_from_the_runs_own_filesystem_and_it_is_gone_after() {
     let mounts = std::fs::read_to_string("/proc/self/mountinfo").expect("mountinfo");
     let scratch = dirs.path("scratch");
     assert!(!mounts.contains(scratch.to_str().expect("utf-8")), "run filesystem left mounted");
+}
+
+#[test]
+fn a_run_set_up_before_its_command_is_known_runs_it_under_the_same_limits_or_refuses() {
+    let dirs = Dirs::new();
+    let scratch = dirs.path("scratch");
+    let mounted = || {
+        let mounts = std::fs::read_to_string("/proc/self/mountinfo").expect("mountinfo");
+        mounts.contains(scratch.to_str().expect("utf-8"))
+    };
+    // Set up ahead (the agent does this while the key grant is on its way): the run's own
+    // filesystem is mounted before any command is known.
+    let mut request = dirs.request("sh", &["-c", "head -c 40000000 /dev/zero > /task/out/big"]);
+    request.limits.disk_mb = 16;
+    let prepared = executor().prepare(&request.limits, false, &scratch).expect("prepared");
+    assert!(mounted(), "the run filesystem is ready before the command");
+    // The disk limit of the preparation holds for the command run in it.
+    let mut events = Vec::new();
+    let outcome =
+        executor().run_prepared(prepared, &request, &mut |e| events.push(e)).expect("runs");
+    assert_eq!(outcome.termination, Termination::DiskExceeded, "{outcome:?} {events:?}");
+    assert!(!mounted(), "the run filesystem is gone after the run");
+    // A request whose limits differ from what was prepared is refused, not run under the
+    // prepared ones.
+    let prepared = executor().prepare(&request.limits, false, &scratch).expect("prepared");
+    let mut wider = dirs.request("true", &[]);
+    wider.limits.disk_mb = 1024;
+    let refused = executor().run_prepared(prepared, &wider, &mut |_| {});
+    assert!(matches!(refused, Err(ExecutorError::InvalidRequest { .. })), "{refused:?}");
+    assert!(!mounted(), "a refused preparation gives its filesystem back");
+    // A preparation dropped unused (the lease went away) leaves nothing mounted.
+    drop(executor().prepare(&request.limits, false, &scratch).expect("prepared"));
+    assert!(!mounted(), "an unused preparation gives its filesystem back");
+}
+
+/// Mount points below `dir` (this process's mount namespace is the host's).
+fn mounts_below(dir: &Path) -> Vec<String> {
+    let mounts = std::fs::read_to_string("/proc/self/mountinfo").expect("mountinfo");
+    let dir = dir.to_str().expect("utf-8");
+    mounts
+        .lines()
+        .filter_map(|line| line.split(' ').nth(4))
+        .filter(|point| point.starts_with(dir))
+        .map(str::to_string)
+        .collect()
+}
+
+/// Waits up to 20 s for `done`.
+fn wait_until(mut done: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !done() {
+        if Instant::now() > deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    true
+}
+
+#[test]
+fn a_run_on_a_filesystem_made_ahead_sees_nothing_of_the_run_before_and_none_is_left_behind() {
+    let spares = tempfile::tempdir().expect("tempdir");
+    let mut executor = SandboxExecutor::new(SandboxConfig::default()).expect("executor");
+    executor.keep_spare_disks(spares.path()).expect("spares");
+    let run = |script: &str| {
+        let dirs = Dirs::new();
+        let request = dirs.request("sh", &["-c", script]);
+        let mut events = Vec::new();
+        let outcome = executor.run(&request, &mut |e| events.push(e)).expect("runs");
+        assert_eq!(outcome.termination, Termination::Completed, "{outcome:?} {events:?}");
+        events
+    };
+    // The first run makes its own filesystem and has one of its size made ahead meanwhile.
+    run("echo secret > /tmp/left; echo secret > /task/out/left");
+    let first_spare = spares.path().join(".aicpw-spare-0");
+    let first_spare = first_spare.to_str().expect("utf-8").to_string();
+    assert!(wait_until(|| mounts_below(spares.path()).contains(&first_spare)), "no spare made");
+    // The next run of that size takes it: an empty filesystem, handed to its uid.
+    let events = run("ls -A /tmp /task/out; touch /tmp/mine /task/out/mine && echo writable");
+    let lines: Vec<&ExecutionEvent> = events
+        .iter()
+        .filter(|e| matches!(e, ExecutionEvent::Log { stream: LogStream::Stdout, .. }))
+        .collect();
+    let text = format!("{lines:?}");
+    assert!(!text.contains("left") && text.contains("writable"), "{text}");
+    assert!(!mounts_below(spares.path()).contains(&first_spare), "the spare was used once");
+    // An executor gone leaves no filesystem mounted in its spares' directory.
+    drop(executor);
+    assert!(
+        wait_until(|| mounts_below(spares.path()).is_empty()),
+        "{:?}",
+        mounts_below(spares.path())
+    );
 }
 
 #[test]

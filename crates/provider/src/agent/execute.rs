@@ -1,14 +1,17 @@
-//! Running one lease's task: fetch and open the inputs, run them in the executor under the
-//! task's limits with heartbeats, then seal the outputs to the requester and upload them.
+//! Running one lease's task: set the run up in the executor and fetch the sealed inputs while
+//! the requester's key grant is on its way, then open the inputs, run them under the task's
+//! limits with heartbeats, seal the outputs to the requester and upload them.
 
 use super::{save_journal, Sealed, Shared, LOG_LINES_KEPT_MAX, TASK_HEARTBEAT_INTERVAL};
 use crate::client::ClientError;
-use crate::executor::{ExecutionEvent, ExecutionRequest, ExecutorError, Limits, Termination};
+use crate::executor::{
+    ExecutionEvent, ExecutionRequest, ExecutorError, Limits, Prepared, Termination,
+};
 use aicpw_types::bundle::{self, BundleError, Manifest};
 use aicpw_types::task::FailureReason;
 use aicpw_types::{seal, Hash32, Reject, TaskId, TxBody};
 use serde_json::Value;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU16, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -17,12 +20,31 @@ type TaskResult = Result<Sealed, FailureReason>;
 /// A bundle's files: path and contents.
 type Files = Vec<(String, Vec<u8>)>;
 
-/// Fetches and opens the inputs, runs the task with heartbeats, seals and uploads the result.
-pub(super) fn execute(
-    shared: &Shared,
+/// What a lease's run gets before the requester grants the content key, so that the grant
+/// only has the inputs opened and the command started: the run's directories, the run set up
+/// in the executor (uid slot, cgroup, filesystem) and the sealed inputs fetched from the store.
+pub(super) struct Ready<'a> {
+    dir: PathBuf,
+    /// `None` where the executor could not set the run up yet: it tries again at the start.
+    prepared: Option<Prepared<'a>>,
+    sealed_inputs: Result<Vec<u8>, (FailureReason, String)>,
+}
+
+impl Ready<'_> {
+    /// Gives back what the run holds and removes its directories.
+    pub(super) fn discard(self) {
+        drop(self.prepared);
+        crate::executor::remove_run_dir(&self.dir);
+    }
+}
+
+/// Gets a leased task's run ready before its key grant (see [`Ready`]); an error is the
+/// task's failure to report.
+pub(super) fn get_ready<'a>(
+    shared: &'a Shared,
     id: TaskId,
     task: &Value,
-) -> Result<TaskResult, FailureReason> {
+) -> Result<Ready<'a>, FailureReason> {
     let terms = &task["terms"];
     let network = terms["network"].as_bool().unwrap_or(false);
     if network && !shared.config.allow_network {
@@ -31,16 +53,44 @@ pub(super) fn execute(
         return Err(FailureReason::ProviderError);
     }
     let dir = shared.config.work_dir.join("tasks").join(id.0.to_string());
-    let (manifest, files) = fetch_inputs(shared, task).map_err(|(reason, e)| {
+    crate::executor::remove_run_dir(&dir);
+    for d in ["in", "out", "tmp"] {
+        std::fs::create_dir_all(dir.join(d)).map_err(|_| FailureReason::ProviderError)?;
+    }
+    // The inputs come from the store while the executor sets the run up.
+    let (prepared, sealed_inputs) = std::thread::scope(|scope| {
+        let fetching = scope.spawn(|| fetch_sealed_inputs(shared, task));
+        let prepared = shared
+            .executor
+            .prepare(&limits_of(terms), network, &dir.join("tmp"))
+            .map_err(|e| tracing::warn!("task {id}: cannot set the run up yet: {e}"))
+            .ok();
+        let fetched = fetching.join().unwrap_or_else(|_| {
+            Err((FailureReason::ProviderError, "the inputs' fetching thread panicked".into()))
+        });
+        (prepared, fetched)
+    });
+    tracing::debug!("task {id}: run set up, sealed inputs fetched");
+    Ok(Ready { dir, prepared, sealed_inputs })
+}
+
+/// Opens the inputs with the key granted in `task`, runs the task in its run got `ready` with
+/// heartbeats, seals and uploads the result.
+pub(super) fn execute(
+    shared: &Shared,
+    id: TaskId,
+    task: &Value,
+    ready: Ready<'_>,
+) -> Result<TaskResult, FailureReason> {
+    let terms = &task["terms"];
+    let opened = ready.sealed_inputs.and_then(|blob| open_inputs(shared, task, blob));
+    let (manifest, files) = opened.map_err(|(reason, e)| {
         tracing::warn!("task {id}: cannot get the inputs ({}): {e}", reason.code());
         reason
     })?;
     tracing::debug!("task {id}: inputs opened");
+    let dir = &ready.dir;
     let (inputs, outputs, scratch) = (dir.join("in"), dir.join("out"), dir.join("tmp"));
-    crate::executor::remove_run_dir(&dir);
-    for d in [&inputs, &outputs, &scratch] {
-        std::fs::create_dir_all(d).map_err(|_| FailureReason::ProviderError)?;
-    }
     bundle::write_files(&inputs, &files).map_err(|_| FailureReason::ProviderError)?;
     let mut request = ExecutionRequest::new(
         &manifest.command,
@@ -50,22 +100,28 @@ pub(super) fn execute(
         &scratch,
     );
     request.limits = limits_of(terms);
-    request.network = network;
+    request.network = terms["network"].as_bool().unwrap_or(false);
+    let prepared = match ready.prepared {
+        Some(prepared) => Ok(prepared),
+        None => shared.executor.prepare(&request.limits, request.network, &scratch),
+    };
     let progress = Arc::new(AtomicU16::new(0));
     let heartbeat_stop = Arc::new(AtomicBool::new(false));
     let logs = Mutex::new(std::collections::VecDeque::new());
     tracing::debug!("task {id}: handed to the executor");
     let outcome = std::thread::scope(|scope| {
         scope.spawn(|| heartbeats(shared, id, &progress, &heartbeat_stop));
-        let outcome = shared.executor.run(&request, &mut |event| match event {
-            ExecutionEvent::Progress { permille } => progress.store(permille, Ordering::SeqCst),
-            ExecutionEvent::Log { line, .. } => {
-                let mut logs = logs.lock().expect("no panics while locked");
-                if logs.len() >= LOG_LINES_KEPT_MAX {
-                    logs.pop_front();
+        let outcome = prepared.and_then(|prepared| {
+            shared.executor.run_prepared(prepared, &request, &mut |event| match event {
+                ExecutionEvent::Progress { permille } => progress.store(permille, Ordering::SeqCst),
+                ExecutionEvent::Log { line, .. } => {
+                    let mut logs = logs.lock().expect("no panics while locked");
+                    if logs.len() >= LOG_LINES_KEPT_MAX {
+                        logs.pop_front();
+                    }
+                    logs.push_back(line);
                 }
-                logs.push_back(line);
-            }
+            })
         });
         heartbeat_stop.store(true, Ordering::SeqCst);
         outcome
@@ -85,17 +141,14 @@ pub(super) fn execute(
     Ok(seal_and_upload(shared, id, task, &manifest, &outputs, &log_text.join("\n")))
 }
 
-/// The task's manifest and input files. An error says whose fault it is: the store not
-/// answering is this node's (`ProviderError`); inputs the store does not hold, no key grant for
-/// this node, a grant or a blob that does not open, or a malformed bundle are the requester's
-/// (`InputsUnavailable`, a claim the ledger does not blame this node for).
-fn fetch_inputs(
-    shared: &Shared,
-    task: &Value,
-) -> Result<(Manifest, Files), (FailureReason, String)> {
+/// The task's inputs as the store holds them (sealed, for an encrypted task). An error says
+/// whose fault it is: the store not answering is this node's (`ProviderError`); inputs the
+/// store does not hold are the requester's (`InputsUnavailable`, a claim the ledger does not
+/// blame this node for).
+fn fetch_sealed_inputs(shared: &Shared, task: &Value) -> Result<Vec<u8>, (FailureReason, String)> {
     let inputs = |e: String| (FailureReason::InputsUnavailable, e);
     let cid = task["terms"]["inputs_cid"].as_str().ok_or_else(|| inputs("no inputs_cid".into()))?;
-    let blob = shared.client.get_store(cid).map_err(|e| match e {
+    shared.client.get_store(cid).map_err(|e| match e {
         ClientError::Rejected(
             Reject::NotFound
             | Reject::BadRequest
@@ -103,7 +156,18 @@ fn fetch_inputs(
             | Reject::PayloadTooLarge,
         ) => inputs(e.to_string()),
         _ => (FailureReason::ProviderError, e.to_string()),
-    })?;
+    })
+}
+
+/// The task's manifest and input files, opened with this node's key grant in `task`. No grant
+/// for this node, a grant or a blob that does not open, or a malformed bundle are the
+/// requester's fault (`InputsUnavailable`).
+fn open_inputs(
+    shared: &Shared,
+    task: &Value,
+    blob: Vec<u8>,
+) -> Result<(Manifest, Files), (FailureReason, String)> {
+    let inputs = |e: String| (FailureReason::InputsUnavailable, e);
     let plain = if task["terms"]["encrypted"].as_bool().unwrap_or(true) {
         let grant = task["key_grants"]
             .as_array()

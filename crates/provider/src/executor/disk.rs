@@ -4,11 +4,17 @@
 //! writes (`ENOSPC`) at the image's size; the monitor stops the task once the bytes in use pass
 //! the disk limit, which lies a margin below that size. The outputs are copied to the
 //! request's outputs directory after the run, and the filesystem is unmounted and deleted.
+//!
+//! An agent keeps a few filesystems made ahead ([`SpareDisks`], owned by root until a run takes
+//! one and hands it to its uid), so that setting a run up does not wait for `mkfs` and `mount`.
+//! A spare is never used twice: each run gets a filesystem no task has written to.
 
 use std::fs;
-use std::os::unix::fs::{lchown, PermissionsExt};
+use std::os::unix::fs::{lchown, DirBuilderExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 
 use rustix::mount::{unmount, UnmountFlags};
 
@@ -18,8 +24,10 @@ use super::{prepare, ExecutorError};
 /// Space the filesystem's own structures take, and a margin above the limit so that the
 /// monitor, not `ENOSPC`, normally ends an overrun: an eighth of the limit plus this.
 const IMAGE_SLACK_MB: u64 = 16;
-const IMAGE_NAME: &str = ".aicpw-disk.img";
-const MOUNT_NAME: &str = ".aicpw-disk";
+/// A run's filesystem in its scratch directory: `.aicpw-disk.img` mounted at `.aicpw-disk`.
+const RUN_DISK_NAME: &str = "aicpw-disk";
+/// Spare filesystems an executor keeps made ahead, all sizes together.
+pub(crate) const SPARE_DISKS_MAX: usize = 2;
 
 /// Removes a directory a run used, first detaching the filesystems mounted below it: an agent
 /// that died mid-run leaves its run's filesystem mounted there, and a plain removal stops at
@@ -28,6 +36,13 @@ pub fn remove_run_dir(dir: &Path) {
     if fs::symlink_metadata(dir).is_err() {
         return;
     }
+    detach_mounts_below(dir);
+    let _ = fs::remove_dir_all(dir);
+}
+
+/// Detaches every filesystem mounted at or below `dir` (lazily: each goes with its last
+/// user, and its loop device with it).
+pub fn detach_mounts_below(dir: &Path) {
     let root = fs::canonicalize(dir).unwrap_or_else(|_| dir.to_path_buf());
     let mountinfo = fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
     // The fifth field is the mount point.
@@ -42,7 +57,6 @@ pub fn remove_run_dir(dir: &Path) {
     for point in below {
         let _ = unmount(&point, UnmountFlags::DETACH);
     }
-    let _ = fs::remove_dir_all(dir);
 }
 
 /// A mount point as `/proc/self/mountinfo` writes it: space, tab, newline and backslash as
@@ -106,9 +120,20 @@ impl RunDisk {
         limit_mb: u64,
         uid: u32,
     ) -> Result<RunDisk, ExecutorError> {
+        RunDisk::create_named(tools, host_dir, RUN_DISK_NAME, limit_mb, uid)
+    }
+
+    /// [`RunDisk::create`] as `host_dir/.{name}.img` mounted at `host_dir/.{name}`.
+    fn create_named(
+        tools: &DiskTools,
+        host_dir: &Path,
+        name: &str,
+        limit_mb: u64,
+        uid: u32,
+    ) -> Result<RunDisk, ExecutorError> {
         let mut disk = RunDisk {
-            image: host_dir.join(IMAGE_NAME),
-            mount_point: host_dir.join(MOUNT_NAME),
+            image: host_dir.join(format!(".{name}.img")),
+            mount_point: host_dir.join(format!(".{name}")),
             mounted: false,
             baseline_bytes: 0,
         };
@@ -143,6 +168,15 @@ impl RunDisk {
         }
         disk.baseline_bytes = disk.used_bytes().unwrap_or(0);
         Ok(disk)
+    }
+
+    /// Gives the filesystem (its root, `out` and `tmp`) to `uid`, as `create` would have.
+    fn hand_to(&self, uid: u32) -> Result<(), ExecutorError> {
+        for dir in [self.mount_point.clone(), self.outputs(), self.scratch()] {
+            lchown(&dir, Some(uid), Some(uid))
+                .map_err(|source| ExecutorError::io(format!("chown {}", dir.display()), source))?;
+        }
+        Ok(())
     }
 
     /// Where the task's outputs are written (mounted at `/task/out`).
@@ -207,6 +241,63 @@ impl Drop for RunDisk {
         }
         let _ = fs::remove_dir(&self.mount_point);
         let _ = fs::remove_file(&self.image);
+    }
+}
+
+/// Filesystems made ahead for runs, in a directory of the agent's (see the module's comment).
+#[derive(Debug)]
+pub(crate) struct SpareDisks {
+    tools: DiskTools,
+    dir: PathBuf,
+    made: AtomicU64,
+    /// The spares ready, oldest first, with their limits in MB, and how many are being made.
+    pool: Mutex<(Vec<(u64, RunDisk)>, usize)>,
+}
+
+impl SpareDisks {
+    /// Keeps spares in `dir`, first clearing what an agent killed earlier left there.
+    pub fn new(tools: DiskTools, dir: &Path) -> Result<Arc<SpareDisks>, ExecutorError> {
+        remove_run_dir(dir);
+        fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)
+            .map_err(|source| ExecutorError::io(format!("create {}", dir.display()), source))?;
+        let dir = fs::canonicalize(dir)
+            .map_err(|source| ExecutorError::io(format!("resolve {}", dir.display()), source))?;
+        let (made, pool) = (AtomicU64::new(0), Mutex::new((Vec::new(), 0)));
+        Ok(Arc::new(SpareDisks { tools, dir, made, pool }))
+    }
+
+    /// A spare of `limit_mb` handed to `uid`, if one is ready; either way another of that size
+    /// is made in the background (in place of the oldest spare of another size if the pool is
+    /// full), for the next run.
+    pub fn take(self: &Arc<Self>, limit_mb: u64, uid: u32) -> Option<RunDisk> {
+        let mut pool = self.pool.lock().unwrap_or_else(PoisonError::into_inner);
+        let found = pool.0.iter().position(|(size, _)| *size == limit_mb);
+        let taken = found.map(|index| pool.0.remove(index).1);
+        if pool.0.len() + pool.1 >= SPARE_DISKS_MAX {
+            match pool.0.iter().position(|(size, _)| *size != limit_mb) {
+                Some(index) => drop(pool.0.remove(index)),
+                None => return taken.filter(|disk| disk.hand_to(uid).is_ok()),
+            }
+        }
+        pool.1 += 1;
+        drop(pool);
+        let spares = self.clone();
+        std::thread::spawn(move || spares.make(limit_mb));
+        taken.filter(|disk| disk.hand_to(uid).is_ok())
+    }
+
+    fn make(&self, limit_mb: u64) {
+        let name = format!("aicpw-spare-{}", self.made.fetch_add(1, Ordering::Relaxed));
+        let made = RunDisk::create_named(&self.tools, &self.dir, &name, limit_mb, 0);
+        let mut pool = self.pool.lock().unwrap_or_else(PoisonError::into_inner);
+        pool.1 -= 1;
+        match made {
+            Ok(disk) => pool.0.push((limit_mb, disk)),
+            Err(error) => tracing::warn!("cannot make a spare run filesystem: {error}"),
+        }
     }
 }
 

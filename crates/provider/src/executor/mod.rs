@@ -26,9 +26,9 @@ mod supervise;
 mod types;
 mod verdict;
 
-pub use disk::remove_run_dir;
+pub use disk::{detach_mounts_below, remove_run_dir};
 pub use gpus::GPUS_MAX;
-pub use sandbox::{sandbox_available, SandboxConfig, SandboxExecutor};
+pub use sandbox::{sandbox_available, Prepared, SandboxConfig, SandboxExecutor};
 pub use types::{
     CancelToken, ExecutionEvent, ExecutionOutcome, ExecutionRequest, ExecutorError, Limits,
     LogStream, Termination,
@@ -69,13 +69,39 @@ pub const LIMIT_DISK_MB_MAX: u64 = 64 * 1024 * 1024;
 
 /// The executor abstraction the agent depends on.
 ///
-/// `run` blocks until the task has ended and every process it started is gone. Events are
-/// delivered on the calling thread, in order, while the task runs.
+/// A run is set up in two steps: [`Executor::prepare`] takes what the run holds whatever its
+/// command (for the sandbox: a uid slot, GPUs, a network namespace, a cgroup, a filesystem), so
+/// the agent can do it while it still waits for the task's content key; [`Executor::run_prepared`]
+/// starts the command in it. `run_prepared` blocks until the task has ended and every process it
+/// started is gone. Events are delivered on the calling thread, in order, while the task runs.
 pub trait Executor: Send + Sync {
-    /// Runs `request` to completion (or until a limit or cancellation stops it).
+    /// Sets up a run under `limits`, with or without network access, whose scratch directory
+    /// is `scratch_dir` (an existing absolute directory).
+    fn prepare(
+        &self,
+        limits: &Limits,
+        network: bool,
+        scratch_dir: &std::path::Path,
+    ) -> Result<Prepared<'_>, ExecutorError>;
+
+    /// Runs `request` in `prepared` (set up for the request's limits, network access and
+    /// scratch directory, or refused as invalid) to completion, or until a limit or
+    /// cancellation stops it.
+    fn run_prepared(
+        &self,
+        prepared: Prepared<'_>,
+        request: &ExecutionRequest,
+        events: &mut dyn FnMut(ExecutionEvent),
+    ) -> Result<ExecutionOutcome, ExecutorError>;
+
+    /// Checks, prepares and runs `request` in one go (nothing is set up for a request refused).
     fn run(
         &self,
         request: &ExecutionRequest,
         events: &mut dyn FnMut(ExecutionEvent),
-    ) -> Result<ExecutionOutcome, ExecutorError>;
+    ) -> Result<ExecutionOutcome, ExecutorError> {
+        prepare::validate(request)?;
+        let prepared = self.prepare(&request.limits, request.network, &request.scratch_dir)?;
+        self.run_prepared(prepared, request, events)
+    }
 }

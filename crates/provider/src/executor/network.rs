@@ -27,7 +27,7 @@ use std::process::{Child, ChildStdin, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use super::command::find_tool;
-use super::{ExecutionRequest, ExecutorError};
+use super::ExecutorError;
 
 /// The address of slirp4netns's DNS forwarder inside the task's namespace (its default network
 /// is 10.0.2.0/24: the task is 10.0.2.100, the gateway 10.0.2.2).
@@ -189,13 +189,13 @@ pub(crate) struct TaskNetwork {
 }
 
 impl TaskNetwork {
-    /// The network of a run: none unless the request asks for network access, which needs a
+    /// The network of a run: none unless it asks for network access, which needs a
     /// root agent (`sandbox_uid`, the run's uid slot).
     pub fn for_run(
-        request: &ExecutionRequest,
+        network: bool,
         sandbox_uid: Option<u32>,
     ) -> Result<Option<TaskNetwork>, ExecutorError> {
-        match (request.network, sandbox_uid) {
+        match (network, sandbox_uid) {
             (false, _) => Ok(None),
             (true, Some(uid)) => TaskNetwork::open(uid).map(Some),
             (true, None) => Err(ExecutorError::NetworkUnavailable {
@@ -352,10 +352,8 @@ mod tests {
 
     #[test]
     fn an_unprivileged_agent_refuses_network_tasks_and_says_what_is_needed() {
-        let mut request = ExecutionRequest::new("true", Vec::new(), "/in", "/out", "/tmp");
-        assert!(TaskNetwork::for_run(&request, None).expect("no network asked").is_none());
-        request.network = true;
-        let error = TaskNetwork::for_run(&request, None).expect_err("needs root");
+        assert!(TaskNetwork::for_run(false, None).expect("no network asked").is_none());
+        let error = TaskNetwork::for_run(true, None).expect_err("needs root");
         assert!(matches!(error, ExecutorError::NetworkUnavailable { .. }), "{error}");
         let message = error.to_string();
         for needed in ["root", "--allow-network", "scripts/setup.sh", "slirp4netns", "nftables"] {

@@ -40,16 +40,22 @@ pub(crate) fn validate(request: &ExecutionRequest) -> Result<(), ExecutorError> 
     validate_env(&request.env)?;
     validate_limits(&request.limits)?;
     for (name, dir) in directories(request) {
-        let metadata = fs::symlink_metadata(dir)
-            .map_err(|source| ExecutorError::io(format!("{name} {}", dir.display()), source))?;
-        if !metadata.is_dir() || !dir.is_absolute() {
-            return Err(ExecutorError::invalid(format!(
-                "{name} {} must be an absolute path to a directory (not a symlink)",
-                dir.display()
-            )));
-        }
+        validate_dir(name, dir)?;
     }
     validate_disjoint(request)
+}
+
+/// Rejects a run directory that is not an absolute path to a directory (a symlink included).
+pub(crate) fn validate_dir(name: &str, dir: &Path) -> Result<(), ExecutorError> {
+    let metadata = fs::symlink_metadata(dir)
+        .map_err(|source| ExecutorError::io(format!("{name} {}", dir.display()), source))?;
+    if !metadata.is_dir() || !dir.is_absolute() {
+        return Err(ExecutorError::invalid(format!(
+            "{name} {} must be an absolute path to a directory (not a symlink)",
+            dir.display()
+        )));
+    }
+    Ok(())
 }
 
 /// The three directories must not overlap: outputs inside the inputs would make the inputs
@@ -96,7 +102,7 @@ fn validate_env(env: &[(String, String)]) -> Result<(), ExecutorError> {
     Ok(())
 }
 
-fn validate_limits(limits: &Limits) -> Result<(), ExecutorError> {
+pub(crate) fn validate_limits(limits: &Limits) -> Result<(), ExecutorError> {
     let checks: [(&str, u64, u64); 6] = [
         ("memory_mb", limits.memory_mb, LIMIT_MEMORY_MB_MAX),
         ("processes_max", u64::from(limits.processes_max), u64::from(LIMIT_PROCESSES_MAX)),
@@ -125,10 +131,11 @@ fn directories(request: &ExecutionRequest) -> [(&'static str, &PathBuf); 3] {
     ]
 }
 
-/// Gives the sandbox user ownership of the three directories (only when the agent runs as
-/// root and the task as an unprivileged user id). Inputs stay read-only through the mount.
-pub(crate) fn hand_over(request: &ExecutionRequest, uid: u32) -> Result<(), ExecutorError> {
-    for (name, dir) in directories(request) {
+/// Gives the sandbox user ownership of a run's directories, named for errors (only when the
+/// agent runs as root and the task as an unprivileged user id). Inputs stay read-only through
+/// the mount.
+pub(crate) fn hand_over(dirs: &[(&str, &Path)], uid: u32) -> Result<(), ExecutorError> {
+    for (name, dir) in dirs {
         walk(dir, &mut |path, _| {
             lchown(path, Some(uid), Some(uid)).map_err(|source| {
                 ExecutorError::io(format!("chown {name} {}", path.display()), source)

@@ -24,17 +24,18 @@ use std::os::fd::OwnedFd;
 use std::os::unix::fs::{DirBuilderExt, MetadataExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 
 use rustix::fs::{FlockOperation, Mode, OFlags};
 
-use super::cgroup::Cgroups;
+use super::cgroup::{Cgroups, RunCgroup};
 use super::command::{self, Host};
-use super::disk::{DiskTools, RunDisk};
-use super::gpus::{self, GpuPool};
+use super::disk::{DiskTools, RunDisk, SpareDisks};
+use super::gpus::{self, GpuLease, GpuPool};
 use super::network::TaskNetwork;
 use super::{
     prepare, procfs, supervise, ExecutionEvent, ExecutionOutcome, ExecutionRequest, Executor,
-    ExecutorError, Termination,
+    ExecutorError, Limits, Termination,
 };
 
 /// How a root agent assigns host user ids to tasks.
@@ -81,6 +82,8 @@ pub struct SandboxExecutor {
     gpus: GpuPool,
     /// The kernel-enforced limits of a root agent: a cgroup and a filesystem per run.
     kernel_limits: Option<(Cgroups, DiskTools)>,
+    /// Run filesystems made ahead ([`SandboxExecutor::keep_spare_disks`]).
+    spares: Option<Arc<SpareDisks>>,
 }
 
 impl SandboxExecutor {
@@ -112,7 +115,19 @@ impl SandboxExecutor {
             cpu_cursor: AtomicUsize::new(0),
             gpus: GpuPool::new(gpus::detect(Path::new("/dev"))),
             kernel_limits,
+            spares: None,
         })
+    }
+
+    /// Keeps a few run filesystems made ahead in `dir` (a directory only root may enter,
+    /// cleared first of what an earlier agent left), so that preparing a run takes one instead
+    /// of waiting for `mkfs` and `mount`; each is used by one run only. Without kernel limits
+    /// there are no run filesystems and this does nothing.
+    pub fn keep_spare_disks(&mut self, dir: &Path) -> Result<(), ExecutorError> {
+        if let Some((_, tools)) = &self.kernel_limits {
+            self.spares = Some(SpareDisks::new(tools.clone(), dir)?);
+        }
+        Ok(())
     }
 
     /// Whether tasks run as dedicated host uids (the agent is root).
@@ -179,46 +194,100 @@ struct SlotGuard {
     _lock: OwnedFd,
 }
 
+/// What one run holds besides its command, taken by [`Executor::prepare`]: the uid slot, the
+/// GPUs, the network namespace, the cgroup and the run filesystem. Dropped unused, it gives them
+/// all back (the filesystem unmounted and deleted, the cgroup removed, the slot released last).
+pub struct Prepared<'a> {
+    limits: Limits,
+    network_access: bool,
+    scratch_dir: PathBuf,
+    // Fields drop in this order: everything of the run before its uid slot.
+    disk: Option<RunDisk>,
+    cgroup: Option<RunCgroup>,
+    network: Option<TaskNetwork>,
+    gpus: GpuLease<'a>,
+    slot: Option<SlotGuard>,
+}
+
 impl Executor for SandboxExecutor {
-    fn run(
+    fn prepare(
         &self,
+        limits: &Limits,
+        network_access: bool,
+        scratch_dir: &Path,
+    ) -> Result<Prepared<'_>, ExecutorError> {
+        prepare::validate_limits(limits)?;
+        prepare::validate_dir("scratch_dir", scratch_dir)?;
+        let slot = self.take_slot()?;
+        let sandbox_uid = slot.as_ref().map(|slot| slot.uid);
+        if let Some(uid) = sandbox_uid {
+            prepare::hand_over(&[("scratch_dir", scratch_dir)], uid)?;
+        }
+        let gpus = self.gpus.take(limits.gpus)?;
+        // A task with network access gets a namespace of its own, torn down after the run.
+        let network = TaskNetwork::for_run(network_access, sandbox_uid)?;
+        // Kernel limits exist only for a root agent, which always holds a uid slot: the slot
+        // names the cgroup, so concurrent runs (of any agent on the host) never share one.
+        let (cgroup, disk) = match (&self.kernel_limits, sandbox_uid) {
+            (Some((cgroups, tools)), Some(uid)) => {
+                let cgroup = cgroups.create(&format!("uid-{uid}"), limits)?;
+                let spare = self.spares.as_ref().and_then(|s| s.take(limits.disk_mb, uid));
+                let disk = match spare {
+                    Some(disk) => disk,
+                    None => RunDisk::create(tools, scratch_dir, limits.disk_mb, uid)?,
+                };
+                (Some(cgroup), Some(disk))
+            }
+            _ => (None, None),
+        };
+        Ok(Prepared {
+            limits: *limits,
+            network_access,
+            scratch_dir: scratch_dir.to_path_buf(),
+            disk,
+            cgroup,
+            network,
+            gpus,
+            slot,
+        })
+    }
+
+    fn run_prepared(
+        &self,
+        mut prepared: Prepared<'_>,
         request: &ExecutionRequest,
         events: &mut dyn FnMut(ExecutionEvent),
     ) -> Result<ExecutionOutcome, ExecutorError> {
         prepare::validate(request)?;
-        let slot = self.take_slot()?;
-        let sandbox_uid = slot.as_ref().map(|slot| slot.uid);
+        if (request.limits, request.network, &request.scratch_dir)
+            != (prepared.limits, prepared.network_access, &prepared.scratch_dir)
+        {
+            return Err(ExecutorError::invalid(
+                "the request's limits, network access or scratch directory differ from what was \
+                 prepared for it",
+            ));
+        }
+        let sandbox_uid = prepared.slot.as_ref().map(|slot| slot.uid);
         if let Some(uid) = sandbox_uid {
-            prepare::hand_over(request, uid)?;
+            let inputs = ("inputs_dir", request.inputs_dir.as_path());
+            prepare::hand_over(&[inputs, ("outputs_dir", request.outputs_dir.as_path())], uid)?;
         }
         let cpus = self.pick_cpus(request.limits.cpu_cores);
-        let gpus = self.gpus.take(request.limits.gpus)?;
-        // A task with network access gets a namespace of its own, torn down after the run.
-        let network = TaskNetwork::for_run(request, sandbox_uid)?;
-        // Kernel limits exist only for a root agent, which always holds a uid slot: the slot
-        // names the cgroup, so concurrent runs (of any agent on the host) never share one.
-        let (cgroup, disk) = match (&self.kernel_limits, sandbox_uid) {
-            (Some((cgroups, tools)), Some(uid)) => (
-                Some(cgroups.create(&format!("uid-{uid}"), &request.limits)?),
-                Some(RunDisk::create(tools, &request.scratch_dir, request.limits.disk_mb, uid)?),
-            ),
-            _ => (None, None),
-        };
         // With a run filesystem the task writes there; its outputs are copied back after.
-        let on_disk = disk.as_ref().map(|disk| ExecutionRequest {
+        let on_disk = prepared.disk.as_ref().map(|disk| ExecutionRequest {
             outputs_dir: disk.outputs(),
             scratch_dir: disk.scratch(),
             ..request.clone()
         });
         let sandboxed = on_disk.as_ref().unwrap_or(request);
-        let launcher = network.as_ref().map(TaskNetwork::launcher).unwrap_or_default();
-        let plan =
-            command::plan(&self.host, sandboxed, sandbox_uid, cpus, gpus.devices(), launcher);
+        let launcher = prepared.network.as_ref().map(TaskNetwork::launcher).unwrap_or_default();
+        let devices = prepared.gpus.devices();
+        let plan = command::plan(&self.host, sandboxed, sandbox_uid, cpus, devices, launcher);
         tracing::debug!("run filesystem, cgroup and identity ready; starting bubblewrap");
-        let mut outcome =
-            supervise::supervise(&plan, sandboxed, events, cgroup.as_ref(), disk.as_ref());
-        drop(network);
-        if let (Ok(finished), Some(disk)) = (&mut outcome, &disk) {
+        let (cgroup, disk) = (prepared.cgroup.as_ref(), prepared.disk.as_ref());
+        let mut outcome = supervise::supervise(&plan, sandboxed, events, cgroup, disk);
+        drop(prepared.network.take());
+        if let (Ok(finished), Some(disk)) = (&mut outcome, &prepared.disk) {
             let limit = request.limits.disk_mb.saturating_mul(1 << 20);
             match disk.copy_outputs(&request.outputs_dir, limit) {
                 Ok(true) => {}
@@ -229,10 +298,10 @@ impl Executor for SandboxExecutor {
         if matches!(outcome, Err(ExecutorError::StrayProcesses { .. })) {
             // Processes of this uid survived SIGKILL (stuck in the kernel): keep the slot
             // locked for the life of the agent rather than hand their uid to another task.
-            std::mem::forget(slot);
+            std::mem::forget(prepared.slot.take());
         }
-        // Otherwise the slot is released here, after supervise has verified that no process
-        // of its uid is left, so the next run on it starts with a clean process count.
+        // Otherwise the slot is released with `prepared`, after supervise has verified that no
+        // process of its uid is left, so the next run on it starts with a clean process count.
         outcome
     }
 }
