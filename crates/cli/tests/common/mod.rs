@@ -28,6 +28,9 @@ impl Drop for Net {
             let _ = child.kill();
             let _ = child.wait();
         }
+        // The killed agents' run filesystems (spares made ahead, runs cut short) stay mounted
+        // on the host: detach them, loop devices included, before the directory goes.
+        aicpw_provider::executor::detach_mounts_below(self.dir.path());
     }
 }
 
