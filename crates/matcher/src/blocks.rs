@@ -68,11 +68,20 @@ impl Blocks {
         self.firsts.partition_point(|first| first <= entry).max(1) - 1
     }
 
-    /// Where `entry` is: at `hint` if it still is there, else found by binary search.
+    /// Where `entry` is: at `hint` if it still is there, else in the hint's block if that
+    /// still spans it (entries moved up or down in it), else found by binary search.
     fn find(&self, hint: Pos, entry: &Entry) -> Option<Pos> {
-        let at_hint = self.blocks.get(hint.block).and_then(|b| b.entries.get(hint.index));
-        if at_hint == Some(entry) {
+        let hinted = self.blocks.get(hint.block).map(|b| &b.entries[..]);
+        if hinted.and_then(|entries| entries.get(hint.index)) == Some(entry) {
             return Some(hint);
+        }
+        if let Some(entries) = hinted {
+            if entries.first().is_some_and(|first| first <= entry)
+                && entries.last().is_some_and(|last| entry <= last)
+            {
+                let index = entries.binary_search(entry).ok()?;
+                return Some(Pos { block: hint.block, index });
+            }
         }
         if self.blocks.is_empty() {
             return None;

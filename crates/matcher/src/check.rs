@@ -36,9 +36,12 @@ impl Matcher {
             };
             indexed += 1;
             let bucket = self.index.bucket(placed.bucket);
-            let model = self.index.find_model(&node.offer.hardware.gpu_model);
+            let model = self.index.models.find(&node.offer.hardware.gpu_model);
             if model.map(|model| BucketKey { model }) != Some(bucket.key) {
                 return Err(format!("node {id} is in the wrong bucket"));
+            }
+            if self.index.regions.find(&node.offer.hardware.region) != Some(node.region) {
+                return Err(format!("node {id} has a stale region"));
             }
             if placed.ranks != Rank::all(&node.offer, &node.free()) {
                 return Err(format!("node {id} has stale ranks"));

@@ -165,40 +165,53 @@ impl Bucket {
     }
 }
 
+/// Names interned case-insensitively (GPU models, regions); an id never changes meaning.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct Names {
+    /// Lowercase names by id.
+    names: Vec<String>,
+    /// Ids by name: the lowercase name and every spelling seen.
+    ids: BTreeMap<String, u32>,
+}
+
+impl Names {
+    pub fn id(&mut self, name: &str) -> u32 {
+        if let Some(id) = self.ids.get(name) {
+            return *id;
+        }
+        if let Some(id) = self.find(name) {
+            // Remember this spelling too, so that the next lookup needs no lowercase copy.
+            self.ids.insert(name.to_string(), id);
+            return id;
+        }
+        let lower = name.to_ascii_lowercase();
+        let id = u32::try_from(self.names.len()).expect("fewer than 2^32 names");
+        self.names.push(lower.clone());
+        self.ids.insert(lower, id);
+        id
+    }
+
+    /// The id of a name as a task spells it, matched case-insensitively.
+    pub fn find(&self, name: &str) -> Option<u32> {
+        if let Some(id) = self.ids.get(name) {
+            return Some(*id);
+        }
+        self.ids.get(&name.to_ascii_lowercase()).copied()
+    }
+}
+
 #[derive(Clone, Debug, Default)]
 pub(crate) struct Index {
-    /// Interned lowercase GPU model names; an id never changes meaning.
-    models: Vec<String>,
-    /// Model ids by name: the lowercase name and every spelling seen.
-    model_ids: BTreeMap<String, u32>,
+    /// Interned GPU model names.
+    pub models: Names,
+    /// Interned region names: nodes carry theirs in their [`Traits`], so that a search checks
+    /// a task's region without looking the node up.
+    pub regions: Names,
     buckets: Vec<Bucket>,
     bucket_ids: BTreeMap<BucketKey, u32>,
 }
 
 impl Index {
-    pub fn model_id(&mut self, name: &str) -> u32 {
-        if let Some(id) = self.model_ids.get(name) {
-            return *id;
-        }
-        if let Some(id) = self.find_model(name) {
-            // Remember this spelling too, so that the next lookup needs no lowercase copy.
-            self.model_ids.insert(name.to_string(), id);
-            return id;
-        }
-        let lower = name.to_ascii_lowercase();
-        let id = u32::try_from(self.models.len()).expect("fewer than 2^32 GPU models");
-        self.models.push(lower.clone());
-        self.model_ids.insert(lower, id);
-        id
-    }
-
-    /// The id of a model name as a task spells it, matched case-insensitively.
-    pub fn find_model(&self, name: &str) -> Option<u32> {
-        if let Some(id) = self.model_ids.get(name) {
-            return Some(*id);
-        }
-        self.model_ids.get(&name.to_ascii_lowercase()).copied()
-    }
 
     pub fn bucket_id(&mut self, key: BucketKey) -> u32 {
         if let Some(id) = self.bucket_ids.get(&key) {
@@ -210,7 +223,7 @@ impl Index {
         let mut order: Vec<u32> = (0..=id).collect();
         order.sort_by(|a, b| {
             let (a, b) = (self.buckets[*a as usize].key, self.buckets[*b as usize].key);
-            self.models[a.model as usize].cmp(&self.models[b.model as usize])
+            self.models.names[a.model as usize].cmp(&self.models.names[b.model as usize])
         });
         for (position, bucket) in order.into_iter().enumerate() {
             self.buckets[bucket as usize].canonical = position as u32;

@@ -48,6 +48,8 @@ pub(crate) struct NodeState {
     pub used: Capacity,
     pub running: u64,
     model: u32,
+    /// Interned region, which the index's traits carry.
+    pub region: u32,
     scramble: u64,
     pub status: Status,
     /// The traits the index holds for this node (meaningful while indexed).
@@ -89,6 +91,7 @@ impl NodeState {
             flags: if offer.tee { TEE } else { 0 }
                 | if fresh { NEW_PROVIDER } else { 0 }
                 | if offer.hardware.allows_network { NETWORK } else { 0 },
+            region: self.region,
         }
     }
     pub fn entry(&self, slot: u32, rank: Rank) -> Entry {
@@ -157,12 +160,14 @@ impl Matcher {
                 return;
             }
         }
-        let model = self.index.model_id(&offer.hardware.gpu_model);
+        let model = self.index.models.id(&offer.hardware.gpu_model);
+        let region = self.index.regions.id(&offer.hardware.region);
         let slot = match self.slots.get(&offer.id).copied() {
             Some(slot) => {
                 let node = self.slot_mut(slot);
                 node.offer = offer;
                 node.model = model;
+                node.region = region;
                 slot
             }
             None => {
@@ -173,6 +178,7 @@ impl Matcher {
                     used: Capacity::default(),
                     running: 0,
                     model,
+                    region,
                     scramble,
                     status: Status::Offline,
                     traits: Traits::default(),

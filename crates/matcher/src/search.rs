@@ -1,7 +1,7 @@
 //! Finding the best eligible nodes for a task through the index.
 
 use crate::blocks::{Blocks, Filter, Pos, Traits, NETWORK, NEW_PROVIDER, TEE};
-use crate::eligibility::{region_differs, Constraint, Need};
+use crate::eligibility::{Constraint, Need};
 use crate::explain::ConstraintCounts;
 use crate::index::{Bucket, Entry, Order, Rank};
 use crate::matcher::Status;
@@ -69,6 +69,8 @@ struct Walk<'a, 't> {
     filter: Filter,
     /// Some requirement does not fit the filter's widths: check nodes in full.
     saturated: bool,
+    /// The task's region, if it names one: its interned id, `None` if no node is there.
+    region: Option<Option<u32>>,
     order: Order,
     low: Entry,
     high: Entry,
@@ -93,7 +95,7 @@ impl Matcher {
             return self.search_allowed(allowed, need, order, scope, limit, rotation, probe);
         }
         let model = &need.task.resources.gpu_model;
-        let model = (!model.is_empty()).then(|| self.index.find_model(model));
+        let model = (!model.is_empty()).then(|| self.index.models.find(model));
         let mut visits: Vec<(Rank, u32, u32)> = Vec::with_capacity(self.index.buckets().len());
         for (id, bucket) in self.index.buckets().iter().enumerate() {
             if model.is_some_and(|wanted| wanted != Some(bucket.key.model)) {
@@ -107,11 +109,14 @@ impl Matcher {
         visits.sort_unstable();
         let (low, high) = strategy.range(need.task);
         let filter = filter(need, scope);
+        let region = &need.task.resources.region;
+        let region = (!region.is_empty()).then_some(region);
         let walk = Walk {
             need,
             strategy,
             saturated: filter.saturated(),
             filter,
+            region: region.map(|name| self.index.regions.find(name)),
             order,
             low: Entry::lowest(low, 0),
             high: Entry::highest(high, u64::MAX),
@@ -334,9 +339,11 @@ impl Matcher {
         }
     }
 
-    /// What an indexed node whose traits pass the filter may still fail: exact free capacity,
-    /// the task's excluded nodes, and values the traits hold only saturated. (Indexed nodes are
-    /// online, the bucket matched the model, and the filter covers the rest.)
+    /// What an indexed node whose traits pass the filter may still fail: the task's excluded
+    /// nodes, its region (which the traits carry but summaries do not), and, where the traits
+    /// or the task's requirements saturate, exact free capacity and the rest. (Indexed nodes
+    /// are online, the bucket matched the model, and the filter covers the rest: unsaturated
+    /// traits hold the node's free capacity exactly.) Only a saturated case reads the node.
     fn unmet_beyond_traits(
         &self,
         entry: &Entry,
@@ -344,17 +351,17 @@ impl Matcher {
         walk: &Walk<'_, '_>,
     ) -> Option<Constraint> {
         let task = walk.need.task;
-        let free = &self.hot(entry.slot).free;
-        let unmet = if free.is_saturated() || !free.fits(&task.resources) {
+        let exact = !walk.saturated && !traits.saturated();
+        let unmet = if !exact && {
+            let free = &self.hot(entry.slot).free;
+            free.is_saturated() || !free.fits(&task.resources)
+        } {
             Some(Constraint::Capacity)
         } else if task.excluded_nodes.contains(&entry.id) {
             Some(Constraint::Excluded)
-        } else if !task.resources.region.is_empty()
-            && region_differs(&self.slot(entry.slot).offer.hardware, &task.resources)
-        {
-            // Regions are not summarized in the index: a task that names one checks each node.
+        } else if walk.region.is_some_and(|region| region != Some(traits.region)) {
             Some(Constraint::Region)
-        } else if walk.saturated || traits.saturated() {
+        } else if !exact {
             let node = self.slot(entry.slot);
             walk.need.check(&node.offer, &node.free(), false).first()
         } else {

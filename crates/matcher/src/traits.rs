@@ -19,6 +19,8 @@ pub(crate) struct Traits {
     /// [`TEE`], [`NEW_PROVIDER`] and [`NETWORK`] bits; a summary has a bit if any of its nodes
     /// has it.
     pub flags: u8,
+    /// The node's interned region, compared node by node (a summary keeps 0).
+    pub region: u32,
 }
 
 /// The node runs tasks in a TEE.
@@ -41,6 +43,7 @@ impl Traits {
         price: u64::MAX,
         reputation: 0,
         flags: 0,
+        region: 0,
     };
 
     /// Whether some value here only stands for a larger one.
