@@ -116,12 +116,27 @@ impl Rank {
 
 /// One node in one ordered list. Tied nodes are ordered by `scramble` (a fixed bijection of the
 /// id), from which a random starting point picks; `slot` is payload (ids are unique).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct Entry {
     pub rank: Rank,
     pub scramble: u64,
     pub id: NodeId,
     pub slot: u32,
+}
+
+/// Ordered by rank, scramble, id, slot; the first two, one 128-bit key, decide between any two
+/// nodes' entries (the scramble is a bijection of the id), so a comparison is one wide compare.
+impl Ord for Entry {
+    fn cmp(&self, other: &Entry) -> std::cmp::Ordering {
+        let key = |e: &Entry| (u128::from(e.rank.0) << 64) | u128::from(e.scramble);
+        key(self).cmp(&key(other)).then_with(|| (self.id, self.slot).cmp(&(other.id, other.slot)))
+    }
+}
+
+impl PartialOrd for Entry {
+    fn partial_cmp(&self, other: &Entry) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
 }
 
 impl Entry {
