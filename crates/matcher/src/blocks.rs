@@ -51,6 +51,8 @@ pub(crate) struct Blocks {
     /// Summary and entry count of each group of `GROUP_BLOCKS` consecutive blocks.
     groups: Vec<Traits>,
     group_lens: Vec<usize>,
+    /// Summary of the whole list, so that a search skips a list that cannot hold the task.
+    total: Traits,
     len: usize,
 }
 
@@ -61,6 +63,11 @@ impl Blocks {
 
     pub fn first(&self) -> Option<&Entry> {
         self.firsts.first()
+    }
+
+    /// The summary of every entry.
+    pub fn total(&self) -> &Traits {
+        &self.total
     }
 
     /// The block that holds `entry`, or would: the last block starting at or before it.
@@ -95,9 +102,10 @@ impl Blocks {
     pub fn insert(&mut self, entry: Entry, traits: Traits) -> Pos {
         self.len += 1;
         if self.blocks.is_empty() {
-            self.blocks.push(Block { entries: vec![entry], traits: vec![traits] });
+            let block = Block { entries: vec![entry], traits: vec![traits] };
+            self.summaries.push(block.summary());
+            self.blocks.push(block);
             self.firsts.push(entry);
-            self.summaries.push(traits);
             self.regroup_from(0);
             return Pos { block: 0, index: 0 };
         }
@@ -118,6 +126,7 @@ impl Blocks {
             self.summaries[b].widen(&traits);
             self.groups[b / GROUP_BLOCKS].widen(&traits);
             self.group_lens[b / GROUP_BLOCKS] += 1;
+            self.total.widen(&traits);
         }
         Pos { block: b, index: at }
     }
@@ -173,31 +182,42 @@ impl Blocks {
     }
 
     /// Brings block `b`'s summary (and its group's) up to date after `old` left it, replaced by
-    /// `new` if given: widens by `new`, recomputes only the dimensions `old` bounded.
+    /// `new` if given: widens by `new`, or recomputes it in one pass if `old` held a bound.
     fn refresh(&mut self, b: usize, old: &Traits, new: Option<&Traits>) {
         let before = self.summaries[b];
-        let stale = before.stale(old, new);
-        let summary = &mut self.summaries[b];
-        if let Some(new) = new {
-            summary.widen(new);
-        }
-        if stale != 0 {
-            summary.recompute(stale, &self.blocks[b].traits);
-        }
-        let after = *summary;
+        let tightens = before.tightens(old, new);
+        let after = match new {
+            _ if tightens => self.blocks[b].summary(),
+            Some(new) => {
+                let mut widened = before;
+                widened.widen(new);
+                widened
+            }
+            None => before,
+        };
+        self.summaries[b] = after;
         if after == before {
             return;
         }
         let group = b / GROUP_BLOCKS;
-        if stale == 0 {
+        if !tightens {
             self.groups[group].widen(&after);
+            self.total.widen(&after);
         } else {
             let start = group * GROUP_BLOCKS;
             let end = (start + GROUP_BLOCKS).min(self.blocks.len());
             let mut merged = Traits::EMPTY;
             self.summaries[start..end].iter().for_each(|s| merged.widen(s));
-            self.groups[group] = merged;
+            if std::mem::replace(&mut self.groups[group], merged) != merged {
+                self.retotal();
+            }
         }
+    }
+
+    fn retotal(&mut self) {
+        let mut total = Traits::EMPTY;
+        self.groups.iter().for_each(|g| total.widen(g));
+        self.total = total;
     }
 
     fn regroup(&mut self, group: usize) {
@@ -217,6 +237,7 @@ impl Blocks {
         for group in b / GROUP_BLOCKS..groups {
             self.regroup(group);
         }
+        self.retotal();
     }
 
     /// The first position at or after `from` whose entry is at least `key`: searched in `from`'s
@@ -328,6 +349,13 @@ impl Blocks {
         Some(self.blocks[pos.block].traits[pos.index])
     }
 
+    /// Every entry with its position.
+    pub fn positions(&self) -> impl Iterator<Item = (Pos, &Entry)> {
+        self.blocks.iter().enumerate().flat_map(|(block, b)| {
+            b.entries.iter().enumerate().map(move |(index, entry)| (Pos { block, index }, entry))
+        })
+    }
+
     /// Every entry in order; for tests.
     #[cfg(test)]
     pub fn entries(&self) -> Vec<Entry> {
@@ -375,6 +403,11 @@ impl Blocks {
         let groups = self.blocks.len().div_ceil(GROUP_BLOCKS);
         if self.groups.len() != groups || self.group_lens.len() != groups {
             return Err("group count mismatch".into());
+        }
+        let mut total = Traits::EMPTY;
+        self.groups.iter().for_each(|g| total.widen(g));
+        if !self.groups.is_empty() && total != self.total {
+            return Err("stale total summary".into());
         }
         if count != self.len || self.firsts.len() != self.blocks.len() {
             return Err("length mismatch".into());

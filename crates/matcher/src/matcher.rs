@@ -9,7 +9,9 @@ use crate::strategy::{strategy, LowestPrice};
 use crate::{NodeOffer, TaskExplanation, TaskRequest};
 use aicpw_types::task::MatchStrategy;
 use aicpw_types::{NodeId, Resources, TaskId};
-use std::collections::BTreeMap;
+use std::collections::hash_map::DefaultHasher;
+use std::collections::HashMap;
+use std::hash::BuildHasherDefault;
 
 /// Places tasks on provider nodes; see the crate documentation.
 #[derive(Clone, Debug, Default)]
@@ -20,7 +22,9 @@ pub struct Matcher {
     /// What searches read of each node, by slot, kept small and apart from the table.
     hot: Vec<Hot>,
     free_slots: Vec<u32>,
-    pub(crate) slots: BTreeMap<NodeId, u32>,
+    /// Slots by node id. Looked up, never iterated in an order that decides anything; a fixed
+    /// hasher keeps it the same on every machine.
+    pub(crate) slots: HashMap<NodeId, u32, BuildHasherDefault<DefaultHasher>>,
     pub(crate) index: Index,
     /// Registered nodes out of the index: the offline ones.
     pub(crate) offline: usize,
@@ -339,6 +343,21 @@ impl Matcher {
         let ranks = Rank::all(&node.offer, &free);
         let bucket = self.index.bucket_id(key);
         Status::Indexed(Placed { bucket, ranks })
+    }
+
+    /// Points every node's hints at where its entries are now. Inserting nodes moves the
+    /// entries after them, so after many (a matcher built from the ledger's tables) most hints
+    /// are stale and each node's first update would search for its entries; O(nodes).
+    pub fn refresh_hints(&mut self) {
+        for bucket in self.index.buckets() {
+            for (order, list) in bucket.orders.iter().enumerate() {
+                for (pos, entry) in list.positions() {
+                    if let Some(node) = self.nodes[entry.slot as usize].as_mut() {
+                        node.hints[order] = pos;
+                    }
+                }
+            }
+        }
     }
 
     /// Moves a node to where it belongs after any change to its offer or occupancy: entries whose

@@ -96,19 +96,25 @@ impl Matcher {
         }
         let model = &need.task.resources.gpu_model;
         let model = (!model.is_empty()).then(|| self.index.models.find(model));
+        let filter = filter(need, scope);
         let mut visits: Vec<(Rank, u32, u32)> = Vec::with_capacity(self.index.buckets().len());
         for (id, bucket) in self.index.buckets().iter().enumerate() {
             if model.is_some_and(|wanted| wanted != Some(bucket.key.model)) {
                 probe.count(Constraint::GpuModel, bucket.len());
                 continue;
             }
-            if let Some(first) = bucket.orders[order.index()].first() {
-                visits.push((first.rank, bucket.canonical, id as u32));
+            let list = &bucket.orders[order.index()];
+            let Some(first) = list.first() else { continue };
+            // A bucket none of whose nodes can take the task costs one check.
+            if let Some(constraint) = filter.fails(list.total()) {
+                probe.examined += 1;
+                probe.count(constraint, bucket.len());
+                continue;
             }
+            visits.push((first.rank, bucket.canonical, id as u32));
         }
         visits.sort_unstable();
         let (low, high) = strategy.range(need.task);
-        let filter = filter(need, scope);
         let region = &need.task.resources.region;
         let region = (!region.is_empty()).then_some(region);
         let walk = Walk {

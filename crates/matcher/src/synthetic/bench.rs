@@ -61,6 +61,7 @@ pub fn run_benchmark(
     let mut offers = nodes(node_count, seed);
     let mut matcher = Matcher::new(params.clone());
     offers.iter().for_each(|offer| matcher.upsert_node(offer.clone()));
+    matcher.refresh_hints();
     let build_ns = clock() - build_start;
     let work = tasks(task_count, node_count, seed ^ 0x7a5c);
     let mut rng = Rng::new(seed ^ 0xc4u64);
