@@ -78,6 +78,7 @@ impl State {
             }
             state.tasks.insert(id, task);
         }
+        state.index.matcher.refresh_hints();
         state
     }
 

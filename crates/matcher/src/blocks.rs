@@ -182,25 +182,23 @@ impl Blocks {
     }
 
     /// Brings block `b`'s summary (and its group's) up to date after `old` left it, replaced by
-    /// `new` if given: widens by `new`, or recomputes it in one pass if `old` held a bound.
+    /// `new` if given: widens by `new`, recomputes only the dimensions `old` bounded.
     fn refresh(&mut self, b: usize, old: &Traits, new: Option<&Traits>) {
         let before = self.summaries[b];
-        let tightens = before.tightens(old, new);
-        let after = match new {
-            _ if tightens => self.blocks[b].summary(),
-            Some(new) => {
-                let mut widened = before;
-                widened.widen(new);
-                widened
-            }
-            None => before,
-        };
-        self.summaries[b] = after;
+        let stale = before.stale(old, new);
+        let summary = &mut self.summaries[b];
+        if let Some(new) = new {
+            summary.widen(new);
+        }
+        if stale != 0 {
+            summary.recompute(stale, &self.blocks[b].traits);
+        }
+        let after = *summary;
         if after == before {
             return;
         }
         let group = b / GROUP_BLOCKS;
-        if !tightens {
+        if stale == 0 {
             self.groups[group].widen(&after);
             self.total.widen(&after);
         } else {

@@ -69,20 +69,54 @@ impl Traits {
         self.flags |= other.flags;
     }
 
-    /// Whether this summary may tighten when `old` leaves the block (replaced by `new`, if
-    /// any): `old` attains a bound that `new` does not keep.
-    pub fn tightens(&self, old: &Traits, new: Option<&Traits>) -> bool {
+    /// The dimensions of this summary that may tighten when `old` leaves the block (replaced
+    /// by `new`, if any): those where `old` attains the bound and `new` does not.
+    pub fn stale(&self, old: &Traits, new: Option<&Traits>) -> u16 {
+        let mut stale = 0;
+        let mut check = |bit: u16, attained: bool, kept: bool| {
+            if attained && !kept {
+                stale |= 1 << bit;
+            }
+        };
         let n = new.copied().unwrap_or(Traits::EMPTY);
-        (self.cpu_cores == old.cpu_cores && n.cpu_cores < old.cpu_cores)
-            || (self.gpus == old.gpus && n.gpus < old.gpus)
-            || (self.memory_mb == old.memory_mb && n.memory_mb < old.memory_mb)
-            || (self.disk_mb == old.disk_mb && n.disk_mb < old.disk_mb)
-            || (self.gpu_vram_mb == old.gpu_vram_mb && n.gpu_vram_mb < old.gpu_vram_mb)
-            || (self.proven_units == old.proven_units && n.proven_units < old.proven_units)
-            || (self.stake == old.stake && n.stake < old.stake)
-            || (self.price == old.price && n.price > old.price)
-            || (self.reputation == old.reputation && n.reputation < old.reputation)
-            || old.flags & !n.flags != 0
+        check(0, self.cpu_cores == old.cpu_cores, n.cpu_cores >= old.cpu_cores);
+        check(1, self.gpus == old.gpus, n.gpus >= old.gpus);
+        check(2, self.memory_mb == old.memory_mb, n.memory_mb >= old.memory_mb);
+        check(3, self.disk_mb == old.disk_mb, n.disk_mb >= old.disk_mb);
+        check(4, self.gpu_vram_mb == old.gpu_vram_mb, n.gpu_vram_mb >= old.gpu_vram_mb);
+        check(5, self.proven_units == old.proven_units, n.proven_units >= old.proven_units);
+        check(6, self.stake == old.stake, n.stake >= old.stake);
+        check(7, self.price == old.price, n.price <= old.price);
+        check(8, self.reputation == old.reputation, n.reputation >= old.reputation);
+        check(9, old.flags & !n.flags != 0, false);
+        stale
+    }
+
+    /// Recomputes the `stale` dimensions from the block's entries.
+    pub fn recompute(&mut self, stale: u16, traits: &[Traits]) {
+        let has = |bit: u16| stale & (1 << bit) != 0;
+        macro_rules! most {
+            ($bit:expr, $field:ident) => {
+                if has($bit) {
+                    self.$field =
+                        traits.iter().map(|t| t.$field).max().unwrap_or(Traits::EMPTY.$field);
+                }
+            };
+        }
+        most!(0, cpu_cores);
+        most!(1, gpus);
+        most!(2, memory_mb);
+        most!(3, disk_mb);
+        most!(4, gpu_vram_mb);
+        most!(5, proven_units);
+        most!(6, stake);
+        most!(8, reputation);
+        if has(7) {
+            self.price = traits.iter().map(|t| t.price).min().unwrap_or(u64::MAX);
+        }
+        if has(9) {
+            self.flags = traits.iter().fold(0, |flags, t| flags | t.flags);
+        }
     }
 }
 
