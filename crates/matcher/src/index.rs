@@ -227,7 +227,6 @@ pub(crate) struct Index {
 }
 
 impl Index {
-
     pub fn bucket_id(&mut self, key: BucketKey) -> u32 {
         if let Some(id) = self.bucket_ids.get(&key) {
             return *id;

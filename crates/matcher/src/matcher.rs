@@ -360,6 +360,23 @@ impl Matcher {
         }
     }
 
+    /// Index entries whose node's hint does not point at them; for tests.
+    #[cfg(test)]
+    pub(crate) fn stale_hints(&self) -> usize {
+        let stale = |slot: u32| {
+            let node = self.slot(slot);
+            let Status::Indexed(placed) = node.status else { return 0 };
+            let lists = &self.index.bucket(placed.bucket).orders;
+            (0..3)
+                .filter(|&order| {
+                    let entry = node.entry(slot, placed.ranks[order]);
+                    lists[order].at(node.hints[order]).map(|(e, _)| *e) != Some(entry)
+                })
+                .count()
+        };
+        self.slots.values().map(|&slot| stale(slot)).sum()
+    }
+
     /// Moves a node to where it belongs after any change to its offer or occupancy: entries whose
     /// rank changed move, the others get the node's new traits in place.
     fn reindex(&mut self, slot: u32) {

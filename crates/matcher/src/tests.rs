@@ -225,3 +225,14 @@ fn the_work_bound_stops_the_optimizer_with_a_valid_partial_answer() {
         }
     }
 }
+
+#[test]
+fn refreshed_hints_point_at_every_index_entry() {
+    let mut matcher = crate::Matcher::new(crate::MatchParams::default());
+    crate::synthetic::nodes(3_000, 7).into_iter().for_each(|offer| matcher.upsert_node(offer));
+    // Nodes inserted later moved the entries of earlier ones.
+    assert!(matcher.stale_hints() > 1_000, "{} stale hints", matcher.stale_hints());
+    matcher.refresh_hints();
+    assert_eq!(matcher.stale_hints(), 0);
+    matcher.check_index().expect("consistent");
+}

@@ -209,3 +209,17 @@ fn place_batch_answers_in_input_order_for_every_strategy() {
     assert!(outcomes[4].1.is_err());
     m.check_index().expect("consistent");
 }
+
+#[test]
+fn a_search_rules_out_a_bucket_that_cannot_hold_the_task_with_one_check() {
+    // Five thousand CPU-only nodes, cheaper than the one GPU node, which has too few GPUs.
+    let mut nodes: Vec<_> = (1..=5_000).map(|id| cpu_node(id, 16, 10)).collect();
+    nodes.push(gpu_node(9_999, "H100", 1, 1_000));
+    let mut m = matcher(&nodes);
+    for strategy in [MatchStrategy::LowestPrice, MatchStrategy::ReputationFirst] {
+        let task = with_strategy(gpu_task(1, "", 8, 100_000), strategy);
+        let why = m.place_one(&task, RANDOMNESS).expect_err("no node has eight GPUs");
+        assert_eq!(why.nodes_checked, 2, "{strategy:?}: one check for each bucket");
+        assert_eq!((why.failing.hardware, why.failing.capacity), (5_000, 1), "{strategy:?}");
+    }
+}
