@@ -242,6 +242,26 @@ fn every_vector_gets_one_answer_alone_and_in_every_batch() {
     }
 }
 
+/// Forgeries spread over a batch larger than one batch group, in the first and last places, in
+/// neighbouring places of one small group and alone in others: each answer is its own signature's,
+/// whatever the group that failed around it.
+#[test]
+fn forged_signatures_in_a_large_batch_fail_alone() {
+    let honest = honest_transfers(60);
+    assert!(honest.len() > 2 * aicpw_types::tx::BATCH_GROUP, "{} transfers", honest.len());
+    for forged_at in
+        [vec![], vec![0], vec![honest.len() - 1], vec![8, 9, 10], vec![3, 70, 71, 150, 299]]
+    {
+        let mut batch = honest.clone();
+        let mut expected = vec![true; batch.len()];
+        for &at in &forged_at {
+            batch[at].signature[40] ^= 1;
+            expected[at] = false;
+        }
+        assert_eq!(verify_batch(&batch), expected, "forged at {forged_at:?}");
+    }
+}
+
 #[test]
 fn the_ledger_applies_the_same_rule_as_the_batches() {
     let genesis = aicpw_ledger::Genesis {

@@ -337,22 +337,50 @@ fn without_sign(encoding: &[u8; 32]) -> [u8; 32] {
 /// with `s` canonical and any encoding of the points `R` and `A` accepted, and the signer's key
 /// `A` not of small order. The cofactored equation is what makes a batch agree with the checks
 /// one by one (the cofactorless one lets a small-order part of `R` or `A` pass or fail with the
-/// batch's random weights). One batch check covers the common all-valid case; only a failed
-/// batch is checked one by one.
+/// batch's random weights). Signatures are checked in groups of [`BATCH_GROUP`], one batch check
+/// each (as cheap per signature as one large batch); a group that fails is checked again in
+/// groups of [`BATCH_GROUP_FAILED`], and only a small group that fails is checked one by one, so
+/// a forged signature costs its neighbours a few small batches, not a check each.
 pub fn verify_batch(txs: &[SignedTx]) -> Vec<bool> {
+    let mut valid = Vec::with_capacity(txs.len());
+    for group in txs.chunks(BATCH_GROUP) {
+        verify_group(group, BATCH_GROUP_FAILED, &mut valid);
+    }
+    valid
+}
+
+/// Signatures checked in one batch, as the first try.
+pub const BATCH_GROUP: usize = 64;
+/// Signatures checked in one batch after their group's batch failed.
+pub const BATCH_GROUP_FAILED: usize = 8;
+
+/// Pushes whether each signature of `txs` is valid: all at once if the batch verifies, else
+/// in groups of `then` (one by one below that).
+fn verify_group(txs: &[SignedTx], then: usize, valid: &mut Vec<bool>) {
+    if batch_verifies(txs) {
+        valid.extend(std::iter::repeat_n(true, txs.len()));
+    } else if then > 1 && txs.len() > then {
+        for group in txs.chunks(then) {
+            verify_group(group, 1, valid);
+        }
+    } else {
+        valid.extend(txs.iter().map(SignedTx::verify_signature));
+    }
+}
+
+/// Whether every signature of `txs` is valid, by one batch check (`false` when a signer's key
+/// is of small order: the batch equation would accept it).
+fn batch_verifies(txs: &[SignedTx]) -> bool {
     let mut verifier = batch::Verifier::new();
     for tx in txs {
         if small_order(&tx.tx.signer.0) {
-            return txs.iter().map(SignedTx::verify_signature).collect();
+            return false;
         }
         let key = VerificationKeyBytes::from(tx.tx.signer.0);
         let signature = Signature::from_bytes(&tx.signature);
         verifier.queue((key, signature, &tx.tx.signing_bytes()));
     }
-    if verifier.verify(OsRng).is_ok() {
-        return vec![true; txs.len()];
-    }
-    txs.iter().map(SignedTx::verify_signature).collect()
+    verifier.verify(OsRng).is_ok()
 }
 
 /// What the block producer gives the ledger besides the transactions: the ledger reads no clock.
