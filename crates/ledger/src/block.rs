@@ -94,20 +94,22 @@ impl State {
     }
 
     /// Brings the root up to date with every entry changed since the last call; returns the root
-    /// and the keys that changed (what a node must persist for this block).
-    pub fn finalize_root(&mut self) -> (Hash32, Vec<EntryKey>) {
+    /// and each changed entry with its value's new encoding, `None` if it was removed (what a
+    /// node must persist for this block).
+    pub fn finalize_root(&mut self) -> (Hash32, Vec<(EntryKey, Option<Vec<u8>>)>) {
         let dirty = std::mem::take(&mut self.dirty);
         let mut changed = Vec::with_capacity(dirty.len());
         for (key, old) in dirty {
             if let Some(old) = old {
                 self.root.remove(&old);
             }
-            if let Some(value) = self.entry(key) {
+            let value = self.entry(key);
+            if let Some(value) = &value {
                 let mut bytes = key_bytes(key);
-                bytes.extend_from_slice(&value);
+                bytes.extend_from_slice(value);
                 self.root.add(&bytes);
             }
-            changed.push(key);
+            changed.push((key, value));
         }
         (self.root.root(), changed)
     }

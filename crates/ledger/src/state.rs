@@ -462,7 +462,7 @@ pub struct Genesis {
 }
 
 /// A key of one state entry: what the state root commits to.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum EntryKey {
     Meta,
     Account(AccountId),

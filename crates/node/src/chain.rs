@@ -6,7 +6,7 @@ use aicpw_ledger::state::{key_bytes, EntryKey};
 use aicpw_ledger::{Event, Genesis, Receipt, State};
 use aicpw_types::tx::{tx_root, verify_batch};
 use aicpw_types::{AccountId, Block, BlockEnv, BlockHeader, Hash32, Reject, SignedTx};
-use std::collections::BTreeMap;
+use std::collections::HashMap;
 use std::path::Path;
 use std::sync::mpsc::{sync_channel, SyncSender, TrySendError};
 use std::sync::{Arc, Mutex};
@@ -36,7 +36,7 @@ pub const CHECKPOINT_BLOCKS_MAX: u64 = 256;
 
 /// Writes state checkpoints on its own thread, so block commits never wait for them.
 struct Checkpointer {
-    sender: Option<SyncSender<(u64, Vec<EntryWrite>)>>,
+    sender: Option<SyncSender<(u64, Changes)>>,
     writer: Option<std::thread::JoinHandle<()>>,
     failure: Arc<Mutex<Option<String>>>,
 }
@@ -53,12 +53,16 @@ impl Drop for Checkpointer {
 
 impl Checkpointer {
     fn start(database: Arc<redb::Database>) -> Checkpointer {
-        let (sender, receiver) = sync_channel::<(u64, Vec<EntryWrite>)>(1);
+        let (sender, receiver) = sync_channel::<(u64, Changes)>(1);
         let failure = Arc::new(Mutex::new(None));
         let failed = failure.clone();
         let writer = std::thread::spawn(move || {
-            for (height, entries) in receiver {
-                if let Err(e) = checkpoint(&database, height, entries) {
+            for (height, changes) in receiver {
+                let mut writes: Vec<EntryWrite> =
+                    changes.into_iter().map(|(key, value)| (key_bytes(key), value)).collect();
+                // In key order: each B-tree page is visited once.
+                writes.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+                if let Err(e) = checkpoint(&database, height, writes) {
                     *failed.lock().expect("no panics while locked") = Some(e.to_string());
                     return;
                 }
@@ -86,25 +90,22 @@ pub struct Chain {
     genesis: Genesis,
     state: State,
     head: Option<BlockHeader>,
-    /// Entries changed since the last checkpoint was handed to the writer, encoded as each
-    /// block commits (so a checkpoint costs the block producer nothing when it is due).
-    pending: BTreeMap<Vec<u8>, Option<Vec<u8>>>,
+    /// Entries changed since the last checkpoint was handed to the writer, with the encodings
+    /// the state root was brought up to date with (so a checkpoint costs the block producer
+    /// nothing when it is due: the writer orders and writes them).
+    pending: Changes,
     checkpoint_height: u64,
     checkpointer: Checkpointer,
 }
 
-fn record_changes(
-    pending: &mut BTreeMap<Vec<u8>, Option<Vec<u8>>>,
-    state: &State,
-    keys: &[EntryKey],
-) {
-    for key in keys {
-        pending.insert(key_bytes(*key), state.entry(*key));
-    }
-}
+/// State entries changed, each with its value's latest encoding (`None`: removed).
+type Changes = HashMap<EntryKey, Option<Vec<u8>>>;
 
 /// Executes a stored block on `state`, checking its transactions and state root.
-fn execute_block(state: &mut State, block: &Block) -> Result<Vec<EntryKey>, ChainError> {
+fn execute_block(
+    state: &mut State,
+    block: &Block,
+) -> Result<Vec<(EntryKey, Option<Vec<u8>>)>, ChainError> {
     let height = block.header.height;
     let env = block.header.env();
     aicpw_ledger::begin_block(state, &env);
@@ -177,7 +178,7 @@ impl Chain {
                 genesis: loaded.genesis,
                 state: loaded.state,
                 head: loaded.head,
-                pending: BTreeMap::new(),
+                pending: Changes::new(),
                 checkpoint_height: loaded.checkpoint_height,
                 checkpointer,
             };
@@ -187,18 +188,17 @@ impl Chain {
         let genesis = genesis.ok_or(ChainError::NoGenesis)?.clone();
         let mut state = State::genesis(&genesis);
         state.finalize_root();
-        let keys: Vec<EntryKey> = std::iter::once(EntryKey::Meta)
+        let entries = std::iter::once(EntryKey::Meta)
             .chain(state.accounts.keys().map(|id| EntryKey::Account(*id)))
+            .map(|key| (key_bytes(key), state.entry(key)))
             .collect();
-        let mut entries = BTreeMap::new();
-        record_changes(&mut entries, &state, &keys);
-        db.init(&genesis, entries.into_iter().collect())?;
+        db.init(&genesis, entries)?;
         Ok(Chain {
             db,
             genesis,
             state,
             head: None,
-            pending: BTreeMap::new(),
+            pending: Changes::new(),
             checkpoint_height: 0,
             checkpointer,
         })
@@ -222,7 +222,7 @@ impl Chain {
         for height in self.checkpoint_height + 1..=self.height() {
             let block = self.db.block(height)?.ok_or_else(|| missing(height))?;
             let changed = execute_block(&mut self.state, &block)?;
-            record_changes(&mut self.pending, &self.state, &changed);
+            self.pending.extend(changed);
         }
         Ok(())
     }
@@ -237,16 +237,16 @@ impl Chain {
         if !due {
             return Ok(());
         }
-        let writes: Vec<EntryWrite> = std::mem::take(&mut self.pending).into_iter().collect();
+        let changes = std::mem::take(&mut self.pending);
         let sender = self.checkpointer.sender.as_ref().expect("the sender lives until drop");
-        match sender.try_send((height, writes)) {
+        match sender.try_send((height, changes)) {
             Ok(()) => {
                 self.checkpoint_height = height;
                 Ok(())
             }
             // The writer is busy with the previous checkpoint: try again after the next block.
-            Err(TrySendError::Full((_, writes))) => {
-                self.pending = writes.into_iter().collect();
+            Err(TrySendError::Full((_, changes))) => {
+                self.pending = changes;
                 Ok(())
             }
             Err(TrySendError::Disconnected(_)) => {
@@ -259,10 +259,10 @@ impl Chain {
     /// disk, and closes the chain: a restart then re-executes no block.
     pub fn close(mut self) -> Result<(), ChainError> {
         let height = self.height();
-        let writes: Vec<EntryWrite> = std::mem::take(&mut self.pending).into_iter().collect();
+        let changes = std::mem::take(&mut self.pending);
         let mut checkpointer = self.checkpointer;
         let sender = checkpointer.sender.take().expect("the sender lives until drop");
-        if !writes.is_empty() && sender.send((height, writes)).is_err() {
+        if !changes.is_empty() && sender.send((height, changes)).is_err() {
             return Err(ChainError::Checkpoint(checkpointer.failure().unwrap_or_default()));
         }
         drop(sender);
@@ -326,6 +326,35 @@ impl Chain {
         self.produce_checked(txs, verified, time_ms, proposer)
     }
 
+    /// Makes one block from each of `blocks` (transactions, time) in turn, as [`Chain::produce`]
+    /// does, while the signatures of the next block are checked on other threads: a block's
+    /// verification overlaps the previous block's apply and durable commit. `committed` gets
+    /// each block's outcome with the block's tag once the block is durable; the first error,
+    /// the chain's or `committed`'s, stops production.
+    pub fn produce_pipelined<T: Send, E: From<ChainError>>(
+        &mut self,
+        blocks: impl Iterator<Item = (Vec<SignedTx>, u64, T)> + Send,
+        proposer: AccountId,
+        mut committed: impl FnMut(BlockOutcome, T) -> Result<(), E>,
+    ) -> Result<(), E> {
+        std::thread::scope(|scope| {
+            let (sender, receiver) = sync_channel(1);
+            scope.spawn(move || {
+                for (txs, time_ms, tag) in blocks {
+                    let verified = verify_parallel(&txs);
+                    if sender.send((txs, verified, time_ms, tag)).is_err() {
+                        return;
+                    }
+                }
+            });
+            for (txs, verified, time_ms, tag) in receiver {
+                let outcome = self.produce_checked(txs, verified, time_ms, proposer)?;
+                committed(outcome, tag)?;
+            }
+            Ok(())
+        })
+    }
+
     fn produce_checked(
         &mut self,
         txs: Vec<SignedTx>,
@@ -370,7 +399,7 @@ impl Chain {
         let block = Block { header: header.clone(), txs: included };
         self.db.commit_block(&block)?;
         self.head = Some(header.clone());
-        record_changes(&mut self.pending, &self.state, &changed);
+        self.pending.extend(changed);
         self.maybe_checkpoint(header.height)?;
         Ok(BlockOutcome { header, receipts, events, rejected })
     }

@@ -116,3 +116,60 @@ fn a_closed_chain_has_every_block_in_its_checkpoint() {
     let mut state = loaded.state;
     assert_eq!(state.finalize_root().0, root);
 }
+
+/// Pipelined production (the next block's signatures checked while this one commits) makes the
+/// blocks `produce` makes, forged signatures refused in their own block; an error of the
+/// consumer stops it after the block it was given, durable, and the chain goes on from there.
+#[test]
+fn pipelined_blocks_are_the_blocks_made_one_at_a_time() {
+    let proposer = Keypair::dev(0).account();
+    let blocks: Vec<Vec<aicpw_types::SignedTx>> = (0..6u64)
+        .map(|b| {
+            (0..5)
+                .map(|i| {
+                    let mut tx = transfer(b * 4 + i.min(3));
+                    // The last transaction of each block is forged (and takes no nonce).
+                    tx.signature[0] ^= u8::from(i == 4);
+                    tx
+                })
+                .collect()
+        })
+        .collect();
+    let one_at_a_time = tempfile::tempdir().expect("temp dir");
+    let mut chain = Chain::open(one_at_a_time.path(), Some(&dev_genesis())).expect("open");
+    let roots: Vec<_> = blocks
+        .iter()
+        .enumerate()
+        .map(|(i, txs)| {
+            let outcome = chain.produce(txs.clone(), 1_000 + i as u64, proposer).expect("block");
+            (outcome.header.state_root, outcome.receipts.len(), outcome.rejected.len())
+        })
+        .collect();
+    assert!(roots.iter().all(|(_, ok, refused)| (*ok, *refused) == (4, 1)), "{roots:?}");
+
+    let pipelined = tempfile::tempdir().expect("temp dir");
+    let mut chain = Chain::open(pipelined.path(), Some(&dev_genesis())).expect("open");
+    let tagged = blocks.iter().enumerate().map(|(i, txs)| (txs.clone(), 1_000 + i as u64, i));
+    let mut made = Vec::new();
+    let stopped = chain.produce_pipelined(tagged, proposer, |outcome, i| {
+        made.push((outcome.header.state_root, outcome.receipts.len(), outcome.rejected.len()));
+        if i == 3 {
+            return Err(anyhow::anyhow!("the consumer stops at block {i}"));
+        }
+        Ok(())
+    });
+    assert!(stopped.is_err_and(|e| e.to_string().contains("stops at block 3")));
+    assert_eq!(made, roots[..4], "the same blocks, up to the one the error came with");
+    assert_eq!(chain.height(), 4, "nothing after the error was committed");
+    let rest = blocks[4..].iter().enumerate().map(|(i, txs)| (txs.clone(), 1_004 + i as u64, ()));
+    chain
+        .produce_pipelined(rest, proposer, |outcome, ()| {
+            made.push((outcome.header.state_root, outcome.receipts.len(), outcome.rejected.len()));
+            Ok::<_, anyhow::Error>(())
+        })
+        .expect("production goes on");
+    assert_eq!(made, roots);
+    chain.close().expect("close");
+    let chain = Chain::open(pipelined.path(), None).expect("reopen");
+    assert_eq!(chain.replay().expect("replay"), roots[5].0);
+}
