@@ -7,7 +7,8 @@ use crate::market;
 use crate::money::Violation;
 use crate::root::LtHash;
 use crate::state::{
-    entry_bytes, key_bytes, Account, EntryKey, Genesis, Index, Meta, Node, Round, State, Task,
+    entry_bytes, key_bytes, Account, EntryChanges, EntryKey, Genesis, Index, Meta, Node, Round,
+    State, Task,
 };
 use aicpw_matcher::{Matcher, TaskRequest};
 use aicpw_types::codec::Encode;
@@ -96,7 +97,7 @@ impl State {
     /// Brings the root up to date with every entry changed since the last call; returns the root
     /// and each changed entry with its value's new encoding, `None` if it was removed (what a
     /// node must persist for this block).
-    pub fn finalize_root(&mut self) -> (Hash32, Vec<(EntryKey, Option<Vec<u8>>)>) {
+    pub fn finalize_root(&mut self) -> (Hash32, EntryChanges) {
         let dirty = std::mem::take(&mut self.dirty);
         let mut changed = Vec::with_capacity(dirty.len());
         for (key, old) in dirty {

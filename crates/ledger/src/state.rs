@@ -470,6 +470,9 @@ pub enum EntryKey {
     Task(TaskId),
 }
 
+/// Entries that changed, each with its value's new encoding (`None`: removed).
+pub type EntryChanges = Vec<(EntryKey, Option<Vec<u8>>)>;
+
 /// Scalars that are not in any table.
 #[derive(Clone, Debug, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct Meta {

@@ -2,7 +2,7 @@
 //! embedded default), and replays the log to check the stored state.
 
 use crate::db::{checkpoint, Db, DbError, EntryWrite};
-use aicpw_ledger::state::{key_bytes, EntryKey};
+use aicpw_ledger::state::{key_bytes, EntryChanges, EntryKey};
 use aicpw_ledger::{Event, Genesis, Receipt, State};
 use aicpw_types::tx::{tx_root, verify_batch};
 use aicpw_types::{AccountId, Block, BlockEnv, BlockHeader, Hash32, Reject, SignedTx};
@@ -102,10 +102,7 @@ pub struct Chain {
 type Changes = HashMap<EntryKey, Option<Vec<u8>>>;
 
 /// Executes a stored block on `state`, checking its transactions and state root.
-fn execute_block(
-    state: &mut State,
-    block: &Block,
-) -> Result<Vec<(EntryKey, Option<Vec<u8>>)>, ChainError> {
+fn execute_block(state: &mut State, block: &Block) -> Result<EntryChanges, ChainError> {
     let height = block.header.height;
     let env = block.header.env();
     aicpw_ledger::begin_block(state, &env);
