@@ -551,7 +551,8 @@ fn a_reveal_naming_a_result_the_store_does_not_hold_is_refused_and_never_paid() 
             .to_string();
     let commitment =
         aicpw_verify::commitment(task.0, &owner.account().0, &output_hash.0, &[], &junk, &salt.0);
-    let commit = TxBody::CommitResult { task, node, commitment: Hash32(commitment) };
+    let tag = Hash32(aicpw_verify::equality_tag(task.0, &output_hash.0, &[]));
+    let commit = TxBody::CommitResult { task, node, commitment: Hash32(commitment), tag };
     net.client.send(&owner, commit, true).expect("commit");
     let reveal = |result_cid: &str| TxBody::RevealResult {
         task,

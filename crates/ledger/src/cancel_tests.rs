@@ -97,12 +97,15 @@ fn a_cancel_during_a_referee_round_after_an_audit_split_still_slashes_the_forger
     net.commit(id, referee, b"right").expect("the referee goes on");
     assert_rebuilt(&mut net);
     net.reveal(id, referee, b"right").expect("referee reveals");
+    net.reveal(id, worker, b"forged").expect("worker reveals");
+    net.reveal(id, auditor, b"right").expect("auditor reveals");
     assert_judged_then_cancelled(&mut net, id, worker, &[auditor, referee], Offence::AuditFailed);
 }
 
-/// Three replicas run an interval and reveal a split (the middle one forged); a committee of the
-/// two other owners runs an interval and confirms the majority. The requester cancels once the
-/// split shows: before the last replica reveals (`early`), or while the committee runs.
+/// Three replicas run an interval and commit a split (the middle one forged): their tags differ,
+/// so a committee of the two other owners is drawn before anyone reveals, runs an interval and
+/// confirms the majority. The requester cancels once the split shows: before the committee ran
+/// (`early`), or while it runs.
 fn replica_split_cancelled(early: bool) -> (Net, TaskId, Vec<NodeId>, Vec<NodeId>) {
     let mut net = net5();
     let id = net.submit(0, policy(Verification::Replicas(3)));
@@ -112,13 +115,10 @@ fn replica_split_cancelled(early: bool) -> (Net, TaskId, Vec<NodeId>, Vec<NodeId
     for (node, output) in replicas.iter().zip(outputs) {
         net.commit(id, *node, output).expect("commit");
     }
-    net.reveal(id, replicas[0], b"right").expect("reveal");
-    net.reveal(id, replicas[1], b"forged").expect("reveal");
-    if early {
-        cancel_deferred(&mut net, id, Round::Work);
-    }
-    net.reveal(id, replicas[2], b"right").expect("reveal");
     assert_eq!(net.task(id).round, Round::Referee, "the split goes to a committee");
+    if early {
+        cancel_deferred(&mut net, id, Round::Referee);
+    }
     let members = net.leased(id)[3..].to_vec();
     assert_eq!(members.len(), 2, "the committee is placed despite the cancel");
     net.wait(ONE_INTERVAL_MS);
@@ -130,6 +130,9 @@ fn replica_split_cancelled(early: bool) -> (Net, TaskId, Vec<NodeId>, Vec<NodeId
     }
     for member in &members {
         net.reveal(id, *member, b"right").expect("member reveals");
+    }
+    for (node, output) in replicas.iter().zip(outputs) {
+        net.reveal(id, *node, output).expect("reveal");
     }
     (net, id, replicas, members)
 }
@@ -197,10 +200,7 @@ fn a_cancel_while_a_committed_result_awaits_its_audit_still_slashes_the_forger()
     cancel_deferred(&mut net, id, Round::Audit);
     let auditor = net.leased(id)[1];
     net.commit(id, auditor, b"right").expect("the auditor goes on");
-    net.reveal(id, worker, b"forged").expect("reveal");
-    net.reveal(id, auditor, b"right").expect("reveal");
-    let referee = net.leased(id)[2];
-    net.finish_lease(id, referee, b"right");
+    let referee = net.referee(id, [b"forged", b"right", b"right"]);
     assert_judged_then_cancelled(&mut net, id, worker, &[auditor, referee], Offence::AuditFailed);
 }
 
@@ -225,10 +225,9 @@ fn assert_cancelled_unjudged(net: &mut Net, id: TaskId) {
 #[test]
 fn a_deferred_cancel_whose_judgement_finds_no_majority_ends_cancelled_slashing_nobody() {
     let mut net = net5();
-    let (id, [_, _, referee]) = audit_split(&mut net);
+    let (id, _) = audit_split(&mut net);
     cancel_deferred(&mut net, id, Round::Referee);
-    net.commit(id, referee, b"third").expect("commit");
-    net.reveal(id, referee, b"third").expect("three different hashes");
+    net.referee(id, [b"forged", b"right", b"third"]);
     assert_cancelled_unjudged(&mut net, id);
 }
 
@@ -255,12 +254,13 @@ fn a_withheld_reveal_of_a_deferred_cancel_is_judged_against_its_verdict() {
     net.keep_alive();
     let auditor = net.leased(id)[1];
     net.commit(id, auditor, b"guess").expect("auditor commits");
+    cancel_deferred(&mut net, id, Round::Referee);
+    let referee = net.leased(id)[2];
+    net.commit(id, referee, b"right").expect("referee commits");
+    net.reveal(id, referee, b"right").expect("reveal");
     net.reveal(id, worker, b"right").expect("reveal");
     net.wait(net.state.params.verification.reveal_window_ms);
     assert_eq!(verdict(&net, id, auditor), Verdict::Withheld);
-    cancel_deferred(&mut net, id, Round::Referee);
-    let referee = net.leased(id)[1];
-    net.finish_lease(id, referee, b"right");
     let task = net.task(id).clone();
     assert_eq!((task.state, task.failure), CANCELLED);
     assert_eq!(

@@ -32,6 +32,8 @@ mod faults_tests;
 #[cfg(test)]
 mod grant_tests;
 #[cfg(test)]
+mod judges_tests;
+#[cfg(test)]
 mod money_tests;
 #[cfg(test)]
 mod nondeterministic_tests;
@@ -129,8 +131,8 @@ fn execute(delta: &mut Delta<'_>, who: AccountId, body: &TxBody) -> Result<(), R
         TxBody::TaskHeartbeat { task, node, progress_permille } => {
             market::heartbeat(delta, who, task, node, progress_permille)
         }
-        TxBody::CommitResult { task, node, commitment } => {
-            verdict::commit_result(delta, who, task, node, commitment)
+        TxBody::CommitResult { task, node, commitment, tag } => {
+            verdict::commit_result(delta, who, task, node, commitment, tag)
         }
         TxBody::ReportFailure { task, node, reason } => {
             market::report_failure(delta, who, task, node, reason)

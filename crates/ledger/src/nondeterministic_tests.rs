@@ -22,8 +22,10 @@ fn nondeterministic(verification: Verification, mode: CompareMode) -> TaskTerms 
 /// Final loss 0.25 as one machine class writes it, and as others do within the tolerance.
 const LOSS: i64 = 250_000;
 
-/// An audited task whose worker and auditor reveal these (output, summary) results.
-fn audited(results: [(&[u8], i64); 2]) -> (Net, TaskId, [NodeId; 2]) {
+/// An audited task whose worker, auditor and referee reveal these (output, summary) results.
+/// Different output hashes make different tags, so the referee is drawn, blind, before anyone
+/// reveals: the honest float differences of another machine never meet a copied result.
+fn audited(results: [(&[u8], i64); 3]) -> (Net, TaskId, [NodeId; 3]) {
     let (mut net, _) = net_with(3);
     let id = net.submit(0, nondeterministic(Verification::Audit, CompareMode::Tolerance));
     let worker = net.worker(id);
@@ -32,17 +34,23 @@ fn audited(results: [(&[u8], i64); 2]) -> (Net, TaskId, [NodeId; 2]) {
     assert_eq!(net.task(id).round, Round::Audit, "a new node is always audited");
     let auditor = net.leased(id)[1];
     net.commit_summary(id, auditor, results[1].0, &[results[1].1]).expect("auditor commits");
-    net.reveal_summary(id, worker, results[0].0, &[results[0].1]).expect("worker reveals");
-    net.reveal_summary(id, auditor, results[1].0, &[results[1].1]).expect("auditor reveals");
-    (net, id, [worker, auditor])
+    assert_eq!(net.task(id).round, Round::Referee, "tags differ: a referee before any reveal");
+    let referee = net.leased(id)[2];
+    net.commit_summary(id, referee, results[2].0, &[results[2].1]).expect("referee commits");
+    for i in [2, 0, 1] {
+        let (node, (output, loss)) = ([worker, auditor, referee][i], results[i]);
+        net.reveal_summary(id, node, output, &[loss]).expect("reveal");
+    }
+    (net, id, [worker, auditor, referee])
 }
 
 #[test]
 fn honest_float_differences_within_the_tolerance_pass_an_audit_and_are_paid() {
-    // Different output hashes (another GPU's reduction order), summaries 0.0004 apart.
-    let (mut net, id, nodes) = audited([(b"gpu-a", LOSS), (b"gpu-b", LOSS + 400)]);
+    // Different output hashes (another GPU's reduction order), summaries within 0.0006.
+    let results = [(&b"gpu-a"[..], LOSS), (b"gpu-b", LOSS + 400), (b"gpu-c", LOSS - 200)];
+    let (mut net, id, nodes) = audited(results);
     let task = net.task(id);
-    assert_eq!(task.state, TaskState::Verifying, "no referee for an honest difference");
+    assert_eq!(task.state, TaskState::Verifying, "all three agree within the tolerance");
     assert_eq!(task.result.as_ref().map(|r| r.summary.clone()), Some(vec![LOSS]));
     net.run(0, TxBody::AcceptResult { task: id }).expect("accept");
     for node in nodes {
@@ -57,11 +65,8 @@ fn honest_float_differences_within_the_tolerance_pass_an_audit_and_are_paid() {
 fn a_forged_summary_outside_the_tolerance_loses_to_the_referee_and_is_slashed() {
     // The worker skipped the training and made up a loss; the honest auditor and referee run
     // on different machines and agree within the tolerance, not bit for bit.
-    let (mut net, id, [worker, auditor]) = audited([(b"forged", 900_000), (b"gpu-a", LOSS)]);
-    assert_eq!(net.task(id).round, Round::Referee, "outside the tolerance: a referee decides");
-    let referee = net.leased(id)[2];
-    net.commit_summary(id, referee, b"gpu-c", &[LOSS - 700]).expect("referee commits");
-    net.reveal_summary(id, referee, b"gpu-c", &[LOSS - 700]).expect("referee reveals");
+    let results = [(&b"forged"[..], 900_000), (b"gpu-a", LOSS), (b"gpu-c", LOSS - 700)];
+    let (net, id, [worker, auditor, referee]) = audited(results);
     let task = net.task(id);
     assert_eq!(task.state, TaskState::Verifying);
     assert_eq!(task.result.as_ref().map(|r| r.node), Some(auditor), "the majority's result");
@@ -91,27 +96,31 @@ fn replicated(
     for (node, (output, loss)) in nodes.iter().zip(replicas) {
         net.commit_summary(id, *node, output, &[loss]).expect("commit");
     }
-    for (node, (output, loss)) in nodes.iter().zip(replicas) {
-        net.reveal_summary(id, *node, output, &[loss]).expect("reveal");
-    }
-    if net.task(id).round == Round::Referee {
+    let members = if net.task(id).round == Round::Referee {
         let members = net.leased(id)[3..].to_vec();
         for (node, (output, loss)) in members.iter().zip(committee) {
             net.commit_summary(id, *node, output, &[loss]).expect("member commits");
         }
-        for (node, (output, loss)) in members.iter().zip(committee) {
-            net.reveal_summary(id, *node, output, &[loss]).expect("member reveals");
-        }
+        members
+    } else {
+        Vec::new()
+    };
+    let judged_last = members.iter().zip(&committee).chain(nodes.iter().zip(&replicas));
+    for (node, (output, loss)) in judged_last {
+        net.reveal_summary(id, *node, output, &[*loss]).expect("reveal");
     }
     let all = net.task(id).leases.iter().map(|l| l.node).collect();
     (net, id, all)
 }
 
 #[test]
-fn replicas_of_three_machine_classes_agree_within_the_tolerance_without_a_committee() {
+fn replicas_of_three_machine_classes_agree_within_the_tolerance_before_a_blind_committee() {
+    // Three hashes, three tags: a committee is drawn before anyone reveals, and every result
+    // within the tolerance of the winner is upheld and paid, nobody slashed.
     let replicas = [(&b"gpu-a"[..], LOSS), (b"gpu-b", LOSS - 900), (b"cpu", LOSS + 100)];
-    let (mut net, id, nodes) = replicated(CompareMode::Tolerance, replicas, [(b"", 0); 2]);
-    assert_eq!(nodes.len(), 3, "no committee seat was opened");
+    let committee = [(&b"gpu-c"[..], LOSS - 300), (b"gpu-a", LOSS)];
+    let (mut net, id, nodes) = replicated(CompareMode::Tolerance, replicas, committee);
+    assert_eq!(nodes.len(), 5, "the committee was drawn");
     assert_eq!(net.task(id).state, TaskState::Verifying);
     net.run(0, TxBody::AcceptResult { task: id }).expect("accept");
     assert!(nodes.iter().all(|n| verdict(&net, id, *n) == Verdict::Paid));

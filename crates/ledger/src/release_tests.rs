@@ -95,17 +95,12 @@ fn placed(seat: Seat) -> (Net, TaskId, Vec<NodeId>) {
             if let Seat::Referee = seat {
                 let auditor = net.leased(id)[1];
                 net.commit(id, auditor, b"auditor").expect("auditor commits");
-                net.reveal(id, first[0], b"worker").expect("reveal");
-                net.reveal(id, auditor, b"auditor").expect("reveal");
             }
         }
         Seat::ReplicaCommittee => {
             let outputs: [&[u8]; 3] = [b"a", b"b", b"a"];
             for (node, output) in first.iter().zip(outputs) {
                 net.commit(id, *node, output).expect("commit");
-            }
-            for (node, output) in first.iter().zip(outputs) {
-                net.reveal(id, *node, output).expect("reveal");
             }
         }
         Seat::DisputeCommittee => {
@@ -222,8 +217,9 @@ struct Caught {
     offence: Offence,
 }
 
-/// An audited worker runs an interval and forges its result; the auditor reveals the right
-/// one. Returns the task, worker and auditor.
+/// An audited worker runs an interval and forges its result; the auditor commits the right
+/// one. Their tags differ, so a referee is drawn before either reveals. Returns the task, worker
+/// and auditor.
 pub(crate) fn forged_and_audited(net: &mut Net) -> (TaskId, NodeId, NodeId) {
     let id = net.submit(0, policy(Verification::Audit));
     let worker = net.worker(id);
@@ -232,16 +228,13 @@ pub(crate) fn forged_and_audited(net: &mut Net) -> (TaskId, NodeId, NodeId) {
     net.keep_alive();
     let auditor = net.leased(id)[1];
     net.commit(id, auditor, b"right").expect("auditor commits");
-    net.reveal(id, worker, b"forged").expect("reveal");
-    net.reveal(id, auditor, b"right").expect("reveal");
     (id, worker, auditor)
 }
 
 fn lazy_audited_worker() -> Caught {
     let mut net = net5();
     let (id, worker, _) = forged_and_audited(&mut net);
-    let referee = net.leased(id)[2];
-    net.finish_lease(id, referee, b"right");
+    net.referee(id, [b"forged", b"right", b"right"]);
     Caught { net, id, offender: worker, offence: Offence::AuditFailed }
 }
 
@@ -254,10 +247,7 @@ fn lazy_auditor() -> Caught {
     let auditor = net.leased(id)[1];
     net.wait(ONE_INTERVAL_MS);
     net.commit(id, auditor, b"guess").expect("commit");
-    net.reveal(id, worker, b"right").expect("reveal");
-    net.reveal(id, auditor, b"guess").expect("reveal");
-    let referee = net.leased(id)[2];
-    net.finish_lease(id, referee, b"right");
+    net.referee(id, [b"right", b"guess", b"right"]);
     Caught { net, id, offender: auditor, offence: Offence::AuditFailed }
 }
 
@@ -271,14 +261,14 @@ fn replicas_judged(outputs: [&[u8]; 3]) -> (Net, TaskId, Vec<NodeId>) {
     for (node, output) in replicas.iter().zip(outputs) {
         net.commit(id, *node, output).expect("commit");
     }
-    for (node, output) in replicas.iter().zip(outputs) {
-        net.reveal(id, *node, output).expect("reveal");
-    }
     for member in net.leased(id)[3..].to_vec() {
         net.commit(id, member, b"right").expect("commit");
     }
     for member in net.leased(id)[3..].to_vec() {
         net.reveal(id, member, b"right").expect("reveal");
+    }
+    for (node, output) in replicas.iter().zip(outputs) {
+        net.reveal(id, *node, output).expect("reveal");
     }
     (net, id, replicas)
 }
@@ -351,8 +341,14 @@ fn withheld_replica(late: Option<&[u8]>) -> Caught {
         let output: &[u8] = if i == 2 { b"wrong" } else { b"right" };
         net.commit(id, *node, output).expect("commit");
     }
-    net.reveal(id, replicas[0], b"right").expect("reveal");
-    net.reveal(id, replicas[1], b"right").expect("reveal");
+    // The tags differ: a committee is drawn and commits before anyone reveals.
+    let members = net.leased(id)[3..].to_vec();
+    for member in &members {
+        net.commit(id, *member, b"right").expect("member commits");
+    }
+    for node in members.iter().chain(&replicas[..2]) {
+        net.reveal(id, *node, b"right").expect("reveal");
+    }
     net.idle(net.state.params.verification.reveal_window_ms);
     net.run(0, TxBody::AcceptResult { task: id }).expect("accept");
     assert!(lease(&net, id, replicas[2]).released > Amount::ZERO, "kept until judged");
@@ -542,8 +538,7 @@ fn a_short_stake_pays_the_clawback_to_the_requester_before_the_slash() {
     net.commit(id, worker, b"lazy").expect("commit");
     net.keep_alive();
     let auditor = net.leased(id)[1];
-    net.finish_lease(id, auditor, b"right");
-    net.reveal(id, worker, b"lazy").expect("reveal");
+    net.commit(id, auditor, b"right").expect("auditor commits");
     assert_eq!(net.task(id).round, Round::Referee);
     // Another offence (a failed capacity challenge) takes all but the clawback and a little.
     let released = lease(&net, id, worker).released.0;
@@ -561,8 +556,7 @@ fn a_short_stake_pays_the_clawback_to_the_requester_before_the_slash() {
     crate::money::slash(&mut delta, slash).expect("slash");
     let changes = delta.into_changes();
     net.state.commit(changes);
-    let referee = net.leased(id)[2];
-    net.finish_lease(id, referee, b"right");
+    net.referee(id, [b"lazy", b"right", b"right"]);
     let clawed = net.log.iter().find_map(|e| match e {
         Event::ClawedBack { node, amount, .. } if *node == worker => Some(amount.0),
         _ => None,

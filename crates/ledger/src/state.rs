@@ -225,6 +225,9 @@ pub struct Lease {
     pub released_ms: u64,
     /// The binding commitment to the result, and when it landed.
     pub commitment: Option<Hash32>,
+    /// The result's equality tag, committed with it (`verify::replication::equality_tag`; zero
+    /// until then): equal tags, equal results, known before anyone reveals. A reveal must match it.
+    pub tag: Hash32,
     pub committed_ms: u64,
     pub committed_height: u64,
     /// What the node earns if upheld: its price for the time it held the lease, capped by its
@@ -246,6 +249,7 @@ codec_struct!(Lease {
     released,
     released_ms,
     commitment,
+    tag,
     committed_ms,
     committed_height,
     cost,
@@ -451,6 +455,20 @@ impl Task {
     /// The lease `node` holds in the current round, if any.
     pub fn pending_lease(&self, node: NodeId) -> Option<usize> {
         self.leases.iter().position(|l| l.node == node && l.verdict == Verdict::Pending)
+    }
+
+    /// Whether `lease` must wait for the judges to reveal: in a referee round the referee or
+    /// committee reveals first, and the leases it judges only once it has, so that a judge
+    /// that misses its reveal window is replaced by one that has still seen no result.
+    pub fn awaits_judges(&self, lease: &Lease) -> bool {
+        self.round == Round::Referee && lease.role != Role::Referee && self.judges_unrevealed()
+    }
+
+    /// Whether a judge of the referee round has not revealed yet.
+    pub(crate) fn judges_unrevealed(&self) -> bool {
+        self.leases
+            .iter()
+            .any(|l| l.verdict == Verdict::Pending && l.role == Role::Referee && l.reveal.is_none())
     }
 }
 

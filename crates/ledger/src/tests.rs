@@ -369,6 +369,19 @@ impl Net {
         output: &[u8],
         summary: &[i64],
     ) -> Result<Receipt, Reject> {
+        let tag = aicpw_verify::equality_tag(id.0, &Hash32::of(output).0, summary);
+        self.commit_tagged(id, node, output, summary, Hash32(tag))
+    }
+
+    /// Commits `output` with whatever equality `tag` (a true one is `equality_tag`'s).
+    pub fn commit_tagged(
+        &mut self,
+        id: TaskId,
+        node: NodeId,
+        output: &[u8],
+        summary: &[i64],
+        tag: Hash32,
+    ) -> Result<Receipt, Reject> {
         let who = self.owner(node);
         let commitment = aicpw_verify::commitment(
             id.0,
@@ -378,7 +391,8 @@ impl Net {
             &result_cid(node),
             &salt(id, node).0,
         );
-        self.run(who, TxBody::CommitResult { task: id, node, commitment: Hash32(commitment) })
+        let commitment = Hash32(commitment);
+        self.run(who, TxBody::CommitResult { task: id, node, commitment, tag })
     }
 
     pub fn reveal(&mut self, id: TaskId, node: NodeId, output: &[u8]) -> Result<Receipt, Reject> {
@@ -408,6 +422,17 @@ impl Net {
     /// audit draw should send looking for an auditor.
     pub fn spot_audits_off(&mut self) {
         self.state.params.verification.economics.audit_rate_min_ppm = 1;
+    }
+
+    /// The referee of an audit whose tags differed commits `outputs[2]` blind and reveals it;
+    /// then worker and auditor reveal theirs. Returns the referee.
+    pub fn referee(&mut self, id: TaskId, outputs: [&[u8]; 3]) -> NodeId {
+        let nodes = self.leased(id);
+        self.commit(id, nodes[2], outputs[2]).expect("referee commits");
+        for i in [2, 0, 1] {
+            self.reveal(id, nodes[i], outputs[i]).expect("reveal");
+        }
+        nodes[2]
     }
 
     /// Commits and reveals `output` on a lease that is alone in its round.

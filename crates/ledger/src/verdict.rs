@@ -1,19 +1,32 @@
 //! Result verification: every lease commits to its result, then reveals it once every lease of
 //! its round has committed, so nobody can copy another's result or learn its audit before
-//! committing. Then the round is judged by the task's policy.
+//! committing. Each commitment carries the result's equality tag
+//! (`verify::replication::equality_tag`): equal results, equal tags. A round whose tags differ
+//! is not revealed: its judges (the audit's referee, the replicas' committee) are drawn first and
+//! commit blind, knowing only that the results differ, never what they are, and then every lease
+//! reveals together. A reveal must open its commitment and match its tag (`TagMismatch` 670: a
+//! lease that lied in its tag cannot open it, and is withheld and slashed like any unopened one).
+//! Then the round is judged by the task's policy.
 //!
 //! - `none`: the worker's revealed result goes to the requester.
 //! - `audit`: the worker's commitment lands; the *next* block's randomness draws the audit
 //!   (`verify::AuditPolicy`: always below a clean streak of 10, then `max(5%, 1/streak)`), so the
 //!   worker cannot time its commitment to a lucky block. An audited result waits for an auditor
-//!   (another owner's node) to commit; both reveal. Equal hashes: both upheld, the worker's streak
-//!   grows. Different (or one missed its reveal): a referee decides by strict majority of three;
-//!   the minority is slashed. If the worker lost, the requester gets the auditor's result.
+//!   (another owner's node) to commit. Equal tags: both reveal, both upheld, the worker's streak
+//!   grows. Different tags: a referee is drawn and commits blind, then all three reveal and decide
+//!   by strict majority of three; the minority is slashed. One missed its reveal after equal tags:
+//!   a referee decides the same way (the revealed hash is public then, but the tags said the
+//!   results were equal). If the worker lost, the requester gets the auditor's result.
 //! - `replicas: k`: k nodes of k different owners, drawn at random among the eligible, run at
-//!   once. All revealed hashes equal and a strict majority of k: upheld. Any split goes to a
-//!   committee of two random nodes of other owners (a referee round); the strict majority of all
-//!   k + 2 revealed hashes is upheld and the rest slashed; no majority: the task fails
-//!   (`no-quorum`), nobody slashed.
+//!   once. All tags equal: the replicas reveal, and a strict majority of k is upheld. A split of
+//!   the tags goes, before any reveal, to a committee of two random nodes of other owners (a
+//!   referee round) that commits blind; then all k + 2 reveal, the strict majority of them is
+//!   upheld and the rest slashed; no majority: the task fails (`no-quorum`), nobody slashed. A
+//!   round left without a majority by a missed reveal goes to a committee the same way.
+//!
+//! A non-deterministic task's honest results differ in hash, so their tags differ too: its
+//! audited or replicated rounds are judged by blind judges whenever the tags differ, and the
+//! vote compares summaries within the declared tolerance (`ledger::compare`).
 //!
 //! A lease that commits but does not reveal within `reveal_window_ms` is withheld: like an
 //! expired lease it earns nothing more than its released intervals, loses reputation and is
@@ -43,12 +56,14 @@ pub fn commit_result(
     id: TaskId,
     node: NodeId,
     commitment: Hash32,
+    tag: Hash32,
 ) -> Result<(), Reject> {
     let (mut task, index) = market::running_lease(delta, &who, id, node)?;
     let now = delta.env.time_ms;
     let cost = market::cost(&task, &task.leases[index], now);
     let lease = &mut task.leases[index];
     lease.commitment = Some(commitment);
+    lease.tag = tag;
     lease.committed_ms = now;
     lease.committed_height = delta.env.height;
     lease.cost = cost;
@@ -66,13 +81,28 @@ pub fn commit_result(
 }
 
 /// Opens the round's reveals once no seat is open and every lease in the round has committed.
+/// An audit or replica round whose tags differ is judged instead: its referee or committee is
+/// drawn now, before any result is revealed, and the reveals open once it has committed.
 fn open_reveals_if_ready(delta: &mut Delta<'_>, task: &mut Task) {
     if task.reveal_open_ms.is_some() || task.seats > 0 || task.round == Round::Drawing {
         return;
     }
-    let mut pending = task.leases.iter().filter(|l| l.verdict == Verdict::Pending).peekable();
-    if pending.peek().is_none() || pending.any(|l| l.commitment.is_none()) {
+    let pending: Vec<&Lease> =
+        task.leases.iter().filter(|l| l.verdict == Verdict::Pending).collect();
+    let Some(first) = pending.first().map(|l| l.tag) else { return };
+    if pending.iter().any(|l| l.commitment.is_none()) {
         return;
+    }
+    if pending.iter().any(|l| l.tag != first) {
+        let judges = match (task.round, task.terms.verification) {
+            (Round::Audit, Verification::Audit) => 1,
+            (Round::Work, Verification::Replicas(_)) => market::COMMITTEE_SIZE,
+            _ => 0,
+        };
+        if judges > 0 {
+            start_round(delta, task, Round::Referee, judges);
+            return;
+        }
     }
     task.reveal_open_ms = Some(delta.env.time_ms);
     delta.emit(Event::RevealsOpened { task: task.id, round: task.round });
@@ -88,13 +118,15 @@ pub struct Opening {
 }
 
 impl Opening {
-    /// Checks that it opens `commitment` of `who` on `task`, with a summary exactly when the task
-    /// declared itself non-deterministic (`SummaryInvalid` 681); the reveal it makes.
+    /// Checks that it opens `commitment` of `who` on `task` and matches the `tag` committed with
+    /// it (`TagMismatch` 670), with a summary exactly when the task declared itself
+    /// non-deterministic (`SummaryInvalid` 681); the reveal it makes.
     pub(crate) fn open(
         self,
         task: &Task,
         who: &AccountId,
         commitment: &Hash32,
+        tag: &Hash32,
         revealed_ms: u64,
     ) -> Result<Reveal, Reject> {
         if task.terms.nondeterministic.is_some() == self.summary.is_empty() {
@@ -111,6 +143,9 @@ impl Opening {
             salt,
         )
         .map_err(|_| Reject::BadCommitment)?;
+        if aicpw_verify::equality_tag(task.id.0, hash, &self.summary) != tag.0 {
+            return Err(Reject::TagMismatch);
+        }
         let Opening { output_hash, result_cid, summary, .. } = self;
         Ok(Reveal { output_hash, result_cid, revealed_ms, summary })
     }
@@ -135,10 +170,18 @@ pub fn reveal_result(
     let (Some(commitment), Some(_)) = (lease.commitment, task.reveal_open_ms) else {
         return Err(Reject::RevealNotOpen);
     };
-    let reveal = opening.open(&task, &who, &commitment, delta.env.time_ms)?;
+    if task.awaits_judges(lease) {
+        return Err(Reject::RevealNotOpen);
+    }
+    let judge = task.round == Round::Referee && lease.role == Role::Referee;
+    let reveal = opening.open(&task, &who, &commitment, &lease.tag, delta.env.time_ms)?;
     let output_hash = reveal.output_hash;
     task.leases[index].reveal = Some(reveal);
     delta.emit(Event::ResultRevealed { task: id, node, output_hash });
+    if judge && !task.judges_unrevealed() {
+        // Every judge revealed: the reveal window of the leases they judge starts now.
+        task.reveal_open_ms = Some(delta.env.time_ms);
+    }
     close_round_if_ready(delta, task)
 }
 
@@ -500,6 +543,23 @@ fn expire_first(delta: &mut Delta<'_>, mut task: Task) -> Result<(), Reject> {
                 l.verdict == Verdict::Pending && l.commitment.is_some() && l.reveal.is_none()
             })
             .collect();
+        // A judge that did not reveal is replaced: nothing it judges was revealed yet
+        // (`Task::awaits_judges`), so its successor still judges blind.
+        let judges: Vec<usize> = silent
+            .iter()
+            .copied()
+            .filter(|i| task.round == Round::Referee && task.leases[*i].role == Role::Referee)
+            .collect();
+        if !judges.is_empty() {
+            for index in &judges {
+                crate::withheld::withhold(delta, &mut task, *index)?;
+            }
+            task.seats += u8::try_from(judges.len()).unwrap_or(u8::MAX);
+            task.seats_since_ms = now;
+            task.reveal_open_ms = None;
+            delta.set_task(task);
+            return Ok(());
+        }
         let alone = task.leases.iter().filter(|l| l.verdict == Verdict::Pending).count() == 1;
         if let (true, Some(&index)) = (alone && task.round == Round::Work, silent.first()) {
             penalty::fault(delta, task.leases[index].node, Fault::Expired)?;

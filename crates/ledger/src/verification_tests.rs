@@ -185,13 +185,16 @@ fn audit_dispute(referee_output: &[u8]) -> (Net, TaskId, [NodeId; 3]) {
     net.idle(0);
     let auditor = net.leased(id)[1];
     net.commit(id, auditor, b"right").expect("auditor commits");
-    net.reveal(id, worker, b"lazy").expect("worker reveals");
-    net.reveal(id, auditor, b"right").expect("auditor reveals");
+    // The tags differ: the referee is drawn before anything is revealed.
     assert_eq!(net.task(id).round, Round::Referee);
+    assert_eq!(net.reveal(id, worker, b"lazy"), Err(Reject::RevealNotOpen));
     let referee = net.leased(id)[2];
     assert_eq!(net.task(id).leases[2].role, Role::Referee);
     net.commit(id, referee, referee_output).expect("referee commits");
+    assert_eq!(net.reveal(id, worker, b"lazy"), Err(Reject::RevealNotOpen), "the judge first");
     net.reveal(id, referee, referee_output).expect("referee reveals");
+    net.reveal(id, worker, b"lazy").expect("worker reveals");
+    net.reveal(id, auditor, b"right").expect("auditor reveals");
     (net, id, [worker, auditor, referee])
 }
 
@@ -265,11 +268,9 @@ fn replica_split(
     for (node, output) in replicas.iter().zip(outputs) {
         net.commit(id, *node, output).expect("commit");
     }
-    for (node, output) in replicas.iter().zip(outputs) {
-        net.reveal(id, *node, output).expect("reveal");
-    }
     let task = net.task(id);
     assert_eq!((task.round, task.seats), (Round::Referee, 0), "the split went to a committee");
+    assert!(task.leases.iter().all(|l| l.reveal.is_none()), "before anything was revealed");
     assert_eq!(net.state.meta.burned, Amount::ZERO, "nobody is slashed before the committee");
     let members: Vec<NodeId> = net.leased(id)[3..].to_vec();
     assert_eq!(members.len(), 2);
@@ -278,8 +279,8 @@ fn replica_split(
     for (node, output) in members.iter().zip(committee) {
         net.commit(id, *node, output).expect("member commits");
     }
-    for (node, output) in members.iter().zip(committee) {
-        net.reveal(id, *node, output).expect("member reveals");
+    for (node, output) in members.iter().zip(committee).chain(replicas.iter().zip(outputs)) {
+        net.reveal(id, *node, output).expect("reveal");
     }
     (net, id, replicas, members)
 }
@@ -342,12 +343,17 @@ fn a_copying_replica_cannot_open_its_commitment_with_anothers_result() {
     let id = net.submit(0, policy(Verification::Replicas(2)));
     let [honest, copier] = [net.leased(id)[0], net.leased(id)[1]];
     net.commit(id, honest, b"work").expect("commit");
-    // The copier cannot see the honest output before committing: it commits a guess.
-    net.commit(id, copier, b"guess").expect("commit");
+    // The copier cannot see the honest output before committing: it commits a guess, under the
+    // honest replica's tag (public) so that the round looks unanimous and opens.
+    let tag = net.task(id).leases[0].tag;
+    net.commit_tagged(id, copier, b"guess", &[], tag).expect("commit");
     net.reveal(id, honest, b"work").expect("reveal");
     // Now it sees the honest hash, but its commitment binds it to the guess.
     assert_eq!(net.reveal(id, copier, b"work"), Err(Reject::BadCommitment));
     assert_eq!(Reject::BadCommitment.code(), 602);
+    // And the guess does not match the tag it copied: it cannot open its lease at all.
+    assert_eq!(net.reveal(id, copier, b"guess"), Err(Reject::TagMismatch));
+    assert_eq!(Reject::TagMismatch.code(), 670);
     // Copying the commitment itself does not help either: it is bound to the author's key.
     let copied = net.task(id).leases[0].commitment.expect("committed");
     let honest_account = key(net.owner(honest)).account();
@@ -601,17 +607,14 @@ pub(crate) fn catch_cheating(net: &mut Net, cheat: NodeId) {
     for node in net.leased(id) {
         net.commit(id, node, output(node)).expect("commit");
     }
-    for node in net.leased(id) {
-        net.reveal(id, node, output(node)).expect("reveal");
-    }
     // The split goes to a committee of the two other owners, which confirms the majority.
     let members = net.leased(id)[3..].to_vec();
     assert_eq!(members.len(), 2);
     for node in &members {
         net.commit(id, *node, b"good").expect("member commits");
     }
-    for node in &members {
-        net.reveal(id, *node, b"good").expect("member reveals");
+    for node in members.iter().chain(&net.leased(id)[..3]) {
+        net.reveal(id, *node, output(*node)).expect("reveal");
     }
 }
 
@@ -861,7 +864,7 @@ fn cancelling_a_running_replicated_task_after_reveals_pays_nobody() {
     let (mut net, _) = net_with(3);
     let id = net.submit(0, policy(Verification::Replicas(2)));
     let replicas = net.leased(id);
-    net.commit(id, replicas[0], b"copied").expect("commit");
+    net.commit(id, replicas[0], b"work").expect("commit");
     net.commit(id, replicas[1], b"work").expect("commit");
     net.reveal(id, replicas[1], b"work").expect("reveal");
     net.run(0, TxBody::CancelTask { task: id }).expect("cancel");

@@ -108,8 +108,8 @@ pub(crate) fn reveal_late(
     if now >= until {
         return Err(Reject::LateRevealClosed);
     }
-    let node = lease.node;
-    let reveal = opening.open(&task, &who, &commitment, now)?;
+    let (node, tag) = (lease.node, lease.tag);
+    let reveal = opening.open(&task, &who, &commitment, &tag, now)?;
     let output_hash = reveal.output_hash;
     task.leases[index].reveal = Some(reveal);
     delta.emit(Event::ResultRevealed { task: task.id, node, output_hash });

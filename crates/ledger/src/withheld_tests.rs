@@ -30,7 +30,8 @@ fn assert_root(net: &mut Net) {
 }
 
 /// An audited worker keeps its commitment closed after the auditor revealed; a referee sides
-/// with the auditor.
+/// with the auditor: drawn blind before the reveals if the tags differed, after the missed
+/// reveal if they were equal.
 fn withheld_audit(net: Net, silent_output: &[u8]) -> Withheld {
     let mut net = net;
     let id = net.submit(0, policy(Verification::Audit));
@@ -39,19 +40,31 @@ fn withheld_audit(net: Net, silent_output: &[u8]) -> Withheld {
     net.keep_alive();
     let auditor = net.leased(id)[1];
     net.commit(id, auditor, b"right").expect("auditor commits");
-    net.reveal(id, auditor, b"right").expect("auditor reveals");
+    let blind = (net.task(id).round == Round::Referee).then(|| net.leased(id)[2]);
+    let mut revealing: Vec<NodeId> = blind.into_iter().collect();
+    revealing.push(auditor);
+    if let Some(referee) = blind {
+        net.commit(id, referee, b"right").expect("referee commits");
+    }
+    for node in &revealing {
+        net.reveal(id, *node, b"right").expect("reveal");
+    }
     let open = net.task(id).reveal_open_ms.expect("reveals open");
     net.wait(net.state.params.verification.reveal_window_ms);
     let lease = net.task(id).leases[0].clone();
     let late = net.state.params.verification.late_reveal_window_ms;
     assert_eq!(lease.verdict, Verdict::Withheld);
     assert_eq!(lease.withheld_until_ms, Some(open + 60_000 + late));
-    assert_eq!(net.task(id).round, Round::Referee, "judged on the reveals that came");
-    assert_root(&mut net);
-    let referee = net.leased(id)[1];
-    net.commit(id, referee, b"right").expect("referee commits");
-    net.reveal(id, referee, b"right").expect("referee reveals");
+    let referee = blind.unwrap_or_else(|| {
+        assert_eq!(net.task(id).round, Round::Referee, "judged on the reveals that came");
+        assert_root(&mut net);
+        let referee = net.leased(id)[1];
+        net.commit(id, referee, b"right").expect("referee commits");
+        net.reveal(id, referee, b"right").expect("referee reveals");
+        referee
+    });
     assert_eq!(net.task(id).state, TaskState::Verifying);
+    assert_root(&mut net);
     Withheld { net, id, silent: worker, upheld: vec![auditor, referee] }
 }
 
@@ -60,23 +73,25 @@ fn withheld_replica(net: Net, silent_output: &[u8]) -> Withheld {
     let mut net = net;
     let id = net.submit(0, policy(Verification::Replicas(3)));
     let replicas = net.leased(id);
-    for (i, node) in replicas.iter().enumerate() {
-        let output: &[u8] = if i == 2 { silent_output } else { b"right" };
-        net.commit(id, *node, output).expect("commit");
-    }
-    net.reveal(id, replicas[0], b"right").expect("reveal");
-    net.reveal(id, replicas[1], b"right").expect("reveal");
-    net.idle(net.state.params.verification.reveal_window_ms);
-    assert_eq!(net.task(id).state, TaskState::Verifying, "two of three still make a majority");
-    assert_eq!(verdict(&net, id, replicas[2]), Verdict::Withheld);
-    Withheld { net, id, silent: replicas[2], upheld: replicas[..2].to_vec() }
+    let w = withheld_replica_of(net, id, b"right", silent_output);
+    assert_eq!(w.net.task(id).state, TaskState::Verifying, "a majority without the silent one");
+    assert_eq!(verdict(&w.net, id, replicas[2]), Verdict::Withheld);
+    w
 }
 
 fn setup(verification: Verification, silent_output: &[u8]) -> Withheld {
-    let (net, _) = crate::verification_tests::net_with(3);
     match verification {
-        Verification::Audit => withheld_audit(net, silent_output),
-        _ => withheld_replica(net, silent_output),
+        Verification::Audit => {
+            withheld_audit(crate::verification_tests::net_with(3).0, silent_output)
+        }
+        // Five owners: room for a committee when the silent replica's tag differs.
+        _ => {
+            let mut net = Net::new();
+            for i in 1..=5 {
+                net.provider(i, 500_000 * u128::from(i));
+            }
+            withheld_replica(net, silent_output)
+        }
     }
 }
 
@@ -266,8 +281,9 @@ fn stake_of_a_committed_lease_awaiting_its_audit_cannot_be_unbonded() {
 /// knew the answer "right" and reveals it once the wrong result is verified; the committee's
 /// re-run confirms it.
 fn known_answer_rejects(silent_output: &[u8]) -> Withheld {
+    // Seven owners: the replicas' committee (if their tags split) and the dispute's are apart.
     let mut net = Net::new();
-    for i in 1..=5 {
+    for i in 1..=7 {
         net.provider(i, 500_000 * u128::from(i));
     }
     let salt = aicpw_types::Hash32::of(b"answer salt");
@@ -292,16 +308,24 @@ fn known_answer_rejects(silent_output: &[u8]) -> Withheld {
     w
 }
 
+/// Three replicas; the third commits `silent_output` and keeps it closed. If its tag differs
+/// from the others', a committee is drawn before the reveals and sides with `majority`.
 fn withheld_replica_of(net: Net, id: TaskId, majority: &[u8], silent_output: &[u8]) -> Withheld {
     let mut net = net;
     let replicas = net.leased(id);
     for (i, node) in replicas.iter().enumerate() {
         net.commit(id, *node, if i == 2 { silent_output } else { majority }).expect("commit");
     }
-    net.reveal(id, replicas[0], majority).expect("reveal");
-    net.reveal(id, replicas[1], majority).expect("reveal");
+    let members = net.leased(id)[3..].to_vec();
+    for member in &members {
+        net.commit(id, *member, majority).expect("member commits");
+    }
+    for node in members.iter().chain(&replicas[..2]) {
+        net.reveal(id, *node, majority).expect("reveal");
+    }
     net.idle(net.state.params.verification.reveal_window_ms);
-    Withheld { net, id, silent: replicas[2], upheld: replicas[..2].to_vec() }
+    let upheld = replicas[..2].iter().chain(&members).copied().collect();
+    Withheld { net, id, silent: replicas[2], upheld }
 }
 
 #[test]
@@ -355,14 +379,15 @@ fn a_late_reveal_on_a_task_that_ended_with_no_result_is_cleared() {
     net.keep_alive();
     let auditor = net.leased(id)[1];
     net.commit(id, auditor, b"right").expect("auditor commits");
-    net.reveal(id, auditor, b"right").expect("auditor reveals");
-    net.wait(net.state.params.verification.reveal_window_ms);
-    assert_eq!(verdict(&net, id, worker), Verdict::Withheld);
     // The requester cancels while the referee runs; the cancel waits for the verdict, which
     // finds no majority (the referee reveals a third hash): no result will ever stand.
     net.run(0, TxBody::CancelTask { task: id }).expect("cancel");
-    let referee = net.leased(id)[1];
-    net.finish_lease(id, referee, b"third");
+    let referee = net.leased(id)[2];
+    net.commit(id, referee, b"third").expect("referee commits");
+    net.reveal(id, referee, b"third").expect("referee reveals");
+    net.reveal(id, auditor, b"right").expect("auditor reveals");
+    net.wait(net.state.params.verification.reveal_window_ms);
+    assert_eq!(verdict(&net, id, worker), Verdict::Withheld);
     assert_eq!(net.task(id).state, TaskState::Cancelled);
     let events = net.reveal(id, worker, b"forged").expect("late reveal").events;
     assert!(events.contains(&Event::LateRevealCleared { task: id, node: worker }), "{events:?}");
@@ -405,13 +430,13 @@ fn a_withheld_reveal_resets_the_streak_and_audits_every_result_until_it_is_judge
     net.state.nodes.get_mut(&silent).expect("node").reputation.clean_streak = 1_000;
     let auditor = net.leased(id)[1];
     net.commit(id, auditor, b"right").expect("auditor commits");
+    let referee = net.leased(id)[2];
+    net.commit(id, referee, b"right").expect("referee commits");
+    net.reveal(id, referee, b"right").expect("referee reveals");
     net.reveal(id, auditor, b"right").expect("auditor reveals");
     net.wait(net.state.params.verification.reveal_window_ms);
     assert_eq!(verdict(&net, id, silent), Verdict::Withheld);
     assert_eq!(net.state.nodes[&silent].reputation.clean_streak, 0, "the streak starts again");
-    let referee = net.leased(id)[1];
-    net.commit(id, referee, b"right").expect("referee commits");
-    net.reveal(id, referee, b"right").expect("referee reveals");
     net.run(0, TxBody::AcceptResult { task: id }).expect("accept");
     for round in 0..40u64 {
         let next = net.submit(0, policy(Verification::Audit));

@@ -501,7 +501,9 @@ fn commit(shared: &Shared, id: TaskId, sealed: &Sealed) -> bool {
     let account = shared.config.key.account();
     let (hash, cid, salt) = (&sealed.output_hash.0, &sealed.result_cid, &sealed.salt.0);
     let commitment = aicpw_verify::commitment(id.0, &account.0, hash, &sealed.summary, cid, salt);
-    let body = TxBody::CommitResult { task: id, node: shared.node, commitment: Hash32(commitment) };
+    let tag = Hash32(aicpw_verify::equality_tag(id.0, hash, &sealed.summary));
+    let body =
+        TxBody::CommitResult { task: id, node: shared.node, commitment: Hash32(commitment), tag };
     match shared.client.send(&shared.config.key, body, true) {
         Ok(_) | Err(ClientError::Rejected(Reject::AlreadyCommitted)) => true,
         // The lease moved on (expired, cancelled): nothing left to do for this task.
@@ -536,7 +538,16 @@ fn lease_to_reveal(task: &Value, node: u64) -> Option<&Value> {
     })
 }
 
-/// Waits until every lease of the round has committed, then reveals (at once for a withheld
+/// Whether this lease lets the judges of its referee round reveal first (the ledger's
+/// `Task::awaits_judges`): a referee or committee reveals before the results it judges.
+fn awaits_judges(task: &Value, lease: &Value) -> bool {
+    let judge = |l: &Value| l["role"] == "referee";
+    let unrevealed = |l: &Value| judge(l) && l["verdict"] == "pending" && l["reveal"].is_null();
+    let leases = task["leases"].as_array().map(Vec::as_slice).unwrap_or_default();
+    task["round"] == "referee" && !judge(lease) && leases.iter().any(unrevealed)
+}
+
+/// Waits until every lease of the round has committed (and its judges revealed), then reveals (at once for a withheld
 /// lease in its late reveal window); stops if the lease was judged or dropped meanwhile, or the
 /// agent stops.
 fn reveal_when_open(shared: &Shared, id: TaskId, sealed: &Sealed) {
@@ -555,7 +566,8 @@ fn reveal_when_open(shared: &Shared, id: TaskId, sealed: &Sealed) {
         if !lease["reveal"].is_null() {
             return mark_done(shared, id, "reveal_result");
         }
-        if !task["reveal_open_ms"].is_null() || lease["verdict"] == "withheld" {
+        let open = !task["reveal_open_ms"].is_null() && !awaits_judges(&task, lease);
+        if open || lease["verdict"] == "withheld" {
             let body = TxBody::RevealResult {
                 task: id,
                 node: shared.node,
@@ -572,9 +584,9 @@ fn reveal_when_open(shared: &Shared, id: TaskId, sealed: &Sealed) {
 
 #[cfg(test)]
 mod tests {
-    use super::{lease_to_reveal, load_journal, save_journal, Journal, Sealed};
+    use super::{awaits_judges, lease_to_reveal, load_journal, save_journal, Journal, Sealed};
     use aicpw_types::{Hash32, NodeId};
-    use serde_json::json;
+    use serde_json::{json, Value};
     use std::os::unix::fs::PermissionsExt;
 
     #[test]
@@ -620,5 +632,17 @@ mod tests {
         }
         let other = json!({ "leases": [lease(2, "withheld", Some(90_000))] });
         assert!(lease_to_reveal(&other, 1).is_none(), "another node's lease");
+    }
+
+    #[test]
+    fn a_judged_lease_reveals_only_after_its_referee_round_judges() {
+        let lease = |role: &str, reveal: Option<&str>| json!({ "role": role, "verdict": "pending", "reveal": reveal });
+        let worker = lease("worker", None);
+        let task = |round: &str, judge: Value| json!({ "round": round, "leases": [worker.clone(), judge] });
+        assert!(awaits_judges(&task("referee", lease("referee", None)), &worker));
+        assert!(!awaits_judges(&task("referee", lease("referee", Some("revealed"))), &worker));
+        assert!(!awaits_judges(&task("audit", lease("auditor", None)), &worker));
+        let judge = lease("referee", None);
+        assert!(!awaits_judges(&task("referee", judge.clone()), &judge), "the judge goes first");
     }
 }

@@ -96,6 +96,7 @@ rejects! {
     OpeningsOutOfOrder = 612, "openings must continue from the first drawn tile not yet opened";
     ChallengeVerifyBusy = 613, "this block's budget for checking openings is spent; retry";
     PuzzleUnsolved = 614, "the nonce does not solve the puzzle";
+    TagMismatch = 670, "the revealed result does not match the equality tag committed with it";
     NondeterminismInvalid = 680, "a non-deterministic task names a summary file (a relative path without `..`) and a tolerance of 1 to 10^18 micro-units";
     SummaryInvalid = 681, "a non-deterministic task's result reveals a summary of 1 to 8 numbers of at most 10^18 micro-units, a deterministic task's none";
     KnownAnswerNondeterministic = 682, "a non-deterministic task has no exact answer: it cannot carry a known answer";

@@ -79,11 +79,14 @@ pub enum TxBody {
         progress_permille: u16,
     },
     /// A lease holder's binding commitment to its result, made before it learns whether it is
-    /// audited and before any other lease of the task reveals: `verify::replication::commitment`.
+    /// audited and before any other lease of the task reveals: `verify::replication::commitment`,
+    /// with the result's equality `tag` (`verify::replication::equality_tag`), which tells the
+    /// ledger whether the round's results agree before any of them is revealed.
     CommitResult {
         task: TaskId,
         node: NodeId,
         commitment: Hash32,
+        tag: Hash32,
     },
     ReportFailure {
         task: TaskId,
@@ -197,7 +200,7 @@ tx_body_codec! {
     8 => SubmitTask { terms, answer_commitment },
     9 => CancelTask { task },
     10 => TaskHeartbeat { task, node, progress_permille },
-    11 => CommitResult { task, node, commitment },
+    11 => CommitResult { task, node, commitment, tag },
     12 => ReportFailure { task, node, reason },
     13 => AcceptResult { task },
     14 => RateTask { task, stars },

@@ -32,4 +32,6 @@ pub use matrix::{
 };
 pub use merkle::TileTree;
 pub use puzzle::{verify_puzzle, HashPuzzle};
-pub use replication::{check_reveal, commitment, quorum, QuorumOutcome, RevealedOutput};
+pub use replication::{
+    check_reveal, commitment, equality_tag, quorum, QuorumOutcome, RevealedOutput,
+};

@@ -52,6 +52,26 @@ pub fn commitment(
     *hasher.finalize().as_bytes()
 }
 
+/// Derive-key context of equality tags.
+pub const TAG_CONTEXT: &str = "AICPW 2026-12 verify result equality tag v1";
+
+/// A result's equality tag, published beside its commitment: `BLAKE3-derive-key(TAG_CONTEXT,
+/// task_id LE || output_hash || len(summary) u32 LE || each summary number i64 LE)`. Equal
+/// results of one task have equal tags whoever computed them, so a round's split is known before
+/// anyone reveals; a tag names no output, and only a holder of the output (or of a guess of it)
+/// can make one. Unsalted by design: a task whose outputs are few enough to enumerate can be
+/// matched against its tags.
+pub fn equality_tag(task_id: u64, output_hash: &Hash, summary: &[i64]) -> Hash {
+    let mut hasher = blake3::Hasher::new_derive_key(TAG_CONTEXT);
+    hasher.update(&task_id.to_le_bytes());
+    hasher.update(output_hash);
+    hasher.update(&u32::try_from(summary.len()).unwrap_or(u32::MAX).to_le_bytes());
+    for value in summary {
+        hasher.update(&value.to_le_bytes());
+    }
+    *hasher.finalize().as_bytes()
+}
+
 /// Checks that a reveal opens the commitment published earlier.
 pub fn check_reveal(
     committed: &Hash,

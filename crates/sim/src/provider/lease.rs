@@ -7,7 +7,7 @@ use crate::party::{Ctx, Message};
 use crate::work;
 use aicpw_ledger::state::{Lease, Role, Task, Verdict};
 use aicpw_types::{FailureReason, Hash32, NodeId, TaskId, TxBody};
-use aicpw_verify::replication::commitment;
+use aicpw_verify::replication::{commitment, equality_tag};
 
 /// How long a lazy auditor waits for its partner's hash before it guesses.
 pub const SHARED_WAIT_MS: u64 = 20_000;
@@ -21,7 +21,8 @@ pub(super) enum Plan {
     CopyCommitment,
     /// Waits for a partner's hash until `until_ms`, then commits to it or to a guess.
     AwaitShared { until_ms: u64 },
-    /// Commits to a hash the round it judges revealed (the majority one, if any).
+    /// Commits to a hash the round it judges revealed (the majority one, if any), or, with
+    /// nothing revealed, to a guess under the tag most seen.
     CopyRevealed,
     /// Sealed before a crash, not yet on chain: sends the journal's commitment again.
     Journaled(Sealed),
@@ -45,12 +46,13 @@ fn result_cid(task: TaskId, node: NodeId) -> String {
     format!("sim-result-{}-{}", task.0, node.0)
 }
 
-/// The commitment to `output` (with its summary, for a non-deterministic task).
+/// The commitment to `output` (with its summary, for a non-deterministic task), and its tag.
 fn sealed(task: &Task, node: NodeId, provider: &[u8; 32], output: Hash32, salt: Hash32) -> Sealed {
     let cid = result_cid(task.id, node);
     let summary = work::summary(&task.terms, &output);
     let commitment = Hash32(commitment(task.id.0, provider, &output.0, &summary, &cid, &salt.0));
-    Sealed { commitment, output, salt }
+    let tag = Hash32(equality_tag(task.id.0, &output.0, &summary));
+    Sealed { commitment, tag, output, salt }
 }
 
 impl Provider {
@@ -74,7 +76,10 @@ impl Provider {
                     self.jobs.insert(id, job);
                 }
                 self.advance(ctx, node, task);
-            } else if lease.reveal.is_none() && task.reveal_open_ms.is_some() {
+            } else if lease.reveal.is_none()
+                && task.reveal_open_ms.is_some()
+                && !task.awaits_judges(lease)
+            {
                 self.reveal(ctx, node, task);
             }
         }
@@ -242,7 +247,8 @@ impl Provider {
             return;
         };
         if !sent_recently(job.commit_sent_ms, ctx.now, RESEND_MS) {
-            ctx.send(TxBody::CommitResult { task: id, node, commitment: sealed.commitment });
+            let (commitment, tag) = (sealed.commitment, sealed.tag);
+            ctx.send(TxBody::CommitResult { task: id, node, commitment, tag });
             job.commit_sent_ms = Some(ctx.now);
         }
     }
@@ -266,13 +272,18 @@ impl Provider {
             let Some(copied) = copied else { return };
             output = copied.output_hash;
         }
+        let summary = work::summary(&task.terms, &output);
+        if Hash32(equality_tag(id.0, &output.0, &summary)) != sealed.tag {
+            // A copied tag over a guess: nothing it has opens it.
+            return;
+        }
         ctx.send(TxBody::RevealResult {
             task: id,
             node,
             output_hash: output,
             salt: sealed.salt,
             result_cid: result_cid(id, node),
-            summary: work::summary(&task.terms, &output),
+            summary,
         });
         self.reveal_sent_ms.insert(id, ctx.now);
     }
@@ -306,8 +317,15 @@ fn seal(
         Plan::Journaled(sealed) => Some(sealed.clone()),
         Plan::ReportFault => None,
         Plan::CopyRevealed => {
-            let output = copy_revealed(ctx, task, node)?;
-            Some(sealed(task, node, &me, output, salt))
+            let others =
+                || task.leases.iter().filter(|l| l.node != node && l.verdict == Verdict::Pending);
+            let revealed = others().filter_map(|l| l.reveal.as_ref().map(|r| r.output_hash));
+            if let Some(output) = most_seen(ctx, revealed) {
+                return Some(sealed(task, node, &me, output, salt));
+            }
+            let tag = most_seen(ctx, others().filter(|l| l.commitment.is_some()).map(|l| l.tag))?;
+            let guess = work::forged_output(&task.terms, ctx.me as u64);
+            Some(Sealed { tag, ..sealed(task, node, &me, guess, salt) })
         }
         Plan::AwaitShared { until_ms } => match shared.get(&task.id) {
             Some(output) => Some(sealed(task, node, &me, *output, salt)),
@@ -325,18 +343,18 @@ fn copy_commitment(task: &Task, node: NodeId) -> Option<Sealed> {
     let other = task.leases.iter().find(|l| l.node != node && l.commitment.is_some())?;
     Some(Sealed {
         commitment: other.commitment?,
+        tag: other.tag,
         output: Hash32::default(),
         salt: Hash32::default(),
     })
 }
 
-/// A copying judge's pick among the hashes the other leases of the task revealed and nobody has
-/// judged yet: the most frequent, a random one of the most frequent on a tie.
-fn copy_revealed(ctx: &mut Ctx<'_>, task: &Task, node: NodeId) -> Option<Hash32> {
+/// A copying judge's pick among what the leases it judges show (revealed hashes, or tags): the
+/// most frequent, a random one of the most frequent on a tie.
+fn most_seen(ctx: &mut Ctx<'_>, seen: impl Iterator<Item = Hash32>) -> Option<Hash32> {
     let mut counts: std::collections::BTreeMap<Hash32, u32> = std::collections::BTreeMap::new();
-    let judged = task.leases.iter().filter(|l| l.node != node && l.verdict == Verdict::Pending);
-    for reveal in judged.filter_map(|l| l.reveal.as_ref()) {
-        *counts.entry(reveal.output_hash).or_default() += 1;
+    for hash in seen {
+        *counts.entry(hash).or_default() += 1;
     }
     let most = counts.values().copied().max()?;
     let tied: Vec<Hash32> =

@@ -94,8 +94,10 @@ pub enum Behaviour {
     Unanimous {
         cartel: u64,
     },
-    /// As a referee or replica committee member, never re-executes: copies a hash the round it
-    /// judges revealed, the majority one when there is one.
+    /// As a referee or replica committee member, never re-executes: copies what the round it
+    /// judges shows. A round judged after a missed reveal shows revealed hashes: it copies the
+    /// majority one, if any. A split judged blind shows only equality tags: it copies the tag
+    /// most seen and commits to a guess under it.
     CopyingJudge,
     /// A worker that forges `skip_ppm` of its results on the tasks of `requester`, its partner,
     /// holding each for the run time, and tells the partner which, so that it can cancel them.
@@ -161,6 +163,8 @@ impl Skipped {
 #[derive(Clone, Debug)]
 pub struct Sealed {
     pub commitment: Hash32,
+    /// The equality tag sent with the commitment: the output's, unless the holder copied it.
+    pub tag: Hash32,
     pub output: Hash32,
     pub salt: Hash32,
 }

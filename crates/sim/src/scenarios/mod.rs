@@ -227,13 +227,15 @@ pub const SCENARIOS: &[Scenario] = &[
     Scenario {
         name: "copying-judge",
         about: "a referee (audit referee or replica committee member) never re-executes: it \
-                copies a hash the round it judges revealed, the majority one if any; a lazy \
-                worker forging a quarter of its results makes the splits it judges",
+                copies what the round it judges shows. A split is judged before anything is \
+                revealed, so it sees only equality tags: it copies the tag most seen (equal or \
+                different, never the output) over a guess; a round judged after a missed reveal \
+                shows a revealed hash, which it copies. A lazy worker forging a quarter of its \
+                results makes the splits it judges",
         attempt: "a result committed as referee without re-executing, and the lazy worker's \
-                  forgeries. Not caught: copies of the right hash (nothing shows them), and \
-                  copies of the forger's hash that outvote the honest auditor (the auditor is \
-                  slashed instead: judging seats commit after the hashes they judge are public, \
-                  which only commitments carrying an equality tag would change)",
+                  forgeries. Not caught: copies of the right hash after a missed reveal (nothing \
+                  shows them). A copied tag cannot be opened: the judge is withheld, replaced by \
+                  another blind one, and slashed when its late reveal window closes",
         run: seats::copying_judge,
     },
     Scenario {

@@ -1,7 +1,8 @@
 //! Red team v2, capacity and judging seats: cheaters that lie about the machine behind a node
 //! (sybils sharing one hidden machine, a CPU registered as an H100), a cartel holding most seats,
-//! a judge that copies revealed hashes, and requesters that cancel for a forger or lie about
-//! known answers. Each plays the move that pays best given what a real one would know.
+//! a judge that copies what it can see (only tags, before the reveals), and requesters that
+//! cancel for a forger or lie about known answers. Each plays the move that pays best given what
+//! a real one would know.
 
 use super::{base_setup, run};
 use crate::bounds;
@@ -148,9 +149,9 @@ pub fn copying_judge(seed: u64) -> RunReport {
     let bound = Bound {
         attempts: 1,
         unit: Attempts::Commits(Role::Referee).unit(),
-        rule: "a referee commits after the worker and the auditor revealed: it copies one of \
-               the two hashes, and is slashed when it copied the forger's and the other seats \
-               outvote it"
+        rule: "a split is judged before anything is revealed: the referee sees only the two \
+               equality tags, copies one over a guess it cannot open, and is withheld, replaced \
+               and slashed when its late reveal window closes"
             .into(),
     };
     let detector =
