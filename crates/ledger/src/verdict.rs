@@ -543,8 +543,8 @@ fn expire_first(delta: &mut Delta<'_>, mut task: Task) -> Result<(), Reject> {
                 l.verdict == Verdict::Pending && l.commitment.is_some() && l.reveal.is_none()
             })
             .collect();
-        // A judge that did not reveal is replaced: nothing it judges was revealed yet
-        // (`Task::awaits_judges`), so its successor still judges blind.
+        // A judge that did not reveal is replaced. On a split of the tags nothing it judges was
+        // revealed yet (`Task::awaits_judges`), so its successor still judges blind.
         let judges: Vec<usize> = silent
             .iter()
             .copied()
