@@ -580,9 +580,11 @@ fn a_reveal_naming_a_result_the_store_does_not_hold_is_refused_and_never_paid() 
 #[test]
 fn two_replicas_whose_outputs_differ_agree_within_the_declared_tolerance() {
     let mut net = Net::start();
-    net.provider(1, 1_800_000);
-    net.provider(2, 3_600_000);
-    net.wait_nodes(2);
+    // Two replicas, and two other owners for the committee that their different tags call in.
+    for (index, price) in [(1, 1_800_000), (2, 3_600_000), (3, 2_400_000), (4, 3_000_000)] {
+        net.provider(index, price);
+    }
+    net.wait_nodes(4);
     // Every run's outputs differ (as float results differ between machines: here a random
     // model); the loss it writes to its summary lands within 0.00001 of 0.25, well inside the
     // declared tolerance of 0.001.
@@ -598,10 +600,13 @@ fn two_replicas_whose_outputs_differ_agree_within_the_declared_tolerance() {
     std::fs::write(&file, yaml.replace("outputs: [out.txt]", "outputs: [out.txt, model.bin]"))
         .expect("yaml");
     let id = net.submit(&file);
-    let task = net.wait_state(id, &["verifying", "completed", "failed"], Duration::from_secs(60));
+    net.watch(id);
+    let task = net.wait_state(id, &["verifying", "completed", "failed"], Duration::from_secs(90));
     assert_eq!(task["state"], "verifying", "{task}");
     let leases = task["leases"].as_array().expect("leases").clone();
-    assert_eq!(leases.len(), 2, "{task}");
+    // Different outputs, different tags: a committee judged them blind, all within tolerance.
+    let roles: Vec<&Value> = leases.iter().map(|l| &l["role"]).collect();
+    assert_eq!(roles, ["replica", "replica", "referee", "referee"], "{task}");
     assert_ne!(leases[0]["reveal"]["output_hash"], leases[1]["reveal"]["output_hash"]);
     for lease in &leases {
         assert_eq!(lease["verdict"], "upheld", "{task}");
