@@ -95,7 +95,7 @@ fn open_reveals_if_ready(delta: &mut Delta<'_>, task: &mut Task) {
     }
     if pending.iter().any(|l| l.tag != first) {
         let judges = match (task.round, task.terms.verification) {
-            (Round::Audit, Verification::Audit) => 1,
+            (Round::Audit, _) => 1,
             (Round::Work, Verification::Replicas(_)) => market::COMMITTEE_SIZE,
             _ => 0,
         };

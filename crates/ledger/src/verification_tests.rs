@@ -161,11 +161,7 @@ fn a_forger_of_spot_results_is_drawn_at_the_floor_and_slashed() {
         assert!(round < 100, "drawn at 5% from the first result, not after a streak");
         let auditor = net.leased(id)[1];
         net.commit(id, auditor, b"right").expect("auditor commits");
-        net.reveal(id, worker, b"forged").expect("worker reveals");
-        net.reveal(id, auditor, b"right").expect("auditor reveals");
-        let referee = net.leased(id)[2];
-        net.commit(id, referee, b"right").expect("referee commits");
-        net.reveal(id, referee, b"right").expect("referee reveals");
+        net.referee(id, [b"forged", b"right", b"right"]);
         let task = net.task(id);
         assert_eq!(task.result.as_ref().map(|r| r.node), Some(auditor), "the right result");
         let forger = &net.state.nodes[&worker];
