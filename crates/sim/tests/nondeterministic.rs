@@ -56,7 +56,11 @@ fn honest_providers_whose_outputs_differ_by_machine_are_never_slashed() {
         sum(|r| r.honest_frozen),
     );
     assert_eq!(sum(|r| r.violations), 0);
-    assert_eq!((sum(|r| r.honest_slashed), sum(|r| r.honest_frozen), lost), (0, 0, 0));
+    // Different machines' outputs have different equality tags, so every replicated round of
+    // these tasks draws its committee before the reveals; the committee is paid from what is
+    // left of a budget that covers the k replicas' runs, so members near the maximum price may
+    // get less than their time (`pay lost`). Nobody honest is slashed or frozen for it.
+    assert_eq!((sum(|r| r.honest_slashed), sum(|r| r.honest_frozen)), (0, 0));
     // Only the tasks' own faults (3% exit with an error on every machine) fail them now, not
     // splits between machine classes.
     assert!(failed * 10 < submitted, "{failed} of {submitted} tasks failed");
