@@ -71,12 +71,18 @@ fn a_majority_cartel_forging_only_unanimous_rounds_is_caught_only_by_known_answe
 }
 
 #[test]
-fn a_copying_judge_is_slashed_when_it_copies_the_forgers_hash() {
+fn a_copying_judge_sees_only_tags_and_is_slashed_for_the_one_it_copied() {
+    // Before equality tags, judges committed after the reveals: copying the forger's hash
+    // slashed the honest auditor (64 times over 200 seeds).
     let reports = runs("copying-judge", 0..3);
     let slashed: u128 = reports.iter().map(|r| r.figures.cheater_slashed).sum();
     let copies: u64 = reports.iter().map(|r| r.figures.attempts).sum();
     for report in &reports {
         assert_clean(report);
+        assert_no_honest_slash(report);
+        if let Some(caught) = &report.caught {
+            assert_eq!(caught.how, "slashed: reveal-withheld", "seed {}", report.seed);
+        }
     }
     assert!(copies > 0 && slashed > 0);
     let profit: i128 = reports.iter().map(|r| r.figures.cheater_net_profit).sum();
