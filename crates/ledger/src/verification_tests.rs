@@ -404,7 +404,7 @@ fn a_lone_worker_that_never_reveals_loses_its_lease_without_a_slash() {
     assert_eq!(net.state.meta.burned, Amount::ZERO);
 }
 
-/// A `none` task verified and disputed; the committee reveals `committee`.
+/// A `spot` task verified and disputed; the committee reveals `committee`.
 fn disputed(committee: [&[u8]; 2]) -> (Net, TaskId, NodeId, Vec<NodeId>) {
     let (mut net, _) = net_with(3);
     let id = net.submit(0, policy(Verification::Spot));
@@ -480,7 +480,7 @@ fn a_split_committee_leaves_the_result_standing_and_slashes_the_dissenter() {
     assert_eq!(net.state.nodes[&worker].reputation.offences, 0);
 }
 
-/// A `none` task whose requester committed to the known answer `answer`; the worker reveals
+/// A `spot` task whose requester committed to the known answer `answer`; the worker reveals
 /// `output`, then the requester reveals its answer (checked first with a wrong salt).
 fn known_answer(output: &[u8], answer: &[u8]) -> (Net, TaskId, NodeId) {
     let (mut net, _) = net_with(3);

@@ -1,6 +1,6 @@
 //! The per-attempt figures (`aicpw sim --json`): every cheating attempt is counted, caught or
-//! not, and what it earned; a cheater that nothing checks comes out ahead, so the figures can
-//! show a protocol losing.
+//! not, and what it earned; a cheater whose forgeries no check happened to meet comes out ahead,
+//! so the figures can show a protocol losing.
 
 use aicpw_sim::provider::{Behaviour, ProviderSpec};
 use aicpw_sim::report::percentile;
@@ -15,8 +15,10 @@ fn runs(name: &str, seeds: std::ops::Range<u64>) -> Vec<RunReport> {
     seeds.map(scenario.run).collect()
 }
 
-/// A worker that forges half its results among honest providers, on tasks that ask for no
-/// verification and carry no known answers: nothing in the protocol looks at its results.
+/// A worker that forges half its results among honest providers, on a short run of `spot` tasks
+/// (one result in twenty audited) that carry no known answers: in this seed no audit is drawn on
+/// any of its forgeries, so nothing looks at them. (Before `spot`, `none` tasks were never
+/// audited at all.)
 fn unchecked_forger(seed: u64) -> RunReport {
     let mut rng = SimRng::new(seed, "test unchecked forger");
     let mut setup = base_setup(seed, &mut rng, 3);
@@ -39,12 +41,12 @@ fn unchecked_forger(seed: u64) -> RunReport {
 }
 
 #[test]
-fn a_forger_nothing_checks_escapes_every_attempt_and_profits() {
+fn a_forger_no_audit_meets_escapes_every_attempt_and_profits() {
     let report = unchecked_forger(3);
     let figures = &report.figures;
     assert_eq!(report.violations, 0, "{:?}", report.violation_messages);
     assert!(figures.attempts > 0, "the cheap forger got work: {figures:?}");
-    assert_eq!(figures.caught_attempts, 0, "nothing checks its results");
+    assert_eq!(figures.caught_attempts, 0, "no audit met its results in this seed");
     assert_eq!(figures.observable_attempts, figures.attempts, "forgeries show in the result");
     assert_eq!(figures.uncaught_paid_attempts, figures.attempts, "each forgery was paid");
     assert_eq!(figures.cheater_slashed, 0);
