@@ -4,14 +4,15 @@
 //! cancel for a forger or lie about known answers. Each plays the move that pays best given what
 //! a real one would know.
 
+use super::cheaters::cpu_cheater;
 use super::{base_setup, run};
 use crate::bounds;
 use crate::detect::{Attempts, CaughtWhen};
-use crate::provider::{Behaviour, ProviderSpec};
+use crate::provider::Behaviour;
 use crate::report::{Bound, RunReport};
 use crate::requester::RequesterBehaviour;
 use crate::rng::SimRng;
-use crate::setup::{hardware_cpu, hardware_h100, RequesterSpec, Setup, UNITS_CPU, UNITS_H100};
+use crate::setup::{hardware_h100, RequesterSpec, Setup, UNITS_H100};
 use aicpw_ledger::state::Role;
 use aicpw_types::{Amount, Verification};
 use aicpw_verify::capacity::MISSES_FREEZE;
@@ -26,21 +27,6 @@ pub const PARTNER_SKIP_PPM: u32 = 500_000;
 /// Tasks of the partner requester, and of each of the two honest ones, in `colluding-cancel`.
 pub const PARTNER_TASKS: usize = 30;
 pub const OTHER_TASKS: usize = 20;
-
-fn cheap(rng: &mut SimRng) -> Amount {
-    Amount(u128::from(rng.between(700_000, 999_999)))
-}
-
-fn cheater(rng: &mut SimRng, behaviour: Behaviour) -> ProviderSpec {
-    ProviderSpec {
-        hardware: hardware_cpu(8),
-        price_per_hour: cheap(rng),
-        speed_permille: 1_000,
-        units: UNITS_CPU,
-        stake: Amount::tokens(5_000),
-        behaviour,
-    }
-}
 
 /// Five honest providers, two of them H100s (so an H100 task can be audited by another owner).
 fn gpu_setup(seed: u64, rng: &mut SimRng) -> Setup {
@@ -79,7 +65,7 @@ pub fn relay_sybils(seed: u64) -> RunReport {
     let first = setup.providers.len();
     for _ in 0..SYBILS {
         // Each registers the hidden H100 and claims its capacity; its own box is a CPU.
-        let mut sybil = cheater(&mut rng, Behaviour::RelaySybil { machine: 1 });
+        let mut sybil = cpu_cheater(&mut rng, Behaviour::RelaySybil { machine: 1 });
         sybil.hardware = hardware_h100();
         sybil.units = UNITS_H100;
         setup.providers.push(sybil);
@@ -97,7 +83,7 @@ pub fn hardware_liar(seed: u64) -> RunReport {
     let mut rng = SimRng::new(seed, "scenario hardware-liar");
     let mut setup = gpu_setup(seed, &mut rng);
     let liar = setup.providers.len();
-    let mut spec = cheater(&mut rng, Behaviour::HardwareLiar);
+    let mut spec = cpu_cheater(&mut rng, Behaviour::HardwareLiar);
     spec.hardware = hardware_h100();
     setup.providers.push(spec);
     setup.requesters = gpu_requesters(15);
@@ -114,7 +100,7 @@ pub fn sybil_cartel_majority(seed: u64) -> RunReport {
     let mut setup = base_setup(seed, &mut rng, 10 - CARTEL_MEMBERS);
     let first = setup.providers.len();
     for _ in 0..CARTEL_MEMBERS {
-        let mut member = cheater(&mut rng, Behaviour::Unanimous { cartel: 9 });
+        let mut member = cpu_cheater(&mut rng, Behaviour::Unanimous { cartel: 9 });
         member.price_per_hour = Amount(u128::from(rng.between(1_000_000, 3_000_000)));
         setup.providers.push(member);
     }
@@ -140,9 +126,9 @@ pub fn copying_judge(seed: u64) -> RunReport {
     let mut rng = SimRng::new(seed, "scenario copying-judge");
     let mut setup = base_setup(seed, &mut rng, 4);
     let lazy = Behaviour::Lazy { skip_ppm: 250_000, withholds: false, stalls: false };
-    setup.providers.push(cheater(&mut rng, lazy));
+    setup.providers.push(cpu_cheater(&mut rng, lazy));
     let judge = setup.providers.len();
-    setup.providers.push(cheater(&mut rng, Behaviour::CopyingJudge));
+    setup.providers.push(cpu_cheater(&mut rng, Behaviour::CopyingJudge));
     setup.requesters =
         (0..3).map(|_| RequesterSpec::honest(30, vec![Verification::Audit])).collect();
     setup.submit_window_ms = 1_200_000;
@@ -166,7 +152,7 @@ pub fn colluding_cancel(seed: u64) -> RunReport {
     // The partner requester is the first requester: party `providers + 0`.
     let partner = worker + 1;
     let forger = Behaviour::ForgesForPartner { skip_ppm: PARTNER_SKIP_PPM, requester: partner };
-    setup.providers.push(cheater(&mut rng, forger));
+    setup.providers.push(cpu_cheater(&mut rng, forger));
     let mut colluder = RequesterSpec::honest(PARTNER_TASKS, vec![Verification::Audit]);
     colluder.behaviour = RequesterBehaviour::CancelsForPartner;
     colluder.known_answer_ppm = 0;
