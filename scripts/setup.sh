@@ -127,3 +127,21 @@ if [[ "$(id -u)" -eq 0 ]]; then
   ip netns delete "${probe_netns}" 2>/dev/null || true
 fi
 echo "setup.sh: sandbox tools present and working"
+
+# --- Metrics and web checks (node's /metrics, web DApp) ---------------------------------------
+#   promtool       prometheus: `promtool check metrics` judges the node's /metrics in its tests
+web_missing=()
+command -v promtool >/dev/null 2>&1 || web_missing+=(prometheus)
+if ((${#web_missing[@]} > 0)); then
+  if [[ "$(id -u)" -ne 0 ]] && ! command -v sudo >/dev/null 2>&1; then
+    echo "setup.sh: need root (or sudo) to install: ${web_missing[*]}" >&2
+    exit 1
+  fi
+  web_sudo=()
+  [[ "$(id -u)" -ne 0 ]] && web_sudo=(sudo)
+  echo "setup.sh: installing ${web_missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  "${web_sudo[@]}" apt-get update -qq
+  "${web_sudo[@]}" apt-get install -y -qq --no-install-recommends "${web_missing[@]}"
+fi
+echo "setup.sh: web and metrics check tools present"

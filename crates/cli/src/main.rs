@@ -22,8 +22,18 @@ struct Cli {
     /// The node's API address.
     #[arg(long, global = true, env = "AICPW_NODE", default_value = "http://127.0.0.1:8645")]
     node: String,
+    /// How logs are written to stderr: `text` for people, `json` (one object a line, with the
+    /// span and event fields) for log collectors. The level comes from `RUST_LOG` (default warn).
+    #[arg(long, global = true, env = "AICPW_LOG_FORMAT", default_value = "text")]
+    log_format: LogFormat,
     #[command(subcommand)]
     command: Command,
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
 }
 
 #[derive(Subcommand)]
@@ -491,14 +501,17 @@ enum BenchCommand {
 }
 
 fn main() {
-    tracing_subscriber::fmt()
+    let cli = Cli::parse();
+    let logs = tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
         )
-        .with_writer(std::io::stderr)
-        .init();
-    let cli = Cli::parse();
+        .with_writer(std::io::stderr);
+    match cli.log_format {
+        LogFormat::Text => logs.init(),
+        LogFormat::Json => logs.json().init(),
+    }
     if let Err(error) = commands::run(&cli.node, cli.command) {
         let code = error
             .downcast_ref::<aicpw_provider::client::ClientError>()

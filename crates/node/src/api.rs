@@ -87,7 +87,9 @@ pub fn router(shared: SharedState) -> Router {
         .route("/v1/events", get(events))
         .route("/v1/challenges", get(challenges))
         .route("/v1/challenges/{id}", get(challenge))
+        .route("/metrics", get(crate::metrics::metrics))
         .merge(crate::store_api::routes())
+        .layer(axum::middleware::from_fn_with_state(shared.clone(), crate::metrics::track))
         .with_state(shared)
 }
 

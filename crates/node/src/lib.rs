@@ -5,6 +5,7 @@ pub mod api;
 pub mod chain;
 pub mod content;
 pub mod db;
+pub mod metrics;
 pub mod server;
 pub mod service;
 pub mod store_api;

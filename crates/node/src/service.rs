@@ -118,6 +118,7 @@ pub struct Shared {
     pub events: broadcast::Sender<Arc<serde_json::Value>>,
     pub content: Content,
     pub proposer: AccountId,
+    pub metrics: crate::metrics::Metrics,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -142,6 +143,7 @@ impl Shared {
             events,
             content,
             proposer,
+            metrics: crate::metrics::Metrics::default(),
         })
     }
 
@@ -297,6 +299,12 @@ impl Shared {
     /// signer's later ones, which can no longer apply: its mistake is its signer's cost alone.
     fn publish(&self, outcome: &BlockOutcome, senders: &HashMap<Hash32, (AccountId, u64)>) {
         let height = outcome.header.height;
+        // Counted before any waiter hears of its transaction, so a scrape after it sees the block.
+        let events = outcome.receipts.iter().flat_map(|r| r.events.iter()).chain(&outcome.events);
+        let values: Vec<serde_json::Value> =
+            events.map(|e| serde_json::to_value(e).unwrap_or_default()).collect();
+        let kinds = values.iter().filter_map(|v| v.get("event").and_then(|k| k.as_str()));
+        self.metrics.block(outcome.receipts.len(), outcome.rejected.len(), kinds);
         let mut pool = self.mempool();
         for receipt in &outcome.receipts {
             if let Some(waiter) = pool.waiters.remove(&receipt.tx_id) {
@@ -313,9 +321,14 @@ impl Shared {
             }
         }
         drop(pool);
-        let events = outcome.receipts.iter().flat_map(|r| r.events.iter()).chain(&outcome.events);
-        for event in events {
-            let mut value = serde_json::to_value(event).unwrap_or_default();
+        tracing::debug!(
+            height,
+            txs = outcome.receipts.len(),
+            rejected = outcome.rejected.len(),
+            events = values.len(),
+            "block made"
+        );
+        for mut value in values {
             if let Some(map) = value.as_object_mut() {
                 map.insert("height".into(), height.into());
             }
