@@ -130,8 +130,13 @@ echo "setup.sh: sandbox tools present and working"
 
 # --- Metrics and web checks (node's /metrics, web DApp) ---------------------------------------
 #   promtool       prometheus: `promtool check metrics` judges the node's /metrics in its tests
+#   chromium       the browser the web DApp's test drives (crates/node/tests/browser.rs)
+#   node, npm      nodejs, npm: run that test's driver, playwright-core (pinned in its lock file)
 web_missing=()
 command -v promtool >/dev/null 2>&1 || web_missing+=(prometheus)
+command -v chromium >/dev/null 2>&1 || web_missing+=(chromium)
+command -v node >/dev/null 2>&1 || web_missing+=(nodejs)
+command -v npm >/dev/null 2>&1 || web_missing+=(npm)
 if ((${#web_missing[@]} > 0)); then
   if [[ "$(id -u)" -ne 0 ]] && ! command -v sudo >/dev/null 2>&1; then
     echo "setup.sh: need root (or sudo) to install: ${web_missing[*]}" >&2
@@ -143,5 +148,10 @@ if ((${#web_missing[@]} > 0)); then
   export DEBIAN_FRONTEND=noninteractive
   "${web_sudo[@]}" apt-get update -qq
   "${web_sudo[@]}" apt-get install -y -qq --no-install-recommends "${web_missing[@]}"
+fi
+browser_harness="$(dirname "$0")/../crates/node/tests/browser"
+if [[ ! -d "${browser_harness}/node_modules/playwright-core" ]]; then
+  echo "setup.sh: installing playwright-core for the browser test (npm ci)"
+  npm ci --prefix "${browser_harness}" --no-audit --no-fund --ignore-scripts
 fi
 echo "setup.sh: web and metrics check tools present"

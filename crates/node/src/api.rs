@@ -6,7 +6,7 @@ use aicpw_ledger::block::task_request;
 use aicpw_store::Cid;
 use aicpw_types::codec::Decode;
 use aicpw_types::tx::TX_BYTES_MAX;
-use aicpw_types::{AccountId, ChallengeId, NodeId, Reject, SignedTx, TaskId, TxBody};
+use aicpw_types::{AccountId, ChallengeId, NodeId, Reject, SignedTx, TaskId, Tx, TxBody};
 use axum::body::Body;
 use axum::extract::{DefaultBodyLimit, Path, Query, State};
 use axum::http::{header, HeaderName, StatusCode};
@@ -74,6 +74,7 @@ pub fn router(shared: SharedState) -> Router {
     Router::new()
         .route("/v1/status", get(status))
         .route("/v1/tx", post(submit_tx).layer(DefaultBodyLimit::disable()))
+        .route("/v1/tx/signing-bytes", post(signing_bytes).layer(DefaultBodyLimit::disable()))
         .route("/v1/accounts/{address}", get(account))
         .route("/v1/nodes", get(nodes))
         .route("/v1/nodes/{id}", get(node))
@@ -89,6 +90,7 @@ pub fn router(shared: SharedState) -> Router {
         .route("/v1/challenges/{id}", get(challenge))
         .route("/metrics", get(crate::metrics::metrics))
         .merge(crate::store_api::routes())
+        .merge(crate::web::routes())
         .layer(axum::middleware::from_fn_with_state(shared.clone(), crate::metrics::track))
         .with_state(shared)
 }
@@ -153,6 +155,17 @@ async fn submit_tx(
             Err(_) => Err(Reject::Unavailable.into()),
         },
     }
+}
+
+/// `POST /v1/tx/signing-bytes`: the bytes a signer signs for an unsigned transaction given as
+/// JSON (`{chain_id, signer, nonce, fee, body}`), in hex, so a client without the canonical
+/// encoding (the web page) signs exactly what the node will check. The answer is only bytes: a
+/// node that lied would get a signature over something the signer never saw, so a careful
+/// client compares the bytes with its own encoding; the web page trusts the node that serves it.
+async fn signing_bytes(body: Body) -> ApiResult {
+    let body = PacedBody::new(body, TX_JSON_BYTES_MAX as u64, Reject::Oversize).collect().await?;
+    let tx: Tx = serde_json::from_slice(&body).map_err(|_| Reject::Malformed)?;
+    Ok(Json(json!({ "signing_bytes": hex::encode(tx.signing_bytes()) })))
 }
 
 /// A reveal must name a result the requester can fetch: the node admits it only while its

@@ -9,6 +9,7 @@ pub mod metrics;
 pub mod server;
 pub mod service;
 pub mod store_api;
+pub mod web;
 
 use aicpw_ledger::challenge::ChallengeParams;
 use aicpw_ledger::{Genesis, Params};
