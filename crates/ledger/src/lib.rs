@@ -28,6 +28,8 @@ pub mod withheld;
 #[cfg(test)]
 mod cancel_tests;
 #[cfg(test)]
+mod execute_tests;
+#[cfg(test)]
 mod faults_tests;
 #[cfg(test)]
 mod grant_tests;
@@ -54,11 +56,13 @@ mod withheld_tests;
 
 pub use block::{begin_block, end_block};
 pub use event::Event;
+pub use money::Violation;
 pub use state::{Genesis, Params, State};
 
 use aicpw_types::{AccountId, BlockEnv, Hash32, Reject, SignedTx, TxBody};
 use delta::Delta;
 use serde::Serialize;
+use state::EntryChanges;
 
 /// What an accepted transaction did.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -88,6 +92,56 @@ pub fn apply_verified(state: &mut State, tx: &SignedTx, env: &BlockEnv) -> Resul
     money::pay_storage(&mut delta, tx.tx.signer, created)?;
     let events = state.commit(delta.into_changes());
     Ok(Receipt { tx_id: tx.id(), kind: tx.tx.body.kind(), events })
+}
+
+/// What executing one block did.
+#[derive(Debug)]
+pub struct Executed {
+    /// The transactions applied, in order: the block's content.
+    pub included: Vec<SignedTx>,
+    pub receipts: Vec<Receipt>,
+    /// Events of the block's own rules (expiries, draws, placements), besides the receipts'.
+    pub events: Vec<Event>,
+    /// Transactions left out, each with its rejection (a block being replayed must have none).
+    pub rejected: Vec<(Hash32, Reject)>,
+    pub state_root: Hash32,
+    /// Every entry the block changed, with its new encoding (what a node persists).
+    pub changed: EntryChanges,
+}
+
+/// Executes one block: the rules of its start, each transaction in order (one whose entry in
+/// `verified` is false is rejected `BadSignature` without being looked at; the caller checked
+/// the signatures, in batches), the rules of its end, and the state root. The one way a block is
+/// executed: by the sequencer producing it, by a node replaying its log, by a validator
+/// verifying a proposal and applying a finalized block. A failed transaction is left out and
+/// the block goes on; a block whose content must be applied whole (replay, a proposal being
+/// verified) is refused by its caller when `rejected` is not empty. A conservation violation
+/// (a bug in a rule) leaves `state` with the block half-applied: the caller must not commit it.
+pub fn execute_block(
+    state: &mut State,
+    env: &BlockEnv,
+    txs: Vec<SignedTx>,
+    verified: &[bool],
+) -> Result<Executed, Violation> {
+    let mut events = begin_block(state, env);
+    let (mut included, mut receipts, mut rejected) = (Vec::new(), Vec::new(), Vec::new());
+    for (index, tx) in txs.into_iter().enumerate() {
+        let result = if verified.get(index).copied().unwrap_or(false) {
+            apply_verified(state, &tx, env)
+        } else {
+            Err(Reject::BadSignature)
+        };
+        match result {
+            Ok(receipt) => {
+                receipts.push(receipt);
+                included.push(tx);
+            }
+            Err(reject) => rejected.push((tx.id(), reject)),
+        }
+    }
+    events.extend(end_block(state, env)?);
+    let (state_root, changed) = state.finalize_root();
+    Ok(Executed { included, receipts, events, rejected, state_root, changed })
 }
 
 /// The stateful check: the nonce is the next one and the fee is paid to the block's proposer.

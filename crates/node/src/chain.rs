@@ -101,28 +101,20 @@ pub struct Chain {
 /// State entries changed, each with its value's latest encoding (`None`: removed).
 type Changes = HashMap<EntryKey, Option<Vec<u8>>>;
 
-/// Executes a stored block on `state`, checking its transactions and state root.
-fn execute_block(state: &mut State, block: &Block) -> Result<EntryChanges, ChainError> {
+/// Replays a stored block on `state` ([`aicpw_ledger::execute_block`]): every transaction must
+/// apply and the state root must be the one the block published.
+fn replay_block(state: &mut State, block: Block) -> Result<EntryChanges, ChainError> {
     let height = block.header.height;
-    let env = block.header.env();
-    aicpw_ledger::begin_block(state, &env);
     let verified = verify_parallel(&block.txs);
-    for (tx, ok) in block.txs.iter().zip(verified) {
-        let result = if ok {
-            aicpw_ledger::apply_verified(state, tx, &env)
-        } else {
-            Err(Reject::BadSignature)
-        };
-        result
-            .map_err(|reject| ChainError::ReplayDiverged { height, reason: reject.to_string() })?;
-    }
-    aicpw_ledger::end_block(state, &env)
+    let executed = aicpw_ledger::execute_block(state, &block.header.env(), block.txs, &verified)
         .map_err(|violation| ChainError::Conservation { height, violation })?;
-    let (root, changed) = state.finalize_root();
-    if root != block.header.state_root {
+    if let Some((_, reject)) = executed.rejected.first() {
+        return Err(ChainError::ReplayDiverged { height, reason: reject.to_string() });
+    }
+    if executed.state_root != block.header.state_root {
         return Err(ChainError::ReplayDiverged { height, reason: "state root".into() });
     }
-    Ok(changed)
+    Ok(executed.changed)
 }
 
 /// Signatures checked in parallel batches over the machine's cores.
@@ -218,7 +210,7 @@ impl Chain {
         }
         for height in self.checkpoint_height + 1..=self.height() {
             let block = self.db.block(height)?.ok_or_else(|| missing(height))?;
-            let changed = execute_block(&mut self.state, &block)?;
+            let changed = replay_block(&mut self.state, block)?;
             self.pending.extend(changed);
         }
         Ok(())
@@ -360,28 +352,11 @@ impl Chain {
         proposer: AccountId,
     ) -> Result<BlockOutcome, ChainError> {
         let (env, parent) = self.next_env(time_ms, proposer);
-        let mut events = aicpw_ledger::begin_block(&mut self.state, &env);
-        let (mut included, mut receipts, mut rejected) = (Vec::new(), Vec::new(), Vec::new());
-        for (tx, ok) in txs.into_iter().zip(verified) {
-            let result = if ok {
-                aicpw_ledger::apply_verified(&mut self.state, &tx, &env)
-            } else {
-                Err(Reject::BadSignature)
-            };
-            match result {
-                Ok(receipt) => {
-                    receipts.push(receipt);
-                    included.push(tx);
-                }
-                Err(reject) => rejected.push((tx.id(), reject)),
-            }
-        }
         let height = env.height;
-        events.extend(
-            aicpw_ledger::end_block(&mut self.state, &env)
-                .map_err(|violation| ChainError::Conservation { height, violation })?,
-        );
-        let (state_root, changed) = self.state.finalize_root();
+        let executed = aicpw_ledger::execute_block(&mut self.state, &env, txs, &verified)
+            .map_err(|violation| ChainError::Conservation { height, violation })?;
+        let aicpw_ledger::Executed { included, receipts, events, rejected, state_root, changed } =
+            executed;
         let header = BlockHeader {
             chain_id: env.chain_id,
             height: env.height,
@@ -411,8 +386,8 @@ impl Chain {
                 .db
                 .block(height)?
                 .ok_or(ChainError::ReplayDiverged { height, reason: "block missing".into() })?;
-            execute_block(&mut state, &block)?;
             root = block.header.state_root;
+            replay_block(&mut state, block)?;
         }
         Ok(root)
     }
