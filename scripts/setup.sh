@@ -132,11 +132,14 @@ echo "setup.sh: sandbox tools present and working"
 #   promtool       prometheus: `promtool check metrics` judges the node's /metrics in its tests
 #   chromium       the browser the web DApp's test drives (crates/node/tests/browser.rs)
 #   node, npm      nodejs, npm: run that test's driver, playwright-core (pinned in its lock file)
+#   curl           curl: scripts/api-contract.sh waits for its node with it
+#   schemathesis   pip, in a virtual environment under ~/.cache: scripts/api-contract.sh
 web_missing=()
 command -v promtool >/dev/null 2>&1 || web_missing+=(prometheus)
 command -v chromium >/dev/null 2>&1 || web_missing+=(chromium)
 command -v node >/dev/null 2>&1 || web_missing+=(nodejs)
 command -v npm >/dev/null 2>&1 || web_missing+=(npm)
+command -v curl >/dev/null 2>&1 || web_missing+=(curl)
 if ((${#web_missing[@]} > 0)); then
   if [[ "$(id -u)" -ne 0 ]] && ! command -v sudo >/dev/null 2>&1; then
     echo "setup.sh: need root (or sudo) to install: ${web_missing[*]}" >&2
@@ -153,5 +156,11 @@ browser_harness="$(dirname "$0")/../crates/node/tests/browser"
 if [[ ! -d "${browser_harness}/node_modules/playwright-core" ]]; then
   echo "setup.sh: installing playwright-core for the browser test (npm ci)"
   npm ci --prefix "${browser_harness}" --no-audit --no-fund --ignore-scripts
+fi
+schemathesis_venv="${HOME}/.cache/aicpw-schemathesis"
+if [[ ! -x "${schemathesis_venv}/bin/schemathesis" ]]; then
+  echo "setup.sh: installing schemathesis into ${schemathesis_venv}"
+  python3 -m venv "${schemathesis_venv}"
+  "${schemathesis_venv}/bin/pip" install -q "schemathesis==4.32.5"
 fi
 echo "setup.sh: web and metrics check tools present"

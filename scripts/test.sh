@@ -7,3 +7,6 @@ bash scripts/setup.sh
 cargo test --workspace --locked
 # The GPU challenge solver's tests that need no GPU (its GPU test is ignored without one).
 cargo test --locked -p aicpw-provider --features cuda --lib cuda
+
+# --- The API's contract (node's /openapi.json): schemathesis against a live node -------------
+bash scripts/api-contract.sh

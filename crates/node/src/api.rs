@@ -6,7 +6,9 @@ use aicpw_ledger::block::task_request;
 use aicpw_store::Cid;
 use aicpw_types::codec::Decode;
 use aicpw_types::tx::TX_BYTES_MAX;
-use aicpw_types::{AccountId, ChallengeId, NodeId, Reject, SignedTx, TaskId, Tx, TxBody};
+use aicpw_types::{
+    AccountId, Amount, ChallengeId, Hash32, NodeId, Reject, SignedTx, TaskId, Tx, TxBody,
+};
 use axum::body::Body;
 use axum::extract::{DefaultBodyLimit, Path, Query, State};
 use axum::http::{header, HeaderName, StatusCode};
@@ -15,12 +17,13 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use futures_util::stream::Stream;
-use serde::Deserialize;
-use serde_json::{json, Value};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
 use std::ops::Bound::{Excluded, Unbounded};
 use std::sync::Arc;
 use tokio_stream::wrappers::BroadcastStream;
 use tokio_stream::StreamExt;
+use utoipa::ToSchema;
 
 /// Largest JSON-encoded transaction accepted (its binary form must still fit `TX_BYTES_MAX`).
 pub const TX_JSON_BYTES_MAX: usize = 4 * TX_BYTES_MAX;
@@ -54,8 +57,166 @@ impl IntoResponse for ApiError {
             Reject::BodyTooSlow => StatusCode::REQUEST_TIMEOUT,
             _ => StatusCode::UNPROCESSABLE_ENTITY,
         };
-        (status, Json(json!({ "error": self.0 }))).into_response()
+        (status, Json(ErrorBody { error: RejectView::from(self.0) })).into_response()
     }
+}
+
+/// What every error answers: `{"error": {code, name, message}}`.
+#[derive(Serialize, ToSchema)]
+pub struct ErrorBody {
+    pub error: RejectView,
+}
+
+/// A rejection: its stable code (`types::reject`), name and message.
+#[derive(Serialize, ToSchema)]
+pub struct RejectView {
+    pub code: u16,
+    pub name: String,
+    pub message: String,
+}
+
+impl From<Reject> for RejectView {
+    fn from(reject: Reject) -> Self {
+        RejectView {
+            code: reject.code(),
+            name: reject.name().into(),
+            message: reject.message().into(),
+        }
+    }
+}
+
+/// `GET /v1/status`.
+#[derive(Serialize, ToSchema)]
+pub struct StatusView {
+    pub chain_id: String,
+    pub height: u64,
+    /// Hex; null before the first block.
+    #[schema(value_type = Option<String>)]
+    pub block_hash: Option<Hash32>,
+    #[schema(value_type = Option<String>)]
+    pub state_root: Option<Hash32>,
+    pub time_ms: Option<u64>,
+    /// Base units, as a decimal string.
+    #[schema(value_type = String)]
+    pub supply: Amount,
+    #[schema(value_type = String)]
+    pub burned: Amount,
+    pub accounts: u64,
+    pub nodes: u64,
+    pub tasks: u64,
+    pub queued: u64,
+    pub mempool: u64,
+}
+
+/// `GET /v1/accounts/{address}`.
+#[derive(Serialize, ToSchema)]
+pub struct AccountView {
+    #[schema(value_type = String)]
+    pub address: AccountId,
+    #[schema(value_type = String)]
+    pub balance: Amount,
+    pub nonce: u64,
+    /// The nonce to sign next: after the committed ones and this signer's waiting run.
+    pub next_nonce: u64,
+    #[schema(value_type = String)]
+    pub staked: Amount,
+    #[schema(value_type = Vec<Object>)]
+    pub unbonding: Vec<aicpw_ledger::state::Unbonding>,
+    pub nodes: u32,
+    pub store_bytes: u64,
+}
+
+/// `POST /v1/tx` without `wait`: admitted to the mempool.
+#[derive(Serialize, ToSchema)]
+pub struct Pending {
+    #[schema(value_type = String)]
+    pub tx_id: Hash32,
+    /// Always `pending`.
+    pub status: String,
+}
+
+/// `POST /v1/tx/signing-bytes`.
+#[derive(Serialize, ToSchema)]
+pub struct SigningBytes {
+    /// Hex of the domain tag and the canonical encoding: what the signer signs with ed25519.
+    pub signing_bytes: String,
+}
+
+/// One transaction of a block as `GET /v1/blocks/{height}` lists it.
+#[derive(Serialize, ToSchema)]
+pub struct TxSummary {
+    #[schema(value_type = String)]
+    pub tx_id: Hash32,
+    pub kind: String,
+    #[schema(value_type = String)]
+    pub signer: AccountId,
+}
+
+/// `GET /v1/blocks/{height}`.
+#[derive(Serialize, ToSchema)]
+pub struct BlockView {
+    #[schema(value_type = String)]
+    pub hash: Hash32,
+    #[schema(value_type = Object)]
+    pub header: aicpw_types::BlockHeader,
+    pub txs: Vec<TxSummary>,
+}
+
+/// One entry of `GET /v1/nodes/{id}/leases`.
+#[derive(Serialize, ToSchema)]
+pub struct LeaseView<'a> {
+    #[schema(value_type = Object)]
+    pub task: &'a aicpw_ledger::state::Task,
+    #[schema(value_type = Object)]
+    pub lease: &'a aicpw_ledger::state::Lease,
+    pub reveal_open: bool,
+}
+
+/// `GET /v1/nodes/{id}/why`: why the matcher does or does not place tasks on a node.
+#[derive(Serialize, ToSchema)]
+pub struct NodeWhy {
+    pub node: u64,
+    #[schema(value_type = String)]
+    pub status: aicpw_ledger::state::NodeStatus,
+    pub online: bool,
+    pub running: u32,
+    #[schema(value_type = Object)]
+    pub explanation: aicpw_matcher::explain::NodeExplanation,
+}
+
+/// `GET /v1/tasks/{id}/why`: why a task is (not) placed.
+#[derive(Serialize, ToSchema)]
+pub struct TaskWhy {
+    pub task: u64,
+    #[schema(value_type = String)]
+    pub state: aicpw_types::TaskState,
+    #[schema(value_type = Option<Object>)]
+    pub reason: Option<aicpw_types::FailureReason>,
+    pub attempts: u32,
+    #[schema(value_type = Object)]
+    pub explanation: aicpw_matcher::explain::TaskExplanation,
+}
+
+/// Every error answers in the one shape, [`ErrorBody`]: those the router and extractors make
+/// (unknown path, wrong method, a path or query that does not parse) are given the reject that
+/// fits their status.
+async fn json_errors(request: axum::extract::Request, next: axum::middleware::Next) -> Response {
+    let response = next.run(request).await;
+    let status = response.status();
+    let json = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"application/json"));
+    if !(status.is_client_error() || status.is_server_error()) || json {
+        return response;
+    }
+    let reject = match status {
+        StatusCode::NOT_FOUND => Reject::NotFound,
+        StatusCode::PAYLOAD_TOO_LARGE => Reject::PayloadTooLarge,
+        s if s.is_server_error() => Reject::Unavailable,
+        _ => Reject::BadRequest,
+    };
+    (status, Json(ErrorBody { error: RejectView::from(reject) })).into_response()
 }
 
 impl From<Reject> for ApiError {
@@ -89,31 +250,33 @@ pub fn router(shared: SharedState) -> Router {
         .route("/v1/challenges", get(challenges))
         .route("/v1/challenges/{id}", get(challenge))
         .route("/metrics", get(crate::metrics::metrics))
+        .route("/openapi.json", get(crate::openapi::serve))
         .merge(crate::store_api::routes())
         .merge(crate::web::routes())
+        .layer(axum::middleware::from_fn(json_errors))
         .layer(axum::middleware::from_fn_with_state(shared.clone(), crate::metrics::track))
         .with_state(shared)
 }
 
-async fn status(State(s): State<SharedState>) -> ApiResult {
+async fn status(State(s): State<SharedState>) -> Result<Json<StatusView>, ApiError> {
     let mempool = s.mempool_len();
     let chain = s.chain();
     let state = chain.state();
     let head = chain.head();
-    Ok(Json(json!({
-        "chain_id": chain.genesis().chain_id,
-        "height": chain.height(),
-        "block_hash": head.map(|h| h.hash()),
-        "state_root": head.map(|h| h.state_root),
-        "time_ms": head.map(|h| h.time_ms),
-        "supply": state.meta.supply,
-        "burned": state.meta.burned,
-        "accounts": state.accounts.len(),
-        "nodes": state.nodes.len(),
-        "tasks": state.tasks.len(),
-        "queued": state.index.queued.len(),
-        "mempool": mempool,
-    })))
+    Ok(Json(StatusView {
+        chain_id: chain.genesis().chain_id.clone(),
+        height: chain.height(),
+        block_hash: head.map(|h| h.hash()),
+        state_root: head.map(|h| h.state_root),
+        time_ms: head.map(|h| h.time_ms),
+        supply: state.meta.supply,
+        burned: state.meta.burned,
+        accounts: state.accounts.len() as u64,
+        nodes: state.nodes.len() as u64,
+        tasks: state.tasks.len() as u64,
+        queued: state.index.queued.len() as u64,
+        mempool: mempool as u64,
+    }))
 }
 
 #[derive(Deserialize)]
@@ -148,7 +311,7 @@ async fn submit_tx(
     }
     let (id, waiter) = s.submit(tx, q.wait)?;
     match waiter {
-        None => Ok(Json(json!({ "tx_id": id, "status": "pending" }))),
+        None => to_json(Pending { tx_id: id, status: "pending".into() }),
         Some(waiter) => match waiter.await {
             Ok(Ok(committed)) => to_json(committed),
             Ok(Err(reject)) => Err(reject.into()),
@@ -165,7 +328,7 @@ async fn submit_tx(
 async fn signing_bytes(body: Body) -> ApiResult {
     let body = PacedBody::new(body, TX_JSON_BYTES_MAX as u64, Reject::Oversize).collect().await?;
     let tx: Tx = serde_json::from_slice(&body).map_err(|_| Reject::Malformed)?;
-    Ok(Json(json!({ "signing_bytes": hex::encode(tx.signing_bytes()) })))
+    to_json(SigningBytes { signing_bytes: hex::encode(tx.signing_bytes()) })
 }
 
 /// A reveal must name a result the requester can fetch: the node admits it only while its
@@ -190,16 +353,16 @@ async fn account(State(s): State<SharedState>, Path(address): Path<String>) -> A
     let id: AccountId = parse(&address)?;
     let account = s.chain().state().accounts.get(&id).cloned().unwrap_or_default();
     let store_bytes = s.content.usage(&id).map_err(|_| Reject::Unavailable)?;
-    Ok(Json(json!({
-        "address": id,
-        "balance": account.balance,
-        "nonce": account.nonce,
-        "next_nonce": s.next_nonce(&id, account.nonce),
-        "staked": account.staked,
-        "unbonding": account.unbonding,
-        "nodes": account.nodes,
-        "store_bytes": store_bytes,
-    })))
+    to_json(AccountView {
+        address: id,
+        balance: account.balance,
+        nonce: account.nonce,
+        next_nonce: s.next_nonce(&id, account.nonce),
+        staked: account.staked,
+        unbonding: account.unbonding,
+        nodes: account.nodes,
+        store_bytes,
+    })
 }
 
 /// One page of a list: `?cursor=` where the previous page ended (its `aicpw-next-cursor`),
@@ -264,8 +427,13 @@ async fn node_why(State(s): State<SharedState>, Path(id): Path<u64>) -> ApiResul
         .map(|t| task_request(state, t))
         .collect();
     let explanation = state.index.matcher.explain_node(node.id, &pending);
-    to_json(json!({ "node": node.id, "status": node.status, "online": node.online,
-        "running": node.running, "explanation": explanation }))
+    to_json(NodeWhy {
+        node: node.id.0,
+        status: node.status,
+        online: node.online,
+        running: node.running,
+        explanation,
+    })
 }
 
 /// The open tasks in which a node holds a lease of the current round (running, committed or
@@ -298,12 +466,12 @@ async fn node_leases(State(s): State<SharedState>, Path(id): Path<u64>) -> ApiRe
                 .find(|l| l.node == node && l.late_reveal_deadline().is_some())?;
             Some((task, lease, true))
         });
-    let list: Vec<Value> = current
+    let list: Vec<LeaseView> = current
         .chain(withheld)
         .take(LIST_ITEMS_MAX)
-        .map(|(task, lease, open)| json!({ "task": task, "lease": lease, "reveal_open": open }))
+        .map(|(task, lease, reveal_open)| LeaseView { task, lease, reveal_open })
         .collect();
-    Ok(Json(Value::Array(list)))
+    to_json(list)
 }
 
 /// The network's parameters, verification economics included.
@@ -369,20 +537,25 @@ async fn task_why(State(s): State<SharedState>, Path(id): Path<u64>) -> ApiResul
     let state = chain.state();
     let task = state.tasks.get(&TaskId(id)).ok_or(Reject::UnknownTask)?;
     let explanation = state.index.matcher.explain_task(&task_request(state, task));
-    to_json(json!({ "task": task.id, "state": task.state, "reason": task.failure,
-        "attempts": task.attempts, "explanation": explanation }))
+    to_json(TaskWhy {
+        task: task.id.0,
+        state: task.state,
+        reason: task.failure,
+        attempts: task.attempts,
+        explanation,
+    })
 }
 
 async fn block(State(s): State<SharedState>, Path(height): Path<String>) -> ApiResult {
     let chain = s.chain();
     let height = if height == "latest" { chain.height() } else { parse(&height)? };
     let block = chain.block(height).map_err(|_| Reject::Unavailable)?.ok_or(Reject::NotFound)?;
-    let txs: Vec<Value> = block
+    let txs = block
         .txs
         .iter()
-        .map(|t| json!({ "tx_id": t.id(), "kind": t.tx.body.kind(), "signer": t.tx.signer }))
+        .map(|t| TxSummary { tx_id: t.id(), kind: t.tx.body.kind().into(), signer: t.tx.signer })
         .collect();
-    Ok(Json(json!({ "hash": block.header.hash(), "header": block.header, "txs": txs })))
+    to_json(BlockView { hash: block.header.hash(), header: block.header, txs })
 }
 
 #[derive(Deserialize)]
@@ -415,12 +588,18 @@ struct ChallengeFilter {
 }
 
 /// A challenge as the API shows it: the ledger's record, plus the drawn tiles once drawn.
-fn challenge_json(challenge: &aicpw_ledger::challenge::Challenge) -> Result<Value, ApiError> {
-    let mut value = serde_json::to_value(challenge).map_err(|_| Reject::Unavailable)?;
-    if let (Some(map), Some(drawn)) = (value.as_object_mut(), challenge.drawn_tiles()) {
-        map.insert("drawn_tiles".into(), json!(drawn));
+#[derive(Serialize)]
+pub struct ChallengeView<'a> {
+    #[serde(flatten)]
+    pub challenge: &'a aicpw_ledger::challenge::Challenge,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub drawn_tiles: Option<Vec<u32>>,
+}
+
+impl<'a> ChallengeView<'a> {
+    fn of(challenge: &'a aicpw_ledger::challenge::Challenge) -> Self {
+        ChallengeView { challenge, drawn_tiles: challenge.drawn_tiles() }
     }
-    Ok(value)
 }
 
 /// `GET /v1/challenges[?node=]`: a node's current challenges (open or just resolved), or every
@@ -431,11 +610,11 @@ async fn challenges(
 ) -> ApiResult {
     let chain = s.chain();
     let list = chain.state().challenges(filter.node.map(NodeId), LIST_ITEMS_MAX);
-    Ok(Json(Value::Array(list.into_iter().map(challenge_json).collect::<Result<_, _>>()?)))
+    to_json(list.into_iter().map(ChallengeView::of).collect::<Vec<_>>())
 }
 
 async fn challenge(State(s): State<SharedState>, Path(id): Path<u64>) -> ApiResult {
     let chain = s.chain();
     let challenge = chain.state().challenge(ChallengeId(id)).ok_or(Reject::UnknownChallenge)?;
-    challenge_json(challenge).map(Json)
+    to_json(ChallengeView::of(challenge))
 }

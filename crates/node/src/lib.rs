@@ -6,6 +6,7 @@ pub mod chain;
 pub mod content;
 pub mod db;
 pub mod metrics;
+pub mod openapi;
 pub mod server;
 pub mod service;
 pub mod store_api;
