@@ -10,3 +10,7 @@ cargo test --locked -p aicpw-provider --features cuda --lib cuda
 
 # --- The API's contract (node's /openapi.json): schemathesis against a live node -------------
 bash scripts/api-contract.sh
+
+# --- Validators under BFT consensus (crates/consensus, the CLI's `consensus` feature) ---------
+# Ten seeds with every fault, each checked for agreement, invariants and catch-up; seed 0 twice.
+cargo run --locked -p aicpw-cli --features consensus -- sim --consensus --seeds 10 --faults all --json > /dev/null

@@ -23,7 +23,15 @@ pub fn run(node: &str, command: Command) -> Result<()> {
         Command::Store(command) => store(&client, command),
         Command::Demo { json, keep } => demo::run(json, keep),
         Command::Bench(command) => bench(command),
-        Command::Sim { scenario, seeds, json } => {
+        Command::Sim { consensus: true, seeds, json, faults, .. } => {
+            let report = crate::sim::consensus(seeds, &faults)?;
+            show(json, &report, |v| serde_json::to_string_pretty(v).unwrap_or_default());
+            if report["violations"].as_u64() != Some(0) || report["repeat_equal"] != true {
+                bail!("validators broke an invariant, or a seed did not repeat its state hash");
+            }
+            Ok(())
+        }
+        Command::Sim { scenario, seeds, json, .. } => {
             let report = crate::sim::run(&scenario, seeds)?;
             show(json, &report, |v| serde_json::to_string_pretty(v).unwrap_or_default());
             let failed = report["scenarios"].as_array().into_iter().flatten().any(|s| {

@@ -78,6 +78,13 @@ enum Command {
         seeds: u64,
         #[arg(long)]
         json: bool,
+        /// Run validators under BFT consensus (Commonware simplex on its deterministic runtime
+        /// and simulated network) instead of the single sequencer; needs the `consensus` feature.
+        #[arg(long)]
+        consensus: bool,
+        /// With --consensus: `all`, `none`, or a comma list of crash, partition, lossy.
+        #[arg(long, default_value = "all")]
+        faults: String,
     },
     /// Measure throughput and latency.
     #[command(subcommand)]

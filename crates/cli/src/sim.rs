@@ -31,3 +31,72 @@ pub fn run(scenario: &str, seeds: u64) -> Result<Value> {
     }
     Ok(serde_json::to_value(aicpw_sim::Summary::of(seeds, reports))?)
 }
+
+/// `aicpw sim --consensus`: seeds `0..seeds` of 4 validators on Commonware simplex (its
+/// deterministic runtime and simulated network) with `faults` (`all`, `none`, or a comma list of
+/// crash, partition, lossy), each until every validator finalized 30 blocks; then seed 0 again,
+/// which must give the same state hash. Returns `runs`, `violations` (summed over seeds) and each
+/// seed's `state_hash`, heights and transactions.
+#[cfg(feature = "consensus")]
+pub fn consensus(seeds: u64, faults: &str) -> Result<Value> {
+    use aicpw_consensus::sim::{run, Faults, Scenario};
+    if seeds == 0 || seeds > aicpw_sim::SEEDS_MAX {
+        bail!("--seeds must be between 1 and {}", aicpw_sim::SEEDS_MAX);
+    }
+    let mut chosen = Faults::default();
+    for fault in faults.split(',').map(str::trim) {
+        match fault {
+            "all" => chosen = Faults::ALL,
+            "none" | "" => {}
+            "crash" => chosen.crash = true,
+            "partition" => chosen.partition = true,
+            "lossy" => chosen.lossy = true,
+            other => bail!("unknown fault `{other}`; known: all, none, crash, partition, lossy"),
+        }
+    }
+    let scenario =
+        |seed| Scenario { seed, validators: 4, blocks: 30, faults: chosen, txs_per_tick: 8 };
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get()) as u64;
+    let mut outcomes: Vec<_> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..threads)
+            .map(|t| {
+                scope.spawn(move || {
+                    (t..seeds)
+                        .step_by(threads as usize)
+                        .map(|seed| run(&scenario(seed)))
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        handles.into_iter().flat_map(|h| h.join().unwrap_or_default()).collect()
+    });
+    outcomes.sort_by_key(|o| o.seed);
+    let repeat = run(&scenario(0));
+    let violations: usize = outcomes.iter().map(|o| o.violations.len()).sum();
+    let runs: Vec<Value> = outcomes
+        .iter()
+        .map(|o| {
+            serde_json::json!({
+                "seed": o.seed,
+                "state_hash": o.state_hash,
+                "violations": o.violations,
+                "heights": o.heights,
+                "txs": o.txs,
+                "simulated_ms": o.simulated_ms,
+            })
+        })
+        .collect();
+    Ok(serde_json::json!({
+        "runs": outcomes.len(),
+        "faults": chosen,
+        "violations": violations,
+        "repeat_equal": outcomes.first().is_some_and(|o| o.state_hash == repeat.state_hash),
+        "seeds": runs,
+    }))
+}
+
+/// Without the `consensus` feature the validators are not built in.
+#[cfg(not(feature = "consensus"))]
+pub fn consensus(_seeds: u64, _faults: &str) -> Result<Value> {
+    bail!("this aicpw was built without validators: cargo build -p aicpw-cli --features consensus")
+}
