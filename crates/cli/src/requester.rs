@@ -3,10 +3,10 @@
 
 use aicpw_provider::client::{Client, ClientError};
 use aicpw_store::{AddOptions, Store};
-use aicpw_types::bundle::{self, Manifest};
+use aicpw_types::bundle;
 use aicpw_types::spec::{TaskFile, TASK_FILE_BYTES_MAX};
 use aicpw_types::tx::KeyGrant;
-use aicpw_types::{seal, Hash32, Keypair, NodeId, Reject, TaskId, TaskTerms, TxBody};
+use aicpw_types::{seal, Hash32, Keypair, NodeId, Reject, TaskId, TxBody};
 use anyhow::{anyhow, bail, Context, Result};
 use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::Value;
@@ -95,7 +95,7 @@ pub fn submit(client: &Client, key: &Keypair, file: &Path, show: bool) -> Result
 /// The output hash a provider commits to for these outputs: the bundle of the manifest and the
 /// declared output files (the log is not part of it).
 pub fn answer_hash(spec: &TaskFile, outputs: &Path) -> Result<Hash32> {
-    let manifest = manifest_of(spec);
+    let manifest = spec.manifest();
     let files = bundle::collect_outputs(outputs, &manifest).context("known answer outputs")?;
     Ok(bundle::output_hash(&manifest, &files)?)
 }
@@ -148,15 +148,7 @@ pub fn pack_inputs(spec: &TaskFile, base: &Path, inputs: Inputs) -> Result<Vec<u
             path.file_name().and_then(|n| n.to_str()).context("an input has no file name")?;
         bundle::collect(&path, name, &mut files).with_context(|| format!("input {input}"))?;
     }
-    Ok(bundle::pack(&manifest_of(spec), &files)?)
-}
-
-fn manifest_of(spec: &TaskFile) -> Manifest {
-    Manifest {
-        command: spec.command.clone(),
-        args: spec.args.clone(),
-        outputs: spec.outputs.clone(),
-    }
+    Ok(bundle::pack(&spec.manifest(), &files)?)
 }
 
 /// Seals (unless the file says `encrypt: false`) and uploads a plain bundle under a fresh content
@@ -191,23 +183,7 @@ pub fn submit_bundle(
     let length = blob.len() as u64;
     let inputs_cid = client.upload(key, "/store", &cid, bar.wrap_read(blob.as_slice()), length)?;
     bar.finish_with_message(format!("inputs stored as {inputs_cid}"));
-    let terms = TaskTerms {
-        name: spec.name.clone(),
-        kind: spec.kind,
-        runtime: spec.runtime,
-        resources: spec.resources.clone(),
-        time_limit_secs: spec.time_limit_secs,
-        budget: spec.budget,
-        max_price_per_hour: spec.max_price_per_hour,
-        verification: spec.verification,
-        strategy: spec.strategy,
-        reputation_min: spec.reputation_min,
-        network: spec.network == aicpw_types::spec::NetworkAccess::Full,
-        encrypted: spec.encrypt,
-        inputs_cid,
-        result_key: key.x25519_public(),
-        nondeterministic: spec.nondeterminism(),
-    };
+    let terms = spec.terms(inputs_cid, key.x25519_public());
     let body = TxBody::SubmitTask { terms, answer_commitment };
     let committed = client.send(key, body, true)?;
     let id = committed["events"]
@@ -370,14 +346,8 @@ pub fn fetch_result(
         )))
         .with_context(|| format!("downloaded content has CID {computed}, the ledger says {cid}"));
     }
-    let sealed_len = 32 + seal::SEAL_OVERHEAD;
-    if blob.len() < sealed_len {
-        bail!("the result is too short to be sealed");
-    }
-    let content_key = seal::open(&key.x25519_secret(), &blob[..sealed_len])
+    let plain = seal::open_result(&key.x25519_secret(), &blob)
         .context("cannot open the result: it is not sealed to this key")?;
-    let content_key: [u8; 32] = content_key.try_into().map_err(|_| anyhow!("bad content key"))?;
-    let plain = seal::decrypt(&content_key, &blob[sealed_len..])?;
     let (manifest, files) = bundle::unpack(&plain)?;
     let (outputs, _log) = bundle::split_result(&files)?;
     let output_hash = bundle::output_hash(&manifest, outputs)?;

@@ -142,6 +142,20 @@ pub struct SigningBytes {
     pub signing_bytes: String,
 }
 
+/// `POST /v1/task-files`: a task file read by the parser every client uses.
+#[derive(Serialize, ToSchema)]
+pub struct TaskFileView {
+    /// The terms to sign, `inputs_cid` empty and `result_key` zero: the client fills them in
+    /// once its sealed inputs are stored.
+    #[schema(value_type = Object)]
+    pub terms: aicpw_types::TaskTerms,
+    /// The input bundle's manifest (command, args, outputs).
+    #[schema(value_type = Object)]
+    pub manifest: aicpw_types::bundle::Manifest,
+    /// The inputs the file names, in order; the bundle holds each under its file name.
+    pub inputs: Vec<String>,
+}
+
 /// One transaction of a block as `GET /v1/blocks/{height}` lists it.
 #[derive(Serialize, ToSchema)]
 pub struct TxSummary {
@@ -236,6 +250,7 @@ pub fn router(shared: SharedState) -> Router {
         .route("/v1/status", get(status))
         .route("/v1/tx", post(submit_tx).layer(DefaultBodyLimit::disable()))
         .route("/v1/tx/signing-bytes", post(signing_bytes).layer(DefaultBodyLimit::disable()))
+        .route("/v1/task-files", post(task_file).layer(DefaultBodyLimit::disable()))
         .route("/v1/accounts/{address}", get(account))
         .route("/v1/nodes", get(nodes))
         .route("/v1/nodes/{id}", get(node))
@@ -329,6 +344,28 @@ async fn signing_bytes(body: Body) -> ApiResult {
     let body = PacedBody::new(body, TX_JSON_BYTES_MAX as u64, Reject::Oversize).collect().await?;
     let tx: Tx = serde_json::from_slice(&body).map_err(|_| Reject::Malformed)?;
     to_json(SigningBytes { signing_bytes: hex::encode(tx.signing_bytes()) })
+}
+
+/// `POST /v1/task-files`: reads a task file (YAML) as `aicpw task submit` does, so a client
+/// without the parser (the web page) builds exactly the terms and manifest the CLI would. A file
+/// the parser refuses answers `TaskFileInvalid` 740 with the parser's line, field and reason.
+async fn task_file(body: Body) -> Result<Json<TaskFileView>, Response> {
+    let limit = aicpw_types::spec::TASK_FILE_BYTES_MAX as u64;
+    let body = PacedBody::new(body, limit, Reject::PayloadTooLarge)
+        .collect()
+        .await
+        .map_err(IntoResponse::into_response)?;
+    let invalid = |message: String| {
+        let error = RejectView { message, ..RejectView::from(Reject::TaskFileInvalid) };
+        (StatusCode::UNPROCESSABLE_ENTITY, Json(ErrorBody { error })).into_response()
+    };
+    let text = String::from_utf8(body).map_err(|_| invalid("the task file is not UTF-8".into()))?;
+    let file = aicpw_types::spec::TaskFile::parse(&text).map_err(|e| invalid(e.to_string()))?;
+    Ok(Json(TaskFileView {
+        terms: file.terms(String::new(), [0; 32]),
+        manifest: file.manifest(),
+        inputs: file.inputs.clone(),
+    }))
 }
 
 /// A reveal must name a result the requester can fetch: the node admits it only while its

@@ -6,7 +6,7 @@
 
 use crate::api::{
     AccountView, BlockView, ErrorBody, LeaseView, NodeWhy, Pending, RejectView, SigningBytes,
-    StatusView, TaskWhy, TxSummary,
+    StatusView, TaskFileView, TaskWhy, TxSummary,
 };
 use axum::http::header;
 use axum::response::IntoResponse;
@@ -93,6 +93,7 @@ const ROUTES: &[Route] = &[
     Route { method: Method::Get, path: "/v1/status", summary: "Chain head and sizes", params: &[], body: None, ok: Named("StatusView") },
     Route { method: Method::Post, path: "/v1/tx", summary: "Submit a signed transaction (binary, or JSON with content-type application/json); with wait=true, answer once committed", params: &[Query("wait", Kind::Bool)], body: Some(Object), ok: Object },
     Route { method: Method::Post, path: "/v1/tx/signing-bytes", summary: "The bytes to sign for an unsigned JSON transaction", params: &[], body: Some(Object), ok: Named("SigningBytes") },
+    Route { method: Method::Post, path: "/v1/task-files", summary: "Read a task file (YAML) into the terms to sign and the input bundle's manifest", params: &[], body: Some(Media("text/plain")), ok: Named("TaskFileView") },
     Route { method: Method::Get, path: "/v1/accounts/{address}", summary: "An account (hex address)", params: &[Path("address", STR)], body: None, ok: Named("AccountView") },
     Route { method: Method::Get, path: "/v1/nodes", summary: "Provider nodes by id, a page at a time (next cursor in aicpw-next-cursor)", params: &PAGE, body: None, ok: Objects },
     Route { method: Method::Get, path: "/v1/nodes/{id}", summary: "A provider node", params: &[Path("id", INT)], body: None, ok: Object },
@@ -114,6 +115,7 @@ const ROUTES: &[Route] = &[
     Route { method: Method::Get, path: "/store/{cid}/car", summary: "A stored DAG as a CAR", params: &[Path("cid", STR)], body: None, ok: Media("application/vnd.ipld.car") },
     Route { method: Method::Get, path: "/", summary: "The web DApp", params: &[], body: None, ok: Media("text/html") },
     Route { method: Method::Get, path: "/app.js", summary: "The web DApp's script", params: &[], body: None, ok: Media("text/javascript") },
+    Route { method: Method::Get, path: "/seal.js", summary: "The web DApp's cryptography (sealing, content keys, bundles, CIDs)", params: &[], body: None, ok: Media("text/javascript") },
     Route { method: Method::Get, path: "/style.css", summary: "The web DApp's style", params: &[], body: None, ok: Media("text/css") },
 ];
 
@@ -196,6 +198,7 @@ pub fn document() -> OpenApi {
         .schema_from::<AccountView>()
         .schema_from::<Pending>()
         .schema_from::<SigningBytes>()
+        .schema_from::<TaskFileView>()
         .schema_from::<TxSummary>()
         .schema_from::<BlockView>()
         .schema_from::<LeaseView<'static>>()

@@ -1,7 +1,8 @@
 //! The web DApp at `/`: plain HTML, CSS and JavaScript written by hand in `crates/node/web/`,
 //! compiled into the binary (`include_str!`), so the node serves it with nothing fetched at
 //! build or run time. The page reads the same API as every other client and signs in the
-//! browser (WebCrypto Ed25519): the node never sees a key.
+//! browser (WebCrypto Ed25519): the node never sees a key. `seal.js` is the requester's
+//! cryptography (sealing, content keys, bundles, CIDs), checked against the Rust code's vectors.
 
 use axum::http::header;
 use axum::response::IntoResponse;
@@ -19,6 +20,7 @@ pub const CONTENT_SECURITY_POLICY: &str = "default-src 'none'; script-src 'self'
 const INDEX_HTML: &str = include_str!("../web/index.html");
 const APP_JS: &str = include_str!("../web/app.js");
 const STYLE_CSS: &str = include_str!("../web/style.css");
+const SEAL_JS: &str = include_str!("../web/seal.js");
 
 fn asset(content_type: &'static str, body: &'static str) -> impl IntoResponse {
     (
@@ -37,5 +39,6 @@ pub fn routes() -> Router<Arc<crate::Shared>> {
     Router::new()
         .route("/", get(|| async { asset("text/html; charset=utf-8", INDEX_HTML) }))
         .route("/app.js", get(|| async { asset("text/javascript; charset=utf-8", APP_JS) }))
+        .route("/seal.js", get(|| async { asset("text/javascript; charset=utf-8", SEAL_JS) }))
         .route("/style.css", get(|| async { asset("text/css; charset=utf-8", STYLE_CSS) }))
 }

@@ -2,6 +2,8 @@
 // that signs in the browser. Plain JavaScript, no dependencies. Everything from the chain is
 // shown with textContent, never parsed as HTML.
 
+import { b64url, bytesToHex, cidV1, contentKey, encrypt, hexToBytes, openResult, pack, seal, x25519Key } from "/seal.js";
+
 const main = document.getElementById("main");
 const BASE_UNITS = 1000000n;
 
@@ -178,46 +180,244 @@ async function account(address) {
 }
 
 /** A list that fills with the node's live events (server-sent events) until the page changes. */
-function liveEvents(query) {
+function liveEvents(query, onEvent = () => {}) {
   const list = h("ol", { class: "events", "aria-live": "polite", "aria-label": "live events" });
   const source = new EventSource(`/v1/events?${query}`);
-  source.onmessage = (m) => list.append(h("li", {}, m.data));
+  source.onmessage = (m) => { list.append(h("li", {}, m.data)); onEvent(); };
   source.addEventListener("lagged", () => list.append(h("li", { class: "error" }, "missed events: reload")));
   closers.push(() => source.close());
   return list;
 }
 
+// --- Task page: live progress, the requester's key grants, result, accept, rate ---------------
+
+/** What a lease of a node has earned so far: a paid lease its cost (or what was released, if
+ * more), any other what was released to it per verified interval (clawed back if overruled). */
+function leaseEarned(l) {
+  const released = BigInt(l.released), cost = BigInt(l.cost);
+  return l.verdict === "paid" ? (cost > released ? cost : released) : released;
+}
+
+const roleOf = (l) => (typeof l.role === "string" ? l.role : JSON.stringify(l.role));
+
+function leaseTable(t) {
+  return table(["Node", "Role", "Progress", "Committed", "Revealed", "Verdict", "Released", "Cost"], t.leases.map((l) =>
+    [link(`#/node/${l.node}`, `node ${l.node}`), roleOf(l), `${l.progress_permille / 10}%`, l.commitment ? "yes" : "no",
+      l.reveal ? short(l.reveal.output_hash) : "no", l.verdict, tokens(l.released), tokens(l.cost)]));
+}
+
+/** `requester::grant_placed`: seals the task's content key to every node placed on it that
+ * still waits for it (a pending lease without a commitment or a grant), and to no other. */
+async function grantWaiting(wallet, t) {
+  if (!t.terms.encrypted) return [];
+  const granted = new Set((t.key_grants || []).map((g) => g.node));
+  const waiting = t.leases.filter((l) => l.verdict === "pending" && !l.commitment && !granted.has(l.node)).map((l) => l.node);
+  if (!waiting.length) return [];
+  const key = await contentKey(hexToBytes(wallet.seed), hexToBytes(t.answer_commitment));
+  const key_grants = [];
+  for (const node of waiting) {
+    const n = await api(`/v1/nodes/${node}`);
+    key_grants.push({ node, sealed_key: bytesToHex(await seal(hexToBytes(n.x25519_key), key)) });
+  }
+  await send(wallet, { type: "grant_keys", task: t.id, key_grants });
+  return waiting;
+}
+
+/** Numbers a task's log reports as `loss: X` (or `loss=X`), in order. */
+const lossCurve = (log) => Array.from(log.matchAll(/\bloss\s*[:=]\s*(-?[0-9.]+(?:e-?\d+)?)/gi), (m) => Number(m[1])).filter(Number.isFinite);
+
+/** Downloads the result, checks its CID, opens it with this browser's key and checks the
+ * output hash the provider committed: `aicpw task result`, in the page. */
+async function showResult(wallet, t, area) {
+  const cid = t.result.result_cid;
+  const response = await fetch(`/store/${encodeURIComponent(cid)}`);
+  if (!response.ok) throw new ApiError(response.status, await response.json().catch(() => null));
+  const blob = new Uint8Array(await response.arrayBuffer());
+  if ((await cidV1(blob)) !== cid) throw new Error("the downloaded result does not have the CID the ledger names");
+  const result = await openResult(await x25519Key(hexToBytes(wallet.seed)), blob, t.result.output_hash);
+  const log = new TextDecoder().decode(result.log);
+  const losses = lossCurve(log);
+  area.replaceChildren(
+    h("p", { class: "ok", id: "result-status" }, `decrypted; output hash ${result.hash} matches the commitment`),
+    table(["Output", "Bytes"], result.outputs.map(([path, bytes]) => [
+      h("a", { href: URL.createObjectURL(new Blob([bytes])), download: path.replace(/\//g, "_"), "data-output": path }, path), String(bytes.length)])),
+    losses.length > 1 ? h("div", {}, h("h3", {}, "Loss reported by the task"), chart(losses, "loss curve")) : null,
+    h("h3", {}, "Log tail"), h("pre", { id: "task-log" }, log));
+}
+
 async function task(id) {
-  const t = await api(`/v1/tasks/${encodeURIComponent(id)}`);
+  let t = await api(`/v1/tasks/${encodeURIComponent(id)}`);
+  const wallet = await loadKey();
+  const mine = wallet && wallet.address === t.requester;
   const state = h("span", { "data-task-state": "" }, t.state);
-  const events = liveEvents(`task=${encodeURIComponent(id)}`);
-  const refresh = setInterval(async () => {
-    const now = await api(`/v1/tasks/${encodeURIComponent(id)}`).catch(() => null);
-    if (now) state.textContent = now.state;
-  }, 1000);
-  closers.push(() => clearInterval(refresh));
-  show(h("h1", {}, `Task ${t.id}`), h("p", {}, "State: ", state),
-    h("div", { class: "cards" }, card("escrow", tokens(t.escrow)), card("paid", tokens(t.paid)), card("refunded", tokens(t.refunded)), card("attempts", t.attempts)),
-    h("h2", {}, "Leases"), table(["Node", "Role"], t.leases.map((l) => [link(`#/node/${l.node}`, `node ${l.node}`), JSON.stringify(l.role)])),
+  const progress = h("progress", { id: "task-progress", max: 1000, value: 0, "aria-label": "task progress" });
+  const note = h("p", { role: "status", id: "task-status" });
+  const money = h("div", { class: "cards" });
+  const leases = h("div", {});
+  const resultArea = h("section", { id: "result", "aria-label": "result" });
+  const actions = h("div", { class: "stack" });
+  const fail = (e) => { note.className = "error"; note.textContent = e.message; };
+  let busy = false;
+  const render = () => {
+    state.textContent = t.state;
+    progress.value = Math.max(0, ...t.leases.map((l) => l.progress_permille), ["verifying", "completed"].includes(t.state) ? 1000 : 0);
+    money.replaceChildren(card("escrow", tokens(t.escrow)), card("paid", tokens(t.paid), "task-paid"), card("refunded", tokens(t.refunded)), card("attempts", t.attempts));
+    leases.replaceChildren(leaseTable(t));
+    if (!mine) return;
+    const can = { result: t.result && t.result.result_cid, accept: t.state === "verifying", rate: t.state === "completed" && !t.rating };
+    for (const el of [...actions.children]) if (!can[el.dataset.action]) el.remove();
+    const has = (a) => actions.querySelector(`[data-action="${a}"]`);
+    if (can.result && !has("result")) actions.append(h("button", { type: "button", id: "decrypt", "data-action": "result", onclick: () => showResult(wallet, t, resultArea).catch(fail) }, "Download and decrypt the result"));
+    if (can.accept && !has("accept")) actions.append(h("button", { type: "button", id: "accept", "data-action": "accept", onclick: async () => {
+      try { await send(wallet, { type: "accept_result", task: t.id }); note.className = "ok"; note.textContent = "accepted: the provider is paid"; await refresh(); } catch (e) { fail(e); }
+    } }, "Accept the result (pays the provider)"));
+    if (can.rate && !has("rate")) {
+      const stars = h("select", { id: "stars", "aria-label": "stars" }, [5, 4, 3, 2, 1].map((n) => h("option", { value: n }, `${n} stars`)));
+      actions.append(h("form", { id: "rate", "data-action": "rate", onsubmit: async (e) => {
+        e.preventDefault();
+        try { await send(wallet, { type: "rate_task", task: t.id, stars: Number(stars.value) }); note.className = "ok"; note.textContent = `rated ${stars.value} stars`; } catch (err) { fail(err); }
+      } }, stars, " ", h("button", { type: "submit" }, "Rate the provider")));
+    }
+  };
+  async function refresh() {
+    if (busy) return;
+    busy = true;
+    try {
+      t = await api(`/v1/tasks/${encodeURIComponent(id)}`);
+      if (mine) {
+        const granted = await grantWaiting(wallet, t);
+        if (granted.length) { note.className = "ok"; note.textContent = `content key granted to node ${granted.join(", ")}`; }
+      }
+      render();
+    } catch (e) { fail(e); } finally { busy = false; }
+  }
+  const events = liveEvents(`task=${encodeURIComponent(id)}`, refresh);
+  const timer = setInterval(refresh, 1000);
+  closers.push(() => clearInterval(timer));
+  render();
+  show(h("h1", {}, `Task ${t.id} `, h("small", {}, t.terms.name)), h("p", {}, "State: ", state, " ", progress), note,
+    mine ? h("p", {}, "You submitted this task: keep this page open until it runs, so this browser can grant the content key to the nodes placed on it.") : null,
+    actions, resultArea, money,
+    h("h2", {}, "Verification and settlement"), leases,
     h("h2", {}, "Live events"), events,
     h("h2", {}, "Terms"), kv(t.terms));
+  refresh();
+}
+
+// --- Submit: a task file, its inputs sealed in the browser and uploaded, the budget locked ----
+
+const EXAMPLE_TASK = `version: 1
+name: tiny-training
+command: python3
+args: [train.py]
+inputs: [train.py]
+outputs: [model.txt]
+time_limit_secs: 60
+budget: "1000000"
+max_price_per_hour: "3600000"
+`;
+
+/** `PUT /store` with the account's signed aicpw-upload header; reports bytes sent as it goes. */
+async function upload(wallet, blob, cid, onProgress) {
+  const { chain_id } = await api("/v1/status");
+  const time = Date.now();
+  const message = `aicpw 2026-12 store upload signature v1\n${chain_id}\nPUT /store\n${cid}\n${blob.length}\n${time}`;
+  const signature = await crypto.subtle.sign({ name: "Ed25519" }, wallet.key, new TextEncoder().encode(message));
+  return new Promise((resolve, reject) => {
+    const xhr = new XMLHttpRequest();
+    xhr.open("PUT", `/store?expect=${encodeURIComponent(cid)}`);
+    xhr.setRequestHeader("aicpw-upload", `${wallet.address} ${time} ${blob.length} ${bytesToHex(signature)}`);
+    xhr.setRequestHeader("content-type", "application/octet-stream");
+    xhr.upload.onprogress = (e) => onProgress(e.loaded);
+    xhr.onload = () => {
+      let body = null;
+      try { body = JSON.parse(xhr.responseText); } catch { body = null; }
+      if (xhr.status >= 400) reject(new ApiError(xhr.status, body)); else { onProgress(blob.length); resolve(body); }
+    };
+    xhr.onerror = () => reject(new Error("the upload did not reach the node"));
+    xhr.send(blob);
+  });
+}
+
+/** `requester::submit`, in the page: the node reads the task file (one parser for every client),
+ * the inputs are packed with its manifest, sealed under the task's content key, uploaded, and the
+ * terms signed with the inputs' CID and this account's result key. Returns the task id. */
+async function submitTask(wallet, yaml, chosen, onProgress, say) {
+  const spec = await api("/v1/task-files", { method: "POST", headers: { "content-type": "text/plain; charset=utf-8" }, body: yaml });
+  const byName = new Map(chosen.map((f) => [f.name, f]));
+  const files = [];
+  for (const input of spec.inputs) {
+    const name = input.split("/").filter(Boolean).pop();
+    const file = byName.get(name);
+    if (!file) throw new Error(`choose the input file ${name}: the task file names it (directories are not supported here; use the CLI)`);
+    files.push([name, new Uint8Array(await file.arrayBuffer())]);
+  }
+  const seed = hexToBytes(wallet.seed);
+  const answerCommitment = crypto.getRandomValues(new Uint8Array(32));
+  const plain = pack(spec.manifest, files);
+  const blob = spec.terms.encrypted ? encrypt(await contentKey(seed, answerCommitment), plain) : plain;
+  const cid = await cidV1(blob);
+  say(`uploading ${blob.length} bytes ${spec.terms.encrypted ? "(sealed)" : "(plain)"} as ${cid}`);
+  await upload(wallet, blob, cid, onProgress);
+  const terms = { ...spec.terms, inputs_cid: cid, result_key: bytesToHex((await x25519Key(seed)).publicKey) };
+  say("signing the task and locking its budget in escrow");
+  const receipt = await send(wallet, { type: "submit_task", terms, answer_commitment: bytesToHex(answerCommitment) });
+  const submitted = receipt.events.find((e) => e.event === "task_submitted");
+  if (!submitted) throw new Error("the node's receipt has no task_submitted event");
+  return submitted.task;
+}
+
+async function submit() {
+  const wallet = await loadKey();
+  if (!wallet) return show(h("h1", {}, "Submit a task"), h("p", {}, "Create or import a key in the ", link("#/wallet", "wallet"), " first."));
+  const yaml = h("textarea", { id: "task-yaml", rows: 12, cols: 70, spellcheck: "false" }, EXAMPLE_TASK);
+  const yamlFile = h("input", { type: "file", id: "task-file", accept: ".yaml,.yml,text/yaml" });
+  const inputs = h("input", { type: "file", id: "inputs", multiple: true });
+  const bar = h("progress", { id: "upload-progress", max: 1, value: 0, "aria-label": "upload progress" });
+  const out = h("p", { role: "status", id: "submit-status" });
+  const opened = h("p", {});
+  const say = (text, kind = "") => { out.className = kind; out.textContent = text; };
+  yamlFile.addEventListener("change", async () => { yaml.value = await yamlFile.files[0].text(); });
+  const form = h("form", { class: "stack", id: "submit", onsubmit: async (e) => {
+    e.preventDefault();
+    try {
+      const id = await submitTask(wallet, yaml.value, [...inputs.files], (sent) => { bar.max = Math.max(1, bar.max, sent); bar.value = sent; }, say);
+      say(`submitted task ${id}`, "ok");
+      opened.replaceChildren(link(`#/task/${id}`, `Open task ${id}: follow it and grant its key`));
+      opened.firstChild.id = "open-task";
+    } catch (err) { say(err.message, "error"); }
+  } },
+  h("label", { for: "task-yaml" }, "Task file (YAML, see docs/task-spec.md)"), yaml,
+  h("label", { for: "task-file" }, "or load a task file"), yamlFile,
+  h("label", { for: "inputs" }, "Input files the task file names"), inputs,
+  h("button", { type: "submit" }, "Seal, upload and submit"));
+  show(h("h1", {}, "Submit a task"),
+    h("p", {}, "The inputs are sealed in this browser under a key only the nodes placed on the task receive; the budget is locked in escrow."),
+    form, h("p", {}, "Upload: ", bar), out, opened);
 }
 
 async function node(id) {
   const n = await api(`/v1/nodes/${encodeURIComponent(id)}`);
-  const [owner, leases, challenges] = await Promise.all([api(`/v1/accounts/${n.owner}`), api(`/v1/nodes/${n.id}/leases`), api(`/v1/challenges?node=${n.id}`)]);
-  const passed = challenges.filter((c) => JSON.stringify(c).includes("passed")).length;
+  const [owner, leases, tasks] = await Promise.all([api(`/v1/accounts/${n.owner}`), api(`/v1/nodes/${n.id}/leases`), all(`/v1/tasks?node=${n.id}`)]);
+  const own = tasks.flatMap((t) => t.leases.filter((l) => l.node === n.id).map((l) => ({ t, l })));
+  const earned = own.reduce((sum, { l }) => sum + leaseEarned(l), 0n);
+  const c = n.capacity;
   show(h("h1", {}, `Provider node ${n.id}`),
-    h("div", { class: "cards" }, card("owner balance (earnings land here)", tokens(owner.balance), "owner-balance"),
+    h("div", { class: "cards" }, card("earned on tasks the ledger holds", tokens(earned), "earned"),
+      card("owner balance", tokens(owner.balance), "owner-balance"),
       card("owner stake", tokens(owner.staked)), card("status", typeof n.status === "string" ? n.status : JSON.stringify(n.status)), card("online", n.online ? "yes" : "no"),
-      card("reputation", reputation(n)), card("clean streak", n.reputation.clean_streak),
+      card("reputation", reputation(n), "reputation"), card("clean streak", n.reputation.clean_streak),
+      card("tasks completed / failed / expired", `${n.reputation.completed} / ${n.reputation.failed} / ${n.reputation.expired}`),
       card("audits passed / failed", `${n.reputation.audits_passed} / ${n.reputation.audits_failed}`),
-      card("proven units", n.proven_units), card("running", n.running),
-      card("current challenges", `${challenges.length} (${passed} passed)`)),
+      card("capacity challenges passed / missed / failed", `${c.passed} / ${c.missed} / ${c.failed}`, "challenges"),
+      card("puzzles solved / missed", `${c.puzzles_solved} / ${c.puzzles_missed}`),
+      card("proven units", n.proven_units), card("running", n.running)),
     h("p", {}, "Owner: ", link(`#/account/${n.owner}`, n.owner)),
     h("h2", {}, "Hardware"), kv(n.hardware),
     h("h2", {}, "Endpoint"), h("p", { class: "mono", "data-endpoint": "" }, n.endpoint),
     h("h2", {}, "Leases to act on"), table(["Task", "Reveal open"], leases.map((l) => [link(`#/task/${l.task.id}`, `task ${l.task.id}`), String(l.reveal_open)])),
+    h("h2", {}, "Leases and earnings"), table(["Task", "Role", "Verdict", "Earned"], own.map(({ t, l }) =>
+      [link(`#/task/${t.id}`, `task ${t.id}`), roleOf(l), l.verdict, tokens(leaseEarned(l))])),
     h("h2", {}, "Appeal"), h("p", {}, n.appeal ? JSON.stringify(n.appeal) : "none", ` (${n.appeals} in its life)`),
     h("h2", {}, "Live events"), liveEvents(`node=${n.id}`));
 }
@@ -225,9 +425,6 @@ async function node(id) {
 // --- Wallet: a key held by this browser, signing with WebCrypto Ed25519 ------------------------
 
 const PKCS8_ED25519 = "302e020100300506032b657004220420";
-const hexToBytes = (hex) => new Uint8Array(hex.match(/../g).map((b) => parseInt(b, 16)));
-const bytesToHex = (bytes) => Array.from(new Uint8Array(bytes), (b) => b.toString(16).padStart(2, "0")).join("");
-const b64url = (s) => Uint8Array.from(atob(s.replace(/-/g, "+").replace(/_/g, "/")), (c) => c.charCodeAt(0));
 
 /** The key from a 32-byte seed (hex), as the CLI's key file holds it: WebCrypto key and address. */
 async function keyFromSeed(seedHex) {
@@ -310,7 +507,7 @@ async function route() {
   for (const close of closers) close();
   closers = [];
   const [, page, arg] = location.hash.split("/");
-  const pages = { "": market, explorer, block, account, task, node, wallet };
+  const pages = { "": market, explorer, block, account, task, node, wallet, submit };
   const view = pages[page || ""];
   try {
     if (!view) throw new Error("no such page");

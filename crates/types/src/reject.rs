@@ -1,7 +1,8 @@
 //! Domain rejections: one enum, stable numeric codes shown by the API and the CLI.
 //!
 //! Codes never change meaning once released. 1xx: the transaction itself; 2xx: accounts and money;
-//! 3xx: staking; 4xx: provider nodes; 5xx: tasks; 6xx: verification; 9xx: the node around the ledger.
+//! 3xx: staking; 4xx: provider nodes; 5xx: tasks; 6xx: verification; 7xx: clients (task files);
+//! 9xx: the node around the ledger.
 
 use serde::Serialize;
 
@@ -100,6 +101,7 @@ rejects! {
     NondeterminismInvalid = 680, "a non-deterministic task names a summary file (a relative path without `..`) and a tolerance of 1 to 10^18 micro-units";
     SummaryInvalid = 681, "a non-deterministic task's result reveals a summary of 1 to 8 numbers of at most 10^18 micro-units, a deterministic task's none";
     KnownAnswerNondeterministic = 682, "a non-deterministic task has no exact answer: it cannot carry a known answer";
+    TaskFileInvalid = 740, "the task file is not valid: the message names the line and the field";
     MempoolFull = 900, "the mempool is full; retry later";
     DuplicateTransaction = 901, "the transaction is already in the mempool";
     NotFound = 902, "no such object";

@@ -78,6 +78,29 @@ pub fn open(secret: &StaticSecret, sealed: &[u8]) -> Result<Vec<u8>, SealError> 
     cipher.decrypt(&Nonce::default(), body).map_err(|_| SealError::Decrypt)
 }
 
+/// Bytes of a result envelope's head: the content key sealed to the requester.
+pub const RESULT_KEY_BYTES: usize = 32 + SEAL_OVERHEAD;
+
+/// The result envelope a provider uploads: a fresh content key sealed to the requester's
+/// `result_key`, then the plain result bundle encrypted under it. The one definition the
+/// provider seals with and every requester (the CLI, the web page's `seal.js`) opens.
+pub fn seal_result(result_key: &[u8; 32], plain: &[u8]) -> Result<Vec<u8>, SealError> {
+    let content_key = random_key();
+    let mut blob = seal(result_key, &content_key)?;
+    blob.extend_from_slice(&encrypt(&content_key, plain));
+    Ok(blob)
+}
+
+/// Opens a result envelope with the requester's X25519 secret: the plain result bundle.
+pub fn open_result(secret: &StaticSecret, blob: &[u8]) -> Result<Vec<u8>, SealError> {
+    if blob.len() < RESULT_KEY_BYTES {
+        return Err(SealError::TooShort);
+    }
+    let (head, body) = blob.split_at(RESULT_KEY_BYTES);
+    let content_key: [u8; 32] = open(secret, head)?.try_into().map_err(|_| SealError::Decrypt)?;
+    decrypt(&content_key, body)
+}
+
 pub fn random_key() -> [u8; 32] {
     let mut key = [0u8; 32];
     OsRng.fill_bytes(&mut key);
@@ -165,6 +188,15 @@ mod tests {
             forged.extend_from_slice(&[0; 48]);
             assert_eq!(open(&alice.x25519_secret(), &forged), Err(SealError::WeakKey));
         }
+    }
+
+    #[test]
+    fn a_result_envelope_opens_only_for_its_requester() {
+        let (requester, other) = (Keypair::dev(1), Keypair::dev(2));
+        let blob = seal_result(&requester.x25519_public(), b"outputs").expect("a usable key");
+        assert_eq!(open_result(&requester.x25519_secret(), &blob), Ok(b"outputs".to_vec()));
+        assert_eq!(open_result(&other.x25519_secret(), &blob), Err(SealError::Decrypt));
+        assert_eq!(open_result(&requester.x25519_secret(), &blob[..40]), Err(SealError::TooShort));
     }
 
     #[test]

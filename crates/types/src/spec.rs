@@ -1,8 +1,9 @@
 //! The task file (YAML, version 1) a requester writes; see docs/task-spec.md.
 
+use crate::bundle::Manifest;
 use crate::task::{
-    CompareMode, MatchStrategy, Nondeterminism, Runtime, TaskKind, Verification, MICROS_PER_UNIT,
-    REPLICAS_MAX, SUMMARY_MICROS_MAX, SUMMARY_PATH_BYTES_MAX,
+    CompareMode, MatchStrategy, Nondeterminism, Runtime, TaskKind, TaskTerms, Verification,
+    MICROS_PER_UNIT, REPLICAS_MAX, SUMMARY_MICROS_MAX, SUMMARY_PATH_BYTES_MAX,
 };
 use crate::{Amount, Resources};
 use serde::{Deserialize, Serialize};
@@ -221,6 +222,38 @@ impl TaskFile {
 }
 
 impl TaskFile {
+    /// What the provider runs and returns: the manifest of the task's input bundle.
+    pub fn manifest(&self) -> Manifest {
+        Manifest {
+            command: self.command.clone(),
+            args: self.args.clone(),
+            outputs: self.outputs.clone(),
+        }
+    }
+
+    /// The terms a requester signs for this file: its inputs sealed and stored at `inputs_cid`,
+    /// its results sealed to `result_key` (every client builds them here, the CLI and the web
+    /// page through `POST /v1/task-files`).
+    pub fn terms(&self, inputs_cid: String, result_key: [u8; 32]) -> TaskTerms {
+        TaskTerms {
+            name: self.name.clone(),
+            kind: self.kind,
+            runtime: self.runtime,
+            resources: self.resources.clone(),
+            time_limit_secs: self.time_limit_secs,
+            budget: self.budget,
+            max_price_per_hour: self.max_price_per_hour,
+            verification: self.verification,
+            strategy: self.strategy,
+            reputation_min: self.reputation_min,
+            network: self.network == NetworkAccess::Full,
+            encrypted: self.encrypt,
+            inputs_cid,
+            result_key,
+            nondeterministic: self.nondeterminism(),
+        }
+    }
+
     /// The task's terms' `nondeterministic` rule, from a validated file.
     pub fn nondeterminism(&self) -> Option<Nondeterminism> {
         let file = self.nondeterministic.as_ref()?;

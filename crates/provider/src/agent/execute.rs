@@ -282,11 +282,8 @@ fn seal_and_upload(
     let result_key = task["terms"]["result_key"].as_str().and_then(|k| hex::decode(k).ok());
     let result_key: [u8; 32] =
         result_key.and_then(|k| k.try_into().ok()).ok_or(FailureReason::ProviderError)?;
-    let content_key = seal::random_key();
     // A result key of small order is refused by the ledger at submission, and here again.
-    let mut blob =
-        seal::seal(&result_key, &content_key).map_err(|_| FailureReason::ProviderError)?;
-    blob.extend_from_slice(&seal::encrypt(&content_key, &plain));
+    let blob = seal::seal_result(&result_key, &plain).map_err(|_| FailureReason::ProviderError)?;
     let cid = shared
         .client
         .put_store(&shared.config.key, &blob)
