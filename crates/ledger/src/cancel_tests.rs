@@ -227,7 +227,7 @@ fn a_deferred_cancel_whose_judgement_finds_no_majority_ends_cancelled_slashing_n
     let mut net = net5();
     let (id, _) = audit_split(&mut net);
     cancel_deferred(&mut net, id, Round::Referee);
-    net.referee(id, [b"forged", b"right", b"third"]);
+    net.referee_escalated(id, [b"forged", b"right", b"third", b"fourth", b"fifth"]);
     assert_cancelled_unjudged(&mut net, id);
 }
 

@@ -84,6 +84,7 @@ fn a_copying_committee_member_cannot_outvote_an_honest_replica() {
     // Two replicas split: the honest one and a forger. Copying the forger's hash after the
     // reveals, two members would have made it 3 of 4 and slashed the honest replica.
     let mut net = net6();
+    net.provider(7, 1_750_000);
     let id = net.submit(0, policy(Verification::Replicas(2)));
     let [honest, forger] = [net.leased(id)[0], net.leased(id)[1]];
     net.commit(id, honest, b"right").expect("commit");
@@ -95,12 +96,22 @@ fn a_copying_committee_member_cannot_outvote_an_honest_replica() {
     let forger_tag = net.task(id).leases[1].tag;
     net.commit_tagged(id, copier, b"guess", &[], forger_tag).expect("the copier commits");
     net.commit(id, member, b"right").expect("the honest member commits");
+    // Two tags against two: no majority possible, so two more members are drawn, still blind.
+    let task = net.task(id);
+    assert_eq!((task.leases.len(), task.seats), (6, 0), "two more members");
+    let more = [net.leased(id)[4], net.leased(id)[5]];
+    for judge in more {
+        net.commit(id, judge, b"right").expect("a later member commits");
+    }
     net.reveal(id, member, b"right").expect("the honest member reveals");
     assert_blind_but(&mut net, id, forger, member);
+    for judge in more {
+        net.reveal(id, judge, b"right").expect("a later member reveals");
+    }
     net.wait(net.state.params.verification.reveal_window_ms);
     assert_eq!(verdict(&net, id, copier), Verdict::Withheld);
     let fresh = *net.leased(id).last().expect("a fresh member");
-    assert!(![honest, forger, copier, member].contains(&fresh));
+    assert!(![honest, forger, copier, member, more[0], more[1]].contains(&fresh));
     net.commit(id, fresh, b"right").expect("the fresh member commits");
     net.reveal(id, fresh, b"right").expect("the fresh member reveals");
     net.reveal(id, honest, b"right").expect("reveal");

@@ -435,6 +435,36 @@ impl Net {
         nodes[2]
     }
 
+    /// The referee of an audit whose tags differed commits `outputs[2]`, a third result, blind:
+    /// no majority is possible, so two more judges are drawn before anything is revealed; they
+    /// commit `outputs[3..]` blind and all five reveal, judges first. Returns the five nodes.
+    pub fn referee_escalated(&mut self, id: TaskId, outputs: [&[u8]; 5]) -> Vec<NodeId> {
+        let referee = self.leased(id)[2];
+        self.commit(id, referee, outputs[2]).expect("referee commits");
+        let task = self.task(id);
+        assert_eq!(
+            (task.round, task.seats),
+            (crate::state::Round::Referee, 0),
+            "two more judges drawn"
+        );
+        assert!(task.leases.iter().all(|l| l.reveal.is_none()), "before anything was revealed");
+        assert_eq!(self.reveal(id, referee, outputs[2]), Err(Reject::RevealNotOpen), "blind");
+        let nodes = self.leased(id);
+        assert_eq!(nodes.len(), 5);
+        for i in [3, 4] {
+            self.commit(id, nodes[i], outputs[i]).expect("judge commits");
+        }
+        assert_eq!(
+            self.reveal(id, nodes[0], outputs[0]),
+            Err(Reject::RevealNotOpen),
+            "judges first"
+        );
+        for i in [2, 3, 4, 0, 1] {
+            self.reveal(id, nodes[i], outputs[i]).expect("reveal");
+        }
+        nodes
+    }
+
     /// Commits and reveals `output` on a lease that is alone in its round.
     pub fn finish_lease(&mut self, id: TaskId, node: NodeId, output: &[u8]) {
         self.commit(id, node, output).expect("commit");

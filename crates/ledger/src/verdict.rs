@@ -14,15 +14,20 @@
 //!   worker cannot time its commitment to a lucky block. An audited result waits for an auditor
 //!   (another owner's node) to commit. Equal tags: both reveal, both upheld, the worker's streak
 //!   grows. Different tags: a referee is drawn and commits blind, then all three reveal and decide
-//!   by strict majority of three; the minority is slashed. One missed its reveal after equal tags:
+//!   by strict majority of three; the minority is slashed. A referee whose tag matches neither
+//!   (it guessed, or one of the three is wrong in its own way) leaves no majority possible: two
+//!   more judges are drawn, still blind, and the five decide by strict majority (once; no
+//!   majority of five fails the task `no-quorum`, nobody slashed). One missed its reveal after equal tags:
 //!   a referee decides the same way (the revealed hash is public then, but the tags said the
 //!   results were equal). If the worker lost, the requester gets the auditor's result.
 //! - `replicas: k`: k nodes of k different owners, drawn at random among the eligible, run at
 //!   once. All tags equal: the replicas reveal, and a strict majority of k is upheld. A split of
 //!   the tags goes, before any reveal, to a committee of two random nodes of other owners (a
 //!   referee round) that commits blind; then all k + 2 reveal, the strict majority of them is
-//!   upheld and the rest slashed; no majority: the task fails (`no-quorum`), nobody slashed. A
-//!   round left without a majority by a missed reveal goes to a committee the same way.
+//!   upheld and the rest slashed. Committee tags that leave no strict majority possible bring
+//!   two more judges once, as for an audit; no majority then: the task fails (`no-quorum`),
+//!   nobody slashed. A round left without a majority by a missed reveal goes to a committee the
+//!   same way.
 //!
 //! A non-deterministic task's honest results differ in hash, so their tags differ too: its
 //! audited or replicated rounds are judged by blind judges whenever the tags differ, and the
@@ -97,6 +102,7 @@ fn open_reveals_if_ready(delta: &mut Delta<'_>, task: &mut Task) {
         let judges = match (task.round, task.terms.verification) {
             (Round::Audit, _) => 1,
             (Round::Work, Verification::Replicas(_)) => market::COMMITTEE_SIZE,
+            (Round::Referee, _) if escalates(task, &pending) => market::COMMITTEE_SIZE,
             _ => 0,
         };
         if judges > 0 {
@@ -106,6 +112,43 @@ fn open_reveals_if_ready(delta: &mut Delta<'_>, task: &mut Task) {
     }
     task.reveal_open_ms = Some(delta.env.time_ms);
     delta.emit(Event::RevealsOpened { task: task.id, round: task.round });
+}
+
+/// Judges of the referee round still in it (a silent one's successor replaces it).
+fn judges(task: &Task) -> u32 {
+    let judging = |l: &&Lease| l.verdict == Verdict::Pending && l.role == Role::Referee;
+    u32::try_from(task.leases.iter().filter(judging).count()).unwrap_or(u32::MAX)
+}
+
+/// Seats of a referee round's vote: the judged leases' (worker and auditor, or the k replicas),
+/// withheld ones included, and its judges.
+fn referee_voters(task: &Task) -> u32 {
+    let judged = match task.terms.verification {
+        Verification::Replicas(k) => u32::from(k),
+        _ => 2,
+    };
+    judged + judges(task)
+}
+
+/// Whether a referee round's commitments, all in, leave no strict majority of equal tags, so
+/// that the reveals could only end `no-quorum`: a judge that guessed instead of computing would
+/// otherwise let a forger escape its slash. Such a round draws `COMMITTEE_SIZE` more judges
+/// once, still before anything is revealed. Not for a non-deterministic task, whose honest
+/// results differ in tag (its vote compares summaries).
+fn escalates(task: &Task, pending: &[&Lease]) -> bool {
+    let first_judges = match task.terms.verification {
+        Verification::Replicas(_) => u32::from(market::COMMITTEE_SIZE),
+        _ => 1,
+    };
+    let most_equal = pending
+        .iter()
+        .map(|l| pending.iter().filter(|other| other.tag == l.tag).count())
+        .max()
+        .unwrap_or(0);
+    let most_equal = u32::try_from(most_equal).unwrap_or(u32::MAX);
+    task.terms.nondeterministic.is_none()
+        && judges(task) <= first_judges
+        && most_equal.saturating_mul(2) <= referee_voters(task)
 }
 
 /// What a `RevealResult` opens: the result's hash, its summary (a non-deterministic task's, else
@@ -194,8 +237,9 @@ pub(crate) fn close_round_if_ready(delta: &mut Delta<'_>, task: Task) -> Result<
     }
     match (task.round, task.terms.verification) {
         (Round::Work, Verification::Replicas(k)) => replicas_revealed(delta, task, u32::from(k)),
-        (Round::Referee, Verification::Replicas(k)) => {
-            decide(delta, task, u32::from(k) + u32::from(market::COMMITTEE_SIZE))
+        (Round::Referee, _) => {
+            let voters = referee_voters(&task);
+            decide(delta, task, voters)
         }
         (Round::Work, _) => {
             let Some(index) = first_pending(&task) else {
@@ -206,7 +250,6 @@ pub(crate) fn close_round_if_ready(delta: &mut Delta<'_>, task: Task) -> Result<
             enter_verifying(delta, task, index)
         }
         (Round::Audit, _) => compare_audit(delta, task),
-        (Round::Referee, _) => decide(delta, task, 3),
         (Round::Dispute, _) => crate::dispute::decide(delta, task),
         (Round::Drawing, _) => {
             delta.set_task(task);

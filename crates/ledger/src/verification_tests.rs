@@ -311,7 +311,28 @@ fn a_lone_wrong_replica_is_slashed_only_once_the_committee_confirms_the_majority
 
 #[test]
 fn a_split_nobody_can_settle_fails_the_task_with_a_full_refund_and_no_slash() {
-    let (net, id, _, _) = replica_split([b"a", b"b", b"c"], [b"d", b"e"]);
+    let mut net = Net::new();
+    for i in 1..=7 {
+        net.provider(i, 500_000 * u128::from(i));
+    }
+    let id = net.submit(0, policy(Verification::Replicas(3)));
+    let outputs: [&[u8]; 7] = [b"a", b"b", b"c", b"d", b"e", b"f", b"g"];
+    for (node, output) in net.leased(id).iter().zip(outputs) {
+        net.commit(id, *node, output).expect("commit");
+    }
+    assert_eq!(net.task(id).round, Round::Referee);
+    for judges in [3..5, 5..7] {
+        // Five different tags after the committee: two more judges, blind.
+        let nodes = net.leased(id);
+        assert_eq!(nodes.len(), judges.end, "{judges:?} drawn");
+        for index in judges {
+            net.commit(id, nodes[index], outputs[index]).expect("judge commits");
+        }
+    }
+    let nodes = net.leased(id);
+    for index in [3, 4, 5, 6, 0, 1, 2] {
+        net.reveal(id, nodes[index], outputs[index]).expect("reveal");
+    }
     let task = net.task(id);
     assert_eq!((task.state, task.failure), (TaskState::Failed, Some(FailureReason::NoQuorum)));
     assert_eq!(task.refunded, task.terms.budget);
@@ -782,9 +803,47 @@ fn events_name_the_verification_steps() {
     assert!(events.iter().any(|e| matches!(e, Event::RevealsOpened { .. })));
 }
 
+/// An audit whose worker forged and whose referee committed a third result (it guessed instead
+/// of computing): the three could only end `no-quorum`, which would let the forger escape its
+/// slash. Two more judges of other owners decide with them (`Net::referee_escalated`).
+fn audit_escalated(referee: &[u8], judges: [&[u8]; 2]) -> (Net, TaskId, Vec<NodeId>) {
+    let mut net = Net::new();
+    for i in 1..=5 {
+        net.provider(i, 500_000 * u128::from(i));
+    }
+    let id = net.submit(0, policy(Verification::Audit));
+    let worker = net.worker(id);
+    net.commit(id, worker, b"lazy").expect("commit");
+    net.idle(0);
+    let auditor = net.leased(id)[1];
+    net.commit(id, auditor, b"right").expect("auditor commits");
+    let nodes = net.referee_escalated(id, [b"lazy", b"right", referee, judges[0], judges[1]]);
+    let owners: std::collections::BTreeSet<_> =
+        nodes.iter().map(|n| net.state.nodes[n].owner).collect();
+    assert_eq!(owners.len(), 5, "every judge of another owner");
+    (net, id, nodes)
+}
+
 #[test]
-fn three_different_answers_fail_an_audit_without_slashing() {
-    let (net, id, _) = audit_dispute(b"third");
+fn a_referee_matching_neither_side_brings_two_more_blind_judges_and_the_forger_is_slashed() {
+    let (net, id, nodes) = audit_escalated(b"guess", [b"right", b"right"]);
+    let task = net.task(id);
+    assert_eq!(task.state, TaskState::Verifying);
+    assert_eq!(task.result.as_ref().map(|r| r.node), Some(nodes[1]), "the auditor's result");
+    for cheat in [nodes[0], nodes[2]] {
+        assert_eq!(verdict(&net, id, cheat), Verdict::Overruled);
+        let node = &net.state.nodes[&cheat];
+        assert_eq!((node.status, node.reputation.audits_failed), (NodeStatus::Frozen, 1));
+        assert_eq!(stake(&net, cheat).0, 1_000_000_000 - slash_of(&net, id, cheat));
+    }
+    for honest in [nodes[1], nodes[3], nodes[4]] {
+        assert_eq!(net.state.nodes[&honest].reputation.offences, 0);
+    }
+}
+
+#[test]
+fn five_different_answers_fail_an_audit_without_slashing() {
+    let (net, id, _) = audit_escalated(b"third", [b"fourth", b"fifth"]);
     let task = net.task(id);
     assert_eq!((task.state, task.failure), (TaskState::Failed, Some(FailureReason::NoQuorum)));
     assert_eq!(task.refunded, task.terms.budget);

@@ -372,7 +372,7 @@ fn a_late_reveal_is_slashed_only_for_a_hash_the_tasks_end_proves_wrong() {
 
 #[test]
 fn a_late_reveal_on_a_task_that_ended_with_no_result_is_cleared() {
-    let (mut net, _) = crate::verification_tests::net_with(3);
+    let mut net = crate::release_tests::net5();
     let id = net.submit(0, policy(Verification::Audit));
     let worker = net.worker(id);
     net.commit(id, worker, b"forged").expect("commit");
@@ -380,10 +380,19 @@ fn a_late_reveal_on_a_task_that_ended_with_no_result_is_cleared() {
     let auditor = net.leased(id)[1];
     net.commit(id, auditor, b"right").expect("auditor commits");
     // The requester cancels while the referee runs; the cancel waits for the verdict, which
-    // finds no majority (the referee reveals a third hash): no result will ever stand.
+    // finds no majority (the referee and the two judges its third tag brings each reveal a
+    // hash of their own): no result will ever stand.
     net.run(0, TxBody::CancelTask { task: id }).expect("cancel");
     let referee = net.leased(id)[2];
     net.commit(id, referee, b"third").expect("referee commits");
+    let nodes = net.leased(id);
+    let judges = nodes[3..].iter().zip([&b"fourth"[..], b"fifth"]);
+    for (judge, output) in judges.clone() {
+        net.commit(id, *judge, output).expect("judge commits");
+    }
+    for (judge, output) in judges {
+        net.reveal(id, *judge, output).expect("judge reveals");
+    }
     net.reveal(id, referee, b"third").expect("referee reveals");
     net.reveal(id, auditor, b"right").expect("auditor reveals");
     net.wait(net.state.params.verification.reveal_window_ms);

@@ -90,6 +90,25 @@ fn a_copying_judge_sees_only_tags_and_is_slashed_for_the_one_it_copied() {
 }
 
 #[test]
+fn a_guessing_judge_is_outvoted_by_two_more_blind_judges_and_slashed_with_the_forger() {
+    // Before, a guess made a third result: the task failed `no-quorum`, nobody slashed, and
+    // the forger it judged escaped on that task.
+    let reports = runs("guessing-judge", 0..3);
+    let guesses: u64 = reports.iter().map(|r| r.figures.attempts).sum();
+    for report in &reports {
+        assert_clean(report);
+        assert_no_honest_slash(report);
+        let figures = &report.figures;
+        assert_eq!(figures.caught_attempts, figures.attempts, "seed {}", report.seed);
+        if let Some(caught) = &report.caught {
+            assert_eq!(caught.how, "slashed: audit-failed", "seed {}", report.seed);
+        }
+        assert!(figures.cheater_net_profit <= 0, "seed {}: {figures:?}", report.seed);
+    }
+    assert!(guesses > 0, "the judge was drawn on some split");
+}
+
+#[test]
 fn a_requester_cancelling_for_its_forging_worker_does_not_save_it_from_the_audit() {
     // Before, the cancel ended the task before the comparison: 3 of 2,886 forgeries caught.
     let reports = runs("colluding-cancel", 0..3);

@@ -164,6 +164,9 @@ impl Provider {
                 (Plan::Commit { output: work::forged_output(terms, *cartel) }, run_ms / 10)
             }
             (Behaviour::CopyingJudge, Role::Referee) => (Plan::CopyRevealed, run_ms / 10),
+            (Behaviour::GuessingJudge, Role::Referee) => {
+                (Plan::Commit { output: work::forged_output(terms, ctx.me as u64) }, run_ms / 10)
+            }
             (Behaviour::ForgesForPartner { skip_ppm, requester }, Role::Worker)
                 if task.requester == crate::setup::account(*requester)
                     && ctx.rng.chance(*skip_ppm) =>

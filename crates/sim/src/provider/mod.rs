@@ -99,6 +99,9 @@ pub enum Behaviour {
     /// majority one, if any. A split judged blind shows only equality tags: it copies the tag
     /// most seen and commits to a guess under it.
     CopyingJudge,
+    /// As a referee or replica committee member, never re-executes: commits to a guess of its
+    /// own, which it can open (a third result beside the two it judges).
+    GuessingJudge,
     /// A worker that forges `skip_ppm` of its results on the tasks of `requester`, its partner,
     /// holding each for the run time, and tells the partner which, so that it can cancel them.
     ForgesForPartner {

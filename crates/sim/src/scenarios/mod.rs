@@ -239,6 +239,17 @@ pub const SCENARIOS: &[Scenario] = &[
         run: seats::copying_judge,
     },
     Scenario {
+        name: "guessing-judge",
+        about: "a referee (audit referee or replica committee member) never re-executes: it \
+                commits to a guess of its own, which it can open. A lazy worker forging a \
+                quarter of its results makes the splits it judges; its guess makes a third \
+                result, which alone would fail the task `no-quorum` and spare the forger",
+        attempt: "a result committed as referee without re-executing. Two more judges are \
+                  drawn blind whenever the tags leave no majority possible, and the five \
+                  outvote it",
+        run: seats::guessing_judge,
+    },
+    Scenario {
         name: "colluding-cancel",
         about: "a worker forges half of its partner requester's tasks and tells it; the partner \
                 cancels each one as soon as it is audited, before worker and auditor reveal",

@@ -145,6 +145,28 @@ pub fn copying_judge(seed: u64) -> RunReport {
     run("copying-judge", &setup, Some(detector), Some(bound))
 }
 
+pub fn guessing_judge(seed: u64) -> RunReport {
+    let mut rng = SimRng::new(seed, "scenario guessing-judge");
+    let mut setup = base_setup(seed, &mut rng, 4);
+    let lazy = Behaviour::Lazy { skip_ppm: 250_000, withholds: false, stalls: false };
+    setup.providers.push(cpu_cheater(&mut rng, lazy));
+    let judge = setup.providers.len();
+    setup.providers.push(cpu_cheater(&mut rng, Behaviour::GuessingJudge));
+    setup.requesters =
+        (0..3).map(|_| RequesterSpec::honest(30, vec![Verification::Audit])).collect();
+    setup.submit_window_ms = 1_200_000;
+    let bound = Bound {
+        attempts: 1,
+        unit: Attempts::Commits(Role::Referee).unit(),
+        rule: "a referee whose tag matches neither side leaves no majority possible: two more \
+               judges are drawn before anything is revealed, and the five outvote the guess"
+            .into(),
+    };
+    let detector =
+        Setup::detector(judge, CaughtWhen::ProviderSlashed, Attempts::Commits(Role::Referee));
+    run("guessing-judge", &setup, Some(detector), Some(bound))
+}
+
 pub fn colluding_cancel(seed: u64) -> RunReport {
     let mut rng = SimRng::new(seed, "scenario colluding-cancel");
     let mut setup = base_setup(seed, &mut rng, 5);
