@@ -164,3 +164,14 @@ if [[ ! -x "${schemathesis_venv}/bin/schemathesis" ]]; then
   "${schemathesis_venv}/bin/pip" install -q "schemathesis==4.32.5"
 fi
 echo "setup.sh: web and metrics check tools present"
+
+# --- Content store: an independent IPFS implementation to check the store's CIDs against ------
+# js-ipfs' UnixFS importer (npm ipfs-unixfs-importer, pinned in tools/ipfs-cid/package-lock.json;
+# node and npm come with the web checks above), run by crates/store/tests/ipfs_js.rs and
+# `aicpw bench store --js-ipfs-tool`.
+ipfs_cid_tool="$(cd "$(dirname "$0")/.." && pwd)/tools/ipfs-cid"
+if [[ ! -d "${ipfs_cid_tool}/node_modules/ipfs-unixfs-importer" ]]; then
+  echo "setup.sh: installing ipfs-unixfs-importer into tools/ipfs-cid (npm ci)"
+  npm ci --prefix "${ipfs_cid_tool}" --no-audit --no-fund --ignore-scripts --loglevel=error
+fi
+echo "setup.sh: js-ipfs importer present ($(node "${ipfs_cid_tool}/cid.mjs" /dev/null 1))"

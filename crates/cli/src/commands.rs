@@ -1,8 +1,8 @@
 //! What each command does.
 
 use crate::{
-    bench_challenge, bench_dispatch, bench_ledger, bench_match, demo, injector, known_answers,
-    requester, BenchCommand, Command, KeysCommand, KnownAnswerCommand, NodeCommand,
+    bench_challenge, bench_dispatch, bench_ledger, bench_match, bench_store, demo, injector,
+    known_answers, requester, BenchCommand, Command, KeysCommand, KnownAnswerCommand, NodeCommand,
     ProviderCommand, QueryCommand, StoreCommand, TaskCommand, TxCommand,
 };
 use aicpw_provider::client::Client;
@@ -71,6 +71,7 @@ fn node_command(command: NodeCommand) -> Result<()> {
             proposer_key,
             store_quota_bytes,
             store_hold_secs,
+            store_upload_idle_secs,
             connections_per_address,
         } => {
             let listen = listen.parse().with_context(|| format!("bad --listen `{listen}`"))?;
@@ -84,6 +85,7 @@ fn node_command(command: NodeCommand) -> Result<()> {
                 let store = aicpw_node::StorePolicy {
                     quota_bytes: store_quota_bytes,
                     hold_ms: store_hold_secs.saturating_mul(1000),
+                    upload_idle_ms: store_upload_idle_secs.saturating_mul(1000),
                     ..aicpw_node::StorePolicy::default()
                 };
                 let config = aicpw_node::NodeConfig {
@@ -453,6 +455,9 @@ fn store(client: &Client, command: StoreCommand) -> Result<()> {
 fn bench(command: BenchCommand) -> Result<()> {
     let (json, value) = match command {
         BenchCommand::Ledger { json, accounts, txs } => (json, bench_ledger::run(accounts, txs)?),
+        BenchCommand::Store { json, sizes_mib, js_ipfs_tool } => {
+            (json, bench_store::run(&sizes_mib, js_ipfs_tool.as_deref())?)
+        }
         BenchCommand::Dispatch { json, tasks, requesters, providers, rate, keep } => {
             let load = bench_dispatch::Load { tasks, requesters, providers, rate };
             (json, bench_dispatch::run(load, keep)?)

@@ -6,6 +6,7 @@ mod bench_cheaters;
 mod bench_dispatch;
 mod bench_ledger;
 mod bench_match;
+mod bench_store;
 mod commands;
 mod demo;
 mod injector;
@@ -113,6 +114,9 @@ enum NodeCommand {
         /// then it is collected.
         #[arg(long, default_value_t = aicpw_node::StorePolicy::default().hold_ms / 1000)]
         store_hold_secs: u64,
+        /// Seconds an unfinished upload waits for its uploader to resume it; then it is dropped.
+        #[arg(long, default_value_t = aicpw_node::StorePolicy::default().upload_idle_ms / 1000)]
+        store_upload_idle_secs: u64,
         /// Connections one client address may hold at once; more are closed on arrival. Raise
         /// it where many provider agents share one address (one machine, one NAT).
         #[arg(long, default_value_t = aicpw_node::server::CONNECTIONS_PER_ADDRESS_MAX)]
@@ -478,6 +482,19 @@ enum BenchCommand {
         /// Keep the temporary directory (node and provider logs, data) instead of deleting it.
         #[arg(long)]
         keep: bool,
+    },
+    /// Content store: MB/s of `store add` and `store get` of files of each size through a dev
+    /// node's API, and the peak memory of the node and of the client.
+    Store {
+        #[arg(long)]
+        json: bool,
+        /// File sizes in MiB, one run each (1 GiB and 10 GiB by default).
+        #[arg(long, value_delimiter = ',', default_values_t = [1024u64, 10240])]
+        sizes_mib: Vec<u64>,
+        /// Also check each file's CID against js-ipfs' UnixFS importer: the path of
+        /// `tools/ipfs-cid/cid.mjs` (after `scripts/setup.sh` installed it).
+        #[arg(long)]
+        js_ipfs_tool: Option<PathBuf>,
     },
     /// Capacity challenge: solver speed against this machine's INT8 peak, overhead, detection;
     /// built with `--features cuda`, also the GPU solver's against the GPU's vendor peak.

@@ -10,7 +10,8 @@ use aicpw_types::{seal, Hash32, Keypair, NodeId, Reject, TaskId, TxBody};
 use anyhow::{anyhow, bail, Context, Result};
 use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::Value;
-use std::io::Read;
+use std::fs::File;
+use std::io::{Read, Write};
 use std::path::{Component, Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -181,7 +182,8 @@ pub fn submit_bundle(
     bar.set_message(if spec.encrypt { "(sealed)" } else { "(plain)" });
     let cid = aicpw_store::cid_of_reader(blob.as_slice(), &AddOptions::cid_v1())?.to_string();
     let length = blob.len() as u64;
-    let inputs_cid = client.upload(key, "/store", &cid, bar.wrap_read(blob.as_slice()), length)?;
+    let body = bar.wrap_read(std::io::Cursor::new(blob.as_slice()));
+    let inputs_cid = client.upload(key, "/store", &cid, body, length)?;
     bar.finish_with_message(format!("inputs stored as {inputs_cid}"));
     let terms = spec.terms(inputs_cid, key.x25519_public());
     let body = TxBody::SubmitTask { terms, answer_commitment };
@@ -393,32 +395,127 @@ pub fn store_cid(path: &Path, cid_version: u8) -> Result<String> {
 
 pub fn store_add(client: &Client, key: &Keypair, path: &Path, cid_version: u8) -> Result<String> {
     let options = add_options(cid_version);
-    let scratch = tempfile::tempdir()?;
-    let local = Store::open(scratch.path())?;
-    let cid =
-        local.add_path(path, &options).with_context(|| format!("cannot add {}", path.display()))?;
-    let mut car = Vec::new();
-    local.export_car(&cid, &mut car)?;
-    let cid = cid.to_string();
-    let stored = client.upload(key, "/store/car", &cid, car.as_slice(), car.len() as u64)?;
+    let shown = path.display();
+    let metadata = std::fs::metadata(path).with_context(|| format!("cannot read {shown}"))?;
+    let (cid, stored) = if metadata.is_file() {
+        // One blob: hashed here, then streamed; the node builds the same DAG as it arrives.
+        let open = || File::open(path).with_context(|| format!("cannot read {shown}"));
+        let length = metadata.len();
+        let bar = byte_bar("hashing", Some(length));
+        let cid = aicpw_store::cid_of_reader(bar.wrap_read(open()?.take(length)), &options)
+            .with_context(|| format!("cannot hash {shown}"))?
+            .to_string();
+        bar.finish_and_clear();
+        let bar = byte_bar("uploading", Some(length));
+        let stored = client.upload(key, "/store", &cid, bar.wrap_read(open()?), length)?;
+        bar.finish_and_clear();
+        (cid, stored)
+    } else {
+        // A directory: built in a scratch store, then streamed as a CAR file from disk.
+        let scratch = tempfile::tempdir()?;
+        let local = Store::open(scratch.path().join("store"))?;
+        let cid = local.add_path(path, &options).with_context(|| format!("cannot add {shown}"))?;
+        let car_path = scratch.path().join("upload.car");
+        let mut car = std::io::BufWriter::new(File::create(&car_path)?);
+        local.export_car(&cid, &mut car)?;
+        car.flush()?;
+        drop(car);
+        let length = std::fs::metadata(&car_path)?.len();
+        let cid = cid.to_string();
+        let bar = byte_bar("uploading", Some(length));
+        let stored = client.upload(
+            key,
+            "/store/car",
+            &cid,
+            bar.wrap_read(File::open(&car_path)?),
+            length,
+        )?;
+        bar.finish_and_clear();
+        (cid, stored)
+    };
     if stored != cid {
         bail!("the node stored another root: {stored}");
     }
     Ok(cid)
 }
 
-/// Gets a file or directory by CID as a CAR file, checking every block before writing it out.
+/// A progress bar of bytes on the terminal (hidden when stderr is not one).
+fn byte_bar(what: &str, total: Option<u64>) -> ProgressBar {
+    let bar = match total {
+        Some(total) => ProgressBar::new(total),
+        None => ProgressBar::no_length(),
+    };
+    let template =
+        format!("{what} [{{bar:30}}] {{bytes}}/{{total_bytes}} {{binary_bytes_per_sec}} {{eta}}");
+    bar.set_style(
+        ProgressStyle::with_template(&template).unwrap_or_else(|_| ProgressStyle::default_bar()),
+    );
+    bar
+}
+
+/// Gets a file or directory by CID, streamed to `out` and checked: a file is hashed as it is
+/// written (and removed if it is not the content asked for); anything else, and a file built
+/// with other options than `ipfs add`'s defaults, comes as a CAR file whose every block is
+/// checked.
 pub fn store_get(client: &Client, cid: &str, out: &Path) -> Result<()> {
     let wanted: aicpw_store::Cid = cid.parse().map_err(|e| anyhow!("`{cid}` is not a CID: {e}"))?;
-    let car = client.get_bytes(&format!("/store/{cid}/car"))?;
+    if std::fs::symlink_metadata(out).is_ok() {
+        bail!("{} already exists", out.display());
+    }
+    match client.get_stream(&format!("/store/{cid}")) {
+        Ok((length, body)) => {
+            let bar = byte_bar("downloading", length);
+            let file = File::options().write(true).create_new(true).open(out)?;
+            let mut tee =
+                Tee { reader: bar.wrap_read(body), writer: std::io::BufWriter::new(file) };
+            let options = match wanted.version() {
+                aicpw_store::Version::V0 => AddOptions::default(),
+                aicpw_store::Version::V1 => AddOptions::cid_v1(),
+            };
+            let got = aicpw_store::cid_of_reader(&mut tee, &options).map_err(anyhow::Error::from);
+            let written = got.and_then(|got| {
+                let file = tee.writer.into_inner().map_err(|e| e.into_error())?;
+                file.sync_all()?;
+                Ok(got)
+            });
+            bar.finish_and_clear();
+            match written {
+                Ok(got) if got == wanted => return Ok(()),
+                Ok(_) => std::fs::remove_file(out)?,
+                Err(error) => {
+                    let _ = std::fs::remove_file(out);
+                    return Err(error.context(format!("cannot get {cid}")));
+                }
+            }
+        }
+        Err(error) if error.reject() == Some(Reject::NotAFile) => {}
+        Err(error) => return Err(error.into()),
+    }
+    let (length, body) = client.get_stream(&format!("/store/{cid}/car"))?;
+    let bar = byte_bar("downloading", length);
     let scratch = tempfile::tempdir()?;
     let local = Store::open(scratch.path())?;
-    let roots = local.import_car(car.as_slice())?;
+    let roots = local.import_car(bar.wrap_read(body))?;
+    bar.finish_and_clear();
     if !roots.contains(&wanted) {
         bail!("the node sent a CAR file for other roots");
     }
     local.get_to_path(&wanted, out)?;
     Ok(())
+}
+
+/// Reads from `reader`, writing everything read to `writer` too.
+struct Tee<R, W> {
+    reader: R,
+    writer: W,
+}
+
+impl<R: Read, W: Write> Read for Tee<R, W> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.reader.read(buf)?;
+        self.writer.write_all(&buf[..n])?;
+        Ok(n)
+    }
 }
 
 pub fn describe_task(task: &Value) -> String {

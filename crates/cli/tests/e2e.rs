@@ -147,7 +147,7 @@ fn a_result_whose_bytes_do_not_match_its_cid_is_rejected() {
     let cid = task["result"]["result_cid"].as_str().expect("cid").to_string();
     // Uploading other bytes under this CID is refused by the node...
     let forger = aicpw_types::Keypair::dev(5);
-    let refused = net.client.upload(&forger, "/store", &cid, &b"forged"[..], 6);
+    let refused = net.client.upload(&forger, "/store", &cid, std::io::Cursor::new(b"forged"), 6);
     assert_eq!(refused.expect_err("refused").reject(), Some(aicpw_types::Reject::ContentMismatch));
     // ...and bytes changed on the node's disk are caught when the requester downloads them.
     let blocks = net.dir.path().join("node/store");

@@ -35,6 +35,8 @@ pub struct StorePolicy {
     pub hold_ms: u64,
     /// The least balance plus stake an account needs to upload.
     pub balance_min: Amount,
+    /// How long an unfinished upload waits for its uploader to resume it before it is dropped.
+    pub upload_idle_ms: u64,
 }
 
 impl Default for StorePolicy {
@@ -44,6 +46,7 @@ impl Default for StorePolicy {
             capacity_bytes: 256 << 30,
             hold_ms: 24 * 3600 * 1000,
             balance_min: Amount::tokens(1),
+            upload_idle_ms: 60 * 1000,
         }
     }
 }
@@ -77,6 +80,8 @@ pub struct Content {
     pub store: Store,
     pub policy: StorePolicy,
     uploads: Database,
+    /// Uploads begun and not yet finished, which their uploader may resume.
+    pub(crate) sessions: crate::store_api::Sessions,
 }
 
 fn record_key(account: &AccountId, cid: &Cid) -> Vec<u8> {
@@ -116,7 +121,7 @@ impl Content {
         txn.open_table(UPLOAD_BLOCKS).map_err(db)?;
         txn.open_table(USAGE).map_err(db)?;
         txn.commit().map_err(db)?;
-        Ok(Content { store, policy, uploads })
+        Ok(Content { store, policy, uploads, sessions: Default::default() })
     }
 
     /// Bytes charged to `account`'s held uploads.

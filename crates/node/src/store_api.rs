@@ -1,26 +1,31 @@
 //! The content store's routes: uploads signed by an account and charged to it, reads streamed
 //! from disk block by block, so a response costs the node the same memory whatever its size.
+//!
+//! An upload streams into the store as it arrives and may be resumed: a connection that breaks
+//! leaves it waiting [`crate::StorePolicy::upload_idle_ms`] for the same account to send the rest
+//! of the same content (same route, CID and signed size) from the offset the node names. Its
+//! blocks become part of the store only once all of it arrived and has the signed CID.
 
-use crate::api::{ApiError, ApiResult};
+use crate::api::ApiError;
 use crate::server::PacedBody;
 use crate::service::{now_ms, Shared};
 use aicpw_store::{AddOptions, Cid, EntryKind, Store, StoreError, Upload, Version};
-use aicpw_types::upload::{UploadAuth, UPLOAD_HEADER};
-use aicpw_types::Reject;
+use aicpw_types::upload::{UploadAuth, UPLOAD_HEADER, UPLOAD_OFFSET_HEADER};
+use aicpw_types::{AccountId, Reject};
 use axum::body::{Body, Bytes};
 use axum::extract::{DefaultBodyLimit, Path, Query, State};
-use axum::http::{header, HeaderMap};
+use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, put};
 use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::json;
+use std::collections::HashMap;
 use std::io::{self, Read, Write};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex as StdMutex};
+use std::time::Duration;
 use tokio::sync::mpsc;
 
-/// Largest upload to the content store through the API.
-pub const STORE_UPLOAD_BYTES_MAX: u64 = 256 * 1024 * 1024;
 /// Bytes per chunk of a streamed response, and chunks buffered ahead of the client: what one
 /// download holds in memory besides one block per level of its DAG.
 const STREAM_CHUNK_BYTES: usize = 64 * 1024;
@@ -64,7 +69,9 @@ fn authorize(
         return Err(Reject::UploadStale.into());
     }
     let length = headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse().ok());
-    if auth.size > STORE_UPLOAD_BYTES_MAX || length.is_some_and(|length: u64| length > auth.size) {
+    if auth.size > aicpw_store::FILE_SIZE_MAX
+        || length.is_some_and(|length: u64| length > auth.size)
+    {
         return Err(Reject::PayloadTooLarge.into());
     }
     let holds = {
@@ -80,10 +87,88 @@ fn authorize(
 }
 
 /// Answers a refused upload once its body (up to [`REFUSED_BODY_DRAIN_MAX`]) is read.
-async fn refuse(body: Body, error: ApiError) -> ApiError {
+async fn refuse(body: Body, error: Refusal) -> Response {
     let mut rest = PacedBody::new(body, REFUSED_BODY_DRAIN_MAX, Reject::PayloadTooLarge);
     while let Some(Ok(_)) = rest.next().await {}
-    error
+    error.into_response()
+}
+
+/// Unfinished uploads the node keeps at once, and per account.
+pub const UPLOAD_SESSIONS_MAX: usize = 64;
+pub const UPLOAD_SESSIONS_PER_ACCOUNT: usize = 4;
+/// How long a request waits for the one feeding the same upload (whose connection may have
+/// broken unnoticed yet) to let go of it.
+const UPLOAD_TAKEOVER_WAIT: Duration = Duration::from_secs(5);
+
+/// A refusal; one that names where the upload stands carries the offset to resume at.
+enum Refusal {
+    Plain(Reject),
+    At(Reject, u64),
+}
+
+impl From<Reject> for Refusal {
+    fn from(reject: Reject) -> Self {
+        Refusal::Plain(reject)
+    }
+}
+
+impl From<ApiError> for Refusal {
+    fn from(error: ApiError) -> Self {
+        Refusal::Plain(error.0)
+    }
+}
+
+impl IntoResponse for Refusal {
+    fn into_response(self) -> Response {
+        match self {
+            Refusal::Plain(reject) => ApiError(reject).into_response(),
+            Refusal::At(reject, offset) => {
+                let body = Json(json!({ "error": reject, "offset": offset }));
+                (StatusCode::CONFLICT, body).into_response()
+            }
+        }
+    }
+}
+
+/// Who uploads what: a resumed request must match all of it.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub(crate) struct SessionKey {
+    account: AccountId,
+    route: &'static str,
+    cid: Cid,
+    size: u64,
+}
+
+/// Unfinished uploads by what they upload.
+pub(crate) type Sessions = StdMutex<HashMap<SessionKey, Arc<Session>>>;
+
+/// One unfinished upload: the channel into its importing thread, held by one request at a time.
+pub(crate) struct Session {
+    feed: tokio::sync::Mutex<Feed>,
+}
+
+struct Feed {
+    /// `None` once the upload finished or was dropped.
+    sender: Option<mpsc::Sender<io::Result<Bytes>>>,
+    work: Option<tokio::task::JoinHandle<Result<(), Reject>>>,
+    /// Bytes of the content handed to the importer so far.
+    offset: u64,
+    /// Counts the requests that fed it, so an idle timer knows whether one came since.
+    attached: u64,
+}
+
+/// What the importing thread does with the bytes: build the DAG, check it has `cid`, commit its
+/// blocks, and say how many bytes to charge for it.
+type Import = Box<dyn FnOnce(&mut Upload<'_>, &mut ChannelReader) -> Result<u64, Reject> + Send>;
+
+/// A store failure while importing, as the uploader sees it.
+fn import_reject(error: StoreError) -> Reject {
+    match error {
+        StoreError::Io { .. } => Reject::Unavailable,
+        StoreError::ReadInput(_) => Reject::BadRequest,
+        StoreError::FileTooLarge { .. } => Reject::PayloadTooLarge,
+        _ => Reject::UploadMalformed,
+    }
 }
 
 /// `PUT /store?expect=CID`: one blob, added as a UnixFS file with that CID's version.
@@ -92,20 +177,26 @@ async fn put_blob(
     Query(q): Query<UploadQuery>,
     headers: HeaderMap,
     body: Body,
-) -> ApiResult {
+) -> Response {
     let (auth, cid) = match authorize(&s, &headers, "/store", q.expect.as_deref()) {
         Ok(authorized) => authorized,
-        Err(error) => return Err(refuse(body, error).await),
+        Err(error) => return refuse(body, error.into()).await,
     };
     let options = match cid.version() {
         Version::V0 => AddOptions::default(),
         Version::V1 => AddOptions::cid_v1(),
     };
-    receive(s, auth, cid, body, move |upload, reader| {
-        let added = upload.add_reader(reader, &options)?;
-        Ok(vec![added])
-    })
-    .await
+    let store = s.content.store.clone();
+    let import: Import = Box::new(move |upload, reader| {
+        let added = upload.add_reader(reader, &options).map_err(import_reject)?;
+        if added != cid {
+            return Err(Reject::ContentMismatch);
+        }
+        upload.commit().map_err(import_reject)?;
+        // Built here from the bytes sent, so the sizes its root claims are true.
+        Ok(store.stat(&cid).map_err(import_reject)?.cumulative_size)
+    });
+    receive(s, "/store", auth, cid, &headers, body, import).await
 }
 
 /// `PUT /store/car?expect=CID`: a CAR file (every block checked against its CID) with that root.
@@ -114,68 +205,195 @@ async fn put_car(
     Query(q): Query<UploadQuery>,
     headers: HeaderMap,
     body: Body,
-) -> ApiResult {
+) -> Response {
     let (auth, cid) = match authorize(&s, &headers, "/store/car", q.expect.as_deref()) {
         Ok(authorized) => authorized,
-        Err(error) => return Err(refuse(body, error).await),
+        Err(error) => return refuse(body, error.into()).await,
     };
-    receive(s, auth, cid, body, |upload, reader| upload.import_car(reader)).await
+    let store = s.content.store.clone();
+    let import: Import = Box::new(move |upload, reader| {
+        let roots = upload.import_car(reader).map_err(import_reject)?;
+        if !roots.contains(&cid) {
+            return Err(Reject::ContentMismatch);
+        }
+        upload.commit().map_err(import_reject)?;
+        // The sender built this DAG: charge what it expands to when read, not what it claims.
+        store.expanded_size(&cid).map_err(import_reject)
+    });
+    receive(s, "/store/car", auth, cid, &headers, body, import).await
 }
 
-/// Streams the body into `import` on a blocking thread, then charges the upload to its signer:
-/// the larger of the bytes sent and what the DAG under `cid` expands to when read, so a small
-/// upload that reads back as a large file is charged as the large file.
+/// Feeds the body into the upload it belongs to (a new one at offset 0, or the unfinished one it
+/// resumes); answers the CID once all the signed bytes arrived, were imported and recorded.
 async fn receive(
     s: SharedState,
+    route: &'static str,
     auth: UploadAuth,
     cid: Cid,
+    headers: &HeaderMap,
     body: Body,
-    import: impl FnOnce(&mut Upload<'_>, &mut ChannelReader) -> Result<Vec<Cid>, StoreError>
-        + Send
-        + 'static,
-) -> ApiResult {
+    import: Import,
+) -> Response {
+    let offset = match headers.get(UPLOAD_OFFSET_HEADER) {
+        None => Some(0),
+        Some(value) => value.to_str().ok().and_then(|text| text.parse::<u64>().ok()),
+    };
+    let Some(offset) = offset.filter(|offset| *offset <= auth.size) else {
+        return refuse(body, Reject::BadRequest.into()).await;
+    };
+    let key = SessionKey { account: auth.account, route, cid, size: auth.size };
+    let session = match session_for(&s, &key, offset, import) {
+        Ok(session) => session,
+        Err(refusal) => return refuse(body, refusal).await,
+    };
+    let Ok(mut feed) = tokio::time::timeout(UPLOAD_TAKEOVER_WAIT, session.feed.lock()).await else {
+        return refuse(body, Reject::UploadBusy.into()).await;
+    };
+    let Some(sender) = feed.sender.clone() else {
+        // Finished or dropped while this request waited for it.
+        return refuse(body, Reject::UploadBusy.into()).await;
+    };
+    if feed.offset != offset {
+        let at = feed.offset;
+        drop(feed);
+        return refuse(body, Refusal::At(Reject::UploadOffsetMismatch, at)).await;
+    }
+    feed.attached += 1;
+    let mut paced = PacedBody::new(body, key.size - offset, Reject::PayloadTooLarge);
+    let ended = loop {
+        match paced.next().await {
+            None if feed.offset == key.size => break Ended::Whole,
+            None => break Ended::Short,
+            Some(Ok(chunk)) => {
+                let length = chunk.len() as u64;
+                if sender.send(Ok(chunk)).await.is_err() {
+                    // The importer stopped early: its answer says why.
+                    break Ended::Whole;
+                }
+                feed.offset += length;
+            }
+            // What a connection that broke looks like from here.
+            Some(Err(Reject::BadRequest)) => break Ended::Short,
+            Some(Err(reject)) => break Ended::Refused(reject),
+        }
+    };
+    drop(sender);
+    match ended {
+        Ended::Whole => {
+            let work = finish(&s, &key, &session, &mut feed);
+            drop(feed);
+            let recorded = match work {
+                Some(work) => work.await.unwrap_or(Err(Reject::Unavailable)),
+                None => Err(Reject::Unavailable),
+            };
+            match recorded {
+                Ok(()) => Json(json!({ "cid": cid.to_string() })).into_response(),
+                Err(reject) => ApiError(reject).into_response(),
+            }
+        }
+        // The rest may follow, from where this request left off.
+        Ended::Short => {
+            let at = feed.offset;
+            let attached = feed.attached;
+            drop(feed);
+            expire_when_idle(s, key, session, attached);
+            Refusal::At(Reject::UploadIncomplete, at).into_response()
+        }
+        Ended::Refused(reject) => {
+            if let Some(sender) = feed.sender.as_ref() {
+                // Tells the importer the input failed, so it stops at once.
+                let _ = sender.send(Err(io::Error::other(reject))).await;
+            }
+            let work = finish(&s, &key, &session, &mut feed);
+            drop(feed);
+            drop(work);
+            ApiError(reject).into_response()
+        }
+    }
+}
+
+/// How a request's body ended.
+enum Ended {
+    /// All the signed bytes arrived, or the importer stopped taking them.
+    Whole,
+    /// The body stopped short: the connection broke, or the uploader sent less.
+    Short,
+    /// The body broke a rule: the upload is dropped.
+    Refused(Reject),
+}
+
+/// The unfinished upload `key` names, or a new one when `offset` is 0 and there is room.
+fn session_for(
+    s: &SharedState,
+    key: &SessionKey,
+    offset: u64,
+    import: Import,
+) -> Result<Arc<Session>, Refusal> {
+    let mut sessions = s.content.sessions.lock().expect("no panics while holding the sessions");
+    if let Some(session) = sessions.get(key) {
+        return Ok(session.clone());
+    }
+    if offset != 0 {
+        return Err(Refusal::At(Reject::UploadOffsetMismatch, 0));
+    }
+    let of_account = sessions.keys().filter(|other| other.account == key.account).count();
+    if sessions.len() >= UPLOAD_SESSIONS_MAX || of_account >= UPLOAD_SESSIONS_PER_ACCOUNT {
+        return Err(Reject::UploadSessionsFull.into());
+    }
     let (sender, receiver) = mpsc::channel(STREAM_CHUNKS_BUFFERED);
     let work = {
         let s = s.clone();
-        let account = auth.account;
+        let (account, cid) = (key.account, key.cid);
         tokio::task::spawn_blocking(move || {
             let content = &s.content;
             let mut upload = content.store.upload();
             let mut reader = ChannelReader { receiver, chunk: Bytes::new(), received: 0 };
-            let roots = import(&mut upload, &mut reader).map_err(|_| Reject::ContentMismatch)?;
-            if !roots.contains(&cid) {
-                return Err(Reject::ContentMismatch);
-            }
-            let expanded =
-                content.store.expanded_size(&cid).map_err(|_| Reject::ContentMismatch)?;
+            let expanded = import(&mut upload, &mut reader)?;
             let charged = expanded.max(reader.received);
             // The record is written before the upload lets go of its blocks.
             content.record(&account, &cid, charged, upload.blocks(), now_ms())
         })
     };
-    let mut paced = PacedBody::new(body, auth.size, Reject::PayloadTooLarge);
-    let mut refused = None;
-    while let Some(chunk) = paced.next().await {
-        let chunk = chunk.map_err(|reject| {
-            refused = Some(reject);
-            io::Error::other(reject)
-        });
-        let failed = chunk.is_err();
-        if sender.send(chunk).await.is_err() || failed {
-            break;
+    let feed = Feed { sender: Some(sender), work: Some(work), offset: 0, attached: 0 };
+    let session = Arc::new(Session { feed: tokio::sync::Mutex::new(feed) });
+    sessions.insert(key.clone(), session.clone());
+    Ok(session)
+}
+
+/// Ends an upload: no request may feed it any more; its importer sees the end of its input
+/// and stops (with an error if the content is short). Returns the importer, if not taken yet.
+fn finish(
+    s: &Shared,
+    key: &SessionKey,
+    session: &Arc<Session>,
+    feed: &mut Feed,
+) -> Option<tokio::task::JoinHandle<Result<(), Reject>>> {
+    feed.sender = None;
+    let mut sessions = s.content.sessions.lock().expect("no panics while holding the sessions");
+    if sessions.get(key).is_some_and(|current| Arc::ptr_eq(current, session)) {
+        sessions.remove(key);
+    }
+    feed.work.take()
+}
+
+/// Drops the upload if no request fed it for the idle time after the one numbered `attached`.
+fn expire_when_idle(s: SharedState, key: SessionKey, session: Arc<Session>, attached: u64) {
+    let idle = Duration::from_millis(s.content.policy.upload_idle_ms);
+    tokio::spawn(async move {
+        tokio::time::sleep(idle).await;
+        let mut feed = session.feed.lock().await;
+        if feed.attached == attached && feed.sender.is_some() {
+            if let Some(sender) = feed.sender.as_ref() {
+                // Tells the importer the input failed, so a partial blob is not even hashed.
+                let _ = sender.send(Err(io::Error::other("the upload expired"))).await;
+            }
+            drop(finish(&s, &key, &session, &mut feed));
         }
-    }
-    drop(sender);
-    let recorded = work.await.map_err(|_| Reject::Unavailable)?;
-    if let Some(reject) = refused {
-        return Err(reject.into());
-    }
-    recorded?;
-    Ok(Json(json!({ "cid": cid.to_string() })))
+    });
 }
 
 /// The body's chunks as a blocking reader, for the store's importers.
-struct ChannelReader {
+pub(crate) struct ChannelReader {
     receiver: mpsc::Receiver<io::Result<Bytes>>,
     chunk: Bytes,
     received: u64,

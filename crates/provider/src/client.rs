@@ -1,10 +1,10 @@
 //! The node's HTTP API as a client sees it: used by the provider agent and the `aicpw` CLI.
 
 use aicpw_types::codec::Encode;
-use aicpw_types::upload::{UploadAuth, UPLOAD_HEADER};
+use aicpw_types::upload::{UploadAuth, UPLOAD_HEADER, UPLOAD_OFFSET_HEADER};
 use aicpw_types::{AccountId, Amount, Keypair, Reject, SignedTx, Tx, TxBody};
 use serde_json::Value;
-use std::io::{BufRead, BufReader, Read};
+use std::io::{BufRead, BufReader, Read, Seek, SeekFrom};
 use std::sync::Mutex;
 use std::time::Duration;
 
@@ -16,6 +16,22 @@ pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
 pub const SEND_ATTEMPTS_MAX: u64 = 5;
 /// The fee the client pays per transaction.
 pub const FEE: Amount = Amount(10);
+
+/// Requests an upload makes without progress (connections broken, parts refused) before it
+/// gives up.
+pub const UPLOAD_TRIES_MAX: u64 = 8;
+/// Longest a streamed transfer may wait for the other side to read or write anything.
+pub const STREAM_STALL_MAX: Duration = Duration::from_secs(120);
+
+/// Why one part of an upload did not finish it.
+enum UploadFailure {
+    /// The node holds the content up to this offset: the rest may follow from there.
+    At(u64),
+    /// The connection broke: ask the node where it stands.
+    Broken(ClientError),
+    /// The node refused the upload.
+    Refused(ClientError),
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
@@ -47,6 +63,8 @@ pub enum EventsAbout {
 pub struct Client {
     base: String,
     agent: ureq::Agent,
+    /// For transfers of any size: no deadline for the whole, only for each stall.
+    streams: ureq::Agent,
     /// The next nonce per signer this client will use, so it can send several transactions
     /// without waiting for each block.
     nonces: Mutex<std::collections::BTreeMap<AccountId, u64>>,
@@ -74,9 +92,15 @@ fn error_from(url: &str, error: ureq::Error) -> ClientError {
 impl Client {
     pub fn new(base: &str) -> Client {
         let agent = ureq::AgentBuilder::new().timeout_connect(Duration::from_secs(5)).build();
+        let streams = ureq::AgentBuilder::new()
+            .timeout_connect(Duration::from_secs(5))
+            .timeout_read(STREAM_STALL_MAX)
+            .timeout_write(STREAM_STALL_MAX)
+            .build();
         Client {
             base: base.trim_end_matches('/').to_string(),
             agent,
+            streams,
             nonces: Mutex::new(Default::default()),
             chain_id: Mutex::new(None),
             sending: Mutex::new(()),
@@ -218,41 +242,128 @@ impl Client {
 
     /// Uploads to the content store, signed by `key`, who is charged for it: `route` is `/store`
     /// (one blob, added as a UnixFS file) or `/store/car` (a CAR file); `cid` is the content's CID
-    /// (the CAR's root), computed beforehand. Streams `length` bytes from `body`, so a caller can
-    /// show progress; returns the CID the node stored.
+    /// (the CAR's root), computed beforehand. Streams `length` bytes from `body` (so a caller can
+    /// show progress) and, when a connection breaks, resumes from the offset the node holds,
+    /// seeking `body` there; returns the CID the node stored.
     pub fn upload(
         &self,
         key: &Keypair,
         route: &str,
         cid: &str,
-        body: impl Read,
+        mut body: impl Read + Seek,
         length: u64,
     ) -> Result<String, ClientError> {
+        let mut offset = 0;
+        let mut tries = 0;
+        loop {
+            let sent = body
+                .seek(SeekFrom::Start(offset))
+                .map_err(|e| {
+                    UploadFailure::Refused(ClientError::Protocol(format!(
+                        "cannot read the content: {e}"
+                    )))
+                })
+                .and_then(|_| {
+                    let rest = (&mut body).take(length - offset);
+                    self.upload_part(key, route, cid, length, offset, rest, length - offset)
+                });
+            let before = offset;
+            match sent {
+                Ok(stored) => return Ok(stored),
+                Err(UploadFailure::At(at)) => offset = at,
+                Err(UploadFailure::Broken(error)) => {
+                    tries += 1;
+                    if tries >= UPLOAD_TRIES_MAX {
+                        return Err(error);
+                    }
+                    std::thread::sleep(Duration::from_millis(200 * tries));
+                    // Asks where the node stands: an empty part is answered with its offset.
+                    match self.upload_part(key, route, cid, length, 0, std::io::empty(), 0) {
+                        Err(UploadFailure::At(at)) => offset = at,
+                        Err(UploadFailure::Broken(_)) => continue,
+                        Err(UploadFailure::Refused(error)) => return Err(error),
+                        Ok(stored) => return Ok(stored),
+                    }
+                }
+                Err(UploadFailure::Refused(error)) => return Err(error),
+            }
+            if offset <= before {
+                tries += 1;
+                if tries >= UPLOAD_TRIES_MAX {
+                    return Err(ClientError::Protocol(format!(
+                        "the upload makes no progress: the node holds {offset} of {length} bytes"
+                    )));
+                }
+            }
+        }
+    }
+
+    /// Sends `part_length` bytes of `part` as the content from `offset` on.
+    #[allow(clippy::too_many_arguments)]
+    fn upload_part(
+        &self,
+        key: &Keypair,
+        route: &str,
+        cid: &str,
+        length: u64,
+        offset: u64,
+        part: impl Read,
+        part_length: u64,
+    ) -> Result<String, UploadFailure> {
         let now_ms = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_millis() as u64);
-        let auth = UploadAuth::sign(key, &self.chain_id()?, route, cid, length, now_ms);
+        let chain_id = self.chain_id().map_err(UploadFailure::Refused)?;
+        let auth = UploadAuth::sign(key, &chain_id, route, cid, length, now_ms);
         let url = format!("{}{route}?expect={cid}", self.base);
         let response = self
-            .agent
+            .streams
             .put(&url)
-            .timeout(REQUEST_TIMEOUT)
             .set(UPLOAD_HEADER, &auth.to_header())
-            .set("content-length", &length.to_string())
-            .send(body)
-            .map_err(|e| error_from(&url, e))?;
-        let value = Self::read_json(response)?;
+            .set(UPLOAD_OFFSET_HEADER, &offset.to_string())
+            .set("content-length", &part_length.to_string())
+            .send(part);
+        let response = match response {
+            Ok(response) => response,
+            Err(ureq::Error::Status(409, response)) => {
+                let body: Value = response.into_json().unwrap_or_default();
+                return match body["offset"].as_u64() {
+                    Some(at) => Err(UploadFailure::At(at)),
+                    None => Err(UploadFailure::Refused(ClientError::Protocol(body.to_string()))),
+                };
+            }
+            Err(error @ ureq::Error::Status(..)) => {
+                return Err(UploadFailure::Refused(error_from(&url, error)))
+            }
+            Err(error) => return Err(UploadFailure::Broken(error_from(&url, error))),
+        };
+        let value = Self::read_json(response).map_err(UploadFailure::Broken)?;
         value["cid"]
             .as_str()
             .map(str::to_string)
-            .ok_or_else(|| ClientError::Protocol(value.to_string()))
+            .ok_or_else(|| UploadFailure::Refused(ClientError::Protocol(value.to_string())))
+    }
+
+    /// Streams the body of `GET path` to the caller: its length when the node says it, and a
+    /// reader that fails if the node cuts the body short.
+    pub fn get_stream(&self, path: &str) -> Result<(Option<u64>, impl Read), ClientError> {
+        let url = format!("{}{path}", self.base);
+        let response = self.streams.get(&url).call().map_err(|e| error_from(&url, e))?;
+        let length = response.header("content-length").and_then(|v| v.parse().ok());
+        Ok((length, response.into_reader()))
     }
 
     /// Stores one blob (CIDv1, raw leaves), signed by `key`, and returns its CID.
     pub fn put_store(&self, key: &Keypair, bytes: &[u8]) -> Result<String, ClientError> {
         let cid = aicpw_store::cid_of_reader(bytes, &aicpw_store::AddOptions::cid_v1())
             .map_err(|e| ClientError::Protocol(e.to_string()))?;
-        self.upload(key, "/store", &cid.to_string(), bytes, bytes.len() as u64)
+        self.upload(
+            key,
+            "/store",
+            &cid.to_string(),
+            std::io::Cursor::new(bytes),
+            bytes.len() as u64,
+        )
     }
 
     pub fn get_store(&self, cid: &str) -> Result<Vec<u8>, ClientError> {

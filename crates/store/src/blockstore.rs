@@ -5,8 +5,10 @@
 //! - `blocks/<shard>/<key>.data`: `<key>` is the lowercase base32 of the block's multihash
 //!   (so a CIDv0 and a CIDv1 of the same bytes share one file, as in kubo's flatfs) and
 //!   `<shard>` its next-to-last two characters;
-//! - `tmp/`: blocks being written; each is fsynced, then renamed into place, so a crash
-//!   leaves either the whole block or nothing.
+//! - `tmp/`: blocks being written. An upload writes its new blocks there unsynced; its commit
+//!   syncs the file system once, then renames them into place, so a crash leaves either whole
+//!   blocks or leftovers in `tmp/`, which [`Store::open`] removes. A store directory belongs to
+//!   one process at a time.
 
 use std::collections::{HashMap, HashSet};
 use std::fs::{self, File};
@@ -65,13 +67,23 @@ pub struct Upload<'a> {
     store: &'a Store,
     id: u64,
     blocks: Vec<Cid>,
+    /// Keys of the blocks written to `tmp/` and not yet committed into place.
+    staged: Vec<String>,
 }
 
 impl Store {
     /// Opens the store in `directory`, creating it if needed.
     pub fn open(directory: impl AsRef<Path>) -> Result<Store> {
         let root = directory.as_ref().to_path_buf();
-        for sub in [root.join(BLOCKS_DIRECTORY), root.join(TEMPORARY_DIRECTORY)] {
+        let temporary = root.join(TEMPORARY_DIRECTORY);
+        // Leftovers of writes a crash interrupted: never renamed into place, so never in use.
+        match fs::remove_dir_all(&temporary) {
+            Err(error) if error.kind() != ErrorKind::NotFound => {
+                return Err(StoreError::io("clearing", &temporary, error));
+            }
+            _ => {}
+        }
+        for sub in [root.join(BLOCKS_DIRECTORY), temporary] {
             fs::create_dir_all(&sub)
                 .map_err(|error| StoreError::io("creating directory", &sub, error))?;
         }
@@ -104,7 +116,7 @@ impl Store {
         let id = held.next_upload;
         held.next_upload += 1;
         held.running.insert(id, HashSet::new());
-        Upload { store: self, id, blocks: Vec::new() }
+        Upload { store: self, id, blocks: Vec::new(), staged: Vec::new() }
     }
 
     /// Removes every block that is neither live nor held by an upload. `live` is called once the
@@ -155,7 +167,10 @@ impl Store {
     }
 
     fn block_path(&self, cid: &Cid) -> PathBuf {
-        let key = block_key(cid);
+        self.key_path(&block_key(cid))
+    }
+
+    fn key_path(&self, key: &str) -> PathBuf {
         let shard = &key[key.len() - 3..key.len() - 1];
         self.root.join(BLOCKS_DIRECTORY).join(shard).join(format!("{key}.data"))
     }
@@ -216,7 +231,10 @@ impl Store {
 
     /// Adds the bytes of `reader` as a UnixFS file; returns the CID `ipfs add` would print.
     pub fn add_reader<R: Read>(&self, reader: R, options: &AddOptions) -> Result<Cid> {
-        Ok(import_file(reader, options, &mut VerifiedSink(self))?.cid)
+        let mut upload = self.upload();
+        let cid = upload.add_reader(reader, options)?;
+        upload.commit()?;
+        Ok(cid)
     }
 
     /// Adds `bytes` as a UnixFS file.
@@ -226,7 +244,12 @@ impl Store {
 
     /// Adds a file, or a directory with everything below it (`ipfs add -r`).
     pub fn add_path(&self, path: impl AsRef<Path>, options: &AddOptions) -> Result<Cid> {
-        Ok(crate::directory::import_path(path.as_ref(), options, &mut VerifiedSink(self))?.cid)
+        let mut upload = self.upload();
+        let cid =
+            crate::directory::import_path(path.as_ref(), options, &mut UploadSink(&mut upload))?
+                .cid;
+        upload.commit()?;
+        Ok(cid)
     }
 
     /// Streams the bytes of the file at `cid` into `writer`; returns the number written.
@@ -280,6 +303,33 @@ impl Upload<'_> {
     pub fn blocks(&self) -> &[Cid] {
         &self.blocks
     }
+
+    /// Makes the blocks written so far durable and readable: one sync of the file system for
+    /// all of them, then each renamed into place, then one more sync for the renames. Until
+    /// then a crash loses them whole, and dropping the upload removes them.
+    pub fn commit(&mut self) -> Result<()> {
+        if self.staged.is_empty() {
+            return Ok(());
+        }
+        let store = self.store;
+        let temporary = store.root.join(TEMPORARY_DIRECTORY);
+        sync_file_system(&temporary)?;
+        for key in &self.staged {
+            let path = store.key_path(key);
+            let shard = path.parent().expect("a block path always has a shard directory");
+            fs::create_dir_all(shard)
+                .map_err(|error| StoreError::io("creating directory", shard, error))?;
+            let staged = self.staged_path(key);
+            fs::rename(&staged, &path)
+                .map_err(|error| StoreError::io("renaming into", &path, error))?;
+        }
+        self.staged.clear();
+        sync_file_system(&temporary)
+    }
+
+    fn staged_path(&self, key: &str) -> PathBuf {
+        self.store.root.join(TEMPORARY_DIRECTORY).join(format!("{}-{key}", self.id))
+    }
 }
 
 /// An upload's blocks, whose CIDs the builder or the CAR reader already checked.
@@ -289,16 +339,33 @@ impl BlockSink for UploadSink<'_, '_> {
     fn put_block(&mut self, cid: &Cid, block: &[u8]) -> Result<()> {
         debug_assert!(cid.matches(block), "builders and the CAR reader check every block");
         let upload = &mut *self.0;
-        if let Some(keys) = upload.store.held().running.get_mut(&upload.id) {
-            keys.insert(block_key(cid));
-        }
+        let key = block_key(cid);
         upload.blocks.push(*cid);
-        upload.store.write_block(cid, block)
+        // Held before looking, so a collection either removed it already or keeps it now.
+        let first = upload
+            .store
+            .held()
+            .running
+            .get_mut(&upload.id)
+            .is_some_and(|keys| keys.insert(key.clone()));
+        if !first || upload.store.has(cid)? {
+            return Ok(());
+        }
+        let path = upload.staged_path(&key);
+        let mut file =
+            File::create(&path).map_err(|error| StoreError::io("creating", &path, error))?;
+        file.write_all(block).map_err(|error| StoreError::io("writing", &path, error))?;
+        upload.staged.push(key);
+        Ok(())
     }
 }
 
 impl Drop for Upload<'_> {
     fn drop(&mut self) {
+        for key in &self.staged {
+            // Never renamed into place; one left behind is removed when the store next opens.
+            let _ = fs::remove_file(self.staged_path(key));
+        }
         let mut held = self.store.held();
         if let Some(keys) = held.running.remove(&self.id) {
             held.ended.extend(keys);
@@ -311,14 +378,18 @@ fn block_key(cid: &Cid) -> String {
     BASE32_NOPAD.encode(&cid.multihash()).to_ascii_lowercase()
 }
 
-/// Blocks whose CID was computed from (or already checked against) their bytes: no second hash.
-pub(crate) struct VerifiedSink<'a>(pub(crate) &'a Store);
+/// Makes every write to the file system holding `path` durable (Linux: `syncfs`, one call
+/// for all of an upload's blocks instead of one `fsync` each).
+#[cfg(target_os = "linux")]
+fn sync_file_system(path: &Path) -> Result<()> {
+    let handle = File::open(path).map_err(|error| StoreError::io("opening", path, error))?;
+    rustix::fs::syncfs(&handle).map_err(|error| StoreError::io("syncing", path, error.into()))
+}
 
-impl BlockSink for VerifiedSink<'_> {
-    fn put_block(&mut self, cid: &Cid, block: &[u8]) -> Result<()> {
-        debug_assert!(cid.matches(block), "builders hand over blocks with their own CID");
-        self.0.write_block(cid, block)
-    }
+#[cfg(not(target_os = "linux"))]
+fn sync_file_system(_path: &Path) -> Result<()> {
+    rustix::fs::sync();
+    Ok(())
 }
 
 /// Writes `bytes` to a temporary file in `temporary_directory`, fsyncs it, renames it to

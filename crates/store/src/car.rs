@@ -330,6 +330,9 @@ impl Store {
 
     /// Imports every block of a CARv1 file; returns its roots once all are present.
     pub fn import_car<R: Read>(&self, reader: R) -> Result<Vec<Cid>> {
-        Ok(import(reader, &mut crate::blockstore::VerifiedSink(self))?.roots)
+        let mut upload = self.upload();
+        let roots = upload.import_car(reader)?;
+        upload.commit()?;
+        Ok(roots)
     }
 }

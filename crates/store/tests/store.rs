@@ -366,14 +366,17 @@ fn collection_keeps_live_blocks_and_those_of_uploads_not_yet_recorded() {
     let options = AddOptions::cid_v1();
     let mut kept = store.upload();
     let kept_cid = kept.add_reader(pattern(600_000).as_slice(), &options).expect("adds");
+    kept.commit().expect("commits");
     let live: Vec<Cid> = kept.blocks().to_vec();
     drop(kept);
     let mut junk = store.upload();
     let junk_cid =
         junk.add_reader(pattern(300_000).as_slice(), &AddOptions::default()).expect("adds");
+    junk.commit().expect("commits");
     drop(junk);
     let mut running = store.upload();
     let running_cid = running.add_reader(&b"still uploading"[..], &options).expect("adds");
+    running.commit().expect("commits");
 
     // An upload that ended before the collection began stays only if `live` names it.
     let collected = store.collect(|| Ok::<_, StoreError>(live.clone())).expect("collects");
@@ -405,4 +408,33 @@ fn expanded_size_counts_every_repeat_of_a_chunk() {
     let expanded = store.expanded_size(&cid).expect("expands");
     assert!(expanded >= zeros, "{expanded} < {zeros}");
     assert!(block_files(&store).len() <= 3, "one chunk stored once");
+}
+
+#[test]
+fn an_upload_not_committed_leaves_nothing_and_a_crash_leftover_is_cleared_on_open() {
+    let directory = tempfile::tempdir().expect("tempdir");
+    let store = Store::open(directory.path()).expect("opens");
+    let bytes = pattern(700_000);
+    let mut abandoned = store.upload();
+    let cid = abandoned.add_reader(bytes.as_slice(), &AddOptions::cid_v1()).expect("adds");
+    assert!(!store.has(&cid).expect("has"), "uncommitted blocks are not readable");
+    let temporary = directory.path().join("tmp");
+    assert!(fs::read_dir(&temporary).expect("lists").count() > 0, "staged in tmp/");
+    drop(abandoned);
+    assert_eq!(fs::read_dir(&temporary).expect("lists").count(), 0, "dropped upload cleans up");
+
+    // A crash between staging and commit leaves files in tmp/: the next open removes them.
+    let mut crashed = store.upload();
+    crashed.add_reader(bytes.as_slice(), &AddOptions::cid_v1()).expect("adds");
+    std::mem::forget(crashed);
+    assert!(fs::read_dir(&temporary).expect("lists").count() > 0);
+    let reopened = Store::open(directory.path()).expect("reopens");
+    assert_eq!(fs::read_dir(&temporary).expect("lists").count(), 0, "leftovers cleared");
+    assert!(!reopened.has(&cid).expect("has"));
+
+    let mut committed = reopened.upload();
+    assert_eq!(committed.add_reader(bytes.as_slice(), &AddOptions::cid_v1()).expect("adds"), cid);
+    committed.commit().expect("commits");
+    drop(committed);
+    assert_eq!(read_back(&reopened, &cid), bytes);
 }

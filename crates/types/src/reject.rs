@@ -101,6 +101,11 @@ rejects! {
     NondeterminismInvalid = 680, "a non-deterministic task names a summary file (a relative path without `..`) and a tolerance of 1 to 10^18 micro-units";
     SummaryInvalid = 681, "a non-deterministic task's result reveals a summary of 1 to 8 numbers of at most 10^18 micro-units, a deterministic task's none";
     KnownAnswerNondeterministic = 682, "a non-deterministic task has no exact answer: it cannot carry a known answer";
+    UploadMalformed = 700, "the upload is not a well-formed file DAG or CAR file: none of it was kept";
+    UploadOffsetMismatch = 701, "the upload resumes at another offset than the node holds: resume at the offset the answer names";
+    UploadIncomplete = 702, "the upload ended before its signed size: resume at the offset the answer names";
+    UploadBusy = 703, "another request is feeding this upload; retry";
+    UploadSessionsFull = 704, "the node, or this account, has too many unfinished uploads; finish one or let it expire";
     TaskFileInvalid = 740, "the task file is not valid: the message names the line and the field";
     MempoolFull = 900, "the mempool is full; retry later";
     DuplicateTransaction = 901, "the transaction is already in the mempool";

@@ -11,6 +11,9 @@ use crate::AccountId;
 
 /// The HTTP header that carries an upload's signature.
 pub const UPLOAD_HEADER: &str = "aicpw-upload";
+/// The HTTP header naming the offset in the content at which an upload request's body starts
+/// (absent: 0); a broken upload resumes from the offset the node answers with.
+pub const UPLOAD_OFFSET_HEADER: &str = "aicpw-upload-offset";
 /// How far an upload's signed time may be from the node's clock, either way.
 pub const UPLOAD_CLOCK_SKEW_MS: u64 = 5 * 60 * 1000;
 

@@ -56,6 +56,28 @@ impl Net {
         Net { dir, url, node, providers: Vec::new(), client }
     }
 
+    /// Kills the node as a crash would (SIGKILL).
+    pub fn kill_node(&mut self) {
+        self.node.kill().expect("kills the node");
+        self.node.wait().expect("node ends");
+    }
+
+    /// Starts the node again on its data directory, with `args`; the client follows it.
+    pub fn restart_node(&mut self, args: &[&str]) {
+        let mut node = aicpw()
+            .args(["node", "start", "--listen", "127.0.0.1:0", "--data-dir"])
+            .arg(self.dir.path().join("node"))
+            .args(args)
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("node starts");
+        let mut line = String::new();
+        BufReader::new(node.stdout.take().expect("stdout")).read_line(&mut line).expect("read");
+        self.url = line.trim().strip_prefix("listening on ").expect("address").to_string();
+        self.client = Client::new(&self.url);
+        self.node = node;
+    }
+
     pub fn node_pid(&self) -> u32 {
         self.node.id()
     }
