@@ -8,6 +8,7 @@ pub mod ids;
 pub mod keys;
 pub mod reject;
 pub mod seal;
+pub mod seal_stream;
 pub mod spec;
 pub mod task;
 pub mod tx;
