@@ -476,21 +476,28 @@ async fn node_why(State(s): State<SharedState>, Path(id): Path<u64>) -> ApiResul
 /// The open tasks in which a node holds a lease of the current round (running, committed or
 /// revealed, not yet judged), with that lease and whether the round's reveals are open: what a
 /// provider agent acts on, whatever the lease's role (worker, replica, auditor, referee,
-/// committee member). Then the tasks (open or ended) where it holds a withheld lease it may
-/// still open: `lease.withheld_until_ms` is set and `reveal_open` is true until that deadline.
-async fn node_leases(State(s): State<SharedState>, Path(id): Path<u64>) -> ApiResult {
+/// committee member); and the tasks (open or ended) where it holds a withheld lease it may still
+/// open: `lease.withheld_until_ms` is set and `reveal_open` is true until that deadline. By task
+/// id, a page of `limit` tasks at a time (a task with both kinds of lease answers both).
+async fn node_leases(
+    State(s): State<SharedState>,
+    Path(id): Path<u64>,
+    Query(p): Query<Page>,
+) -> Result<Response, ApiError> {
+    let limit = p.limit();
     let chain = s.chain();
     let state = chain.state();
     let node = NodeId(id);
     state.nodes.get(&node).ok_or(Reject::UnknownNode)?;
-    let range = (node, TaskId(0))..=(node, TaskId(u64::MAX));
+    let after = p.cursor.map_or(Unbounded, |c| Excluded((node, TaskId(c))));
+    let range = (after, std::ops::Bound::Included((node, TaskId(u64::MAX))));
     let current = state
         .index
         .node_leases
-        .range(range.clone())
+        .range(range)
         .filter_map(|(_, task)| state.tasks.get(task))
         .filter_map(|task| task.pending_lease(node).map(|i| (task, &task.leases[i])))
-        .map(|(task, lease)| (task, lease, task.reveal_open_ms.is_some()));
+        .map(|(task, lease)| LeaseView { task, lease, reveal_open: task.reveal_open_ms.is_some() });
     let withheld = state
         .index
         .node_withheld
@@ -501,14 +508,46 @@ async fn node_leases(State(s): State<SharedState>, Path(id): Path<u64>) -> ApiRe
                 .leases
                 .iter()
                 .find(|l| l.node == node && l.late_reveal_deadline().is_some())?;
-            Some((task, lease, true))
+            Some(LeaseView { task, lease, reveal_open: true })
         });
-    let list: Vec<LeaseView> = current
-        .chain(withheld)
-        .take(LIST_ITEMS_MAX)
-        .map(|(task, lease, reveal_open)| LeaseView { task, lease, reveal_open })
-        .collect();
-    to_json(list)
+    // Each list is in task order; one more than a page of each holds every lease of the first
+    // `limit` tasks of both.
+    let list = current.take(limit + 1).chain(withheld.take(limit + 1));
+    let (list, next) = page_by_task(list.map(|view| (view.task.id, view)).collect(), limit);
+    let items = list
+        .iter()
+        .map(|view| serde_json::to_value(view).map_err(|_| Reject::Unavailable))
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(page(items, next))
+}
+
+/// One page of entries about tasks: every entry of the first `limit` tasks (a task may have
+/// several), by task id, and the cursor after them when more tasks follow.
+fn page_by_task<T>(mut list: Vec<(TaskId, T)>, limit: usize) -> (Vec<T>, Option<u64>) {
+    list.sort_by_key(|(task, _)| *task);
+    let mut tasks: Vec<TaskId> = list.iter().map(|(task, _)| *task).collect();
+    tasks.dedup();
+    let next = tasks.get(limit).map(|cut| {
+        list.retain(|(task, _)| task < cut);
+        tasks[limit - 1].0
+    });
+    (list.into_iter().map(|(_, entry)| entry).collect(), next)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_page_by_task_keeps_every_entry_of_a_task_together() {
+        let t = TaskId;
+        // Two lists in task order (a task's current lease, then its withheld one), merged.
+        let list = vec![(t(1), "1a"), (t(4), "4a"), (t(7), "7a"), (t(4), "4w"), (t(9), "9w")];
+        assert_eq!(page_by_task(list.clone(), 2), (vec!["1a", "4a", "4w"], Some(4)));
+        assert_eq!(page_by_task(list.clone(), 1), (vec!["1a"], Some(1)));
+        assert_eq!(page_by_task(list.clone(), 4), (vec!["1a", "4a", "4w", "7a", "9w"], None));
+        assert_eq!(page_by_task(Vec::<(TaskId, &str)>::new(), 3), (vec![], None));
+    }
 }
 
 /// The network's parameters, verification economics included.
@@ -622,6 +661,8 @@ async fn events(
 #[derive(Deserialize)]
 struct ChallengeFilter {
     node: Option<u64>,
+    cursor: Option<u64>,
+    limit: Option<usize>,
 }
 
 /// A challenge as the API shows it: the ledger's record, plus the drawn tiles once drawn.
@@ -640,14 +681,22 @@ impl<'a> ChallengeView<'a> {
 }
 
 /// `GET /v1/challenges[?node=]`: a node's current challenges (open or just resolved), or every
-/// node's; a provider's challenger polls this.
+/// node's, by id, a page at a time; a provider's challenger polls this.
 async fn challenges(
     State(s): State<SharedState>,
     Query(filter): Query<ChallengeFilter>,
-) -> ApiResult {
+) -> Result<Response, ApiError> {
+    let limit = Page { cursor: None, limit: filter.limit }.limit();
     let chain = s.chain();
-    let list = chain.state().challenges(filter.node.map(NodeId), LIST_ITEMS_MAX);
-    to_json(list.into_iter().map(ChallengeView::of).collect::<Vec<_>>())
+    let node = filter.node.map(NodeId);
+    let list = chain.state().challenges(node, filter.cursor.map(ChallengeId), limit + 1);
+    let next = (list.len() > limit).then(|| list[limit - 1].id.0);
+    let items = list
+        .into_iter()
+        .take(limit)
+        .map(|c| serde_json::to_value(ChallengeView::of(c)).map_err(|_| Reject::Unavailable))
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(page(items, next))
 }
 
 async fn challenge(State(s): State<SharedState>, Path(id): Path<u64>) -> ApiResult {

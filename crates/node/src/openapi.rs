@@ -6,10 +6,11 @@
 
 use crate::api::{
     AccountView, BlockView, ErrorBody, LeaseView, NodeWhy, Pending, RejectView, SigningBytes,
-    StatusView, TaskFileView, TaskWhy, TxSummary,
+    StatusView, TaskFileView, TaskWhy, TxSummary, NEXT_CURSOR_HEADER,
 };
 use axum::http::header;
 use axum::response::IntoResponse;
+use utoipa::openapi::header::HeaderBuilder;
 use utoipa::openapi::path::{HttpMethod, OperationBuilder, ParameterBuilder, ParameterIn};
 use utoipa::openapi::request_body::RequestBodyBuilder;
 use utoipa::openapi::schema::{ArrayBuilder, ObjectBuilder, Schema, Type};
@@ -98,14 +99,14 @@ const ROUTES: &[Route] = &[
     Route { method: Method::Get, path: "/v1/nodes", summary: "Provider nodes by id, a page at a time (next cursor in aicpw-next-cursor)", params: &PAGE, body: None, ok: Objects },
     Route { method: Method::Get, path: "/v1/nodes/{id}", summary: "A provider node", params: &[Path("id", INT)], body: None, ok: Object },
     Route { method: Method::Get, path: "/v1/nodes/{id}/why", summary: "Why the matcher does or does not place tasks on a node", params: &[Path("id", INT)], body: None, ok: Named("NodeWhy") },
-    Route { method: Method::Get, path: "/v1/nodes/{id}/leases", summary: "The leases a node must act on", params: &[Path("id", INT)], body: None, ok: ListOf("LeaseView") },
+    Route { method: Method::Get, path: "/v1/nodes/{id}/leases", summary: "The leases a node must act on, by task, a page at a time", params: &[Path("id", INT), Query("cursor", INT), Query("limit", INT)], body: None, ok: ListOf("LeaseView") },
     Route { method: Method::Get, path: "/v1/params", summary: "The network's parameters", params: &[], body: None, ok: Object },
     Route { method: Method::Get, path: "/v1/tasks", summary: "Tasks, newest first, filtered, a page at a time", params: &[Query("requester", STR), Query("node", INT), Query("state", STR), Query("cursor", INT), Query("limit", INT)], body: None, ok: Objects },
     Route { method: Method::Get, path: "/v1/tasks/{id}", summary: "A task", params: &[Path("id", INT)], body: None, ok: Object },
     Route { method: Method::Get, path: "/v1/tasks/{id}/why", summary: "Why a task is or is not placed", params: &[Path("id", INT)], body: None, ok: Named("TaskWhy") },
     Route { method: Method::Get, path: "/v1/blocks/{height}", summary: "A block by height, or latest", params: &[Path("height", STR)], body: None, ok: Named("BlockView") },
     Route { method: Method::Get, path: "/v1/events", summary: "Ledger events as server-sent events, optionally about one task or node", params: &[Query("task", INT), Query("node", INT)], body: None, ok: Media("text/event-stream") },
-    Route { method: Method::Get, path: "/v1/challenges", summary: "Current capacity challenges, optionally of one node", params: &[Query("node", INT)], body: None, ok: Objects },
+    Route { method: Method::Get, path: "/v1/challenges", summary: "Current capacity challenges, optionally of one node, by id, a page at a time", params: &[Query("node", INT), Query("cursor", INT), Query("limit", INT)], body: None, ok: Objects },
     Route { method: Method::Get, path: "/v1/challenges/{id}", summary: "A capacity challenge", params: &[Path("id", INT)], body: None, ok: Object },
     Route { method: Method::Get, path: "/metrics", summary: "Prometheus metrics", params: &[], body: None, ok: Media("text/plain") },
     Route { method: Method::Get, path: "/openapi.json", summary: "This document", params: &[], body: None, ok: Object },
@@ -166,15 +167,17 @@ pub fn document() -> OpenApi {
     for route in ROUTES {
         let (ok_type, ok_schema) = content(route.ok);
         let error = ContentBuilder::new().schema(Some(named("ErrorBody"))).build();
-        let mut operation = OperationBuilder::new()
-            .summary(Some(route.summary))
-            .response(
-                "200",
-                ResponseBuilder::new()
-                    .description("Success")
-                    .content(ok_type, ContentBuilder::new().schema(Some(ok_schema)).build()),
-            )
-            .response(
+        let mut ok = ResponseBuilder::new()
+            .description("Success")
+            .content(ok_type, ContentBuilder::new().schema(Some(ok_schema)).build());
+        if route.params.iter().any(|p| matches!(p, Query("cursor", _))) {
+            let next = HeaderBuilder::new()
+                .schema(ObjectBuilder::new().schema_type(Type::String).pattern(Some("^[0-9]+$")))
+                .description(Some("The cursor of the next page; absent on the last page"));
+            ok = ok.header(NEXT_CURSOR_HEADER, next.build());
+        }
+        let mut operation =
+            OperationBuilder::new().summary(Some(route.summary)).response("200", ok).response(
                 "default",
                 ResponseBuilder::new()
                     .description("A rejection, with its stable code")

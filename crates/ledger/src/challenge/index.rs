@@ -4,6 +4,7 @@ use super::{challengeable, Challenge, ChallengeStatus};
 use crate::state::{Node, State};
 use aicpw_types::{ChallengeId, NodeId};
 use std::collections::{BTreeMap, BTreeSet};
+use std::ops::Bound;
 
 /// Indices derived from the nodes' challenge records: never stored, never hashed.
 #[derive(Clone, Debug, Default)]
@@ -56,20 +57,33 @@ impl State {
         node.capacity.challenges().find(|challenge| challenge.id == id)
     }
 
-    /// The current challenges of `node`, or of every node (ascending ids), at most `limit`.
-    pub fn challenges(&self, node: Option<NodeId>, limit: usize) -> Vec<&Challenge> {
+    /// The current challenges of `node`, or of every node, in ascending ids after `after`, at
+    /// most `limit`: a page of `GET /v1/challenges`.
+    pub fn challenges(
+        &self,
+        node: Option<NodeId>,
+        after: Option<ChallengeId>,
+        limit: usize,
+    ) -> Vec<&Challenge> {
+        let from = after.map_or(Bound::Unbounded, Bound::Excluded);
         match node {
-            Some(node) => self
-                .nodes
-                .get(&node)
-                .map(|node| node.capacity.challenges().take(limit).collect())
-                .unwrap_or_default(),
+            Some(node) => {
+                let mut list: Vec<&Challenge> = self
+                    .nodes
+                    .get(&node)
+                    .map(|node| node.capacity.challenges().collect())
+                    .unwrap_or_default();
+                list.sort_by_key(|challenge| challenge.id);
+                list.retain(|challenge| after.is_none_or(|after| challenge.id > after));
+                list.truncate(limit);
+                list
+            }
             None => self
                 .index
                 .challenge
                 .nodes
-                .keys()
-                .filter_map(|id| self.challenge(*id))
+                .range((from, Bound::Unbounded))
+                .filter_map(|(id, _)| self.challenge(*id))
                 .take(limit)
                 .collect(),
         }

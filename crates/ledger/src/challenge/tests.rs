@@ -721,3 +721,33 @@ fn a_registered_gpu_is_challenged_for_its_model_and_offered_only_while_proven() 
     net.step(1);
     assert_eq!(net.0.leased(task), vec![node], "placed once the model's floor is proven");
 }
+
+#[test]
+fn current_challenges_are_listed_a_page_at_a_time_without_gaps_or_repeats() {
+    let mut net = Net::new(params());
+    let nodes = net.provider(1, 3);
+    net.step(1);
+    let all: Vec<ChallengeId> =
+        net.state.challenges(None, None, 100).iter().map(|c| c.id).collect();
+    assert_eq!(all.len(), 6, "a matrix challenge and a puzzle per node");
+    assert!(all.windows(2).all(|w| w[0] < w[1]), "ascending ids: {all:?}");
+    let mut paged = Vec::new();
+    let mut after = None;
+    loop {
+        let page: Vec<ChallengeId> =
+            net.state.challenges(None, after, 4).iter().map(|c| c.id).collect();
+        let Some(last) = page.last().copied() else { break };
+        paged.extend(page);
+        after = Some(last);
+    }
+    assert_eq!(paged, all);
+    // One node's: its two, in order, after a cursor too.
+    let own: Vec<ChallengeId> =
+        net.state.challenges(Some(nodes[1]), None, 10).iter().map(|c| c.id).collect();
+    assert_eq!(own.len(), 2);
+    assert!(own[0] < own[1]);
+    let rest: Vec<ChallengeId> =
+        net.state.challenges(Some(nodes[1]), Some(own[0]), 10).iter().map(|c| c.id).collect();
+    assert_eq!(rest, vec![own[1]]);
+    assert_eq!(net.state.challenges(Some(nodes[1]), None, 1).len(), 1);
+}
