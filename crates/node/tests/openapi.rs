@@ -89,5 +89,11 @@ fn a_live_node_serves_the_document_and_coded_errors() {
     has_required("Pending", &pending);
     has_required("StatusView", &node.get("/v1/status"));
     has_required("AccountView", &node.get(&format!("/v1/accounts/{}", alice.account())));
+    // The transfer was only admitted: a block exists once the node made one.
+    let started = std::time::Instant::now();
+    while node.get("/v1/status")["height"].as_u64() < Some(1) {
+        assert!(started.elapsed() < std::time::Duration::from_secs(10), "no block made");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
     has_required("BlockView", &node.get("/v1/blocks/latest"));
 }
