@@ -175,3 +175,36 @@ if [[ ! -d "${ipfs_cid_tool}/node_modules/ipfs-unixfs-importer" ]]; then
   npm ci --prefix "${ipfs_cid_tool}" --no-audit --no-fund --ignore-scripts --loglevel=error
 fi
 echo "setup.sh: js-ipfs importer present ($(node "${ipfs_cid_tool}/cid.mjs" /dev/null 1))"
+
+# --- Container tasks (runtime: container): a Docker Engine and the busybox test image ---------
+# The container executor talks to the engine's API (/var/run/docker.sock, or DOCKER_HOST). Here
+# the engine is Debian's docker.io, started by hand when no init system runs it (cgroup v1 or
+# v2, overlay2); the tests build their image from busybox-static (scripts/container-image.sh),
+# as no registry is reachable. Idempotent: a running engine is only checked.
+if [[ "$(id -u)" -eq 0 ]]; then
+  container_packages=()
+  command -v dockerd >/dev/null 2>&1 || container_packages+=(docker.io)
+  [[ -x /bin/busybox ]] && ! ldd /bin/busybox >/dev/null 2>&1 || container_packages+=(busybox-static)
+  if ((${#container_packages[@]} > 0)); then
+    echo "setup.sh: installing ${container_packages[*]}"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    apt-get install -y -qq --no-install-recommends "${container_packages[@]}"
+  fi
+  if ! docker info >/dev/null 2>&1; then
+    echo "setup.sh: starting dockerd (log: /var/log/aicpw-dockerd.log)"
+    nohup dockerd >>/var/log/aicpw-dockerd.log 2>&1 </dev/null &
+    for _ in $(seq 1 60); do
+      docker info >/dev/null 2>&1 && break
+      sleep 1
+    done
+  fi
+  if ! docker info >/dev/null 2>&1; then
+    echo "setup.sh: the Docker Engine does not answer; container tasks cannot run here:" >&2
+    tail -n 20 /var/log/aicpw-dockerd.log >&2 || true
+    exit 1
+  fi
+  echo "setup.sh: Docker Engine answers ($(docker info --format '{{.ServerVersion}}, cgroup v{{.CgroupVersion}}, {{.Driver}}'))"
+else
+  echo "setup.sh: note: container tasks need a Docker Engine; run this script as root to install and start one" >&2
+fi

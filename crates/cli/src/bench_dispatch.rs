@@ -260,8 +260,39 @@ fn quantile_ms(sorted_us: &[i64], q: f64) -> Value {
     json!((sorted_us[index] as f64 / 10.0).round() / 100.0)
 }
 
-/// Runs the bench; with `keep`, leaves its directory (logs, data) in place and names it.
-pub fn run(load: Load, keep: bool) -> Result<Value> {
+/// The probe task: in the sandbox, or (with an image) in a container of that image. Busybox's
+/// `date` has no nanoseconds, so the container's process reads the clock with `adjtimex`.
+fn task_yaml(image: Option<&str>) -> String {
+    let Some(image) = image else { return TASK_YAML.to_string() };
+    let clock = r#"adjtimex | awk '/tv_sec/ { s = $2 } /tv_usec/ { printf "%d%06d000\n", s, $2 }'"#;
+    TASK_YAML
+        .replace("runtime: sandbox", &format!("runtime: container\nimage: {image}"))
+        .replace("date +%s%N", clock)
+}
+
+/// The image of the container probes: `reference`, else the id of the engine's
+/// `aicpw/busybox:latest` (which `scripts/container-image.sh` builds and loads), by digest.
+pub fn probe_image(reference: Option<String>) -> Result<String> {
+    if let Some(reference) = reference {
+        return Ok(reference);
+    }
+    let out = std::process::Command::new("docker")
+        .args(["image", "inspect", "--format", "{{.Id}}", "aicpw/busybox:latest"])
+        .output()
+        .context("cannot run `docker`: container probes need a Docker Engine (scripts/setup.sh)")?;
+    let id = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    if !out.status.success() || aicpw_types::spec::image_digest(&id).is_none() {
+        bail!(
+            "the engine has no aicpw/busybox:latest: build it with `bash scripts/container-image.sh` \
+             or pass --image NAME@sha256:…"
+        );
+    }
+    Ok(format!("aicpw/busybox@{id}"))
+}
+
+/// Runs the bench, in containers of `image` when one is given; with `keep`, leaves its
+/// directory (logs, data) in place and names it.
+pub fn run(load: Load, keep: bool, image: Option<String>) -> Result<Value> {
     if load.tasks == 0 || load.requesters == 0 || load.providers == 0 {
         bail!("the bench needs at least one task, one requester and one provider");
     }
@@ -284,12 +315,13 @@ pub fn run(load: Load, keep: bool) -> Result<Value> {
     let client = Client::new(&url);
     fund(&client, &load).context("funding the providers and requesters")?;
     for i in 1..=load.providers as u32 {
-        children.0.push(demo::start_provider(&url, &root, i, PROVIDER_PRICE)?);
+        let extra: &[&str] = if image.is_some() { &["--containers"] } else { &[] };
+        children.0.push(demo::start_provider(&url, &root, i, PROVIDER_PRICE, extra)?);
     }
     demo::wait_for_nodes(&client, load.providers).context("starting the providers")?;
     let slots = slots(&client)?;
     let yaml = root.join("dispatch-probe.yaml");
-    std::fs::write(&yaml, TASK_YAML)?;
+    std::fs::write(&yaml, task_yaml(image.as_deref()))?;
     let mut granters = HashMap::new();
     for j in 0..load.requesters {
         let (late, late_tasks) = mpsc::channel();
@@ -422,7 +454,10 @@ pub fn run(load: Load, keep: bool) -> Result<Value> {
                      one `date`), seat_held_* is from task_assigned to result_committed (the \
                      ledger frees the seat at the commitment), capacity_tasks_per_sec is \
                      slots over the mean seat_held; run_ms is from the first submission to \
-                     the last result fetched and accepted",
+                     the last result fetched and accepted; with runtime container the process \
+                     is a container's (image named), its clock read with adjtimex",
+        "runtime": if image.is_some() { "container" } else { "sandbox" },
+        "image": image,
         "tasks": load.tasks,
         "requesters": load.requesters,
         "providers": load.providers,

@@ -3,9 +3,10 @@
 use crate::{
     bench_challenge, bench_dispatch, bench_ledger, bench_match, bench_store, demo, injector,
     known_answers, requester, BenchCommand, Command, KeysCommand, KnownAnswerCommand, NodeCommand,
-    ProviderCommand, QueryCommand, StoreCommand, TaskCommand, TxCommand,
+    ProviderCommand, QueryCommand, RuntimeArg, StoreCommand, TaskCommand, TxCommand,
 };
 use aicpw_provider::client::Client;
+use aicpw_provider::executor::Executor;
 use aicpw_types::{AccountId, Amount, Keypair, TxBody};
 use anyhow::{bail, Context, Result};
 use serde_json::Value;
@@ -385,7 +386,17 @@ fn known_answer(command: KnownAnswerCommand) -> Result<()> {
 
 fn provider(client: &Client, command: ProviderCommand) -> Result<()> {
     match command {
-        ProviderCommand::Start { key, stake, work_dir, price, region, allow_network } => {
+        ProviderCommand::Start {
+            key,
+            stake,
+            work_dir,
+            price,
+            region,
+            allow_network,
+            containers,
+            images,
+            image_mb_max,
+        } => {
             let mut executor = aicpw_provider::executor::SandboxExecutor::new(Default::default())?;
             aicpw_provider::executor::sandbox_available()?;
             executor.keep_spare_disks(&work_dir.join("spare-disks"))?;
@@ -393,6 +404,18 @@ fn provider(client: &Client, command: ProviderCommand) -> Result<()> {
                 // Refuse to offer network access that the machine cannot confine.
                 executor.network_self_test()?;
             }
+            let containers = if containers {
+                let config = aicpw_provider::executor::ContainerConfig {
+                    images_allowed: images,
+                    image_bytes_max: image_mb_max.saturating_mul(1 << 20),
+                    ..Default::default()
+                };
+                let engine = aicpw_provider::executor::ContainerExecutor::new(config)?;
+                println!("container tasks run on Docker Engine {}", engine.engine_version()?);
+                Some(std::sync::Arc::new(engine) as std::sync::Arc<dyn Executor>)
+            } else {
+                None
+            };
             let config = aicpw_provider::agent::AgentConfig {
                 key: load_key(&key)?,
                 stake: amount(&stake)?,
@@ -402,6 +425,7 @@ fn provider(client: &Client, command: ProviderCommand) -> Result<()> {
                 hardware: None,
                 region,
                 allow_network,
+                containers,
             };
             let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
             aicpw_provider::agent::run(
@@ -458,9 +482,22 @@ fn bench(command: BenchCommand) -> Result<()> {
         BenchCommand::Store { json, sizes_mib, js_ipfs_tool } => {
             (json, bench_store::run(&sizes_mib, js_ipfs_tool.as_deref())?)
         }
-        BenchCommand::Dispatch { json, tasks, requesters, providers, rate, keep } => {
+        BenchCommand::Dispatch {
+            json,
+            tasks,
+            requesters,
+            providers,
+            rate,
+            keep,
+            runtime,
+            image,
+        } => {
             let load = bench_dispatch::Load { tasks, requesters, providers, rate };
-            (json, bench_dispatch::run(load, keep)?)
+            let image = match runtime {
+                RuntimeArg::Sandbox => None,
+                RuntimeArg::Container => Some(bench_dispatch::probe_image(image)?),
+            };
+            (json, bench_dispatch::run(load, keep, image)?)
         }
         BenchCommand::Challenge { json, n, threads, k } => {
             (json, bench_challenge::run(n, threads, k)?)

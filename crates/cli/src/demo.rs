@@ -59,7 +59,15 @@ pub fn start_node(data_dir: &Path, log: &Path, args: &[&str]) -> Result<(Child, 
 }
 
 /// Starts a provider agent process for dev account `index`.
-pub fn start_provider(url: &str, root: &Path, index: u32, price: u64) -> Result<Child> {
+/// Starts provider agent `index` (dev account) at `price`, with `extra` arguments to
+/// `provider start`.
+pub fn start_provider(
+    url: &str,
+    root: &Path,
+    index: u32,
+    price: u64,
+    extra: &[&str],
+) -> Result<Child> {
     let key = root.join(format!("provider-{index}.json"));
     Keypair::dev(index).save(&key)?;
     let log = std::fs::File::create(root.join(format!("provider-{index}.log")))?;
@@ -78,6 +86,7 @@ pub fn start_provider(url: &str, root: &Path, index: u32, price: u64) -> Result<
         .arg(&key)
         .arg("--work-dir")
         .arg(root.join(format!("provider-{index}")))
+        .args(extra)
         .stdout(log.try_clone()?)
         .stderr(log)
         .spawn()
@@ -143,7 +152,7 @@ pub fn run(json_output: bool, keep: bool) -> Result<()> {
     let mut children = Children(vec![node], root.clone());
     say(format!("node: dev chain at {url} (data in {})", root.display()));
     for (i, price) in PROVIDER_PRICES.iter().enumerate() {
-        children.0.push(start_provider(&url, &root, i as u32 + 1, *price)?);
+        children.0.push(start_provider(&url, &root, i as u32 + 1, *price, &[])?);
     }
     let client = Client::new(&url);
     wait_for_nodes(&client, PROVIDER_PRICES.len())?;

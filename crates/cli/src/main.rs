@@ -401,6 +401,19 @@ enum ProviderCommand {
         /// iproute2 (`scripts/setup.sh`); checked at start.
         #[arg(long)]
         allow_network: bool,
+        /// Also take container tasks (`runtime: container`), run on the local Docker Engine
+        /// (`DOCKER_HOST`, or /var/run/docker.sock; `scripts/setup.sh` installs and starts one).
+        /// Checked at start: the engine must answer.
+        #[arg(long)]
+        containers: bool,
+        /// With --containers: the only images taken (`sha256:<hex>`, an image id or a registry
+        /// digest; repeat the flag). None: any image a task names by digest.
+        #[arg(long = "image")]
+        images: Vec<String>,
+        /// With --containers: the largest image taken, in MB (a shipped archive, or the image
+        /// in the engine).
+        #[arg(long, default_value = "16384")]
+        image_mb_max: u64,
     },
     /// Explain why a node gets no work.
     Why {
@@ -449,6 +462,13 @@ enum StoreCommand {
     },
 }
 
+/// Where `bench dispatch` runs its probes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+enum RuntimeArg {
+    Sandbox,
+    Container,
+}
+
 #[derive(Subcommand)]
 enum BenchCommand {
     /// Signed transfers per second through decode, batch verify, apply and durable commit.
@@ -482,6 +502,14 @@ enum BenchCommand {
         /// Keep the temporary directory (node and provider logs, data) instead of deleting it.
         #[arg(long)]
         keep: bool,
+        /// Where the probes run: the bubblewrap sandbox, or containers of the local Docker
+        /// Engine (providers started with `--containers`).
+        #[arg(long, value_enum, default_value = "sandbox")]
+        runtime: RuntimeArg,
+        /// With `--runtime container`: the probes' image, by digest (default: the engine's
+        /// aicpw/busybox:latest, built by `scripts/container-image.sh`).
+        #[arg(long)]
+        image: Option<String>,
     },
     /// Content store: MB/s of `store add` and `store get` of files of each size through a dev
     /// node's API, and the peak memory of the node and of the client.

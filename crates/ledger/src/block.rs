@@ -262,6 +262,7 @@ pub fn task_request(state: &State, task: &Task) -> TaskRequest {
         value: Amount(run.0.saturating_mul(multiple)),
         tee_required: false,
         network: task.terms.network,
+        container: task.terms.runtime == aicpw_types::task::Runtime::Container,
         // Encrypted tasks are placed like any other; their key is granted after placement.
         allowed_nodes: None,
         excluded_nodes: excluded.into_iter().collect(),

@@ -60,6 +60,7 @@ pub(crate) fn hardware() -> Hardware {
         gpu_count: 0,
         gpu_vram_mb: 0,
         allows_network: false,
+        runs_containers: false,
     }
 }
 
@@ -728,6 +729,40 @@ fn a_network_task_is_placed_only_on_a_node_that_allows_network() {
     // A task without network still goes to the cheapest node.
     let plain = net.submit(0, terms(12_000_000));
     assert_ne!(net.leased(plain), vec![open]);
+}
+
+/// A container task waits for a node that runs containers, however many cheaper sandbox-only
+/// nodes fit otherwise, and the explanation names the missing runtime.
+#[test]
+fn a_container_task_is_placed_only_on_a_node_that_runs_containers() {
+    let mut net = Net::new();
+    net.provider(1, 1_000);
+    net.provider(2, 2_000);
+    let mut t = terms(12_000_000);
+    t.runtime = Runtime::Container;
+    let id = net.submit(0, t);
+    net.idle(1_000);
+    assert!(net.leased(id).is_empty(), "no node runs containers yet");
+    let request = crate::block::task_request(&net.state, net.task(id));
+    let why = net.state.index.matcher.explain_task(&request);
+    assert_eq!(why.first_unmet, Some(aicpw_matcher::Constraint::Runtime), "{}", why.message);
+    assert_eq!(why.failing.runtime, 2);
+    assert!(why.message.contains("--containers"), "{}", why.message);
+
+    net.run(3, TxBody::Bond { amount: Amount::tokens(1_000) }).expect("bond");
+    let offer = TxBody::RegisterNode {
+        hardware: Hardware { runs_containers: true, ..hardware() },
+        x25519_key: key(3).x25519_public(),
+        endpoint: "node3".into(),
+        price_per_hour: Amount(3_000_000),
+    };
+    net.run(3, offer).expect("register");
+    let engine = *net.state.nodes.keys().last().expect("a node");
+    net.idle(1_000);
+    assert_eq!(net.leased(id), vec![engine]);
+    // A sandbox task still goes to the cheapest node.
+    let plain = net.submit(0, terms(12_000_000));
+    assert_ne!(net.leased(plain), vec![engine]);
 }
 
 #[test]

@@ -4,7 +4,7 @@
 //! price order cost one check per block instead of one per node.
 
 use crate::index::{mix64, Entry};
-pub(crate) use crate::traits::{Filter, Traits, NETWORK, NEW_PROVIDER, TEE};
+pub(crate) use crate::traits::{Filter, Traits, CONTAINERS, NETWORK, NEW_PROVIDER, TEE};
 
 #[derive(Clone, Debug, Default)]
 struct Block {

@@ -21,6 +21,8 @@ pub enum Constraint {
     Tee,
     /// The task asks for network access and the node's operator does not allow it.
     Network,
+    /// The task runs in a container and the node runs none (`Hardware::runs_containers`).
+    Runtime,
     /// The task names a GPU model and the node has another.
     GpuModel,
     /// The task must run in a region and the node is elsewhere.
@@ -40,12 +42,13 @@ pub enum Constraint {
 }
 
 impl Constraint {
-    pub const ALL: [Constraint; 13] = [
+    pub const ALL: [Constraint; 14] = [
         Constraint::Offline,
         Constraint::NotAllowed,
         Constraint::Excluded,
         Constraint::Tee,
         Constraint::Network,
+        Constraint::Runtime,
         Constraint::GpuModel,
         Constraint::Region,
         Constraint::Hardware,
@@ -207,6 +210,7 @@ impl<'t> Need<'t> {
             (Constraint::Excluded, task.excluded_nodes.contains(&offer.id)),
             (Constraint::Tee, task.tee_required && !offer.tee),
             (Constraint::Network, task.network && !offer.hardware.allows_network),
+            (Constraint::Runtime, task.container && !offer.hardware.runs_containers),
         ];
         let mut unmet = Unmet::default();
         for (constraint, fails) in failed {

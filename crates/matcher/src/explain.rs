@@ -19,6 +19,7 @@ pub struct ConstraintCounts {
     pub excluded: usize,
     pub tee: usize,
     pub network: usize,
+    pub runtime: usize,
     pub gpu_model: usize,
     pub region: usize,
     pub hardware: usize,
@@ -37,6 +38,7 @@ impl ConstraintCounts {
             Constraint::Excluded => &mut self.excluded,
             Constraint::Tee => &mut self.tee,
             Constraint::Network => &mut self.network,
+            Constraint::Runtime => &mut self.runtime,
             Constraint::GpuModel => &mut self.gpu_model,
             Constraint::Region => &mut self.region,
             Constraint::Hardware => &mut self.hardware,
@@ -54,6 +56,7 @@ impl ConstraintCounts {
             Constraint::Excluded => self.excluded,
             Constraint::Tee => self.tee,
             Constraint::Network => self.network,
+            Constraint::Runtime => self.runtime,
             Constraint::GpuModel => self.gpu_model,
             Constraint::Region => self.region,
             Constraint::Hardware => self.hardware,
@@ -313,6 +316,10 @@ fn describe(
         Constraint::Network => "the task asks for network access (`network: full`) and no \
                                 suitable online node allows it (`aicpw provider start \
                                 --allow-network`)"
+            .into(),
+        Constraint::Runtime => "the task runs in a container (`runtime: container`) and no \
+                                suitable online node runs containers (`aicpw provider start \
+                                --containers`)"
             .into(),
         Constraint::GpuModel => format!("no online node has GPU model {:?}", resources.gpu_model),
         Constraint::Region => format!("no online node is in region {:?}", resources.region),

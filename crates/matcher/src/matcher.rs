@@ -1,6 +1,6 @@
 //! The matcher: the node table, the index kept in step with it, and placements.
 
-use crate::blocks::{Pos, Traits, NETWORK, NEW_PROVIDER, TEE};
+use crate::blocks::{Pos, Traits, CONTAINERS, NETWORK, NEW_PROVIDER, TEE};
 use crate::eligibility::{Capacity, Need};
 use crate::index::{mix64, BucketKey, Entry, Index, Rank};
 use crate::params::{MatchParams, BPS_ONE};
@@ -94,7 +94,8 @@ impl NodeState {
             reputation: offer.reputation_permille,
             flags: if offer.tee { TEE } else { 0 }
                 | if fresh { NEW_PROVIDER } else { 0 }
-                | if offer.hardware.allows_network { NETWORK } else { 0 },
+                | if offer.hardware.allows_network { NETWORK } else { 0 }
+                | if offer.hardware.runs_containers { CONTAINERS } else { 0 },
             region: self.region,
         }
     }

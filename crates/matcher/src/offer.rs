@@ -36,6 +36,10 @@ pub struct TaskRequest {
     /// The task asks for network access (`network: full`): only nodes whose operator allows it
     /// (`Hardware::allows_network`) may take it.
     pub network: bool,
+    /// The task runs in a container (`runtime: container`): only nodes that run containers
+    /// (`Hardware::runs_containers`) may take it.
+    #[serde(default)]
+    pub container: bool,
     /// Some: only these nodes (encrypted tasks: the nodes holding a key grant).
     pub allowed_nodes: Option<Vec<NodeId>>,
     /// Nodes that already failed this task.

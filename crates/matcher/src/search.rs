@@ -1,6 +1,6 @@
 //! Finding the best eligible nodes for a task through the index.
 
-use crate::blocks::{Blocks, Filter, Pos, Traits, NETWORK, NEW_PROVIDER, TEE};
+use crate::blocks::{Blocks, Filter, Pos, Traits, CONTAINERS, NETWORK, NEW_PROVIDER, TEE};
 use crate::eligibility::{Constraint, Need};
 use crate::explain::ConstraintCounts;
 use crate::index::{Bucket, Entry, Order, Rank};
@@ -464,6 +464,7 @@ fn filter(need: &Need<'_>, scope: Scope) -> Filter {
         reputation: task.reputation_min,
         flags: if task.tee_required { TEE } else { 0 }
             | if task.network { NETWORK } else { 0 }
+            | if task.container { CONTAINERS } else { 0 }
             | if scope == Scope::Fresh { NEW_PROVIDER } else { 0 },
     }
 }

@@ -16,7 +16,7 @@ pub(crate) struct Traits {
     pub stake: u64,
     pub price: u64,
     pub reputation: u16,
-    /// [`TEE`], [`NEW_PROVIDER`] and [`NETWORK`] bits; a summary has a bit if any of its nodes
+    /// [`TEE`], [`NEW_PROVIDER`], [`NETWORK`] and [`CONTAINERS`] bits; a summary has a bit if any of its nodes
     /// has it.
     pub flags: u8,
     /// The node's interned region, compared node by node (a summary keeps 0).
@@ -29,6 +29,8 @@ pub(crate) const TEE: u8 = 1;
 pub(crate) const NEW_PROVIDER: u8 = 2;
 /// The node's operator allows tasks with network access.
 pub(crate) const NETWORK: u8 = 4;
+/// The node runs container tasks.
+pub(crate) const CONTAINERS: u8 = 8;
 
 impl Traits {
     /// The summary of no node: every bound at its most restrictive.
@@ -158,6 +160,9 @@ impl Filter {
         }
         if missing & NETWORK != 0 {
             return Some(Constraint::Network);
+        }
+        if missing & CONTAINERS != 0 {
+            return Some(Constraint::Runtime);
         }
         if missing != 0 {
             return Some(Constraint::Reputation);

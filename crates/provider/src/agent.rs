@@ -76,6 +76,9 @@ pub struct AgentConfig {
     /// Take tasks that ask for network access (`network: full`), each in its own network
     /// namespace with egress only; registered as `Hardware::allows_network`.
     pub allow_network: bool,
+    /// Runs `runtime: container` tasks (a `ContainerExecutor`); registered as
+    /// `Hardware::runs_containers`. `None`: this node takes sandbox tasks only.
+    pub containers: Option<Arc<dyn Executor>>,
 }
 
 /// What the agent remembers across restarts.
@@ -199,6 +202,7 @@ pub fn detected_hardware(work_dir: &Path) -> Result<Hardware, AgentError> {
         gpu_vram_mb: gpu.map_or(0, |g| g.vram_mb),
         region: String::new(),
         allows_network: false,
+        runs_containers: false,
     })
 }
 
@@ -212,7 +216,7 @@ fn register(
     if let Some(node) = journal.node {
         let found = client.get(&format!("/v1/nodes/{node}"));
         if let Some(found) = found.ok().filter(|n| n["status"] == "active") {
-            align_network_opt_in(client, config, node, &found)?;
+            align_opt_ins(client, config, node, &found)?;
             return Ok(node);
         }
     }
@@ -232,6 +236,7 @@ fn register(
         hardware.region = config.region.clone();
     }
     hardware.allows_network = config.allow_network;
+    hardware.runs_containers = config.containers.is_some();
     let body = TxBody::RegisterNode {
         hardware,
         x25519_key: config.key.x25519_public(),
@@ -250,10 +255,10 @@ fn register(
     Ok(NodeId(node))
 }
 
-/// Registers what this start of the agent allows: a node registered with network access that
-/// is restarted without `--allow-network` (or the reverse) updates its registration, so the
-/// matcher never sends it tasks it would refuse.
-fn align_network_opt_in(
+/// Registers what this start of the agent allows: a node registered with network access (or
+/// containers) that is restarted without `--allow-network` (`--containers`), or the reverse,
+/// updates its registration, so the matcher never sends it tasks it would refuse.
+fn align_opt_ins(
     client: &Client,
     config: &AgentConfig,
     node: NodeId,
@@ -261,10 +266,14 @@ fn align_network_opt_in(
 ) -> Result<(), AgentError> {
     let mut hardware: Hardware = serde_json::from_value(found["hardware"].clone())
         .map_err(|_| AgentError::Protocol("the node's registered hardware"))?;
-    if hardware.allows_network == config.allow_network {
+    let runs_containers = config.containers.is_some();
+    if (hardware.allows_network, hardware.runs_containers)
+        == (config.allow_network, runs_containers)
+    {
         return Ok(());
     }
     hardware.allows_network = config.allow_network;
+    hardware.runs_containers = runs_containers;
     let body = TxBody::UpdateNode {
         node,
         hardware,

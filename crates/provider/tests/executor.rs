@@ -808,7 +808,7 @@ fn a_nondeterministic_tasks_summary_is_read_from_its_outputs_after_the_run() {
     let run = run_python(&dirs, script, |_| {});
     assert_eq!(run.outcome.termination, Termination::Completed, "{}", run.describe());
     let outputs = vec!["model.bin".to_string(), "metrics.json".to_string()];
-    let manifest = Manifest { command: "python3".into(), args: vec![], outputs };
+    let manifest = Manifest { command: "python3".into(), outputs, ..Manifest::default() };
     let files = collect_outputs(&dirs.path("out"), &manifest).expect("outputs");
     let terms = serde_json::json!({
         "nondeterministic": { "summary": "metrics.json", "tolerance_micros": 1000, "mode": "tolerance" }

@@ -274,6 +274,7 @@ fn start_agent_once(url: &str, work_dir: &Path, allow_network: bool) -> NodeId {
         hardware: Some(Hardware { cpu_cores: 2, memory_mb: 4_096, ..Default::default() }),
         region: String::new(),
         allow_network,
+        containers: None,
     };
     let executor = Arc::new(SandboxExecutor::new(SandboxConfig::default()).expect("executor"));
     let stop = Arc::new(AtomicBool::new(false));

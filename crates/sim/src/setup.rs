@@ -156,6 +156,7 @@ pub fn hardware_cpu(cores: u32) -> Hardware {
         gpu_count: 0,
         gpu_vram_mb: 0,
         allows_network: false,
+        runs_containers: false,
     }
 }
 

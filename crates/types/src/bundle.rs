@@ -33,16 +33,27 @@ pub struct Manifest {
     pub command: String,
     pub args: Vec<String>,
     pub outputs: Vec<String>,
+    /// A container task's image, named by digest (`spec::image_digest`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image: Option<String>,
+    /// The bundle file holding the image as a `docker save` archive, if the task ships it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image_archive: Option<String>,
 }
 
 impl Manifest {
-    /// Every declared output is a plain relative path (no `/` at the start, no `.` or `..`),
-    /// so it names something inside the outputs directory.
+    /// Every declared output (and the image archive) is a plain relative path (no `/` at the
+    /// start, no `.` or `..`), so it names something inside the outputs (inputs) directory.
     fn check_outputs(&self) -> Result<(), BundleError> {
         if self.outputs.len() > PATHS_MAX {
             return Err(BundleError::TooLarge("output count"));
         }
-        match self.outputs.iter().find(|o| !is_relative_plain_path(o) || o.len() > PATH_BYTES_MAX) {
+        match self
+            .outputs
+            .iter()
+            .chain(&self.image_archive)
+            .find(|o| !is_relative_plain_path(o) || o.len() > PATH_BYTES_MAX)
+        {
             Some(bad) => Err(BundleError::UnsafePath(bad.clone())),
             None => Ok(()),
         }
@@ -320,8 +331,11 @@ mod tests {
 
     #[test]
     fn bundles_round_trip() {
-        let manifest =
-            Manifest { command: "python3".into(), args: vec!["a.py".into()], outputs: vec![] };
+        let manifest = Manifest {
+            command: "python3".into(),
+            args: vec!["a.py".into()],
+            ..Manifest::default()
+        };
         let files = vec![("a.py".to_string(), b"print(1)".to_vec()), ("d/x".into(), vec![0; 3])];
         let bytes = pack(&manifest, &files).expect("packs");
         let (m, f) = unpack(&bytes).expect("unpacks");
@@ -372,6 +386,7 @@ mod tests {
             command: "python3".into(),
             args: vec![],
             outputs: outputs.iter().map(|o| o.to_string()).collect(),
+            ..Manifest::default()
         }
     }
 

@@ -24,6 +24,10 @@ pub struct Hardware {
     /// places such a task on a node without it.
     #[serde(default)]
     pub allows_network: bool,
+    /// The node runs `runtime: container` tasks on a Docker Engine (`aicpw provider start
+    /// --containers`); the matcher never places such a task on a node without it.
+    #[serde(default)]
+    pub runs_containers: bool,
 }
 codec_struct!(Hardware {
     cpu_cores,
@@ -34,7 +38,8 @@ codec_struct!(Hardware {
     gpu_count,
     gpu_vram_mb,
     region,
-    allows_network
+    allows_network,
+    runs_containers
 });
 
 /// What a task requires of a node. An empty `gpu_model` accepts any model.

@@ -94,9 +94,14 @@ pub struct TaskFile {
     pub kind: TaskKind,
     #[serde(default)]
     pub runtime: Runtime,
-    /// Container image reference; only for `runtime: container`.
+    /// Container image, named by digest (`name@sha256:<hex>` or `sha256:<hex>`, see
+    /// [`image_digest`]); only for `runtime: container`.
     #[serde(default)]
     pub image: Option<String>,
+    /// One of `inputs`: a `docker save` archive holding `image`, for providers whose engine
+    /// does not have it and cannot pull it.
+    #[serde(default)]
+    pub image_archive: Option<String>,
     pub command: String,
     #[serde(default)]
     pub args: Vec<String>,
@@ -214,8 +219,27 @@ impl TaskFile {
             }
         }
         match (self.runtime, &self.image) {
-            (Runtime::Container, None) => fail("image", "a container task needs an image"),
-            (Runtime::Sandbox, Some(_)) => fail("image", "only container tasks take an image"),
+            (Runtime::Container, None) => return fail("image", "a container task needs an image"),
+            (Runtime::Sandbox, Some(_)) => {
+                return fail("image", "only container tasks take an image")
+            }
+            (_, Some(image)) if image_digest(image).is_none() => {
+                return fail(
+                    "image",
+                    "name the image by digest, `name@sha256:<64 hex>` or `sha256:<64 hex>`; a tag \
+                     alone names whatever the registry serves today",
+                )
+            }
+            _ => {}
+        }
+        if self.runtime == Runtime::Container && self.network == NetworkAccess::Full {
+            return fail("network", "container tasks run without network access");
+        }
+        match &self.image_archive {
+            Some(archive) if !self.inputs.contains(archive) || self.image.is_none() => fail(
+                "image_archive",
+                "the image archive is one of the inputs of a task that names an image",
+            ),
             _ => Ok(()),
         }
     }
@@ -228,6 +252,14 @@ impl TaskFile {
             command: self.command.clone(),
             args: self.args.clone(),
             outputs: self.outputs.clone(),
+            image: self.image.clone(),
+            // The archive is packed under its file name, as every input is.
+            image_archive: self.image_archive.as_ref().and_then(|archive| {
+                std::path::Path::new(archive)
+                    .file_name()
+                    .and_then(|name| name.to_str())
+                    .map(str::to_string)
+            }),
         }
     }
 
@@ -263,6 +295,20 @@ impl TaskFile {
             mode: file.mode,
         })
     }
+}
+
+/// The digest a container image reference names: `sha256:<64 lowercase hex>`, alone or after
+/// `name@` (a repository name of letters, digits and `._-/:`). A tag alone
+/// (`pytorch/pytorch:latest`) names whatever the registry serves today: `None`.
+pub fn image_digest(reference: &str) -> Option<&str> {
+    let (name, digest) = reference.rsplit_once('@').unwrap_or(("", reference));
+    let hex = digest.strip_prefix("sha256:")?;
+    let hex_ok = hex.len() == 64 && hex.chars().all(|c| matches!(c, '0'..='9' | 'a'..='f'));
+    let name_ok = !reference.contains('@')
+        || (!name.is_empty()
+            && name.len() <= 255
+            && name.chars().all(|c| c.is_ascii_alphanumeric() || "._-/:".contains(c)));
+    (hex_ok && name_ok).then_some(digest)
 }
 
 /// A path inside a task's directories: relative, no `..`, no empty parts.

@@ -90,6 +90,11 @@ impl Net {
 
     /// Starts a provider agent for dev account `index`; returns its position in `providers`.
     pub fn provider(&mut self, index: u32, price: u64) -> usize {
+        self.provider_with(index, price, &[])
+    }
+
+    /// [`Net::provider`] with `extra` arguments to `provider start`.
+    pub fn provider_with(&mut self, index: u32, price: u64, extra: &[&str]) -> usize {
         let key = self.key(index);
         let log = std::fs::File::create(self.dir.path().join(format!("provider-{index}.log")))
             .expect("log");
@@ -106,6 +111,7 @@ impl Net {
             .arg(key)
             .arg("--work-dir")
             .arg(self.dir.path().join(format!("provider-{index}")))
+            .args(extra)
             .stdout(log.try_clone().expect("log"))
             .stderr(log)
             .spawn()

@@ -301,6 +301,7 @@ pub fn task(rng: &mut Rng, id: TaskId, node_count: usize) -> TaskRequest {
         value: Amount(max_price * u128::from(hours)),
         tee_required: rng.chance(30),
         network: false,
+        container: false,
         allowed_nodes: rng.chance(10).then(|| (0..16).map(|_| node_id(rng)).collect()),
         excluded_nodes: if rng.chance(50) { vec![node_id(rng)] } else { Vec::new() },
     }

@@ -20,6 +20,7 @@ pub fn gpu_node(id: u64, model: &str, gpus: u32, price: u128) -> NodeOffer {
             gpu_count: gpus,
             gpu_vram_mb: 81_920,
             allows_network: false,
+            runs_containers: false,
         },
         price_per_hour: Amount(price),
         reputation_permille: 900,

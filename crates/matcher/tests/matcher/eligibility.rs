@@ -60,6 +60,19 @@ fn rows() -> Vec<Row> {
             &[],
         ),
         row("network allowed, not asked", |n| n.hardware.allows_network = true, keep_task, &[]),
+        row("a container task, node runs none", keep_node, |t| t.container = true, &[Runtime]),
+        row(
+            "a container task on a node that runs containers",
+            |n| n.hardware.runs_containers = true,
+            |t| t.container = true,
+            &[],
+        ),
+        row(
+            "runs containers, a sandbox task",
+            |n| n.hardware.runs_containers = true,
+            keep_task,
+            &[],
+        ),
         row("another GPU model", keep_node, |t| t.resources.gpu_model = "A100".into(), &[GpuModel]),
         row("model names ignore case", keep_node, |t| t.resources.gpu_model = "h100".into(), &[]),
         row(

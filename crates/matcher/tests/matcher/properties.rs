@@ -34,6 +34,7 @@ fn offer() -> impl Strategy<Value = NodeOffer> {
                     gpu_vram_mb: 24_000 * (1 + u64::from(gpus % 2)),
                     region: ["eu-west", "us-east", ""][(id % 3) as usize].to_string(),
                     allows_network: completed % 2 == 0,
+                    runs_containers: completed % 3 == 0,
                 },
                 price_per_hour: Amount(price * 10),
                 reputation_permille: reputation,
@@ -86,6 +87,7 @@ fn task() -> impl Strategy<Value = TaskRequest> {
                 value: Amount(value * 10),
                 tee_required: tee == 0,
                 network: tee % 3 == 1,
+                container: tee % 4 == 2,
                 allowed_nodes: (allowed == 0)
                     .then(|| listed.iter().map(|id| NodeId(id / 2)).collect()),
                 excluded_nodes: if (1..3).contains(&allowed) {

@@ -5,7 +5,8 @@
 use super::{save_journal, Sealed, Shared, LOG_LINES_KEPT_MAX, TASK_HEARTBEAT_INTERVAL};
 use crate::client::ClientError;
 use crate::executor::{
-    ExecutionEvent, ExecutionRequest, ExecutorError, Limits, Prepared, Termination,
+    ContainerImage, ExecutionEvent, ExecutionRequest, Executor, ExecutorError, Limits, Prepared,
+    Termination,
 };
 use aicpw_types::bundle::{self, BundleError, Manifest};
 use aicpw_types::task::FailureReason;
@@ -52,6 +53,7 @@ pub(super) fn get_ready<'a>(
         tracing::warn!("task {id} asks for network access, which this agent does not allow");
         return Err(FailureReason::ProviderError);
     }
+    let executor = executor_for(shared, id, terms)?;
     let dir = shared.config.work_dir.join("tasks").join(id.0.to_string());
     crate::executor::remove_run_dir(&dir);
     for d in ["in", "out", "tmp"] {
@@ -60,8 +62,7 @@ pub(super) fn get_ready<'a>(
     // The inputs come from the store while the executor sets the run up.
     let (prepared, sealed_inputs) = std::thread::scope(|scope| {
         let fetching = scope.spawn(|| fetch_sealed_inputs(shared, task));
-        let prepared = shared
-            .executor
+        let prepared = executor
             .prepare(&limits_of(terms), network, &dir.join("tmp"))
             .map_err(|e| tracing::warn!("task {id}: cannot set the run up yet: {e}"))
             .ok();
@@ -72,6 +73,23 @@ pub(super) fn get_ready<'a>(
     });
     tracing::debug!("task {id}: run set up, sealed inputs fetched");
     Ok(Ready { dir, prepared, sealed_inputs })
+}
+
+/// The executor of the task's runtime: the sandbox, or the container executor where this agent
+/// has one (the matcher places container tasks only on nodes registered with
+/// `runs_containers`).
+fn executor_for<'a>(
+    shared: &'a Shared,
+    id: TaskId,
+    terms: &Value,
+) -> Result<&'a dyn Executor, FailureReason> {
+    if terms["runtime"].as_str() != Some("container") {
+        return Ok(shared.executor.as_ref());
+    }
+    shared.config.containers.as_deref().ok_or_else(|| {
+        tracing::warn!("task {id} is a container task, and this agent runs no containers");
+        FailureReason::ProviderError
+    })
 }
 
 /// Opens the inputs with the key granted in `task`, runs the task in its run got `ready` with
@@ -101,9 +119,14 @@ pub(super) fn execute(
     );
     request.limits = limits_of(terms);
     request.network = terms["network"].as_bool().unwrap_or(false);
+    request.image = manifest.image.clone().map(|reference| ContainerImage {
+        reference,
+        archive: manifest.image_archive.as_ref().map(|archive| inputs.join(archive)),
+    });
+    let executor = executor_for(shared, id, terms)?;
     let prepared = match ready.prepared {
         Some(prepared) => Ok(prepared),
-        None => shared.executor.prepare(&request.limits, request.network, &scratch),
+        None => executor.prepare(&request.limits, request.network, &scratch),
     };
     let progress = Arc::new(AtomicU16::new(0));
     let heartbeat_stop = Arc::new(AtomicBool::new(false));
@@ -112,7 +135,7 @@ pub(super) fn execute(
     let outcome = std::thread::scope(|scope| {
         scope.spawn(|| heartbeats(shared, id, &progress, &heartbeat_stop));
         let outcome = prepared.and_then(|prepared| {
-            shared.executor.run_prepared(prepared, &request, &mut |event| match event {
+            executor.run_prepared(prepared, &request, &mut |event| match event {
                 ExecutionEvent::Progress { permille } => progress.store(permille, Ordering::SeqCst),
                 ExecutionEvent::Log { line, .. } => {
                     let mut logs = logs.lock().expect("no panics while locked");
@@ -129,8 +152,11 @@ pub(super) fn execute(
     let outcome = outcome.map_err(|e| {
         tracing::warn!("task {id}: executor failed: {e}");
         match e {
-            // The request is built from the requester's manifest and terms.
-            ExecutorError::InvalidRequest { .. } => FailureReason::InputsUnavailable,
+            // The request is built from the requester's manifest and terms; the image is the
+            // requester's to ship (or one this provider does not accept: no one's fault).
+            ExecutorError::InvalidRequest { .. }
+            | ExecutorError::ImageRefused { .. }
+            | ExecutorError::ImageUnavailable { .. } => FailureReason::InputsUnavailable,
             _ => FailureReason::ProviderError,
         }
     })?;

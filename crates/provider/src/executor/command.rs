@@ -306,7 +306,7 @@ fn rlimit_options(limits: &Limits, init_shares_uid: bool) -> Vec<String> {
 
 /// The task's whole environment: defaults, then the request's variables, then the reserved
 /// ones (which validation keeps the request from setting).
-fn task_environment(request: &ExecutionRequest) -> Vec<(String, String)> {
+pub(crate) fn task_environment(request: &ExecutionRequest) -> Vec<(String, String)> {
     let cores = request.limits.cpu_cores.to_string();
     let mut env: Vec<(String, String)> = [
         ("PATH", "/usr/local/bin:/usr/bin:/bin"),

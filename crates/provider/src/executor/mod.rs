@@ -4,16 +4,19 @@
 //! builds an [`ExecutionRequest`], calls [`Executor::run`] on a blocking thread, receives
 //! [`ExecutionEvent`]s while the task runs and an [`ExecutionOutcome`] at the end. The embedded
 //! default is [`SandboxExecutor`] (bubblewrap namespaces plus per-process rlimits plus a
-//! process-tree monitor); a container executor can implement the same trait later.
+//! process-tree monitor); [`ContainerExecutor`] runs `runtime: container` tasks in containers of
+//! the local Docker Engine behind the same trait.
 //!
 //! Inside: `sandbox` (identity, uid slots, self-test), `command` (bubblewrap options and the
 //! wrapper chain), `supervise` (the run loop), `procfs` (process-tree sampling), `logs` (line
 //! bounds, rate limit, progress), `prepare` (request checks, directory hand-over and clean-up),
 //! `verdict` (from observations to a `Termination`), `gpus` (whole GPUs per run), `network`
-//! (the namespace, egress and rules of a task with network access).
+//! (the namespace, egress and rules of a task with network access), `container` (the Docker
+//! Engine executor).
 
 mod cgroup;
 mod command;
+mod container;
 mod disk;
 mod gpus;
 mod logs;
@@ -26,13 +29,21 @@ mod supervise;
 mod types;
 mod verdict;
 
+pub use container::{ContainerConfig, ContainerExecutor, ContainerRun};
 pub use disk::{detach_mounts_below, remove_run_dir};
 pub use gpus::GPUS_MAX;
-pub use sandbox::{sandbox_available, Prepared, SandboxConfig, SandboxExecutor};
+pub use sandbox::{sandbox_available, SandboxConfig, SandboxExecutor, SandboxRun};
 pub use types::{
-    CancelToken, ExecutionEvent, ExecutionOutcome, ExecutionRequest, ExecutorError, Limits,
-    LogStream, Termination,
+    CancelToken, ContainerImage, ExecutionEvent, ExecutionOutcome, ExecutionRequest, ExecutorError,
+    Limits, LogStream, Termination,
 };
+
+/// A run set up by [`Executor::prepare`], for the executor that made it. Dropped unused, it
+/// gives back what it holds.
+pub enum Prepared<'a> {
+    Sandbox(Box<SandboxRun<'a>>),
+    Container(ContainerRun<'a>),
+}
 
 /// Where the task's inputs appear inside the sandbox (read-only); also its working directory.
 pub const SANDBOX_INPUT_DIR: &str = "/task/in";

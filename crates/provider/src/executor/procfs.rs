@@ -109,6 +109,35 @@ pub(crate) fn allowed_cpus() -> Option<Vec<u32>> {
     parse_cpu_list(line.split_once(':')?.1)
 }
 
+/// Picks the CPUs of each run from the agent's allowed CPUs, rotating the first one so that
+/// concurrent small runs spread over the machine.
+#[derive(Debug, Default)]
+pub(crate) struct CpuRotation {
+    allowed: Vec<u32>,
+    cursor: std::sync::atomic::AtomicUsize,
+}
+
+impl CpuRotation {
+    pub fn new() -> Self {
+        CpuRotation { allowed: allowed_cpus().unwrap_or_default(), cursor: Default::default() }
+    }
+
+    /// The CPUs a run asking for `cores` is pinned to; `None` means all allowed CPUs.
+    pub fn pick(&self, cores: u32) -> Option<Vec<u32>> {
+        let wanted = usize::try_from(cores).unwrap_or(usize::MAX);
+        let available = self.allowed.len();
+        if available == 0 || wanted >= available {
+            return None;
+        }
+        let start = self.cursor.fetch_add(wanted, std::sync::atomic::Ordering::Relaxed);
+        let mut cpus: Vec<u32> = (0..wanted)
+            .map(|offset| self.allowed[start.wrapping_add(offset) % available])
+            .collect();
+        cpus.sort_unstable();
+        Some(cpus)
+    }
+}
+
 /// Reads one process's stat; `None` when it is gone (or unreadable, which is the same here).
 pub(crate) fn read_stat(pid: i32) -> Option<ProcStat> {
     parse_stat(&fs::read_to_string(format!("/proc/{pid}/stat")).ok()?)

@@ -23,7 +23,6 @@ use std::fs;
 use std::os::fd::OwnedFd;
 use std::os::unix::fs::{DirBuilderExt, MetadataExt};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use rustix::fs::{FlockOperation, Mode, OFlags};
@@ -35,7 +34,7 @@ use super::gpus::{self, GpuLease, GpuPool};
 use super::network::TaskNetwork;
 use super::{
     prepare, procfs, supervise, ExecutionEvent, ExecutionOutcome, ExecutionRequest, Executor,
-    ExecutorError, Limits, Termination,
+    ExecutorError, Limits, Prepared, Termination,
 };
 
 /// How a root agent assigns host user ids to tasks.
@@ -77,8 +76,7 @@ const SLOT_LOCK_DIR: &str = "/run/aicpw-sandbox";
 pub struct SandboxExecutor {
     host: Host,
     identity: Identity,
-    allowed_cpus: Vec<u32>,
-    cpu_cursor: AtomicUsize,
+    cpus: procfs::CpuRotation,
     gpus: GpuPool,
     /// The kernel-enforced limits of a root agent: a cgroup and a filesystem per run.
     kernel_limits: Option<(Cgroups, DiskTools)>,
@@ -111,8 +109,7 @@ impl SandboxExecutor {
         Ok(SandboxExecutor {
             host: Host::detect()?,
             identity,
-            allowed_cpus: procfs::allowed_cpus().unwrap_or_default(),
-            cpu_cursor: AtomicUsize::new(0),
+            cpus: procfs::CpuRotation::new(),
             gpus: GpuPool::new(gpus::detect(Path::new("/dev"))),
             kernel_limits,
             spares: None,
@@ -133,22 +130,6 @@ impl SandboxExecutor {
     /// Whether tasks run as dedicated host uids (the agent is root).
     pub fn runs_as_root(&self) -> bool {
         matches!(self.identity, Identity::Root { .. })
-    }
-
-    /// The CPUs a run asking for `cores` is pinned to; `None` means all allowed CPUs.
-    fn pick_cpus(&self, cores: u32) -> Option<Vec<u32>> {
-        let wanted = usize::try_from(cores).unwrap_or(usize::MAX);
-        let available = self.allowed_cpus.len();
-        if available == 0 || wanted >= available {
-            return None;
-        }
-        // Rotate the starting CPU so that concurrent small runs spread over the machine.
-        let start = self.cpu_cursor.fetch_add(wanted, Ordering::Relaxed);
-        let mut cpus: Vec<u32> = (0..wanted)
-            .map(|offset| self.allowed_cpus[start.wrapping_add(offset) % available])
-            .collect();
-        cpus.sort_unstable();
-        Some(cpus)
     }
 
     fn take_slot(&self) -> Result<Option<SlotGuard>, ExecutorError> {
@@ -194,10 +175,11 @@ struct SlotGuard {
     _lock: OwnedFd,
 }
 
-/// What one run holds besides its command, taken by [`Executor::prepare`]: the uid slot, the
-/// GPUs, the network namespace, the cgroup and the run filesystem. Dropped unused, it gives them
-/// all back (the filesystem unmounted and deleted, the cgroup removed, the slot released last).
-pub struct Prepared<'a> {
+/// What one sandbox run holds besides its command, taken by [`Executor::prepare`]: the uid
+/// slot, the GPUs, the network namespace, the cgroup and the run filesystem. Dropped unused, it
+/// gives them all back (the filesystem unmounted and deleted, the cgroup removed, the slot
+/// released last).
+pub struct SandboxRun<'a> {
     limits: Limits,
     network_access: bool,
     scratch_dir: PathBuf,
@@ -240,7 +222,7 @@ impl Executor for SandboxExecutor {
             }
             _ => (None, None),
         };
-        Ok(Prepared {
+        Ok(Prepared::Sandbox(Box::new(SandboxRun {
             limits: *limits,
             network_access,
             scratch_dir: scratch_dir.to_path_buf(),
@@ -249,16 +231,22 @@ impl Executor for SandboxExecutor {
             network,
             gpus,
             slot,
-        })
+        })))
     }
 
     fn run_prepared(
         &self,
-        mut prepared: Prepared<'_>,
+        prepared: Prepared<'_>,
         request: &ExecutionRequest,
         events: &mut dyn FnMut(ExecutionEvent),
     ) -> Result<ExecutionOutcome, ExecutorError> {
         prepare::validate(request)?;
+        let Prepared::Sandbox(mut prepared) = prepared else {
+            return Err(ExecutorError::invalid("the run was prepared by another executor"));
+        };
+        if request.image.is_some() {
+            return Err(ExecutorError::invalid("the sandbox runs no container image"));
+        }
         if (request.limits, request.network, &request.scratch_dir)
             != (prepared.limits, prepared.network_access, &prepared.scratch_dir)
         {
@@ -272,7 +260,7 @@ impl Executor for SandboxExecutor {
             let inputs = ("inputs_dir", request.inputs_dir.as_path());
             prepare::hand_over(&[inputs, ("outputs_dir", request.outputs_dir.as_path())], uid)?;
         }
-        let cpus = self.pick_cpus(request.limits.cpu_cores);
+        let cpus = self.cpus.pick(request.limits.cpu_cores);
         // With a run filesystem the task writes there; its outputs are copied back after.
         let on_disk = prepared.disk.as_ref().map(|disk| ExecutionRequest {
             outputs_dir: disk.outputs(),

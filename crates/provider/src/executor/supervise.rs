@@ -384,7 +384,7 @@ fn disk_limit_bytes(request: &ExecutionRequest) -> u64 {
     request.limits.disk_mb.saturating_mul(1 << 20)
 }
 
-fn read_progress_file(path: &Path) -> Option<u16> {
+pub(crate) fn read_progress_file(path: &Path) -> Option<u16> {
     let flags = OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::CLOEXEC;
     let descriptor = rustix::fs::open(path, flags, Mode::empty()).ok()?;
     let stat = rustix::fs::fstat(&descriptor).ok()?;

@@ -28,6 +28,17 @@ pub struct ExecutionRequest {
     pub env: Vec<(String, String)>,
     /// Set it from another thread to stop the task; the outcome is then `Cancelled`.
     pub cancel: CancelToken,
+    /// The image of a container run (the container executor needs one, the sandbox takes none).
+    pub image: Option<ContainerImage>,
+}
+
+/// The image a container run starts from.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ContainerImage {
+    /// `name@sha256:<64 hex>` or `sha256:<64 hex>`: the image's id or a registry digest of it.
+    pub reference: String,
+    /// A `docker save` archive that holds the image, loaded when the engine does not have it.
+    pub archive: Option<PathBuf>,
 }
 
 impl ExecutionRequest {
@@ -49,6 +60,7 @@ impl ExecutionRequest {
             network: false,
             env: Vec::new(),
             cancel: CancelToken::default(),
+            image: None,
         }
     }
 }
@@ -252,6 +264,17 @@ pub enum ExecutorError {
     GpusUnavailable { wanted: u32, free: u32, total: u32 },
     #[error("sandbox processes {pids:?} were still alive after being killed")]
     StrayProcesses { pids: Vec<i32> },
+    #[error(
+        "no Docker Engine answers at {address}: {reason}. Container tasks need one: run \
+         `bash scripts/setup.sh` as root to install and start it, or set DOCKER_HOST"
+    )]
+    EngineUnavailable { address: String, reason: String },
+    #[error("the Docker Engine failed to {context}: {reason}")]
+    Engine { context: String, reason: String },
+    #[error("image {image} refused: {reason}")]
+    ImageRefused { image: String, reason: String },
+    #[error("image {image} unavailable: {reason}")]
+    ImageUnavailable { image: String, reason: String },
 }
 
 impl ExecutorError {
