@@ -46,6 +46,8 @@ fn a_container_task_runs_on_a_real_engine_and_its_result_is_verified_and_decrypt
         echo \"words: $(echo one two three | wc -w)\" > /task/out/out.txt; cat /task/out/out.txt";
     let file = container_task(&net, "count", &image, script, "");
     let id = net.submit(&file);
+    // Placed later, its node gets the content key from the requester's watch.
+    net.watch(id);
     std::thread::sleep(Duration::from_millis(1500));
     assert_eq!(net.task(id)["state"], "queued", "no node runs containers yet");
     let why = net.cli(&["task", "why", &id.to_string(), "--json"]);

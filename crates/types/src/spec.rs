@@ -351,6 +351,37 @@ mod tests {
     }
 
     #[test]
+    fn container_images_are_named_by_digest_and_shipped_only_as_inputs() {
+        let hex = "ab".repeat(32);
+        let container = |extra: &str| format!("{GOOD}runtime: container\n{extra}");
+        for image in [format!("sha256:{hex}"), format!("pytorch/pytorch@sha256:{hex}")] {
+            let file = TaskFile::parse(&container(&format!("image: \"{image}\"\n")));
+            assert_eq!(file.expect("by digest").image, Some(image));
+        }
+        for image in [
+            "pytorch/pytorch:latest".to_string(),
+            "pytorch/pytorch".to_string(),
+            format!("sha256:{}", &hex[1..]),
+            format!("sha256:{}", hex.to_uppercase()),
+            format!("@sha256:{hex}"),
+            format!("bad name@sha256:{hex}"),
+        ] {
+            let err = TaskFile::parse(&container(&format!("image: \"{image}\"\n")));
+            assert_eq!(err.expect_err(&image).field, "image");
+        }
+        assert_eq!(TaskFile::parse(&container("")).expect_err("no image").field, "image");
+        let image = format!("image: \"sha256:{hex}\"\n");
+        let shipped = format!("{image}inputs: [img.tar]\nimage_archive: img.tar\n");
+        assert!(TaskFile::parse(&container(&shipped)).is_ok());
+        let elsewhere = format!("{image}image_archive: /etc/passwd\n");
+        assert_eq!(TaskFile::parse(&container(&elsewhere)).expect_err("x").field, "image_archive");
+        let networked = format!("{image}network: full\n");
+        assert_eq!(TaskFile::parse(&container(&networked)).expect_err("net").field, "network");
+        let sandboxed = format!("{GOOD}image: \"sha256:{hex}\"\n");
+        assert_eq!(TaskFile::parse(&sandboxed).expect_err("sandbox").field, "image");
+    }
+
+    #[test]
     fn unknown_keys_name_their_line_and_field() {
         let err = TaskFile::parse(&format!("{GOOD}gpus: 3\n")).expect_err("unknown key");
         assert_eq!(err.line, 8);
