@@ -48,3 +48,40 @@ fn the_dispatch_bench_sees_every_tasks_process_start_and_reports_consistent_figu
     let (wait_p50, wait_p99) = (ms("queue_wait_p50_ms"), ms("queue_wait_p99_ms"));
     assert!(0.0 <= wait_p50 && wait_p50 <= wait_p99 && wait_p99 <= max, "{figures}");
 }
+
+/// The same bench with the probes in containers of the local Docker Engine (providers started
+/// with `--containers`, the busybox image `scripts/container-image.sh` loads).
+#[test]
+fn the_dispatch_bench_times_container_tasks_from_submit_to_process_start() {
+    let script =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/container-image.sh");
+    let archive = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("dispatch-busybox.tar");
+    let built =
+        std::process::Command::new("bash").arg(script).arg(&archive).output().expect("bash");
+    assert!(built.status.success(), "{}", String::from_utf8_lossy(&built.stderr));
+    let image = String::from_utf8_lossy(&built.stdout).trim().to_string();
+    let out = aicpw()
+        .args(["bench", "dispatch", "--tasks", "6", "--requesters", "1", "--providers", "2"])
+        .args(["--runtime", "container", "--json"])
+        .output()
+        .expect("the bench runs");
+    assert!(
+        out.status.success(),
+        "bench failed: {}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let figures: Value = serde_json::from_slice(&out.stdout).expect("json figures");
+    assert_eq!(
+        (figures["runtime"].as_str(), figures["image"].as_str()),
+        (Some("container"), Some(image.as_str()))
+    );
+    assert_eq!(
+        (figures["started"].clone(), figures["completed"].clone()),
+        (6.into(), 6.into()),
+        "{figures}"
+    );
+    let p50 = figures["submit_to_process_p50_ms"].as_f64().expect("p50");
+    let p99 = figures["submit_to_process_p99_ms"].as_f64().expect("p99");
+    assert!(0.0 < p50 && p50 <= p99, "{figures}");
+}
