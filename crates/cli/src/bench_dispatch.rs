@@ -264,7 +264,9 @@ fn quantile_ms(sorted_us: &[i64], q: f64) -> Value {
 /// `date` has no nanoseconds, so the container's process reads the clock with `adjtimex`.
 fn task_yaml(image: Option<&str>) -> String {
     let Some(image) = image else { return TASK_YAML.to_string() };
-    let clock = r#"adjtimex | awk '/tv_sec/ { s = $2 } /tv_usec/ { printf "%d%06d000\n", s, $2 }'"#;
+    // Inside the YAML string of `args`: `\"` is a quote, `\\n` awk's newline.
+    let clock =
+        r#"adjtimex | awk '/tv_sec/ { s = $2 } /tv_usec/ { printf \"%d%06d000\\n\", s, $2 }'"#;
     TASK_YAML
         .replace("runtime: sandbox", &format!("runtime: container\nimage: {image}"))
         .replace("date +%s%N", clock)

@@ -273,6 +273,27 @@ fn links_and_special_files_are_not_followed_out_of_the_outputs(flavor: &Flavor) 
     assert_eq!(plain, "plain\n");
 }
 
+fn a_fork_bomb_is_held_at_the_process_limit(flavor: &Flavor) {
+    let dirs = Dirs::new();
+    // The inner shell forks until the kernel refuses and dies of it; its sleepers hold the
+    // limit while the outer one waits. Exits non-zero either way: only the process limit, seen,
+    // makes it a limit's failure.
+    let script = "sh -c 'for i in $(seq 1 64); do sleep 3 & done; wait'; sleep 1; exit 7";
+    let run = run_script(flavor, &dirs, script, |request| request.limits.processes_max = 16);
+    assert_eq!(run.outcome.termination, Termination::ProcessLimitExceeded, "{}", run.describe());
+    assert!(run.outcome.processes_peak <= 16, "{}", run.describe());
+}
+
+fn a_busy_loop_is_stopped_at_its_cpu_time(flavor: &Flavor) {
+    let dirs = Dirs::new();
+    let run = run_script(flavor, &dirs, "while :; do :; done", |request| {
+        request.limits.cpu_time_secs = 1;
+        request.limits.wall_time_secs = 30;
+    });
+    assert_eq!(run.outcome.termination, Termination::CpuTimeExceeded, "{}", run.describe());
+    assert!(run.outcome.wall_ms < 20_000, "{}", run.describe());
+}
+
 fn a_non_zero_exit_is_reported_with_its_code(flavor: &Flavor) {
     let dirs = Dirs::new();
     let run = run_script(flavor, &dirs, "echo failing; exit 3", |_| {});
@@ -323,6 +344,8 @@ both!(
     the_wall_time_limit_ends_the_task,
     writing_past_the_disk_limit_is_disk_exceeded,
     links_and_special_files_are_not_followed_out_of_the_outputs,
+    a_fork_bomb_is_held_at_the_process_limit,
+    a_busy_loop_is_stopped_at_its_cpu_time,
     a_non_zero_exit_is_reported_with_its_code,
     cancelling_stops_the_task,
 );

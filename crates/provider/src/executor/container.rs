@@ -7,7 +7,9 @@
 //! and no log kept by the engine (the executor reads the task's output as it is written). The
 //! disk limit is the sandbox's: a filesystem per run of the limit's size, whose `out` and `tmp`
 //! are the only writable places (`/task/out`, `/tmp`); the outputs are copied from it without
-//! following a link. GPUs are given whole, by device ids, through a device request (NVIDIA's
+//! following a link. The executor samples the container's cgroup every 50 ms for the peaks of
+//! its processes and memory and for its CPU time, and stops it at the CPU-time limit, the wall
+//! time, the disk limit or a cancellation. GPUs are given whole, by device ids, through a device request (NVIDIA's
 //! container runtime; an engine without it refuses the run).
 //!
 //! The image is named by digest, never by a tag alone: `name@sha256:<hex>` or `sha256:<hex>`,
@@ -25,8 +27,9 @@ use bollard::models::{
     ContainerCreateBody, DeviceRequest, HostConfig, HostConfigLogConfig, Mount, MountTypeEnum,
 };
 use bollard::query_parameters::{
-    AttachContainerOptionsBuilder, CreateImageOptionsBuilder, ImportImageOptionsBuilder,
-    KillContainerOptionsBuilder, RemoveContainerOptionsBuilder, WaitContainerOptionsBuilder,
+    AttachContainerOptionsBuilder, CreateContainerOptions, CreateImageOptionsBuilder,
+    ImportImageOptionsBuilder, InspectContainerOptions, KillContainerOptionsBuilder,
+    RemoveContainerOptionsBuilder, StartContainerOptions, WaitContainerOptionsBuilder,
 };
 use bollard::Docker;
 use futures_util::StreamExt;
@@ -266,10 +269,7 @@ impl ContainerExecutor {
     ) -> Result<ExecutionOutcome, ExecutorError> {
         let image_id = self.resolve(image).await?;
         let body = self.container_body(run, request, image_id);
-        let created = self
-            .docker
-            .create_container(None::<bollard::query_parameters::CreateContainerOptions>, body)
-            .await;
+        let created = self.docker.create_container(None::<CreateContainerOptions>, body).await;
         let id = created.map_err(|e| engine("create the container", e))?.id;
         let outcome = self.watch(&id, run, request, events).await;
         let options = RemoveContainerOptionsBuilder::new().force(true).v(true).build();
@@ -362,9 +362,14 @@ impl ContainerExecutor {
         let mut output = attached.map_err(|e| engine("attach to the container", e))?.output;
         let started = Instant::now();
         self.docker
-            .start_container(id, None::<bollard::query_parameters::StartContainerOptions>)
+            .start_container(id, None::<StartContainerOptions>)
             .await
             .map_err(|e| engine("start the container", e))?;
+        // The engine's cgroup of the container, sampled for the peaks (and the process limit's
+        // reason: the kernel refuses a fork over it, which the task sees as a failed fork).
+        let inspected = self.docker.inspect_container(id, None::<InspectContainerOptions>).await;
+        let pid = inspected.ok().and_then(|i| i.state).and_then(|state| state.pid);
+        let cgroup = pid.filter(|pid| *pid > 0).map(CgroupFiles::of).unwrap_or_default();
         let wait = WaitContainerOptionsBuilder::new().condition("not-running").build();
         let mut waiting = self.docker.wait_container(id, Some(wait));
         let progress_path = run.disk.scratch().join(PROGRESS_FILE_NAME);
@@ -379,6 +384,7 @@ impl ContainerExecutor {
                 },
                 waited = waiting.next() => break waited,
                 _ = tick.tick() => {
+                    watch.sample(&cgroup);
                     watch.poll_progress(&progress_path);
                     if watch.kill_reason.is_none() {
                         let used = run.disk.task_bytes();
@@ -409,10 +415,7 @@ impl ContainerExecutor {
         watch.finish_lines();
         watch.poll_progress(&progress_path);
         watch.report_dropped();
-        let inspected = self
-            .docker
-            .inspect_container(id, None::<bollard::query_parameters::InspectContainerOptions>)
-            .await;
+        let inspected = self.docker.inspect_container(id, None::<InspectContainerOptions>).await;
         let state = inspected.map_err(|e| engine("inspect the container", e))?.state;
         // The kernel's OOM killer ended a process of the container at its memory limit.
         if state.and_then(|state| state.oom_killed) == Some(true) {
@@ -424,11 +427,11 @@ impl ContainerExecutor {
             kill_reason: watch.kill_reason,
             exit_code: Some(i32::try_from(exit_code).unwrap_or(i32::MAX)),
             signal: None,
-            cpu_ms: 0,
+            cpu_ms: watch.cpu_ms,
             cpu_limit_ms: request.limits.cpu_time_secs.saturating_mul(1000),
             out_of_memory_reported: watch.out_of_memory_reported,
             disk_full: run.disk.task_bytes().is_none_or(|used| used >= disk_limit),
-            processes_peak: 0,
+            processes_peak: watch.processes_peak,
             processes_max: request.limits.processes_max,
         };
         let (mut termination, exit_code, signal) = classify(&observed);
@@ -443,9 +446,9 @@ impl ContainerExecutor {
             exit_code,
             signal,
             wall_ms,
-            cpu_ms: 0,
-            memory_peak_mb: 0,
-            processes_peak: 0,
+            cpu_ms: watch.cpu_ms,
+            memory_peak_mb: watch.memory_peak_bytes.div_ceil(1 << 20),
+            processes_peak: watch.processes_peak,
             log_lines_dropped: watch.dropped_total,
             outputs_removed,
         })
@@ -508,6 +511,89 @@ impl Executor for ContainerExecutor {
     }
 }
 
+/// The files of a container's cgroup the executor samples: its tasks (processes and threads),
+/// its memory in use and its CPU time, found from its first process's `/proc/PID/cgroup` (cgroup v1: one
+/// hierarchy per controller; v2: one directory). `None` where the file is not there.
+#[derive(Debug, Default)]
+struct CgroupFiles {
+    tasks: Option<PathBuf>,
+    /// `pids.events`: its `max` counts the forks the kernel refused at the limit.
+    task_events: Option<PathBuf>,
+    memory: Option<PathBuf>,
+    /// v1 `cpuacct.usage` (ns), or v2 `cpu.stat` (its `usage_usec`).
+    cpu: Option<PathBuf>,
+}
+
+impl CgroupFiles {
+    fn of(pid: i64) -> CgroupFiles {
+        let mut files = CgroupFiles::default();
+        let Ok(text) = std::fs::read_to_string(format!("/proc/{pid}/cgroup")) else {
+            return files;
+        };
+        let root = Path::new("/sys/fs/cgroup");
+        for line in text.lines() {
+            let mut fields = line.splitn(3, ':');
+            let (Some(_), Some(controllers), Some(path)) =
+                (fields.next(), fields.next(), fields.next())
+            else {
+                continue;
+            };
+            let path = path.trim_start_matches('/');
+            if controllers.is_empty() {
+                let dir = root.join(path);
+                files.tasks.get_or_insert(dir.join("pids.current"));
+                files.task_events.get_or_insert(dir.join("pids.events"));
+                files.memory.get_or_insert(dir.join("memory.current"));
+                files.cpu.get_or_insert(dir.join("cpu.stat"));
+            }
+            for controller in controllers.split(',') {
+                match controller {
+                    "pids" => {
+                        let dir = root.join("pids").join(path);
+                        files.tasks = Some(dir.join("pids.current"));
+                        files.task_events = Some(dir.join("pids.events"));
+                    }
+                    "memory" => {
+                        let dir = root.join("memory").join(path);
+                        files.memory = Some(dir.join("memory.usage_in_bytes"));
+                    }
+                    "cpuacct" => {
+                        let dir = root.join(controllers).join(path);
+                        files.cpu = Some(dir.join("cpuacct.usage"));
+                    }
+                    _ => {}
+                }
+            }
+        }
+        files
+    }
+
+    fn read(path: Option<&PathBuf>) -> Option<u64> {
+        std::fs::read_to_string(path?).ok()?.trim().parse().ok()
+    }
+
+    /// Whether the kernel has refused a fork at the process limit.
+    fn fork_refused(&self) -> bool {
+        let Some(text) = self.task_events.as_ref().and_then(|p| std::fs::read_to_string(p).ok())
+        else {
+            return false;
+        };
+        let refused = text.lines().find_map(|line| line.strip_prefix("max "));
+        refused.and_then(|count| count.trim().parse::<u64>().ok()).is_some_and(|count| count > 0)
+    }
+
+    /// CPU time of the container's processes so far, in ms.
+    fn cpu_ms(&self) -> Option<u64> {
+        let path = self.cpu.as_ref()?;
+        let text = std::fs::read_to_string(path).ok()?;
+        if path.ends_with("cpuacct.usage") {
+            return text.trim().parse::<u64>().ok().map(|ns| ns / 1_000_000);
+        }
+        let usec = text.lines().find_map(|line| line.strip_prefix("usage_usec "))?;
+        usec.trim().parse::<u64>().ok().map(|us| us / 1_000)
+    }
+}
+
 /// The output of one run as the executor forwards it: lines, progress, the rate limit.
 struct Watch<'a> {
     request: &'a ExecutionRequest,
@@ -521,6 +607,9 @@ struct Watch<'a> {
     dropped_unreported: u64,
     out_of_memory_reported: bool,
     kill_reason: Option<Termination>,
+    processes_peak: u32,
+    memory_peak_bytes: u64,
+    cpu_ms: u64,
 }
 
 impl<'a> Watch<'a> {
@@ -541,6 +630,9 @@ impl<'a> Watch<'a> {
             dropped_unreported: 0,
             out_of_memory_reported: false,
             kill_reason: None,
+            processes_peak: 0,
+            memory_peak_bytes: 0,
+            cpu_ms: 0,
         }
     }
 
@@ -601,14 +693,34 @@ impl<'a> Watch<'a> {
         }
     }
 
+    /// Samples the container's cgroup for the peaks of its tasks and memory.
+    fn sample(&mut self, cgroup: &CgroupFiles) {
+        if let Some(tasks) = CgroupFiles::read(cgroup.tasks.as_ref()) {
+            let tasks = u32::try_from(tasks).unwrap_or(u32::MAX);
+            self.processes_peak = self.processes_peak.max(tasks);
+        }
+        // A refused fork means the container held its limit's worth at that moment, which a
+        // sample may have missed.
+        if cgroup.fork_refused() {
+            self.processes_peak = self.processes_peak.max(self.request.limits.processes_max);
+        }
+        if let Some(bytes) = CgroupFiles::read(cgroup.memory.as_ref()) {
+            self.memory_peak_bytes = self.memory_peak_bytes.max(bytes);
+        }
+        if let Some(cpu_ms) = cgroup.cpu_ms() {
+            self.cpu_ms = self.cpu_ms.max(cpu_ms);
+        }
+    }
+
     fn poll_progress(&mut self, path: &Path) {
         if let Some(permille) = supervise::read_progress_file(path) {
             self.progress(permille);
         }
     }
 
-    /// The limit the executor itself enforces that the run has crossed (the engine enforces
-    /// memory, CPUs and processes; the filesystem the disk, and this check names it).
+    /// The limit the executor itself enforces that the run has crossed: wall time, CPU time
+    /// (sampled from the cgroup), cancellation, and the disk (which the filesystem enforces;
+    /// this check names it). The engine enforces memory, CPUs and processes.
     fn limit_crossed(&self, disk_used: Option<u64>) -> Option<Termination> {
         let limits = &self.request.limits;
         if self.request.cancel.is_cancelled() {
@@ -616,6 +728,9 @@ impl<'a> Watch<'a> {
         }
         if self.started.elapsed() >= Duration::from_secs(limits.wall_time_secs) {
             return Some(Termination::WallTimeExceeded);
+        }
+        if self.cpu_ms >= limits.cpu_time_secs.saturating_mul(1000) {
+            return Some(Termination::CpuTimeExceeded);
         }
         if disk_used.is_none_or(|used| used > limits.disk_mb.saturating_mul(1 << 20)) {
             return Some(Termination::DiskExceeded);
