@@ -369,7 +369,7 @@ impl ContainerExecutor {
         // reason: the kernel refuses a fork over it, which the task sees as a failed fork).
         let inspected = self.docker.inspect_container(id, None::<InspectContainerOptions>).await;
         let pid = inspected.ok().and_then(|i| i.state).and_then(|state| state.pid);
-        let cgroup = pid.filter(|pid| *pid > 0).map(CgroupFiles::of).unwrap_or_default();
+        let cgroup = pid.filter(|pid| *pid > 0).map(|pid| CgroupFiles::of(pid, id));
         let wait = WaitContainerOptionsBuilder::new().condition("not-running").build();
         let mut waiting = self.docker.wait_container(id, Some(wait));
         let progress_path = run.disk.scratch().join(PROGRESS_FILE_NAME);
@@ -384,7 +384,7 @@ impl ContainerExecutor {
                 },
                 waited = waiting.next() => break waited,
                 _ = tick.tick() => {
-                    watch.sample(&cgroup);
+                    watch.sample(cgroup.as_ref());
                     watch.poll_progress(&progress_path);
                     if watch.kill_reason.is_none() {
                         let used = run.disk.task_bytes();
@@ -525,7 +525,10 @@ struct CgroupFiles {
 }
 
 impl CgroupFiles {
-    fn of(pid: i64) -> CgroupFiles {
+    /// The cgroup files of container `id` whose first process is `pid`: only paths that name
+    /// the container (the engine's `/docker/<id>` or `docker-<id>.scope`), so a process that
+    /// has already exited (its pid reused, or gone) never points the samples elsewhere.
+    fn of(pid: i64, id: &str) -> CgroupFiles {
         let mut files = CgroupFiles::default();
         let Ok(text) = std::fs::read_to_string(format!("/proc/{pid}/cgroup")) else {
             return files;
@@ -538,6 +541,9 @@ impl CgroupFiles {
             else {
                 continue;
             };
+            if id.is_empty() || !path.contains(id) {
+                continue;
+            }
             let path = path.trim_start_matches('/');
             if controllers.is_empty() {
                 let dir = root.join(path);
@@ -693,8 +699,10 @@ impl<'a> Watch<'a> {
         }
     }
 
-    /// Samples the container's cgroup for the peaks of its tasks and memory.
-    fn sample(&mut self, cgroup: &CgroupFiles) {
+    /// Samples the container's cgroup (where found) for the peaks of its tasks and memory and
+    /// for its CPU time.
+    fn sample(&mut self, cgroup: Option<&CgroupFiles>) {
+        let Some(cgroup) = cgroup else { return };
         if let Some(tasks) = CgroupFiles::read(cgroup.tasks.as_ref()) {
             let tasks = u32::try_from(tasks).unwrap_or(u32::MAX);
             self.processes_peak = self.processes_peak.max(tasks);
