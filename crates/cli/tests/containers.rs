@@ -101,3 +101,30 @@ fn an_image_shipped_with_the_task_is_loaded_checked_and_run() {
     assert_eq!(std::fs::read_to_string(result.join("out.txt")).expect("output"), "shipped\n");
     let _ = Command::new("docker").args(["rmi", "-f", &digest]).output();
 }
+
+/// A provider whose operator does not accept the task's image (its allow-list) is not blamed:
+/// its lease ends without a fault, the node is excluded from the task, and the seat goes to a
+/// provider that runs the image, which completes it.
+#[test]
+fn an_image_a_provider_refuses_is_run_by_another_without_blame() {
+    let mut net = Net::start();
+    let image = build_image(&net.dir.path().join("busybox.tar"), None);
+    let other = format!("sha256:{}", "0".repeat(64));
+    // The cheaper node takes the task first and refuses its image.
+    net.provider_with(1, 1_800_000, &["--containers", "--image", &other]);
+    net.wait_nodes(1);
+    let file = container_task(&net, "refused", &image, "echo ran > /task/out/out.txt", "");
+    let id = net.submit(&file);
+    net.watch(id);
+    net.wait_task(id, "the refusing node excluded", Duration::from_secs(30), |task| {
+        task["excluded"].as_array().is_some_and(|excluded| !excluded.is_empty())
+    });
+    net.provider_with(2, 3_600_000, &["--containers"]);
+    net.wait_nodes(2);
+    let task = net.wait_state(id, &["verifying", "completed"], Duration::from_secs(60));
+    assert_eq!(task["excluded"], serde_json::json!([0]), "{task}");
+    assert_eq!(task["result"]["node"], 1, "{task}");
+    let refusing = net.client.get("/v1/nodes/0").expect("node");
+    assert_eq!(refusing["status"], "active", "not frozen: {refusing}");
+    assert_eq!(refusing["reputation"]["failed"].as_u64().unwrap_or(0), 0, "no fault: {refusing}");
+}

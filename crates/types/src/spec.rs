@@ -382,6 +382,21 @@ mod tests {
     }
 
     #[test]
+    fn every_example_task_file_is_valid() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/tasks");
+        let mut checked = 0;
+        for entry in std::fs::read_dir(&dir).expect("examples/tasks") {
+            let path = entry.expect("entry").path();
+            if path.extension().is_some_and(|e| e == "yaml") {
+                let text = std::fs::read_to_string(&path).expect("readable");
+                TaskFile::parse(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+                checked += 1;
+            }
+        }
+        assert!(checked >= 5, "{checked} example task files");
+    }
+
+    #[test]
     fn unknown_keys_name_their_line_and_field() {
         let err = TaskFile::parse(&format!("{GOOD}gpus: 3\n")).expect_err("unknown key");
         assert_eq!(err.line, 8);
