@@ -165,6 +165,7 @@ fn the_pages_cryptography_matches_the_rust_code_in_chromium() {
         command: "python3".into(),
         args: vec!["run.py".into(), "--say \"hi\"\n\u{e9}".into()],
         outputs: vec!["out.txt".into(), "logs".into()],
+        ..Manifest::default()
     };
     let outputs = vec![("out.txt".to_string(), b"done".to_vec()), ("logs".into(), vec![0, 255])];
     let mut files = outputs.clone();
