@@ -125,6 +125,9 @@ export function decrypt(key, ciphertext) {
 
 const IV = new Uint32Array([0x6a09e667, 0xbb67ae85, 0x3c6ef372, 0xa54ff53a, 0x510e527f, 0x9b05688c, 0x1f83d9ab, 0x5be0cd19]);
 const PERMUTATION = [2, 6, 3, 10, 7, 0, 4, 13, 1, 11, 12, 5, 9, 14, 15, 8];
+// Which message word each round reads: the permutation applied once per round, computed once.
+const SCHEDULE = [];
+for (let round = 0, order = [...Array(16).keys()]; round < 7; round++, order = PERMUTATION.map((i) => order[i])) SCHEDULE.push(order);
 const CHUNK_START = 1, CHUNK_END = 2, PARENT = 4, ROOT = 8;
 const rotr = (x, n) => (x >>> n) | (x << (32 - n));
 
@@ -144,13 +147,12 @@ function compress({ cv, block, counter, length, flags }) {
   s[13] = Math.floor(counter / 0x100000000);
   s[14] = length;
   s[15] = flags;
-  let m = block;
-  for (let round = 0; round < 7; round++) {
-    g(s, 0, 4, 8, 12, m[0], m[1]); g(s, 1, 5, 9, 13, m[2], m[3]);
-    g(s, 2, 6, 10, 14, m[4], m[5]); g(s, 3, 7, 11, 15, m[6], m[7]);
-    g(s, 0, 5, 10, 15, m[8], m[9]); g(s, 1, 6, 11, 12, m[10], m[11]);
-    g(s, 2, 7, 8, 13, m[12], m[13]); g(s, 3, 4, 9, 14, m[14], m[15]);
-    m = Uint32Array.from(PERMUTATION, (i) => m[i]);
+  const m = block;
+  for (const q of SCHEDULE) {
+    g(s, 0, 4, 8, 12, m[q[0]], m[q[1]]); g(s, 1, 5, 9, 13, m[q[2]], m[q[3]]);
+    g(s, 2, 6, 10, 14, m[q[4]], m[q[5]]); g(s, 3, 7, 11, 15, m[q[6]], m[q[7]]);
+    g(s, 0, 5, 10, 15, m[q[8]], m[q[9]]); g(s, 1, 6, 11, 12, m[q[10]], m[q[11]]);
+    g(s, 2, 7, 8, 13, m[q[12]], m[q[13]]); g(s, 3, 4, 9, 14, m[q[14]], m[q[15]]);
   }
   for (let i = 0; i < 8; i++) { s[i] ^= s[i + 8]; s[i + 8] ^= cv[i]; }
   return s;
