@@ -173,6 +173,12 @@ fn the_pages_cryptography_matches_the_rust_code_in_chromium() {
     let plain = bundle::pack(&manifest, &files).expect("pack");
     let result = seal::seal_result(&account.x25519_public(), &plain).expect("envelope");
     let output_hash = bundle::output_hash(&manifest, &outputs).expect("hash");
+    let container = Manifest {
+        image: Some(format!("registry.example/train@sha256:{}", "ab".repeat(32))),
+        image_archive: Some("img.tar".into()),
+        ..manifest.clone()
+    };
+    let packed_container = bundle::pack(&container, &outputs).expect("pack");
     let provider = Keypair::dev(9);
     let vectors = serde_json::json!({
         "blake3": blake3,
@@ -186,6 +192,8 @@ fn the_pages_cryptography_matches_the_rust_code_in_chromium() {
         "manifest": manifest,
         "files": files.iter().map(|(p, b)| serde_json::json!([p, hex(b)])).collect::<Vec<_>>(),
         "packed": hex(&plain),
+        "container": container,
+        "packed_container": hex(&packed_container),
         "result": hex(&result),
         "output_hash": output_hash.to_string(),
         "weak_key": hex([0u8; 32]),
@@ -209,7 +217,7 @@ fn the_pages_cryptography_matches_the_rust_code_in_chromium() {
     assert_eq!(opened, Ok(b"content key from the page".to_vec()));
     let decrypted = seal::decrypt(&content_key, &from_page("encrypted_by_page"));
     assert_eq!(decrypted, Ok(b"sealed in chromium".to_vec()));
-    assert_eq!(answer["checked"].as_u64(), Some(23), "every check ran: {stdout}");
+    assert_eq!(answer["checked"].as_u64(), Some(24), "every check ran: {stdout}");
 }
 
 /// `POST /v1/task-files` is how the page reads a task file: the terms and manifest are the ones

@@ -305,9 +305,18 @@ const MAGIC = enc.encode("AICPWB1\n");
 export const RESULT_LOG_PATH = "logs/task.log";
 const isPlainPath = (p) => p.length > 0 && p.length <= 1024 && !p.startsWith("/") && p.split("/").every((x) => x && x !== "." && x !== "..");
 
-/** `bundle::pack`: the manifest ({command, args, outputs}, as serde writes it) and the files. */
+/** The manifest's JSON as serde writes `bundle::Manifest`: its fields in order, a container
+ * task's `image` and `image_archive` only when set. */
+function manifestJson({ command, args, outputs, image, image_archive }) {
+  const fields = { command, args, outputs };
+  if (image !== undefined && image !== null) fields.image = image;
+  if (image_archive !== undefined && image_archive !== null) fields.image_archive = image_archive;
+  return JSON.stringify(fields);
+}
+
+/** `bundle::pack`: the manifest and the files. */
 export function pack(manifest, files) {
-  const json = enc.encode(JSON.stringify({ command: manifest.command, args: manifest.args, outputs: manifest.outputs }));
+  const json = enc.encode(manifestJson(manifest));
   const parts = [MAGIC, u32(json.length), json, u32(files.length)];
   for (const [path, bytes] of files) {
     if (!isPlainPath(path)) throw new Error(`unsafe path in bundle: ${path}`);

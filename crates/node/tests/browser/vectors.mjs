@@ -37,8 +37,9 @@ try {
     check("open a sealed box", text(await s.open(own, bytes(v.sealed))) === "a content key");
     const files = v.files.map(([p, h]) => [p, bytes(h)]);
     check("pack", hex(s.pack(v.manifest, files)) === v.packed);
+    check("pack a container task's manifest", hex(s.pack(v.container, files.slice(0, 2))) === v.packed_container);
     const unpacked = s.unpack(bytes(v.packed));
-    const same = (a, b) => JSON.stringify([a.command, a.args, a.outputs]) === JSON.stringify([b.command, b.args, b.outputs]);
+    const same = (a, b) => ["command", "args", "outputs", "image", "image_archive"].every((k) => JSON.stringify(a[k]) === JSON.stringify(b[k]));
     check("unpack", same(unpacked.manifest, v.manifest) &&
       unpacked.files.length === files.length && unpacked.files.every(([p, b], i) => p === files[i][0] && hex(b) === hex(files[i][1])));
     const result = await s.openResult(own, bytes(v.result), v.output_hash);
