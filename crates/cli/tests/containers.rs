@@ -128,3 +128,23 @@ fn an_image_a_provider_refuses_is_run_by_another_without_blame() {
     assert_eq!(refusing["status"], "active", "not frozen: {refusing}");
     assert_eq!(refusing["reputation"]["failed"].as_u64().unwrap_or(0), 0, "no fault: {refusing}");
 }
+
+/// A provider asked to run containers where no engine answers stops at start and says where it
+/// looked and how to get one, before it registers anything.
+#[test]
+fn a_provider_without_an_engine_says_so_at_start() {
+    let dir = tempfile::tempdir().expect("dir");
+    let socket = dir.path().join("no-engine.sock");
+    let out = common::aicpw()
+        .env("DOCKER_HOST", format!("unix://{}", socket.display()))
+        .args(["--node", "http://127.0.0.1:9", "provider", "start", "--containers", "--key"])
+        .arg(dir.path().join("key"))
+        .arg("--work-dir")
+        .arg(dir.path().join("work"))
+        .output()
+        .expect("aicpw runs");
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("no Docker Engine answers at unix://"), "{stderr}");
+    assert!(stderr.contains("no-engine.sock") && stderr.contains("scripts/setup.sh"), "{stderr}");
+}

@@ -420,6 +420,14 @@ impl NodeWords {
                 f.network
             ),
         );
+        say(
+            f.runtime,
+            format!(
+                "{} of {n} tasks run in containers, which this node does not \
+                 (`aicpw provider start --containers`)",
+                f.runtime
+            ),
+        );
         say(f.gpu_model, format!("{} of {n} tasks want another GPU model", f.gpu_model));
         say(f.hardware, format!("its hardware is too small for {} of {n} tasks", f.hardware));
         say(

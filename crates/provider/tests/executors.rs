@@ -393,6 +393,16 @@ fn an_image_outside_the_operators_allow_list_is_refused() {
 }
 
 #[test]
+fn an_allow_list_entry_that_is_not_a_bare_digest_is_refused_at_start() {
+    let hex = "ab".repeat(32);
+    for entry in [format!("aicpw/busybox@sha256:{hex}"), "aicpw/busybox:latest".into(), hex] {
+        let config = ContainerConfig { images_allowed: vec![entry.clone()], ..Default::default() };
+        let refused = ContainerExecutor::new(config).expect_err(&entry);
+        assert!(matches!(refused, ExecutorError::InvalidRequest { .. }), "{entry}: {refused}");
+    }
+}
+
+#[test]
 fn an_image_shipped_as_an_archive_is_loaded_and_checked_against_its_digest() {
     let variant = format!("archive-test-{}", std::process::id());
     let archive = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("{variant}.tar"));

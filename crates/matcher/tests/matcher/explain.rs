@@ -118,3 +118,27 @@ fn a_stake_shortfall_is_explained_with_the_amount_needed() {
     let node = m.explain_node(NodeId(1), &[task]);
     assert!(node.reasons.iter().any(|r| r.contains("stake")), "{:?}", node.reasons);
 }
+
+#[test]
+fn a_node_without_containers_is_told_that_container_tasks_pass_it_by() {
+    let mut container = gpu_task(1, "H100", 1, 100);
+    container.container = true;
+    let pending = vec![container, gpu_task(2, "H100", 1, 100)];
+    let m = matcher(&[gpu_node(1, "H100", 1, 50)]);
+    let sandbox_only = m.explain_node(NodeId(1), &pending);
+    assert_eq!((sandbox_only.failing.runtime, sandbox_only.tasks_eligible), (1, 1));
+    assert!(
+        sandbox_only
+            .reasons
+            .iter()
+            .any(|r| r.starts_with("1 of 2 tasks run in containers") && r.contains("--containers")),
+        "{:?}",
+        sandbox_only.reasons
+    );
+    let mut engine = gpu_node(1, "H100", 1, 50);
+    engine.hardware.runs_containers = true;
+    let m = matcher(&[engine]);
+    let runs_them = m.explain_node(NodeId(1), &pending);
+    assert_eq!((runs_them.failing.runtime, runs_them.tasks_eligible), (0, 2));
+    assert!(!runs_them.reasons.iter().any(|r| r.contains("containers")), "{:?}", runs_them.reasons);
+}

@@ -122,6 +122,13 @@ impl ContainerExecutor {
         if config.uid == 0 {
             return Err(ExecutorError::invalid("container tasks never run as root (uid 0)"));
         }
+        if let Some(bad) =
+            config.images_allowed.iter().find(|image| image_digest(image) != Some(image.as_str()))
+        {
+            return Err(ExecutorError::invalid(format!(
+                "the allow-list names images by digest alone (`sha256:<64 hex>`), not {bad:?}"
+            )));
+        }
         if !rustix::process::geteuid().is_root() {
             return Err(unavailable("the agent must run as root to give each run its own disk"));
         }
@@ -294,15 +301,6 @@ impl ContainerExecutor {
             read_only: Some(read_only),
             ..Mount::default()
         };
-        let devices = run.gpus.devices();
-        let device_requests = (!devices.is_empty()).then(|| {
-            vec![DeviceRequest {
-                driver: Some("nvidia".into()),
-                device_ids: Some(devices.iter().map(u32::to_string).collect()),
-                capabilities: Some(vec![vec!["gpu".into()]]),
-                ..DeviceRequest::default()
-            }]
-        });
         let host_config = HostConfig {
             memory: Some(memory),
             // Swap equal to memory: none, so the kernel kills at the limit instead of swapping.
@@ -324,7 +322,7 @@ impl ContainerExecutor {
                 bind(&run.disk.outputs(), SANDBOX_OUTPUT_DIR, false),
                 bind(&run.disk.scratch(), SANDBOX_SCRATCH_DIR, false),
             ]),
-            device_requests,
+            device_requests: gpu_requests(run.gpus.devices()),
             ..HostConfig::default()
         };
         // The image's own variables (its PATH) stay; the task's are added or override them.
@@ -509,6 +507,21 @@ impl Executor for ContainerExecutor {
         prepare::hand_over(&[("inputs_dir", request.inputs_dir.as_path())], self.config.uid)?;
         self.runtime.block_on(self.run_container(&run, request, image, events))
     }
+}
+
+/// The engine's device request for the whole GPUs a run holds (`docker run --gpus device=…`):
+/// NVIDIA's container runtime hook gives the container those devices and their driver files;
+/// an engine without it refuses to create the container. `None` for a run without GPUs.
+fn gpu_requests(devices: &[u32]) -> Option<Vec<DeviceRequest>> {
+    (!devices.is_empty()).then(|| {
+        vec![DeviceRequest {
+            driver: Some("nvidia".into()),
+            count: None,
+            device_ids: Some(devices.iter().map(u32::to_string).collect()),
+            capabilities: Some(vec![vec!["gpu".into()]]),
+            options: None,
+        }]
+    })
 }
 
 /// The files of a container's cgroup the executor samples: its tasks (processes and threads),
@@ -744,5 +757,25 @@ impl<'a> Watch<'a> {
             return Some(Termination::DiskExceeded);
         }
         None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// No GPU on the machines these tests run on: the request the engine would get is checked,
+    /// not a run on a GPU.
+    #[test]
+    fn gpus_are_requested_whole_by_device_id_from_the_nvidia_runtime() {
+        assert_eq!(gpu_requests(&[]), None, "no GPUs: no device request at all");
+        let requests = gpu_requests(&[1, 3]).expect("a request");
+        assert_eq!(requests.len(), 1);
+        let request = &requests[0];
+        assert_eq!(request.driver.as_deref(), Some("nvidia"));
+        // By id, never a count: the engine must not pick GPUs another run holds.
+        assert_eq!(request.count, None);
+        assert_eq!(request.device_ids, Some(vec!["1".to_string(), "3".to_string()]));
+        assert_eq!(request.capabilities, Some(vec![vec!["gpu".to_string()]]));
     }
 }
