@@ -106,7 +106,7 @@ pub fn run(sizes_mib: &[u64], js_tool: Option<&Path>) -> Result<Value> {
         reset_peak_rss(&node_pid)?;
         reset_peak_rss("self")?;
         let started = Instant::now();
-        let cid = requester::store_add(&client, &key, &source, 1)?;
+        let cid = requester::store_add(&client, &key, &source, 1, false)?;
         let add_secs = started.elapsed().as_secs_f64();
         let add_node = peak_rss_mib(&node_pid)?;
         let add_client = peak_rss_mib("self")?;

@@ -396,6 +396,7 @@ fn provider(client: &Client, command: ProviderCommand) -> Result<()> {
             containers,
             images,
             image_mb_max,
+            cache_bytes,
         } => {
             let mut executor = aicpw_provider::executor::SandboxExecutor::new(Default::default())?;
             aicpw_provider::executor::sandbox_available()?;
@@ -426,6 +427,7 @@ fn provider(client: &Client, command: ProviderCommand) -> Result<()> {
                 region,
                 allow_network,
                 containers,
+                cache_bytes,
             };
             let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
             aicpw_provider::agent::run(
@@ -459,9 +461,11 @@ fn provider(client: &Client, command: ProviderCommand) -> Result<()> {
 
 fn store(client: &Client, command: StoreCommand) -> Result<()> {
     match command {
-        StoreCommand::Add { path, cid_version, key, only_hash, json } => {
+        StoreCommand::Add { path, cid_version, key, only_hash, seal, json } => {
             let cid = match key.filter(|_| !only_hash) {
-                Some(key) => requester::store_add(client, &load_key(&key)?, &path, cid_version)?,
+                Some(key) => {
+                    requester::store_add(client, &load_key(&key)?, &path, cid_version, seal)?
+                }
                 None => requester::store_cid(&path, cid_version)?,
             };
             show(json, &serde_json::json!({ "cid": cid }), |v| {

@@ -96,6 +96,9 @@ fn refuse_unfit(spec: &TaskFile) -> Result<()> {
     if spec.outputs.is_empty() {
         bail!("the task declares no outputs: there is no answer to check");
     }
+    if !spec.inputs_by_cid.is_empty() {
+        bail!("it names inputs by CID, which the local runs that find its answer do not fetch");
+    }
     refuse_nondeterministic_answer(spec)
 }
 
@@ -150,7 +153,7 @@ fn run_once(executor: &SandboxExecutor, spec: &TaskFile, plain: &[u8]) -> Result
 pub fn add(library: &Path, file: &Path) -> Result<EntryInfo> {
     let spec = read_task_file(file)?;
     refuse_unfit(&spec).with_context(|| format!("{} is not a known answer", file.display()))?;
-    let plain = pack_inputs(&spec, task_dir(file), Inputs::UnderTaskDir)?;
+    let plain = pack_inputs(&spec, task_dir(file), Inputs::UnderTaskDir, Vec::new())?;
     let bundle_hash = Hash32::of(&plain);
     let id = bundle_hash.to_string()[..16].to_string();
     let dir = entries_dir(library).join(&id);

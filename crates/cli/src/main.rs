@@ -414,6 +414,10 @@ enum ProviderCommand {
         /// in the engine).
         #[arg(long, default_value = "16384")]
         image_mb_max: u64,
+        /// Bytes of content named by CID (datasets, models) kept in `work_dir/cache` for later
+        /// tasks; the least recently used goes first.
+        #[arg(long, default_value_t = aicpw_provider::cache::CACHE_BYTES_DEFAULT)]
+        cache_bytes: u64,
     },
     /// Explain why a node gets no work.
     Why {
@@ -449,8 +453,12 @@ enum StoreCommand {
         #[arg(long, required_unless_present = "only_hash")]
         key: Option<PathBuf>,
         /// Only compute the CID, here, without a node (as `ipfs add --only-hash`).
-        #[arg(long)]
+        #[arg(long, conflicts_with = "seal")]
         only_hash: bool,
+        /// Seal the file first (chunked XChaCha20-Poly1305 under a key only this account derives):
+        /// its tasks name it by CID (`inputs_by_cid`) and grant its key per task.
+        #[arg(long)]
+        seal: bool,
         #[arg(long)]
         json: bool,
     },

@@ -3,10 +3,10 @@
 
 use aicpw_provider::client::{Client, ClientError};
 use aicpw_store::{AddOptions, Store};
-use aicpw_types::bundle;
+use aicpw_types::bundle::{self, Manifest, Reference};
 use aicpw_types::spec::{TaskFile, TASK_FILE_BYTES_MAX};
 use aicpw_types::tx::KeyGrant;
-use aicpw_types::{seal, Hash32, Keypair, NodeId, Reject, TaskId, TxBody};
+use aicpw_types::{seal, seal_stream, Hash32, Keypair, NodeId, Reject, TaskId, TxBody};
 use anyhow::{anyhow, bail, Context, Result};
 use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::Value;
@@ -119,7 +119,8 @@ pub fn submit_with(
         }
         None => None,
     };
-    let plain = pack_inputs(&spec, task_dir(file), inputs)?;
+    let references = references(client, key, &spec)?;
+    let plain = pack_inputs(&spec, task_dir(file), inputs, references)?;
     let id = submit_bundle(client, key, &spec, &plain, answer.as_ref(), show)?;
     Ok((id, answer))
 }
@@ -139,9 +140,60 @@ pub fn fresh_salt() -> Hash32 {
     Hash32(seal::random_key())
 }
 
-/// The plain bundle a provider receives: the manifest and the input files, read relative to
-/// `base` (the task file's directory) and, unless `inputs` says otherwise, only from under it.
-pub fn pack_inputs(spec: &TaskFile, base: &Path, inputs: Inputs) -> Result<Vec<u8>> {
+/// The task file's `inputs_by_cid` as the provider gets them in the bundle: each CID checked to
+/// be in the node's store, and content sealed by `store add --seal` given the key that opens
+/// it, derived from this account's key and the content's nonce prefix; content sealed by
+/// another account is refused (its key cannot be derived here), plain content goes as it is.
+pub fn references(client: &Client, key: &Keypair, spec: &TaskFile) -> Result<Vec<Reference>> {
+    let mut references = Vec::new();
+    for input in &spec.inputs_by_cid {
+        let cid: aicpw_store::Cid = input.cid.parse().map_err(|e| {
+            refused(Reject::InputCidsInvalid, format!("`{}` is not a CID: {e}", input.cid))
+        })?;
+        let head = match client.get_stream(&format!("/store/{cid}")) {
+            Ok((_, body)) => {
+                let mut head = Vec::new();
+                body.take(seal_stream::HEADER as u64 + seal_stream::SEALED_CHUNK as u64 + 1)
+                    .read_to_end(&mut head)?;
+                head
+            }
+            Err(error) if error.reject() == Some(Reject::NotFound) => {
+                let about =
+                    format!("input {} names {cid}, which the node does not hold", input.name);
+                return Err(refused(Reject::InputNotStored, about));
+            }
+            Err(error) => return Err(error.into()),
+        };
+        let key = match seal_stream::prefix_of(&head) {
+            Some(prefix) => {
+                let content_key = key.sealed_content_key(&prefix);
+                let mut first = [0u8; 1];
+                if seal_stream::Decryptor::new(&content_key, head.as_slice())
+                    .read(&mut first)
+                    .is_err()
+                {
+                    let about =
+                        format!("input {} ({cid}) was sealed by another account", input.name);
+                    return Err(refused(Reject::InputSealedByAnother, about));
+                }
+                Some(Hash32(content_key))
+            }
+            None => None,
+        };
+        references.push(Reference { name: input.name.clone(), cid: cid.to_string(), key });
+    }
+    Ok(references)
+}
+
+/// The plain bundle a provider receives: the manifest with the inputs named by CID
+/// (`references`), and the input files, read relative to `base` (the task file's directory)
+/// and, unless `inputs` says otherwise, only from under it.
+pub fn pack_inputs(
+    spec: &TaskFile,
+    base: &Path,
+    inputs: Inputs,
+    references: Vec<Reference>,
+) -> Result<Vec<u8>> {
     let mut files = Vec::new();
     for input in &spec.inputs {
         let path = input_path(base, input, inputs)?;
@@ -149,7 +201,13 @@ pub fn pack_inputs(spec: &TaskFile, base: &Path, inputs: Inputs) -> Result<Vec<u
             path.file_name().and_then(|n| n.to_str()).context("an input has no file name")?;
         bundle::collect(&path, name, &mut files).with_context(|| format!("input {input}"))?;
     }
-    Ok(bundle::pack(&spec.manifest(), &files)?)
+    let top = |path: &str| path.split('/').next().unwrap_or("").to_string();
+    if let Some(named) =
+        references.iter().find(|r| files.iter().any(|(path, _)| top(path) == r.name))
+    {
+        bail!("input {} is both a file of the task and named by CID", named.name);
+    }
+    Ok(bundle::pack(&Manifest { references, ..spec.manifest() }, &files)?)
 }
 
 /// Seals (unless the file says `encrypt: false`) and uploads a plain bundle under a fresh content
@@ -376,8 +434,6 @@ pub fn fetch_result(
     Ok(Fetched { cid: cid.to_string(), files: written.iter().map(|(p, _)| p.clone()).collect() })
 }
 
-/// Adds a file or directory to the node's store through a CAR file; returns the root CID.
-/// The upload is signed by `key`, whose store quota it uses.
 fn add_options(cid_version: u8) -> AddOptions {
     if cid_version == 0 {
         AddOptions::default()
@@ -393,14 +449,37 @@ pub fn store_cid(path: &Path, cid_version: u8) -> Result<String> {
     Ok(cid.to_string())
 }
 
-pub fn store_add(client: &Client, key: &Keypair, path: &Path, cid_version: u8) -> Result<String> {
+/// Adds a file or directory to the node's store; returns the root CID. The upload is signed by
+/// `key`, whose store quota it uses. A file is streamed as one blob; with `seal`, as its
+/// chunked ciphertext (`seal_stream`) under a key derived from `key` and a fresh nonce prefix,
+/// which tasks of this account name by CID. A directory goes through a CAR file.
+pub fn store_add(
+    client: &Client,
+    key: &Keypair,
+    path: &Path,
+    cid_version: u8,
+    seal: bool,
+) -> Result<String> {
     let options = add_options(cid_version);
     let shown = path.display();
     let metadata = std::fs::metadata(path).with_context(|| format!("cannot read {shown}"))?;
+    if seal && !metadata.is_file() {
+        bail!("only a file can be sealed: {shown} is not one");
+    }
     let (cid, stored) = if metadata.is_file() {
         // One blob: hashed here, then streamed; the node builds the same DAG as it arrives.
-        let open = || File::open(path).with_context(|| format!("cannot read {shown}"));
-        let length = metadata.len();
+        let size = metadata.len();
+        let prefix = seal_stream::random_prefix();
+        let content_key = key.sealed_content_key(&prefix);
+        let length = if seal { seal_stream::sealed_size(size) } else { size };
+        let open = || -> Result<Box<dyn ReadSeek>> {
+            let file = File::open(path).with_context(|| format!("cannot read {shown}"))?;
+            Ok(if seal {
+                Box::new(seal_stream::SealingReader::new(&content_key, prefix, file, size))
+            } else {
+                Box::new(file)
+            })
+        };
         let bar = byte_bar("hashing", Some(length));
         let cid = aicpw_store::cid_of_reader(bar.wrap_read(open()?.take(length)), &options)
             .with_context(|| format!("cannot hash {shown}"))?
@@ -439,6 +518,10 @@ pub fn store_add(client: &Client, key: &Keypair, path: &Path, cid_version: u8) -
     Ok(cid)
 }
 
+/// A source an upload can resume in.
+trait ReadSeek: Read + std::io::Seek {}
+impl<T: Read + std::io::Seek> ReadSeek for T {}
+
 /// A progress bar of bytes on the terminal (hidden when stderr is not one).
 fn byte_bar(what: &str, total: Option<u64>) -> ProgressBar {
     let bar = match total {
@@ -466,15 +549,15 @@ pub fn store_get(client: &Client, cid: &str, out: &Path) -> Result<()> {
         Ok((length, body)) => {
             let bar = byte_bar("downloading", length);
             let file = File::options().write(true).create_new(true).open(out)?;
-            let mut tee =
-                Tee { reader: bar.wrap_read(body), writer: std::io::BufWriter::new(file) };
-            let options = match wanted.version() {
-                aicpw_store::Version::V0 => AddOptions::default(),
-                aicpw_store::Version::V1 => AddOptions::cid_v1(),
-            };
-            let got = aicpw_store::cid_of_reader(&mut tee, &options).map_err(anyhow::Error::from);
+            let mut writer = std::io::BufWriter::new(file);
+            let got = aicpw_store::cid_of_copy(
+                bar.wrap_read(body),
+                &mut writer,
+                &AddOptions::of(&wanted),
+            )
+            .map_err(anyhow::Error::from);
             let written = got.and_then(|got| {
-                let file = tee.writer.into_inner().map_err(|e| e.into_error())?;
+                let file = writer.into_inner().map_err(|e| e.into_error())?;
                 file.sync_all()?;
                 Ok(got)
             });
@@ -502,20 +585,6 @@ pub fn store_get(client: &Client, cid: &str, out: &Path) -> Result<()> {
     }
     local.get_to_path(&wanted, out)?;
     Ok(())
-}
-
-/// Reads from `reader`, writing everything read to `writer` too.
-struct Tee<R, W> {
-    reader: R,
-    writer: W,
-}
-
-impl<R: Read, W: Write> Read for Tee<R, W> {
-    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        let n = self.reader.read(buf)?;
-        self.writer.write_all(&buf[..n])?;
-        Ok(n)
-    }
 }
 
 pub fn describe_task(task: &Value) -> String {

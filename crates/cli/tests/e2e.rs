@@ -473,6 +473,7 @@ fn a_requester_aiming_unusable_inputs_at_a_node_cannot_freeze_it_and_pays_for_it
             network: false,
             encrypted,
             inputs_cid,
+            input_cids: Vec::new(),
             result_key: requester.x25519_public(),
             nondeterministic: None,
         };

@@ -2,7 +2,7 @@
 
 use aicpw_types::codec::Encode;
 use aicpw_types::hardware::GPU_MODEL_BYTES_MAX;
-use aicpw_types::spec::NAME_BYTES_MAX;
+use aicpw_types::spec::{INPUT_CIDS_MAX, NAME_BYTES_MAX};
 use aicpw_types::task::{
     summary_well_formed, Verification, REPLICAS_MAX, SUMMARY_MICROS_MAX, SUMMARY_PATH_BYTES_MAX,
 };
@@ -35,6 +35,13 @@ fn check_terms(terms: &TaskTerms) -> Result<(), Reject> {
     longer(&terms.resources.gpu_model, GPU_MODEL_BYTES_MAX)?;
     if terms.name.is_empty() || terms.inputs_cid.is_empty() || terms.time_limit_secs == 0 {
         return Err(Reject::InvalidField);
+    }
+    let distinct: std::collections::BTreeSet<&String> = terms.input_cids.iter().collect();
+    if terms.input_cids.len() > INPUT_CIDS_MAX
+        || distinct.len() < terms.input_cids.len()
+        || terms.input_cids.iter().any(|cid| cid.is_empty() || cid.len() > CID_BYTES_MAX)
+    {
+        return Err(Reject::InputCidsInvalid);
     }
     if terms.reputation_min > 1000 {
         return Err(Reject::InvalidField);

@@ -79,6 +79,7 @@ pub(crate) fn terms(budget: u128) -> TaskTerms {
         network: false,
         encrypted: false,
         inputs_cid: "bafkreiexample".into(),
+        input_cids: Vec::new(),
         result_key: [7; 32],
         nondeterministic: None,
     }
@@ -526,6 +527,32 @@ fn oversize_transactions_are_rejected() {
     let grants = (0..65).map(|i| KeyGrant { node: NodeId(i), sealed_key: vec![0; 80] }).collect();
     let result = net.run(0, TxBody::GrantKeys { task: TaskId(0), key_grants: grants });
     assert_eq!(result, Err(Reject::TooManyKeyGrants));
+}
+
+/// Input CIDs are public and held by every node's store while the task is open: a list too
+/// long, a CID named twice, an empty or overlong one is refused, and a good list is kept.
+#[test]
+fn input_cids_are_bounded_distinct_and_kept_on_the_task() {
+    let mut net = Net::new();
+    let cid = |i: usize| format!("bafkreidataset{i}");
+    for bad in [
+        (0..17).map(cid).collect::<Vec<_>>(),
+        vec![cid(1), cid(1)],
+        vec![String::new()],
+        vec!["b".repeat(129)],
+    ] {
+        let mut t = terms(12_000_000);
+        t.input_cids = bad.clone();
+        let body = TxBody::SubmitTask { terms: t, answer_commitment: Hash32::default() };
+        assert_eq!(net.run(0, body), Err(Reject::InputCidsInvalid), "{bad:?}");
+    }
+    assert_eq!(Reject::InputCidsInvalid.code(), 705);
+    let mut t = terms(12_000_000);
+    t.input_cids = (0..16).map(cid).collect();
+    let body = TxBody::SubmitTask { terms: t.clone(), answer_commitment: Hash32::default() };
+    net.run(0, body).expect("16 distinct CIDs are accepted");
+    let task = net.state.tasks.values().last().expect("the task");
+    assert_eq!(task.terms.input_cids, t.input_cids);
 }
 
 #[test]

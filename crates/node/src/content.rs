@@ -250,8 +250,9 @@ impl Content {
 /// Tasks looked at per hold of the chain lock while gathering the CIDs open tasks name.
 const TASKS_PER_LOCK: usize = 1_000;
 
-/// The CIDs open tasks name: inputs, revealed results, verified results. Gathered a slice of
-/// tasks at a time, letting go of the chain lock in between.
+/// The CIDs open tasks name: inputs (the bundle and those named by CID), revealed results,
+/// verified results. Gathered a slice of tasks at a time, letting go of the chain lock in
+/// between.
 pub fn referenced(shared: &Shared) -> HashSet<Cid> {
     let mut found = HashSet::new();
     let mut after = None;
@@ -265,7 +266,8 @@ pub fn referenced(shared: &Shared) -> HashSet<Cid> {
             let reveals = task.leases.iter().filter_map(|lease| lease.reveal.as_ref());
             let results = reveals.map(|reveal| &reveal.result_cid);
             let verified = task.result.as_ref().map(|result| &result.result_cid);
-            for cid in results.chain(verified).chain([&task.terms.inputs_cid]) {
+            let inputs = std::iter::once(&task.terms.inputs_cid).chain(&task.terms.input_cids);
+            for cid in results.chain(verified).chain(inputs) {
                 if let Ok(cid) = cid.parse() {
                     found.insert(cid);
                 }

@@ -42,6 +42,8 @@ struct Counters {
     recent: VecDeque<(Instant, u64)>,
     /// API latency by route template (`/v1/tasks/{id}`) and status class (2 for 2xx).
     latency: BTreeMap<(String, u16), Histogram>,
+    /// Content bytes the store's read routes handed to clients.
+    store_served_bytes: u64,
 }
 
 /// What the node counts for `/metrics`.
@@ -75,6 +77,11 @@ impl Metrics {
         {
             c.recent.pop_front();
         }
+    }
+
+    /// The store's read routes handed `bytes` of content to a client.
+    pub fn store_served(&self, bytes: u64) {
+        self.lock().store_served_bytes += bytes;
     }
 
     fn request(&self, route: String, status: u16, took: Duration) {
@@ -177,6 +184,12 @@ pub fn render(s: &Shared) -> String {
         "counter",
         "Admitted transactions a block left out with a rejection since the node started.",
         c.txs_rejected,
+    );
+    t.one(
+        "aicpw_store_served_bytes_total",
+        "counter",
+        "Content bytes the store's read routes sent since the node started.",
+        c.store_served_bytes,
     );
     let window: u64 = c.recent.iter().map(|(_, n)| n).sum();
     t.one(

@@ -464,13 +464,15 @@ async fn get_car(
 /// client; a client that goes away stops the writer. A failure mid-way ends the body with an
 /// error, so the client sees a cut response, never a short one passing for whole.
 fn stream(
-    s: &Shared,
+    s: &SharedState,
     write: impl FnOnce(&Store, &mut ChannelWriter) -> Result<(), StoreError> + Send + 'static,
 ) -> Body {
     let (sender, receiver) = mpsc::channel(STREAM_CHUNKS_BUFFERED);
     let store = s.content.store.clone();
+    let shared = s.clone();
     tokio::task::spawn_blocking(move || {
-        let mut writer = ChannelWriter { sender, chunk: Vec::with_capacity(STREAM_CHUNK_BYTES) };
+        let chunk = Vec::with_capacity(STREAM_CHUNK_BYTES);
+        let mut writer = ChannelWriter { sender, chunk, shared };
         let written = write(&store, &mut writer)
             .and_then(|()| writer.flush().map_err(StoreError::WriteOutput));
         if let Err(error) = written {
@@ -481,10 +483,12 @@ fn stream(
     Body::from_stream(tokio_stream::wrappers::ReceiverStream::new(receiver))
 }
 
-/// Sends what is written as chunks of the response body, blocking while the client is behind.
+/// Sends what is written as chunks of the response body, blocking while the client is behind,
+/// and counts each chunk handed on as served (`aicpw_store_served_bytes_total`).
 struct ChannelWriter {
     sender: mpsc::Sender<io::Result<Bytes>>,
     chunk: Vec<u8>,
+    shared: SharedState,
 }
 
 impl Write for ChannelWriter {
@@ -502,8 +506,11 @@ impl Write for ChannelWriter {
             return Ok(());
         }
         let chunk = std::mem::replace(&mut self.chunk, Vec::with_capacity(STREAM_CHUNK_BYTES));
+        let length = chunk.len() as u64;
         self.sender
             .blocking_send(Ok(Bytes::from(chunk)))
-            .map_err(|_| io::Error::from(io::ErrorKind::BrokenPipe))
+            .map_err(|_| io::Error::from(io::ErrorKind::BrokenPipe))?;
+        self.shared.metrics.store_served(length);
+        Ok(())
     }
 }

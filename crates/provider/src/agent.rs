@@ -21,6 +21,7 @@ mod execute;
 
 pub use execute::summary_of;
 
+use crate::cache::ContentCache;
 use crate::client::{Client, ClientError, EventsAbout};
 use crate::executor::Executor;
 use crate::hardware;
@@ -79,6 +80,8 @@ pub struct AgentConfig {
     /// Runs `runtime: container` tasks (a `ContainerExecutor`); registered as
     /// `Hardware::runs_containers`. `None`: this node takes sandbox tasks only.
     pub containers: Option<Arc<dyn Executor>>,
+    /// Bound of the content cache (`work_dir/cache`) of inputs named by CID.
+    pub cache_bytes: u64,
 }
 
 /// What the agent remembers across restarts.
@@ -107,6 +110,7 @@ struct Shared {
     client: Client,
     config: AgentConfig,
     executor: Arc<dyn Executor>,
+    cache: ContentCache,
     node: NodeId,
     journal: Mutex<Journal>,
     running: Mutex<BTreeMap<u64, Arc<AtomicBool>>>,
@@ -297,6 +301,8 @@ pub fn run(
         path: config.work_dir.display().to_string(),
         message: e.to_string(),
     })?;
+    let cache = ContentCache::open(config.work_dir.join("cache"), config.cache_bytes)
+        .map_err(|e| AgentError::State { path: "cache".into(), message: e.to_string() })?;
     let client = Client::new(node_url);
     let mut journal = load_journal(&config.work_dir)?;
     let node = register(&client, &config, &mut journal)?;
@@ -315,6 +321,7 @@ pub fn run(
         client,
         config,
         executor,
+        cache,
         node,
         journal: Mutex::new(journal),
         running: Mutex::new(BTreeMap::new()),

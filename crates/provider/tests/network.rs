@@ -275,6 +275,7 @@ fn start_agent_once(url: &str, work_dir: &Path, allow_network: bool) -> NodeId {
         region: String::new(),
         allow_network,
         containers: None,
+        cache_bytes: aicpw_provider::cache::CACHE_BYTES_DEFAULT,
     };
     let executor = Arc::new(SandboxExecutor::new(SandboxConfig::default()).expect("executor"));
     let stop = Arc::new(AtomicBool::new(false));

@@ -198,6 +198,7 @@ pub fn task_terms(name: String, seed: u64, verification: Verification, gpu: &str
         network: false,
         encrypted: false,
         inputs_cid: format!("sim-{seed}-{name}"),
+        input_cids: Vec::new(),
         result_key: [9; 32],
         nondeterministic: None,
     };

@@ -3,7 +3,7 @@
 //! Streaming: the builder holds one chunk (and its encoded leaf) and, per level of the tree,
 //! the links of the node being filled; it never holds the whole file.
 
-use std::io::{ErrorKind, Read};
+use std::io::{ErrorKind, Read, Write};
 
 use crate::block::BlockSink;
 use crate::cid::{Cid, Codec, Version};
@@ -46,6 +46,15 @@ impl AddOptions {
     /// `ipfs add --cid-version=1` (which implies raw leaves).
     pub fn cid_v1() -> Self {
         AddOptions { cid_version: Version::V1, ..AddOptions::default() }
+    }
+
+    /// The `ipfs add` defaults of `cid`'s version: what a file got by that CID is hashed with
+    /// to check it.
+    pub fn of(cid: &Cid) -> Self {
+        match cid.version() {
+            Version::V0 => AddOptions::default(),
+            Version::V1 => AddOptions::cid_v1(),
+        }
     }
 
     /// Whether leaves are raw blocks (codec raw, CIDv1) rather than UnixFS dag-pb nodes.
@@ -264,10 +273,42 @@ pub fn cid_of_reader<R: Read>(reader: R, options: &AddOptions) -> Result<Cid> {
     Ok(import_file(reader, options, &mut crate::block::DiscardBlocks)?.cid)
 }
 
+/// Copies `reader` to `writer` and returns the CID of what went through (as
+/// [`cid_of_reader`]): a file downloaded by CID is checked as it is written, in one pass.
+pub fn cid_of_copy<R: Read, W: Write>(reader: R, writer: W, options: &AddOptions) -> Result<Cid> {
+    cid_of_reader(Tee { reader, writer }, options)
+}
+
+/// Reads from `reader`, writing everything read to `writer` too.
+struct Tee<R, W> {
+    reader: R,
+    writer: W,
+}
+
+impl<R: Read, W: Write> Read for Tee<R, W> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.reader.read(buf)?;
+        self.writer.write_all(&buf[..n])?;
+        Ok(n)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::block::{DiscardBlocks, MemoryBlocks};
+
+    #[test]
+    fn a_copy_is_hashed_as_it_is_written() {
+        let bytes: Vec<u8> = (0..700_000u32).map(|i| (i * 7 % 251) as u8).collect();
+        for options in [AddOptions::default(), AddOptions::cid_v1()] {
+            let mut copy = Vec::new();
+            let cid = cid_of_copy(bytes.as_slice(), &mut copy, &options).expect("copies");
+            assert_eq!(copy, bytes);
+            assert_eq!(cid, cid_of_reader(bytes.as_slice(), &options).expect("hashes"));
+            assert_eq!(AddOptions::of(&cid).cid_version, options.cid_version);
+        }
+    }
 
     #[test]
     fn files_over_the_size_limit_are_refused() {

@@ -21,5 +21,5 @@ pub use cid::{Cid, Codec, Version};
 pub use directory::cid_of_path;
 pub use error::{Result, StoreError};
 pub use exporter::{read_from_source, EntryKind, Stat};
-pub use importer::{add_to_sink, cid_of_reader, AddOptions};
+pub use importer::{add_to_sink, cid_of_copy, cid_of_reader, AddOptions};
 pub use limits::*;

@@ -2,7 +2,7 @@
 //! into one byte string that is encrypted as a whole. Inputs travel as a bundle to the provider; the
 //! outputs come back as a bundle to the requester.
 
-use crate::spec::{is_relative_plain_path, PATHS_MAX};
+use crate::spec::{is_relative_plain_path, INPUT_CIDS_MAX, PATHS_MAX};
 use crate::Hash32;
 use rustix::fs::{openat, Dir, Mode, OFlags, CWD};
 use rustix::io::Errno;
@@ -39,21 +39,42 @@ pub struct Manifest {
     /// The bundle file holding the image as a `docker save` archive, if the task ships it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub image_archive: Option<String>,
+    /// Inputs named by CID, placed beside the bundle's files. Only an input bundle has them:
+    /// the provider takes them out before anything hashes or returns the manifest.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub references: Vec<Reference>,
+}
+
+/// An input named by CID (`inputs_by_cid`): the content the node's store holds under `cid`, put
+/// in the inputs directory as `name`; `key` opens it when it was sealed (`seal_stream`). The
+/// key travels only here, inside the task's sealed bundle, so it reaches exactly the nodes the
+/// task's own key is granted to.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Reference {
+    pub name: String,
+    pub cid: String,
+    #[serde(default)]
+    pub key: Option<Hash32>,
 }
 
 impl Manifest {
     /// Every declared output (and the image archive) is a plain relative path (no `/` at the
-    /// start, no `.` or `..`), so it names something inside the outputs (inputs) directory.
-    fn check_outputs(&self) -> Result<(), BundleError> {
-        if self.outputs.len() > PATHS_MAX {
-            return Err(BundleError::TooLarge("output count"));
+    /// start, no `.` or `..`), so it names something inside the outputs (inputs) directory;
+    /// every reference's name is one such path component, a file directly in the inputs.
+    fn check_paths(&self) -> Result<(), BundleError> {
+        if self.outputs.len() > PATHS_MAX || self.references.len() > INPUT_CIDS_MAX {
+            return Err(BundleError::TooLarge("output or reference count"));
         }
-        match self
+        let bad_output = self
             .outputs
             .iter()
             .chain(&self.image_archive)
-            .find(|o| !is_relative_plain_path(o) || o.len() > PATH_BYTES_MAX)
-        {
+            .find(|o| !is_relative_plain_path(o) || o.len() > PATH_BYTES_MAX);
+        let bad_name =
+            self.references.iter().map(|r| &r.name).find(|n| {
+                !is_relative_plain_path(n) || n.contains('/') || n.len() > PATH_BYTES_MAX
+            });
+        match bad_output.or(bad_name) {
             Some(bad) => Err(BundleError::UnsafePath(bad.clone())),
             None => Ok(()),
         }
@@ -148,7 +169,7 @@ pub fn unpack(bytes: &[u8]) -> Result<(Manifest, Files), BundleError> {
     }
     let manifest: Manifest = serde_json::from_slice(r.take(manifest_len as u64)?)
         .map_err(|e| BundleError::Manifest(e.to_string()))?;
-    manifest.check_outputs()?;
+    manifest.check_paths()?;
     let count = r.u32()? as usize;
     if count > BUNDLE_FILES_MAX {
         return Err(BundleError::TooLarge("file count"));
@@ -207,7 +228,7 @@ pub fn collect(path: &Path, prefix: &str, out: &mut Files) -> Result<(), BundleE
 /// outside `dir` is read; links and special files are refused, not skipped; every file's size
 /// is checked from its metadata before it is read, against [`BUNDLE_BYTES_MAX`] in total.
 pub fn collect_outputs(dir: &Path, manifest: &Manifest) -> Result<Files, BundleError> {
-    manifest.check_outputs()?;
+    manifest.check_paths()?;
     let root = open_no_follow(CWD, dir.as_os_str(), dir)?;
     let mut out = Vec::new();
     for name in &manifest.outputs {
@@ -328,6 +349,26 @@ pub fn write_files(dir: &Path, files: &[(String, Vec<u8>)]) -> Result<(), Bundle
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn references_travel_in_the_manifest_and_name_one_file_each() {
+        let reference = |name: &str| Reference {
+            name: name.into(),
+            cid: "bafkreiabc".into(),
+            key: Some(Hash32([3; 32])),
+        };
+        let manifest = Manifest { references: vec![reference("data.bin")], ..Manifest::default() };
+        let bytes = pack(&manifest, &[]).expect("packs");
+        assert_eq!(unpack(&bytes).expect("unpacks").0, manifest);
+        for bad in ["../data.bin", "d/data.bin", "/etc/passwd", ".."] {
+            let manifest = Manifest { references: vec![reference(bad)], ..Manifest::default() };
+            let bytes = pack(&manifest, &[]).expect("packs");
+            assert!(matches!(unpack(&bytes), Err(BundleError::UnsafePath(_))), "{bad}");
+        }
+        // A manifest without references packs as it did before they existed.
+        let plain = pack(&Manifest::default(), &[]).expect("packs");
+        assert!(!String::from_utf8_lossy(&plain).contains("references"));
+    }
 
     #[test]
     fn bundles_round_trip() {

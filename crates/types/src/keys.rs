@@ -81,6 +81,17 @@ impl Keypair {
         okm
     }
 
+    /// The key of content this account sealed with `store add --seal` (`seal_stream`), derived
+    /// from the seed and the content's random nonce prefix, which its header carries: whoever
+    /// holds the key file can open the content from its CID alone, and nothing has to be stored.
+    pub fn sealed_content_key(&self, prefix: &[u8; crate::seal_stream::PREFIX]) -> [u8; 32] {
+        let hk = Hkdf::<Sha256>::new(Some(prefix), self.signing.as_bytes());
+        let mut okm = [0u8; 32];
+        hk.expand(b"aicpw 2026-12 sealed content key v1", &mut okm)
+            .expect("32 bytes is a valid HKDF-SHA256 output length");
+        okm
+    }
+
     pub fn save(&self, path: &Path) -> Result<(), KeyError> {
         let file = KeyFile {
             secret_key: hex::encode(self.signing.as_ref()),

@@ -106,6 +106,9 @@ rejects! {
     UploadIncomplete = 702, "the upload ended before its signed size: resume at the offset the answer names";
     UploadBusy = 703, "another request is feeding this upload; retry";
     UploadSessionsFull = 704, "the node, or this account, has too many unfinished uploads; finish one or let it expire";
+    InputCidsInvalid = 705, "a task names at most 16 input CIDs, each non-empty and at most 128 bytes, none twice";
+    InputNotStored = 706, "an input named by CID is not in the node's store: add it first (aicpw store add)";
+    InputSealedByAnother = 707, "an input named by CID was sealed by another account: only the account that sealed it can grant its key";
     TaskFileInvalid = 740, "the task file is not valid: the message names the line and the field";
     MempoolFull = 900, "the mempool is full; retry later";
     DuplicateTransaction = 901, "the transaction is already in the mempool";

@@ -12,12 +12,13 @@
 use chacha20poly1305::aead::{AeadInPlace, KeyInit};
 use chacha20poly1305::{Key, Tag, XChaCha20Poly1305, XNonce};
 use rand_core::{OsRng, RngCore};
-use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::io::{self, Read, Seek, SeekFrom};
 
 /// Plaintext bytes per chunk.
 pub const CHUNK: usize = 64 * 1024;
 const TAG: usize = 16;
-const PREFIX: usize = 19;
+/// Bytes of the random nonce prefix in the header.
+pub const PREFIX: usize = 19;
 /// Marks a chunked ciphertext, and its format version.
 pub const MAGIC: &[u8; 5] = b"aics1";
 /// Bytes before the first chunk.
@@ -64,72 +65,14 @@ fn nonce(prefix: &[u8; PREFIX], index: u64, last: bool) -> Result<XNonce, Stream
     Ok(XNonce::from(nonce))
 }
 
-/// Encrypts what is written to it into `writer`; [`Encryptor::finish`] seals the last chunk.
-/// Holds one chunk.
-pub struct Encryptor<W: Write> {
-    cipher: XChaCha20Poly1305,
-    prefix: [u8; PREFIX],
-    index: u64,
-    chunk: Vec<u8>,
-    writer: W,
-}
-
-impl<W: Write> Encryptor<W> {
-    /// Writes the header (with a fresh random nonce prefix) to `writer`.
-    pub fn new(key: &[u8; 32], mut writer: W) -> io::Result<Encryptor<W>> {
-        let mut prefix = [0u8; PREFIX];
-        OsRng.fill_bytes(&mut prefix);
-        writer.write_all(MAGIC)?;
-        writer.write_all(&prefix)?;
-        let cipher = XChaCha20Poly1305::new(&Key::from(*key));
-        Ok(Encryptor { cipher, prefix, index: 0, chunk: Vec::with_capacity(CHUNK), writer })
-    }
-
-    fn seal_chunk(&mut self, last: bool) -> io::Result<()> {
-        let nonce = nonce(&self.prefix, self.index, last)?;
-        let tag = self
-            .cipher
-            .encrypt_in_place_detached(&nonce, &[], &mut self.chunk)
-            .map_err(|_| io::Error::other("a chunk of 64 KiB always encrypts"))?;
-        self.writer.write_all(&self.chunk)?;
-        self.writer.write_all(&tag)?;
-        self.chunk.clear();
-        self.index += 1;
-        Ok(())
-    }
-
-    /// Seals the last chunk; returns the writer.
-    pub fn finish(mut self) -> io::Result<W> {
-        self.seal_chunk(true)?;
-        self.writer.flush()?;
-        Ok(self.writer)
-    }
-}
-
-impl<W: Write> Write for Encryptor<W> {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        if buf.is_empty() {
-            return Ok(0);
-        }
-        // A full chunk is sealed only once more bytes come: until then it may be the last.
-        if self.chunk.len() == CHUNK {
-            self.seal_chunk(false)?;
-        }
-        let n = buf.len().min(CHUNK - self.chunk.len());
-        self.chunk.extend_from_slice(&buf[..n]);
-        Ok(n)
-    }
-
-    fn flush(&mut self) -> io::Result<()> {
-        self.writer.flush()
-    }
-}
-
-/// Encrypts all of `plaintext` into a new buffer.
+/// Encrypts all of `plaintext` into a new buffer, under a fresh random nonce prefix.
 pub fn encrypt(key: &[u8; 32], plaintext: &[u8]) -> Vec<u8> {
-    let mut encryptor = Encryptor::new(key, Vec::new()).expect("writing to memory cannot fail");
-    encryptor.write_all(plaintext).expect("writing to memory cannot fail");
-    encryptor.finish().expect("writing to memory cannot fail")
+    let size = plaintext.len() as u64;
+    let mut sealed = Vec::new();
+    SealingReader::new(key, random_prefix(), io::Cursor::new(plaintext), size)
+        .read_to_end(&mut sealed)
+        .expect("reading from memory cannot fail");
+    sealed
 }
 
 /// Decrypts what it reads from a chunked ciphertext, one chunk at a time, checking each before
@@ -243,6 +186,117 @@ pub fn decrypt(key: &[u8; 32], sealed: &[u8]) -> Result<Vec<u8>, StreamError> {
     Ok(plain)
 }
 
+/// Bytes of the chunked ciphertext of `plaintext_size` bytes.
+pub fn sealed_size(plaintext_size: u64) -> u64 {
+    let chunks = plaintext_size.div_ceil(CHUNK as u64).max(1);
+    HEADER as u64 + plaintext_size + chunks * TAG as u64
+}
+
+/// The chunked ciphertext of a seekable plaintext of known size, sealed as it is read under a
+/// given nonce prefix, and itself seekable: the same key, prefix and plaintext give the same
+/// bytes at every offset, so an upload of it can resume anywhere. Holds one chunk.
+pub struct SealingReader<R: Read + Seek> {
+    source: R,
+    cipher: XChaCha20Poly1305,
+    prefix: [u8; PREFIX],
+    plaintext_size: u64,
+    position: u64,
+    /// The sealed chunk at `sealed_index`, tag included.
+    sealed: Vec<u8>,
+    sealed_index: Option<u64>,
+}
+
+impl<R: Read + Seek> SealingReader<R> {
+    pub fn new(key: &[u8; 32], prefix: [u8; PREFIX], source: R, plaintext_size: u64) -> Self {
+        SealingReader {
+            source,
+            cipher: XChaCha20Poly1305::new(&Key::from(*key)),
+            prefix,
+            plaintext_size,
+            position: 0,
+            sealed: Vec::with_capacity(SEALED_CHUNK),
+            sealed_index: None,
+        }
+    }
+
+    fn seal_chunk(&mut self, index: u64) -> io::Result<()> {
+        let start = index * CHUNK as u64;
+        let length = (self.plaintext_size - start).min(CHUNK as u64);
+        let last = start + length == self.plaintext_size;
+        self.source.seek(SeekFrom::Start(start))?;
+        self.sealed.clear();
+        (&mut self.source).take(length).read_to_end(&mut self.sealed)?;
+        if self.sealed.len() as u64 != length {
+            return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "the plaintext shrank"));
+        }
+        let tag = self
+            .cipher
+            .encrypt_in_place_detached(&nonce(&self.prefix, index, last)?, &[], &mut self.sealed)
+            .map_err(|_| io::Error::other("a chunk of 64 KiB always encrypts"))?;
+        self.sealed.extend_from_slice(&tag);
+        self.sealed_index = Some(index);
+        Ok(())
+    }
+}
+
+impl<R: Read + Seek> Read for SealingReader<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let header = HEADER as u64;
+        if self.position < header {
+            let mut head = [0u8; HEADER];
+            head[..MAGIC.len()].copy_from_slice(MAGIC);
+            head[MAGIC.len()..].copy_from_slice(&self.prefix);
+            let from = self.position as usize;
+            let n = buf.len().min(HEADER - from);
+            buf[..n].copy_from_slice(&head[from..from + n]);
+            self.position += n as u64;
+            return Ok(n);
+        }
+        if self.position >= sealed_size(self.plaintext_size) {
+            return Ok(0);
+        }
+        let index = (self.position - header) / SEALED_CHUNK as u64;
+        if self.sealed_index != Some(index) {
+            self.seal_chunk(index)?;
+        }
+        let from = ((self.position - header) % SEALED_CHUNK as u64) as usize;
+        let n = buf.len().min(self.sealed.len() - from);
+        buf[..n].copy_from_slice(&self.sealed[from..from + n]);
+        self.position += n as u64;
+        Ok(n)
+    }
+}
+
+impl<R: Read + Seek> Seek for SealingReader<R> {
+    fn seek(&mut self, to: SeekFrom) -> io::Result<u64> {
+        let end = sealed_size(self.plaintext_size);
+        let position = match to {
+            SeekFrom::Start(at) => Some(at),
+            SeekFrom::End(delta) => end.checked_add_signed(delta),
+            SeekFrom::Current(delta) => self.position.checked_add_signed(delta),
+        };
+        self.position = position
+            .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "seek before the start"))?;
+        Ok(self.position)
+    }
+}
+
+/// The nonce prefix of the chunked ciphertext that starts with `head`; `None` when `head` does
+/// not start with a header.
+pub fn prefix_of(head: &[u8]) -> Option<[u8; PREFIX]> {
+    if head.len() < HEADER || &head[..MAGIC.len()] != MAGIC {
+        return None;
+    }
+    head[MAGIC.len()..HEADER].try_into().ok()
+}
+
+/// A fresh random nonce prefix.
+pub fn random_prefix() -> [u8; PREFIX] {
+    let mut prefix = [0u8; PREFIX];
+    OsRng.fill_bytes(&mut prefix);
+    prefix
+}
+
 /// Chunks and plaintext bytes of a chunked ciphertext of `sealed_size` bytes.
 fn shape(sealed_size: u64) -> Result<(u64, u64), StreamError> {
     let body = sealed_size.checked_sub(HEADER as u64).ok_or(StreamError::Header)?;
@@ -327,13 +381,9 @@ mod tests {
         for size in [0, 1, CHUNK - 1, CHUNK, CHUNK + 1, 3 * CHUNK, 3 * CHUNK + 17] {
             let plain = plaintext(size);
             let sealed = encrypt(&KEY, &plain);
-            assert_eq!(
-                sealed.len() as u64,
-                HEADER as u64 + size as u64 + {
-                    let chunks = size.div_ceil(CHUNK).max(1) as u64;
-                    chunks * TAG as u64
-                }
-            );
+            let chunks = size.div_ceil(CHUNK).max(1) as u64;
+            assert_eq!(sealed.len() as u64, HEADER as u64 + size as u64 + chunks * TAG as u64);
+            assert_eq!(sealed_size(size as u64), sealed.len() as u64);
             assert_eq!(plaintext_size(sealed.len() as u64), Ok(size as u64));
             assert_eq!(decrypt(&KEY, &sealed), Ok(plain.clone()), "{size} bytes");
             // Read through a reader that hands out a few bytes at a time, as a network does.
@@ -440,5 +490,32 @@ mod tests {
         let cut = &sealed[..chunk_range(4).end];
         let truncated = read_range(&KEY, Cursor::new(cut), cut.len() as u64, 4 * CHUNK as u64, 5);
         assert_eq!(truncated, Err(StreamError::Chunk(4)));
+    }
+
+    /// An upload resumes by seeking the sealed source: every offset reads the same bytes as a
+    /// read from the start, and the same key and prefix give the same ciphertext.
+    #[test]
+    fn a_sealing_reader_gives_the_same_bytes_from_any_offset() {
+        let plain = plaintext(3 * CHUNK + 100);
+        let size = plain.len() as u64;
+        let prefix = random_prefix();
+        let mut whole = Vec::new();
+        SealingReader::new(&KEY, prefix, Cursor::new(&plain), size)
+            .read_to_end(&mut whole)
+            .expect("reads");
+        assert_eq!(whole.len() as u64, sealed_size(size));
+        assert_eq!(prefix_of(&whole), Some(prefix));
+        assert_eq!(decrypt(&KEY, &whole), Ok(plain.clone()));
+        let mut reader = SealingReader::new(&KEY, prefix, Cursor::new(&plain), size);
+        for offset in [0, 3, HEADER, HEADER + 1, HEADER + SEALED_CHUNK, whole.len() - 5] {
+            reader.seek(SeekFrom::Start(offset as u64)).expect("seeks");
+            let mut rest = Vec::new();
+            reader.read_to_end(&mut rest).expect("reads");
+            assert_eq!(rest, whole[offset..], "from {offset}");
+        }
+        assert_eq!(prefix_of(b"plain bytes, not sealed ones"), None);
+        // A source shorter than its stated size is an error, not a short ciphertext.
+        let mut short = SealingReader::new(&KEY, prefix, Cursor::new(&plain[..10]), size);
+        assert!(short.read_to_end(&mut Vec::new()).is_err());
     }
 }

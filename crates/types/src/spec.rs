@@ -13,6 +13,8 @@ pub const TASK_FILE_BYTES_MAX: usize = 64 * 1024;
 pub const NAME_BYTES_MAX: usize = 64;
 pub const ARGS_MAX: usize = 64;
 pub const PATHS_MAX: usize = 64;
+/// Most inputs a task names by CID (`inputs_by_cid`, `TaskTerms::input_cids`).
+pub const INPUT_CIDS_MAX: usize = 16;
 /// Longest time limit: 7 days.
 pub const TIME_LIMIT_SECS_MAX: u64 = 7 * 24 * 3600;
 
@@ -85,6 +87,15 @@ pub struct NondeterministicFile {
     pub mode: CompareMode,
 }
 
+/// An entry of `inputs_by_cid:` in a task file: content in the store (a dataset, a model, an
+/// image), placed in `/task/in` under `name`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct InputByCid {
+    pub cid: String,
+    pub name: String,
+}
+
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TaskFile {
@@ -107,6 +118,9 @@ pub struct TaskFile {
     pub args: Vec<String>,
     #[serde(default)]
     pub inputs: Vec<String>,
+    /// Content already in the store, named by CID: added once, read by any number of tasks.
+    #[serde(default)]
+    pub inputs_by_cid: Vec<InputByCid>,
     #[serde(default)]
     pub outputs: Vec<String>,
     #[serde(default)]
@@ -185,6 +199,16 @@ impl TaskFile {
         if self.inputs.len() > PATHS_MAX || self.outputs.len() > PATHS_MAX {
             return fail("inputs", "at most 64 inputs and 64 outputs");
         }
+        if self.inputs_by_cid.len() > INPUT_CIDS_MAX {
+            return fail("inputs_by_cid", "at most 16 inputs by CID");
+        }
+        let names: std::collections::BTreeSet<&str> =
+            self.inputs_by_cid.iter().map(|input| input.name.as_str()).collect();
+        let plain_name =
+            |name: &str| is_relative_plain_path(name) && !name.contains('/') && name.len() <= 255;
+        if names.len() < self.inputs_by_cid.len() || !names.iter().all(|name| plain_name(name)) {
+            return fail("inputs_by_cid", "each name is one path component, used once");
+        }
         if let Some(bad) = self.outputs.iter().find(|o| !is_relative_plain_path(o)) {
             return Err(("outputs", format!("`{bad}` must be a relative path without `..`")));
         }
@@ -260,6 +284,7 @@ impl TaskFile {
                     .and_then(|name| name.to_str())
                     .map(str::to_string)
             }),
+            references: Vec::new(),
         }
     }
 
@@ -281,6 +306,7 @@ impl TaskFile {
             network: self.network == NetworkAccess::Full,
             encrypted: self.encrypt,
             inputs_cid,
+            input_cids: self.inputs_by_cid.iter().map(|input| input.cid.clone()).collect(),
             result_key,
             nondeterministic: self.nondeterminism(),
         }
@@ -459,5 +485,27 @@ mod tests {
         assert!(TaskFile::parse("version: [1\n").is_err());
         let big = "#".repeat(TASK_FILE_BYTES_MAX + 1);
         assert_eq!(TaskFile::parse(&big).expect_err("big").field, "(file)");
+    }
+
+    #[test]
+    fn inputs_by_cid_name_one_file_each_once() {
+        let text = format!(
+            "{GOOD}inputs_by_cid:\n  - {{cid: bafkreiabc, name: data.bin}}\n  - {{cid: bafkreidef, name: model}}\n"
+        );
+        let file = TaskFile::parse(&text).expect("valid");
+        assert_eq!(
+            file.inputs_by_cid[1],
+            InputByCid { cid: "bafkreidef".into(), name: "model".into() }
+        );
+        for bad in ["name: data.bin", "name: a/b", "name: ..", "name: \"\""] {
+            let text = text.replace("name: model", bad);
+            let err = TaskFile::parse(&text).expect_err(bad);
+            assert_eq!(err.field, "inputs_by_cid", "{bad}: {err}");
+        }
+        let many: String =
+            (0..17).map(|i| format!("  - {{cid: bafkreiabc, name: f{i}}}\n")).collect();
+        let err = TaskFile::parse(&format!("{GOOD}inputs_by_cid:\n{many}")).expect_err("17");
+        assert_eq!(err.field, "inputs_by_cid");
+        assert!(TaskFile::parse(&text.replace("name: model", "name: m, key: x")).is_err());
     }
 }

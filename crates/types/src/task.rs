@@ -195,6 +195,11 @@ pub struct TaskTerms {
     pub network: bool,
     pub encrypted: bool,
     pub inputs_cid: String,
+    /// Content in the store the task reads beside its bundle (datasets, models, images), named
+    /// here so that the node holds it while the task is open and providers can fetch it before
+    /// the key grant; the names and keys are in the bundle.
+    #[serde(default)]
+    pub input_cids: Vec<String>,
     /// The requester's X25519 public key; results are sealed to it.
     #[serde(with = "hex_array")]
     pub result_key: [u8; 32],
@@ -216,6 +221,7 @@ codec_struct!(TaskTerms {
     network,
     encrypted,
     inputs_cid,
+    input_cids,
     result_key,
     nondeterministic
 });

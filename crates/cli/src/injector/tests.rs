@@ -103,6 +103,7 @@ fn an_injection_wears_the_terms_of_the_real_task_that_drew_it() {
         network: false,
         encrypted: true,
         inputs_cid: "bafkreireal".into(),
+        input_cids: Vec::new(),
         result_key: [3; 32],
         nondeterministic: None,
     };

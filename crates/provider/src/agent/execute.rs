@@ -3,14 +3,16 @@
 //! limits with heartbeats, seal the outputs to the requester and upload them.
 
 use super::{save_journal, Sealed, Shared, LOG_LINES_KEPT_MAX, TASK_HEARTBEAT_INTERVAL};
+use crate::cache::CacheError;
 use crate::client::ClientError;
 use crate::executor::{
     ContainerImage, ExecutionEvent, ExecutionRequest, Executor, ExecutorError, Limits, Prepared,
     Termination,
 };
-use aicpw_types::bundle::{self, BundleError, Manifest};
+use aicpw_store::Cid;
+use aicpw_types::bundle::{self, BundleError, Manifest, Reference};
 use aicpw_types::task::FailureReason;
-use aicpw_types::{seal, Hash32, Reject, TaskId, TxBody};
+use aicpw_types::{seal, seal_stream, Hash32, Reject, TaskId, TxBody};
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU16, Ordering};
@@ -61,7 +63,11 @@ pub(super) fn get_ready<'a>(
     }
     // The inputs come from the store while the executor sets the run up.
     let (prepared, sealed_inputs) = std::thread::scope(|scope| {
-        let fetching = scope.spawn(|| fetch_sealed_inputs(shared, task));
+        let fetching = scope.spawn(|| {
+            let bundle = fetch_sealed_inputs(shared, task)?;
+            open_referenced(shared, task)?;
+            Ok(bundle)
+        });
         let prepared = executor
             .prepare(&limits_of(terms), network, &dir.join("tmp"))
             .map_err(|e| tracing::warn!("task {id}: cannot set the run up yet: {e}"))
@@ -71,7 +77,7 @@ pub(super) fn get_ready<'a>(
         });
         (prepared, fetched)
     });
-    tracing::debug!("task {id}: run set up, sealed inputs fetched");
+    tracing::debug!("task {id}: run set up, sealed inputs and inputs by CID fetched");
     Ok(Ready { dir, prepared, sealed_inputs })
 }
 
@@ -101,15 +107,23 @@ pub(super) fn execute(
     ready: Ready<'_>,
 ) -> Result<TaskResult, FailureReason> {
     let terms = &task["terms"];
+    let dir = &ready.dir;
+    let (inputs, outputs, scratch) = (dir.join("in"), dir.join("out"), dir.join("tmp"));
     let opened = ready.sealed_inputs.and_then(|blob| open_inputs(shared, task, blob));
-    let (manifest, files) = opened.map_err(|(reason, e)| {
+    let placed = opened.and_then(|(mut manifest, files)| {
+        bundle::write_files(&inputs, &files)
+            .map_err(|e| (FailureReason::ProviderError, e.to_string()))?;
+        // The references leave the manifest here: outputs are hashed and returned with the
+        // manifest the requester knows, which has none.
+        let references = std::mem::take(&mut manifest.references);
+        place_references(shared, task, &references, &inputs)?;
+        Ok(manifest)
+    });
+    let manifest = placed.map_err(|(reason, e)| {
         tracing::warn!("task {id}: cannot get the inputs ({}): {e}", reason.code());
         reason
     })?;
     tracing::debug!("task {id}: inputs opened");
-    let dir = &ready.dir;
-    let (inputs, outputs, scratch) = (dir.join("in"), dir.join("out"), dir.join("tmp"));
-    bundle::write_files(&inputs, &files).map_err(|_| FailureReason::ProviderError)?;
     let mut request = ExecutionRequest::new(
         &manifest.command,
         manifest.args.clone(),
@@ -174,15 +188,98 @@ pub(super) fn execute(
 fn fetch_sealed_inputs(shared: &Shared, task: &Value) -> Result<Vec<u8>, (FailureReason, String)> {
     let inputs = |e: String| (FailureReason::InputsUnavailable, e);
     let cid = task["terms"]["inputs_cid"].as_str().ok_or_else(|| inputs("no inputs_cid".into()))?;
-    shared.client.get_store(cid).map_err(|e| match e {
+    shared.client.get_store(cid).map_err(store_failure)
+}
+
+/// Whose fault a failed read of the store is: the store not answering is this node's; content
+/// it does not hold, or not as a file, is the requester's.
+fn store_failure(error: ClientError) -> (FailureReason, String) {
+    let reason = match error {
         ClientError::Rejected(
             Reject::NotFound
             | Reject::BadRequest
             | Reject::ContentMismatch
-            | Reject::PayloadTooLarge,
-        ) => inputs(e.to_string()),
-        _ => (FailureReason::ProviderError, e.to_string()),
-    })
+            | Reject::PayloadTooLarge
+            | Reject::NotAFile,
+        ) => FailureReason::InputsUnavailable,
+        _ => FailureReason::ProviderError,
+    };
+    (reason, error.to_string())
+}
+
+/// The content the task's terms name by CID (`terms.input_cids`), opened from the content
+/// cache, which downloads what it does not hold yet. Together it must fit the task's disk
+/// limit, which the matcher checked against this node's disk: a requester cannot make a
+/// provider download or unpack more than it declared. Content the store does not hold, or too
+/// large, is the requester's fault (`InputsUnavailable`).
+fn open_referenced(
+    shared: &Shared,
+    task: &Value,
+) -> Result<Vec<(Cid, std::fs::File)>, (FailureReason, String)> {
+    let inputs = |e: String| (FailureReason::InputsUnavailable, e);
+    let listed = task["terms"]["input_cids"].as_array().cloned().unwrap_or_default();
+    let mut room = limits_of(&task["terms"]).disk_mb.saturating_mul(1024 * 1024);
+    let mut opened = Vec::new();
+    for cid in &listed {
+        let cid: Cid =
+            cid.as_str().unwrap_or("").parse().map_err(|_| inputs(format!("bad CID {cid}")))?;
+        let file = shared.cache.open_content(&shared.client, &cid, room).map_err(fetch_failure)?;
+        let size = file.metadata().map_err(|e| (FailureReason::ProviderError, e.to_string()))?;
+        room = room.saturating_sub(size.len());
+        opened.push((cid, file));
+    }
+    Ok(opened)
+}
+
+/// Whose fault a failed fetch into the cache is (see [`store_failure`]); content that is not
+/// what its CID says is the requester's too, the cache's own disk this node's.
+fn fetch_failure(error: CacheError) -> (FailureReason, String) {
+    match error {
+        CacheError::Client(error) => store_failure(error),
+        CacheError::Mismatch(_) | CacheError::TooLarge { .. } => {
+            (FailureReason::InputsUnavailable, error.to_string())
+        }
+        CacheError::Io { .. } => (FailureReason::ProviderError, error.to_string()),
+    }
+}
+
+/// Places each reference of the bundle's manifest in `inputs` under its name, from the cache,
+/// decrypting sealed content as it is copied. A reference to a CID the terms do not name (the
+/// node would not hold it for the task), or content its key does not open, is the requester's
+/// fault.
+fn place_references(
+    shared: &Shared,
+    task: &Value,
+    references: &[Reference],
+    inputs: &Path,
+) -> Result<(), (FailureReason, String)> {
+    let fault = |e: String| (FailureReason::InputsUnavailable, e);
+    let opened = open_referenced(shared, task)?;
+    for reference in references {
+        let about = |e: &dyn std::fmt::Display| format!("input {}: {e}", reference.name);
+        let cid: Cid = reference.cid.parse().map_err(|_| fault(about(&"bad CID")))?;
+        let (_, source) = opened
+            .iter()
+            .find(|(named, _)| *named == cid)
+            .ok_or_else(|| fault(about(&"its CID is not among the task's input CIDs")))?;
+        let mut target = std::fs::File::options()
+            .write(true)
+            .create_new(true)
+            .open(inputs.join(&reference.name))
+            .map_err(|e| fault(about(&e)))?;
+        let source = std::io::BufReader::with_capacity(256 * 1024, source);
+        let copied = match &reference.key {
+            Some(key) => {
+                std::io::copy(&mut seal_stream::Decryptor::new(&key.0, source), &mut target)
+            }
+            None => std::io::copy(&mut { source }, &mut target),
+        };
+        copied.map_err(|e| match e.kind() {
+            std::io::ErrorKind::InvalidData => fault(about(&e)),
+            _ => (FailureReason::ProviderError, about(&e)),
+        })?;
+    }
+    Ok(())
 }
 
 /// The task's manifest and input files, opened with this node's key grant in `task`. No grant
