@@ -14,3 +14,5 @@ bash scripts/api-contract.sh
 # --- Validators under BFT consensus (crates/consensus, the CLI's `consensus` feature) ---------
 # Ten seeds with every fault, each checked for agreement, invariants and catch-up; seed 0 twice.
 cargo run --locked -p aicpw-cli --features consensus -- sim --consensus --seeds 10 --faults all --json > /dev/null
+# Four validator processes on loopback: one killed, the others finalize; restarted, it catches up.
+cargo test --locked -p aicpw-cli --features consensus --test devnet

@@ -24,6 +24,16 @@ pub fn run(node: &str, command: Command) -> Result<()> {
         Command::Store(command) => store(&client, command),
         Command::Demo { json, keep } => demo::run(json, keep),
         Command::Bench(command) => bench(command),
+        #[cfg(feature = "consensus")]
+        Command::Devnet { validators, providers, dir, json } => {
+            crate::devnet::run(validators, providers, dir, json)
+        }
+        #[cfg(feature = "consensus")]
+        Command::Validator(crate::ValidatorCommand::Start { data_dir }) => {
+            Ok(aicpw_consensus::validator::run(&data_dir)?)
+        }
+        #[cfg(not(feature = "consensus"))]
+        Command::Devnet { .. } | Command::Validator(_) => bail!(crate::sim::WITHOUT_VALIDATORS),
         Command::Sim { consensus: true, seeds, json, faults, .. } => {
             let report = crate::sim::consensus(seeds, &faults)?;
             show(json, &report, |v| serde_json::to_string_pretty(v).unwrap_or_default());
@@ -509,6 +519,12 @@ fn bench(command: BenchCommand) -> Result<()> {
         BenchCommand::Match { nodes, tasks, seed, json } => {
             (json, bench_match::run(nodes, tasks, seed)?)
         }
+        #[cfg(feature = "consensus")]
+        BenchCommand::Consensus { validators, txs, senders, json } => {
+            (json, crate::bench_consensus::run(validators, txs, senders)?)
+        }
+        #[cfg(not(feature = "consensus"))]
+        BenchCommand::Consensus { .. } => bail!(crate::sim::WITHOUT_VALIDATORS),
     };
     show(json, &value, |v| {
         v.as_object()

@@ -3,12 +3,16 @@
 
 mod bench_challenge;
 mod bench_cheaters;
+#[cfg(feature = "consensus")]
+mod bench_consensus;
 mod bench_dispatch;
 mod bench_ledger;
 mod bench_match;
 mod bench_store;
 mod commands;
 mod demo;
+#[cfg(feature = "consensus")]
+mod devnet;
 mod injector;
 mod known_answers;
 mod requester;
@@ -83,13 +87,42 @@ enum Command {
         /// and simulated network) instead of the single sequencer; needs the `consensus` feature.
         #[arg(long)]
         consensus: bool,
-        /// With --consensus: `all`, `none`, or a comma list of crash, partition, lossy.
+        /// With --consensus: `all`, `none`, or a comma list of crash, partition, lossy, liar.
         #[arg(long, default_value = "all")]
         faults: String,
     },
+    /// Start a local network of validators under BFT consensus on loopback, each a process
+    /// with its own data directory, keys and API (any of them serves the CLI and providers);
+    /// needs the `consensus` feature.
+    Devnet {
+        #[arg(long, default_value_t = 4)]
+        validators: usize,
+        /// Provider agents to start (dev accounts 1.., spread over the validators).
+        #[arg(long, default_value_t = 0)]
+        providers: usize,
+        /// Where the validators keep their data (a temporary directory by default).
+        #[arg(long)]
+        dir: Option<PathBuf>,
+        /// Print the validators' APIs and processes as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Run one validator (see `devnet`); needs the `consensus` feature.
+    #[command(subcommand)]
+    Validator(ValidatorCommand),
     /// Measure throughput and latency.
     #[command(subcommand)]
     Bench(BenchCommand),
+}
+
+#[derive(Subcommand)]
+enum ValidatorCommand {
+    /// Run the validator whose setup (`validator.json`: keys, share, the set) is in its data
+    /// directory; it resumes from the blocks committed there and catches up from its peers.
+    Start {
+        #[arg(long)]
+        data_dir: PathBuf,
+    },
 }
 
 #[derive(Subcommand)]
@@ -546,6 +579,20 @@ enum BenchCommand {
         /// Tiles opened per challenge.
         #[arg(long, default_value_t = 256)]
         k: u32,
+    },
+    /// Finality and signed transfers per second of validators on loopback (a devnet of
+    /// validator processes loaded over their APIs); needs the `consensus` feature.
+    Consensus {
+        #[arg(long, default_value_t = 4)]
+        validators: usize,
+        /// Signed transfers in the load.
+        #[arg(long, default_value_t = 20_000)]
+        txs: usize,
+        /// Accounts sending the load, each to one validator, one thread each.
+        #[arg(long, default_value_t = 64)]
+        senders: usize,
+        #[arg(long)]
+        json: bool,
     },
     /// Placements per second of the matcher on a synthetic population.
     Match {

@@ -34,9 +34,10 @@ pub fn run(scenario: &str, seeds: u64) -> Result<Value> {
 
 /// `aicpw sim --consensus`: seeds `0..seeds` of 4 validators on Commonware simplex (its
 /// deterministic runtime and simulated network) with `faults` (`all`, `none`, or a comma list of
-/// crash, partition, lossy), each until every validator finalized 30 blocks; then seed 0 again,
-/// which must give the same state hash. Returns `runs`, `violations` (summed over seeds) and each
-/// seed's `state_hash`, heights and transactions.
+/// crash, partition, lossy, liar), each until every validator finalized 30 blocks; then seed 0 again,
+/// which must give the same state hash. Returns `runs`, `violations` (summed over seeds), the
+/// simulated finality percentiles and each seed's `state_hash`, heights, transactions and
+/// refused proposals.
 #[cfg(feature = "consensus")]
 pub fn consensus(seeds: u64, faults: &str) -> Result<Value> {
     use aicpw_consensus::sim::{run, Faults, Scenario};
@@ -51,7 +52,10 @@ pub fn consensus(seeds: u64, faults: &str) -> Result<Value> {
             "crash" => chosen.crash = true,
             "partition" => chosen.partition = true,
             "lossy" => chosen.lossy = true,
-            other => bail!("unknown fault `{other}`; known: all, none, crash, partition, lossy"),
+            "liar" => chosen.liar = true,
+            other => {
+                bail!("unknown fault `{other}`; known: all, none, crash, partition, lossy, liar")
+            }
         }
     }
     let scenario =
@@ -82,12 +86,18 @@ pub fn consensus(seeds: u64, faults: &str) -> Result<Value> {
                 "violations": o.violations,
                 "heights": o.heights,
                 "txs": o.txs,
+                "refused": o.refused,
+                "liar_finalized": o.liar_finalized,
                 "simulated_ms": o.simulated_ms,
             })
         })
         .collect();
+    let finality: Vec<u64> = outcomes.iter().flat_map(|o| o.finality_ms.iter().copied()).collect();
     Ok(serde_json::json!({
         "runs": outcomes.len(),
+        // From a block's time to its finalization, on the simulated network's clock and links.
+        "simulated_finality_p50_ms": aicpw_sim::report::percentile(&finality, 500),
+        "simulated_finality_p99_ms": aicpw_sim::report::percentile(&finality, 990),
         "faults": chosen,
         "violations": violations,
         "repeat_equal": outcomes.first().is_some_and(|o| o.state_hash == repeat.state_hash),
@@ -95,8 +105,13 @@ pub fn consensus(seeds: u64, faults: &str) -> Result<Value> {
     }))
 }
 
+/// What the validators' commands say in an aicpw built without them.
+#[cfg(not(feature = "consensus"))]
+pub const WITHOUT_VALIDATORS: &str =
+    "this aicpw was built without validators: cargo build -p aicpw-cli --features consensus";
+
 /// Without the `consensus` feature the validators are not built in.
 #[cfg(not(feature = "consensus"))]
 pub fn consensus(_seeds: u64, _faults: &str) -> Result<Value> {
-    bail!("this aicpw was built without validators: cargo build -p aicpw-cli --features consensus")
+    bail!(WITHOUT_VALIDATORS)
 }

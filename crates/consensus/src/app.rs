@@ -6,7 +6,7 @@
 use crate::block::{self, Envelope, Expected};
 use crate::{Ctx, Scheme};
 use aicpw_ledger::State;
-use aicpw_types::{AccountId, BlockHeader, Hash32, SignedTx};
+use aicpw_types::{AccountId, Block, BlockHeader, Hash32, SignedTx};
 use commonware_actor::Feedback;
 use commonware_consensus::simplex::scheme::bls12381_threshold::vrf::{Seed, Seedable};
 use commonware_consensus::simplex::types::{Activity, Attributable};
@@ -31,6 +31,8 @@ use std::time::{Duration, UNIX_EPOCH};
 pub const BLOCK_TXS: usize = 4_096;
 /// How often a validator asks its peers again for blocks it lacks.
 const FETCH_RETRY: Duration = Duration::from_millis(250);
+/// How often a leader with nothing to propose yet looks again (its mempool, its clock).
+const PROPOSE_RETRY: Duration = Duration::from_millis(10);
 
 /// The account of a validator's consensus key (the same ed25519 key).
 pub fn account_of(key: &PublicKey) -> AccountId {
@@ -53,9 +55,13 @@ pub struct Evidence {
 #[derive(Default, Debug)]
 pub struct Record {
     pub finalized: Vec<(Hash32, Hash32)>,
+    /// The proposer of each finalized block.
+    pub proposers: Vec<AccountId>,
     /// Finalization time (the runtime's clock, ms) of each height, and its block's time.
     pub finality_ms: Vec<(u64, u64)>,
     pub txs: u64,
+    /// Proposals this validator voted against (their re-execution did not match).
+    pub refused: u64,
     pub evidence: Vec<Evidence>,
     /// A finalized block this validator could not apply, or an invariant broken after one.
     pub violations: Vec<String>,
@@ -120,8 +126,40 @@ impl Reporter for Mailbox {
     }
 }
 
-/// Anyone may add transactions to a validator's mempool (the simulation, the node's API).
+/// Where a validator's transactions come from and where its finalized blocks go: the
+/// simulation's shared list ([`Mempool`]), or a node's mempool and durable chain
+/// ([`crate::validator`]).
+pub trait Host: Send + 'static {
+    /// Transactions for a block on `state` (the state after the block it extends): each
+    /// signer's in nonce order from its nonce in `state`, at most [`BLOCK_TXS`].
+    fn pending(&mut self, state: &State) -> Vec<SignedTx>;
+    /// `block` was finalized and applied, giving `state`; an error stops the validator.
+    fn finalized(&mut self, block: &Block, state: &State) -> Result<(), String>;
+}
+
+/// The simulation's mempool: its clients add transactions, finalized blocks drop them.
 pub type Mempool = Arc<Mutex<Vec<SignedTx>>>;
+
+impl Host for Mempool {
+    fn pending(&mut self, state: &State) -> Vec<SignedTx> {
+        let mempool = self.lock().expect("no panics while locked");
+        let mut txs: Vec<SignedTx> = mempool
+            .iter()
+            .filter(|tx| tx.tx.nonce >= state.accounts.get(&tx.tx.signer).map_or(0, |a| a.nonce))
+            .take(BLOCK_TXS)
+            .cloned()
+            .collect();
+        txs.sort_by_key(|tx| (tx.tx.signer, tx.tx.nonce));
+        txs
+    }
+
+    fn finalized(&mut self, _block: &Block, state: &State) -> Result<(), String> {
+        let mut mempool = self.lock().expect("no panics while locked");
+        mempool
+            .retain(|tx| tx.tx.nonce >= state.accounts.get(&tx.tx.signer).map_or(0, |a| a.nonce));
+        Ok(())
+    }
+}
 
 /// A block this validator holds and, once executed, the state after it.
 struct Known {
@@ -129,13 +167,13 @@ struct Known {
     state: Option<State>,
 }
 
-pub struct Application<E> {
+pub struct Application<E, H> {
     context: E,
     scheme: Scheme,
     genesis: State,
     genesis_digest: Digest,
     mailbox: Option<mpsc::UnboundedReceiver<Message>>,
-    mempool: Mempool,
+    host: H,
     record: Shared,
     blocks: HashMap<Digest, Known>,
     /// The seed of each view seen notarized or finalized.
@@ -146,17 +184,25 @@ pub struct Application<E> {
     /// The highest finalized digest not yet applied (its ancestors may be missing).
     target: Option<Digest>,
     proposals: Vec<(Ctx, oneshot::Sender<Digest>)>,
+    /// A Byzantine leader (the simulation's `liar` fault): its blocks name a wrong state root.
+    lying: bool,
+    /// An empty block is proposed only this long after its parent's time (0: at once).
+    empty_block_ms: u64,
+    /// The host could not take a finalized block: the validator stops.
+    halted: bool,
+    /// The height of the head this validator resumed from (0: it started from genesis).
+    resumed_at: u64,
     verifies: Vec<(Ctx, Digest, oneshot::Sender<bool>)>,
 }
 
-impl<E: Clock + Spawner + Supervisor> Application<E> {
+impl<E: Clock + Spawner + Supervisor, H: Host> Application<E, H> {
     pub fn new(
         context: E,
         scheme: Scheme,
         genesis: State,
-        mempool: Mempool,
+        host: H,
         record: Shared,
-    ) -> (Application<E>, Mailbox) {
+    ) -> (Application<E, H>, Mailbox) {
         let (sender, mailbox) = mpsc::unbounded_channel();
         let genesis_digest = block::genesis_digest(&genesis.meta.chain_id);
         let app = Application {
@@ -166,16 +212,43 @@ impl<E: Clock + Spawner + Supervisor> Application<E> {
             genesis,
             genesis_digest,
             mailbox: Some(mailbox),
-            mempool,
+            host,
             record,
             blocks: HashMap::new(),
             seeds: BTreeMap::new(),
             head: (genesis_digest, None),
             target: None,
             proposals: Vec::new(),
+            lying: false,
+            empty_block_ms: 0,
+            halted: false,
+            resumed_at: 0,
             verifies: Vec::new(),
         };
         (app, Mailbox { sender })
+    }
+
+    /// Makes this validator a Byzantine leader for the simulation: every block it proposes names
+    /// a state root its transactions do not lead to (it still votes as the others do).
+    pub fn lying(mut self) -> Self {
+        self.lying = true;
+        self
+    }
+
+    /// Proposes an empty block only `ms` after its parent's time, so an idle network does not
+    /// finalize blocks as fast as its links allow (a block with transactions goes at once).
+    pub fn pace(mut self, ms: u64) -> Self {
+        self.empty_block_ms = ms;
+        self
+    }
+
+    /// Starts from a finalized head applied before (a restarted validator's committed chain):
+    /// finalizations at or below it are not applied again.
+    pub fn resume(mut self, head: BlockHeader, state: State) -> Self {
+        self.resumed_at = head.height;
+        self.head = (block::digest(&head), Some(head));
+        self.state = state;
+        self
     }
 
     pub fn genesis_digest(&self) -> Digest {
@@ -204,7 +277,11 @@ impl<E: Clock + Spawner + Supervisor> Application<E> {
     {
         let mut mailbox = self.mailbox.take().expect("an application runs once");
         let mut next_fetch = self.context.current() + FETCH_RETRY;
-        loop {
+        while !self.halted {
+            let wake = match self.proposals.is_empty() {
+                true => next_fetch,
+                false => next_fetch.min(self.context.current() + PROPOSE_RETRY),
+            };
             select! {
                 message = mailbox.recv() => {
                     let Some(message) = message else { return };
@@ -214,9 +291,11 @@ impl<E: Clock + Spawner + Supervisor> Application<E> {
                     let Ok((peer, bytes)) = incoming else { return };
                     self.incoming(peer, bytes.as_ref(), &mut sender);
                 },
-                _ = self.context.sleep_until(next_fetch) => {
-                    next_fetch = self.context.current() + FETCH_RETRY;
-                    self.fetch_missing(&mut sender);
+                _ = self.context.sleep_until(wake) => {
+                    if self.context.current() >= next_fetch {
+                        next_fetch = self.context.current() + FETCH_RETRY;
+                        self.fetch_missing(&mut sender);
+                    }
                 },
             }
             self.progress();
@@ -429,31 +508,26 @@ impl<E: Clock + Spawner + Supervisor> Application<E> {
         };
         let parent_state = self.state_after(parent)?;
         let parent_header = self.header(&parent);
-        let txs = self.pending_txs(&parent_state);
+        let txs = self.host.pending(&parent_state);
+        let now_ms = self.now_ms();
+        let parent_time = parent_header.as_ref().map_or(0, |h| h.time_ms);
+        if txs.is_empty() && now_ms < parent_time.saturating_add(self.empty_block_ms) {
+            return None;
+        }
         let expected = Expected {
             parent: &parent,
             parent_view,
             parent_header: parent_header.as_ref(),
             leader: account_of(&context.leader),
-            now_ms: self.now_ms(),
+            now_ms,
         };
-        let (envelope, state) = block::build(&parent_state, &expected, seed, txs).ok()?;
+        let (mut envelope, state) = block::build(&parent_state, &expected, seed, txs).ok()?;
+        if self.lying {
+            envelope.block.header.state_root = Hash32([0xa5; 32]);
+        }
         let digest = envelope.digest();
         self.blocks.insert(digest, Known { envelope, state: Some(state) });
         Some(digest)
-    }
-
-    /// The mempool's transactions not yet applied on `state`, each signer's in nonce order.
-    fn pending_txs(&self, state: &State) -> Vec<SignedTx> {
-        let mempool = self.mempool.lock().expect("no panics while locked");
-        let mut txs: Vec<SignedTx> = mempool
-            .iter()
-            .filter(|tx| tx.tx.nonce >= state.accounts.get(&tx.tx.signer).map_or(0, |a| a.nonce))
-            .take(BLOCK_TXS)
-            .cloned()
-            .collect();
-        txs.sort_by_key(|tx| (tx.tx.signer, tx.tx.nonce));
-        txs
     }
 
     fn verify(&mut self, context: &Ctx, payload: Digest) -> Option<bool> {
@@ -475,7 +549,10 @@ impl<E: Clock + Spawner + Supervisor> Application<E> {
                 }
                 Some(true)
             }
-            Err(_) => Some(false),
+            Err(_) => {
+                self.record.lock().expect("no panics while locked").refused += 1;
+                Some(false)
+            }
         }
     }
 
@@ -484,12 +561,18 @@ impl<E: Clock + Spawner + Supervisor> Application<E> {
     /// never applied again.
     fn apply_finalized(&mut self) {
         let Some(target) = self.target else { return };
+        let head_height = self.head.1.as_ref().map_or(0, |h| h.height);
+        let target_height = self.blocks.get(&target).map(|k| k.envelope.block.header.height);
+        if target_height.is_some_and(|height| height <= self.resumed_at) {
+            // Applied before this validator restarted: its engine replays its journal.
+            self.target = None;
+            return;
+        }
         let mut chain = Vec::new();
         let mut cursor = target;
         while cursor != self.head.0 {
             let Some(known) = self.blocks.get(&cursor) else { return };
             let height = known.envelope.block.header.height;
-            let head_height = self.head.1.as_ref().map_or(0, |h| h.height);
             if height <= head_height {
                 let reason = format!("finalized block at height {height} is not on the head");
                 self.violation(reason);
@@ -513,30 +596,30 @@ impl<E: Clock + Spawner + Supervisor> Application<E> {
             };
             let Some(header) = self.header(&digest) else { return };
             self.finalize(digest, header, state);
+            if self.halted {
+                return;
+            }
         }
         self.target = None;
     }
 
     fn finalize(&mut self, digest: Digest, header: BlockHeader, state: State) {
         let now = self.now_ms();
-        let included: Vec<Hash32> = self
-            .blocks
-            .get(&digest)
-            .map(|k| k.envelope.block.txs.iter().map(SignedTx::id).collect())
-            .unwrap_or_default();
-        {
-            let mut mempool = self.mempool.lock().expect("no panics while locked");
-            mempool.retain(|tx| {
-                let next = state.accounts.get(&tx.tx.signer).map_or(0, |a| a.nonce);
-                tx.tx.nonce >= next
-            });
+        let Some(block) = self.blocks.get(&digest).map(|k| k.envelope.block.clone()) else {
+            return;
+        };
+        if let Err(reason) = self.host.finalized(&block, &state) {
+            self.violation(format!("height {}: the host refused it: {reason}", header.height));
+            self.halted = true;
+            return;
         }
         let invariant = state.check_invariants().err();
         {
             let mut record = self.record.lock().expect("no panics while locked");
             record.finalized.push((Hash32(digest.0), header.state_root));
+            record.proposers.push(header.proposer);
             record.finality_ms.push((now, header.time_ms));
-            record.txs += included.len() as u64;
+            record.txs += block.txs.len() as u64;
             record.state_hash = header.state_root;
             if let Some(broken) = invariant {
                 record.violations.push(format!("height {}: {broken}", header.height));

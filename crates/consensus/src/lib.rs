@@ -5,11 +5,13 @@
 //! [`aicpw_ledger::execute_block`], the other validators verify it by re-executing it on the
 //! parent's state, and every validator applies a block once, in height order, when it is
 //! finalized ([`app`]). [`sim`] runs validators on Commonware's deterministic runtime and
-//! simulated network with seeded faults.
+//! simulated network with seeded faults; [`validator`] runs one as a process on the network,
+//! with the node's chain and API.
 
 pub mod app;
 pub mod block;
 pub mod sim;
+pub mod validator;
 
 use commonware_consensus::simplex::scheme::bls12381_threshold::vrf;
 use commonware_cryptography::bls12381::primitives::variant::MinSig;

@@ -32,12 +32,14 @@ pub struct Faults {
     pub crash: bool,
     /// One validator is cut off from the others for a while.
     pub partition: bool,
-    /// Every link drops 5% of messages and delays them 5-80 ms.
+    /// Every link drops 5% of messages and delays them 40±20 ms.
     pub lossy: bool,
+    /// One validator proposes blocks with a wrong state root whenever it leads.
+    pub liar: bool,
 }
 
 impl Faults {
-    pub const ALL: Faults = Faults { crash: true, partition: true, lossy: true };
+    pub const ALL: Faults = Faults { crash: true, partition: true, lossy: true, liar: true };
 }
 
 #[derive(Clone, Debug)]
@@ -61,6 +63,10 @@ pub struct Outcome {
     pub heights: Vec<u64>,
     pub txs: u64,
     pub evidence: usize,
+    /// Proposals the validators voted against, summed over validators.
+    pub refused: u64,
+    /// Finalized blocks the lying validator proposed (each names a wrong root: must be 0).
+    pub liar_finalized: u64,
     /// Simulated milliseconds from a block's time to its finalization, per block and validator.
     pub finality_ms: Vec<u64>,
     pub simulated_ms: u64,
@@ -113,6 +119,7 @@ async fn start_validator(
     mempool: Mempool,
     record: Shared,
     incarnation: u32,
+    lying: bool,
 ) -> Running {
     let context =
         context.child("validator").with_attribute("key", key).with_attribute("run", incarnation);
@@ -124,6 +131,7 @@ async fn start_validator(
         mempool,
         record,
     );
+    let app = if lying { app.lying() } else { app };
     let genesis_digest = app.genesis_digest();
     let app = app.start(channels.blocks.0, channels.blocks.1);
     let config = Config {
@@ -250,6 +258,9 @@ pub fn run(scenario: &Scenario) -> Outcome {
         let mempools: Vec<Mempool> = (0..n).map(|_| Arc::new(Mutex::new(Vec::new()))).collect();
         let records: Vec<Shared> =
             (0..n).map(|_| Arc::new(Mutex::new(Record::default()))).collect();
+        // The crashed validator, the partitioned one after it, the liar after that.
+        let victim = context.random_range(0..n);
+        let liar = (victim + 2) % n;
         let mut running = Vec::new();
         for i in 0..n {
             let started = start_validator(
@@ -261,6 +272,7 @@ pub fn run(scenario: &Scenario) -> Outcome {
                 mempools[i].clone(),
                 records[i].clone(),
                 0,
+                scenario.faults.liar && i == liar,
             )
             .await;
             running.push(Some(started));
@@ -270,7 +282,6 @@ pub fn run(scenario: &Scenario) -> Outcome {
         let users: Vec<Keypair> = (0..ACCOUNTS).map(|i| Keypair::dev(1_000 + i)).collect();
         let mut nonces = vec![0u64; users.len()];
         let crash_at = 1_500 + context.random_range(0..1_000u64);
-        let victim = context.random_range(0..n);
         let cut = (victim + 1) % n;
         let partition_at = 4_000 + context.random_range(0..1_000u64);
         let heal_ms = 2_000;
@@ -322,6 +333,7 @@ pub fn run(scenario: &Scenario) -> Outcome {
                         mempools[victim].clone(),
                         records[victim].clone(),
                         incarnation,
+                        false,
                     )
                     .await;
                     incarnation += 1;
@@ -345,7 +357,8 @@ pub fn run(scenario: &Scenario) -> Outcome {
                 r.lock().expect("no panics while locked").finalized.len() as u64 >= scenario.blocks
             });
             if (reached && faults_done) || elapsed >= deadline_ms {
-                let outcome = check(&scenario, &records, elapsed);
+                let liar = scenario.faults.liar.then(|| account_of(&keys[liar]));
+                let outcome = check(&scenario, &records, elapsed, liar);
                 for parts in running.into_iter().flatten() {
                     parts.app.abort();
                     parts.engine.abort();
@@ -356,7 +369,12 @@ pub fn run(scenario: &Scenario) -> Outcome {
     })
 }
 
-fn check(scenario: &Scenario, records: &[Shared], simulated_ms: u64) -> Outcome {
+fn check(
+    scenario: &Scenario,
+    records: &[Shared],
+    simulated_ms: u64,
+    liar: Option<aicpw_types::AccountId>,
+) -> Outcome {
     let records: Vec<std::sync::MutexGuard<'_, Record>> =
         records.iter().map(|r| r.lock().expect("no panics while locked")).collect();
     let mut violations = Vec::new();
@@ -397,6 +415,14 @@ fn check(scenario: &Scenario, records: &[Shared], simulated_ms: u64) -> Outcome 
         .collect();
     finality_ms.sort_unstable();
     let evidence = records.iter().map(|r| r.evidence.len()).max().unwrap_or(0);
+    let liar_finalized = records
+        .iter()
+        .map(|r| r.proposers.iter().filter(|p| Some(**p) == liar).count() as u64)
+        .max()
+        .unwrap_or(0);
+    if liar_finalized > 0 {
+        violations.push(format!("{liar_finalized} blocks naming a wrong state root finalized"));
+    }
     Outcome {
         seed: scenario.seed,
         state_hash,
@@ -404,6 +430,8 @@ fn check(scenario: &Scenario, records: &[Shared], simulated_ms: u64) -> Outcome 
         heights: records.iter().map(|r| r.finalized.len() as u64).collect(),
         txs: records.first().map_or(0, |r| r.txs),
         evidence,
+        refused: records.iter().map(|r| r.refused).sum(),
+        liar_finalized,
         finality_ms,
         simulated_ms,
     }

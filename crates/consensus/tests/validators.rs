@@ -14,6 +14,7 @@ fn four_validators_finalize_the_same_blocks_and_state_roots() {
     assert!(outcome.heights.iter().all(|h| *h >= 30), "{:?}", outcome.heights);
     assert!(outcome.txs > 50, "blocks carry the clients' transfers: {}", outcome.txs);
     assert!(!outcome.state_hash.is_empty());
+    assert_eq!(outcome.refused, 0, "honest leaders' blocks are all accepted");
 }
 
 #[test]
@@ -38,4 +39,13 @@ fn the_same_seed_gives_the_same_state_hash_under_every_fault() {
     assert_eq!(first.state_hash, again.state_hash);
     assert_eq!(first.heights, again.heights);
     assert_eq!(first.txs, again.txs);
+}
+
+#[test]
+fn a_leader_naming_a_wrong_state_root_is_refused_and_the_chain_goes_on() {
+    let outcome = run(&scenario(5, Faults { liar: true, ..Faults::default() }));
+    assert!(outcome.violations.is_empty(), "{:?}", outcome.violations);
+    assert!(outcome.heights.iter().all(|h| *h >= 30), "{:?}", outcome.heights);
+    assert!(outcome.refused > 0, "the liar led some views and its blocks were refused");
+    assert_eq!(outcome.liar_finalized, 0, "none of its blocks was finalized");
 }

@@ -368,12 +368,58 @@ impl Chain {
             state_root,
             tx_count: included.len() as u32,
         };
-        let block = Block { header: header.clone(), txs: included };
-        self.db.commit_block(&block)?;
-        self.head = Some(header.clone());
-        self.pending.extend(changed);
-        self.maybe_checkpoint(header.height)?;
+        self.commit(Block { header: header.clone(), txs: included }, changed)?;
         Ok(BlockOutcome { header, receipts, events, rejected })
+    }
+
+    /// Makes `block` durable and the head, with the state entries it changed.
+    fn commit(&mut self, block: Block, changed: EntryChanges) -> Result<(), ChainError> {
+        self.db.commit_block(&block)?;
+        let height = block.header.height;
+        self.head = Some(block.header);
+        self.pending.extend(changed);
+        self.maybe_checkpoint(height)
+    }
+
+    /// Commits a block that validators finalized (another validator may have made it): it is
+    /// re-executed here ([`aicpw_ledger::execute_block`]), every transaction must apply and the
+    /// state root must be the one it names, then it is committed durably. Idempotent by height:
+    /// a block at or below the head is not applied again (`None`) and must be the one stored at
+    /// its height. An error leaves the state unusable: the validator stops, as on a
+    /// conservation failure, and restarts from its last committed block.
+    pub fn commit_finalized(&mut self, block: Block) -> Result<Option<BlockOutcome>, ChainError> {
+        let height = block.header.height;
+        let diverged = |reason: &str| ChainError::ReplayDiverged { height, reason: reason.into() };
+        if height <= self.height() {
+            let stored = self.db.block(height)?.map(|b| b.header.hash());
+            return match stored == Some(block.header.hash()) {
+                true => Ok(None),
+                false => Err(diverged("another block is committed at this height")),
+            };
+        }
+        if height != self.height() + 1
+            || self.head.as_ref().is_some_and(|h| h.hash() != block.header.parent)
+        {
+            return Err(diverged("the block does not extend the head"));
+        }
+        let verified = verify_parallel(&block.txs);
+        let executed = aicpw_ledger::execute_block(
+            &mut self.state,
+            &block.header.env(),
+            block.txs.clone(),
+            &verified,
+        )
+        .map_err(|violation| ChainError::Conservation { height, violation })?;
+        if let Some((_, reject)) = executed.rejected.first() {
+            return Err(diverged(&reject.to_string()));
+        }
+        if executed.state_root != block.header.state_root {
+            return Err(diverged("state root"));
+        }
+        let aicpw_ledger::Executed { receipts, events, changed, .. } = executed;
+        let header = block.header.clone();
+        self.commit(block, changed)?;
+        Ok(Some(BlockOutcome { header, receipts, events, rejected: Vec::new() }))
     }
 
     /// Re-executes the whole block log from genesis in memory and checks every block's state root;

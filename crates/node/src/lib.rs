@@ -96,18 +96,28 @@ impl Bound {
         shutdown: impl std::future::Future<Output = ()> + Send + 'static,
     ) -> Result<(), NodeError> {
         let producer = tokio::spawn(self.shared.clone().run_producer());
-        let collector = tokio::spawn(content::run_collector(self.shared.clone()));
-        let app = api::router(self.shared.clone());
-        let server = server::serve(self.listener, app, self.connections_per_address, shutdown);
-        let _stop_collector = AbortOnDrop(collector);
         tokio::select! {
-            served = server => served.map_err(NodeError::Serve),
+            served = self.serve_api(shutdown) => served,
             produced = producer => match produced {
                 Ok(Ok(())) => Ok(()),
                 Ok(Err(e)) => Err(service::ServiceError::from(e).into()),
                 Err(join) => std::panic::resume_unwind(join.into_panic()),
             },
         }
+    }
+
+    /// Serves the API and collects content without making blocks: a validator's node, whose
+    /// blocks come from consensus ([`Shared::commit_finalized`]).
+    pub async fn serve_api(
+        self,
+        shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+    ) -> Result<(), NodeError> {
+        let collector = tokio::spawn(content::run_collector(self.shared.clone()));
+        let _stop_collector = AbortOnDrop(collector);
+        let app = api::router(self.shared.clone());
+        server::serve(self.listener, app, self.connections_per_address, shutdown)
+            .await
+            .map_err(NodeError::Serve)
     }
 }
 

@@ -78,6 +78,21 @@ impl Mempool {
         Some(waiting)
     }
 
+    /// Each signer's unbroken run of nonces from its nonce in `state`, signers in the order
+    /// their run's first transaction arrived: the order transactions go into blocks.
+    fn runs(&self, state: &State) -> Vec<(AccountId, Vec<u64>)> {
+        let mut runs: Vec<(Instant, AccountId, Vec<u64>)> = Vec::new();
+        for (signer, queue) in &self.signers {
+            let next = state.accounts.get(signer).map_or(0, |a| a.nonce);
+            let run: Vec<u64> = (next..).take_while(|n| queue.contains_key(n)).collect();
+            if let Some(first) = run.first() {
+                runs.push((queue[first].since, *signer, run));
+            }
+        }
+        runs.sort_by_key(|(since, signer, _)| (*since, *signer));
+        runs.into_iter().map(|(_, signer, run)| (signer, run)).collect()
+    }
+
     /// Tells the submitter of `id`, if it waits, why its transaction will not commit.
     fn refuse(&mut self, id: &Hash32, reject: Reject) {
         if let Some(waiter) = self.waiters.remove(id) {
@@ -256,32 +271,27 @@ impl Shared {
     fn take_batch(&self, state: &State) -> Vec<SignedTx> {
         let mut pool = self.mempool();
         let now = Instant::now();
-        let mut runs: Vec<(Instant, AccountId, Vec<u64>)> = Vec::new();
         let mut dropped: Vec<(AccountId, u64, Reject)> = Vec::new();
         for (signer, queue) in &pool.signers {
             let committed = state.accounts.get(signer).map_or(0, |a| a.nonce);
             dropped.extend(
                 queue.range(..committed).map(|(n, _)| (*signer, *n, Reject::NonceReplayed)),
             );
-            let run: Vec<u64> = (committed..).take_while(|n| queue.contains_key(n)).collect();
-            let gapped = queue.range(committed + run.len() as u64..);
+            let run = (committed..).take_while(|n| queue.contains_key(n)).count() as u64;
             dropped.extend(
-                gapped
+                queue
+                    .range(committed + run..)
                     .filter(|(_, w)| now.duration_since(w.since) > NONCE_GAP_WAIT_MAX)
                     .map(|(n, _)| (*signer, *n, Reject::MempoolExpired)),
             );
-            if let Some(first) = run.first() {
-                runs.push((queue[first].since, *signer, run));
-            }
         }
         for (signer, nonce, reject) in dropped {
             if let Some(waiting) = pool.remove(&signer, nonce) {
                 pool.refuse(&waiting.id, reject);
             }
         }
-        runs.sort_by_key(|(since, signer, _)| (*since, *signer));
         let mut batch = Vec::new();
-        for (_, signer, run) in runs {
+        for (signer, run) in pool.runs(state) {
             for nonce in run {
                 if batch.len() == BLOCK_TXS_MAX {
                     pool.ready = true;
@@ -346,6 +356,50 @@ impl Shared {
         drop(chain);
         self.publish(&outcome, &senders);
         Ok(outcome)
+    }
+
+    /// A validator's next proposal on `state` (the state after the block it extends, which may
+    /// be ahead of the committed chain): at most `max` transactions, in the order
+    /// [`Shared::produce_once`] takes them. Nothing is taken out of the mempool: the block may
+    /// never be finalized.
+    pub fn pending(&self, state: &State, max: usize) -> Vec<SignedTx> {
+        let pool = self.mempool();
+        let queued = pool.runs(state).into_iter().flat_map(|(signer, run)| {
+            let queue = &pool.signers[&signer];
+            run.into_iter().map(move |nonce| queue[&nonce].tx.clone())
+        });
+        queued.take(max).collect()
+    }
+
+    /// Commits a block the validators finalized ([`Chain::commit_finalized`]), drops from the
+    /// mempool what it made stale (its transactions, and others with their nonces), and tells
+    /// waiters and subscribers. Returns whether the block was new (not committed before).
+    pub fn commit_finalized(&self, block: aicpw_types::Block) -> Result<bool, ChainError> {
+        let mut chain = self.chain();
+        let Some(outcome) = chain.commit_finalized(block)? else { return Ok(false) };
+        let state = chain.state();
+        {
+            let mut pool = self.mempool();
+            let stale: Vec<(AccountId, u64)> = pool
+                .signers
+                .iter()
+                .flat_map(|(signer, queue)| {
+                    let next = state.accounts.get(signer).map_or(0, |a| a.nonce);
+                    queue.range(..next).map(|(nonce, _)| (*signer, *nonce))
+                })
+                .collect();
+            let included: HashSet<Hash32> = outcome.receipts.iter().map(|r| r.tx_id).collect();
+            for (signer, nonce) in stale {
+                if let Some(waiting) = pool.remove(&signer, nonce) {
+                    if !included.contains(&waiting.id) {
+                        pool.refuse(&waiting.id, Reject::NonceReplayed);
+                    }
+                }
+            }
+        }
+        drop(chain);
+        self.publish(&outcome, &HashMap::new());
+        Ok(true)
     }
 
     /// Whether a transaction that can go into the next block waits.
