@@ -129,7 +129,7 @@ pub fn run(
     }
     for i in 0..providers {
         let url = &devnet.apis[i % devnet.apis.len()];
-        devnet.children.0.push(start_provider(url, &dir, i as u32 + 1, 3_600_000)?);
+        devnet.children.0.push(start_provider(url, &dir, i as u32 + 1, 3_600_000, &[])?);
     }
     let pids: Vec<u32> = devnet.children.0.iter().map(Child::id).collect();
     let summary = json!({
