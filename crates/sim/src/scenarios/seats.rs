@@ -123,48 +123,43 @@ pub fn sybil_cartel_majority(seed: u64) -> RunReport {
 }
 
 pub fn copying_judge(seed: u64) -> RunReport {
-    let mut rng = SimRng::new(seed, "scenario copying-judge");
-    let mut setup = base_setup(seed, &mut rng, 4);
-    let lazy = Behaviour::Lazy { skip_ppm: 250_000, withholds: false, stalls: false };
-    setup.providers.push(cpu_cheater(&mut rng, lazy));
-    let judge = setup.providers.len();
-    setup.providers.push(cpu_cheater(&mut rng, Behaviour::CopyingJudge));
-    setup.requesters =
-        (0..3).map(|_| RequesterSpec::honest(30, vec![Verification::Audit])).collect();
-    setup.submit_window_ms = 1_200_000;
-    let bound = Bound {
-        attempts: 1,
-        unit: Attempts::Commits(Role::Referee).unit(),
-        rule: "a split is judged before anything is revealed: the referee sees only the two \
-               equality tags, copies one over a guess it cannot open, and is withheld, replaced \
-               and slashed when its late reveal window closes"
-            .into(),
-    };
-    let detector =
-        Setup::detector(judge, CaughtWhen::ProviderSlashed, Attempts::Commits(Role::Referee));
-    run("copying-judge", &setup, Some(detector), Some(bound))
+    lazy_judge(
+        seed,
+        "copying-judge",
+        Behaviour::CopyingJudge,
+        "a split is judged before anything is revealed: the referee sees only the two equality \
+         tags, copies one over a guess it cannot open, and is withheld, replaced and slashed when \
+         its late reveal window closes",
+    )
 }
 
 pub fn guessing_judge(seed: u64) -> RunReport {
-    let mut rng = SimRng::new(seed, "scenario guessing-judge");
+    lazy_judge(
+        seed,
+        "guessing-judge",
+        Behaviour::GuessingJudge,
+        "a referee whose tag matches neither side leaves no majority possible: two more judges \
+         are drawn before anything is revealed, and the five outvote the guess",
+    )
+}
+
+/// A judge that never re-executes (`behaviour`) beside a lazy worker forging a quarter of its
+/// results, which makes the splits it judges; caught when slashed, at its first referee commit.
+fn lazy_judge(seed: u64, name: &'static str, behaviour: Behaviour, rule: &str) -> RunReport {
+    let mut rng = SimRng::new(seed, &format!("scenario {name}"));
     let mut setup = base_setup(seed, &mut rng, 4);
     let lazy = Behaviour::Lazy { skip_ppm: 250_000, withholds: false, stalls: false };
     setup.providers.push(cpu_cheater(&mut rng, lazy));
     let judge = setup.providers.len();
-    setup.providers.push(cpu_cheater(&mut rng, Behaviour::GuessingJudge));
+    setup.providers.push(cpu_cheater(&mut rng, behaviour));
     setup.requesters =
         (0..3).map(|_| RequesterSpec::honest(30, vec![Verification::Audit])).collect();
     setup.submit_window_ms = 1_200_000;
-    let bound = Bound {
-        attempts: 1,
-        unit: Attempts::Commits(Role::Referee).unit(),
-        rule: "a referee whose tag matches neither side leaves no majority possible: two more \
-               judges are drawn before anything is revealed, and the five outvote the guess"
-            .into(),
-    };
+    let bound =
+        Bound { attempts: 1, unit: Attempts::Commits(Role::Referee).unit(), rule: rule.into() };
     let detector =
         Setup::detector(judge, CaughtWhen::ProviderSlashed, Attempts::Commits(Role::Referee));
-    run("guessing-judge", &setup, Some(detector), Some(bound))
+    run(name, &setup, Some(detector), Some(bound))
 }
 
 pub fn colluding_cancel(seed: u64) -> RunReport {
