@@ -56,7 +56,10 @@ try {
   await shot("wallet");
 
   // Explorer: search the payee's address.
+  // Wait for the explorer itself (the wallet page has a table too): a search typed while the
+  // explorer still loads is overwritten when it arrives.
   await page.goto(`${url}/#/explorer`);
+  await page.waitForSelector("main h1:has-text('Explorer')");
   await page.waitForSelector("main table");
   await page.fill("#q", payee);
   await page.press("#q", "Enter");
