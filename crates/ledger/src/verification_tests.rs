@@ -807,10 +807,7 @@ fn events_name_the_verification_steps() {
 /// of computing): the three could only end `no-quorum`, which would let the forger escape its
 /// slash. Two more judges of other owners decide with them (`Net::referee_escalated`).
 fn audit_escalated(referee: &[u8], judges: [&[u8]; 2]) -> (Net, TaskId, Vec<NodeId>) {
-    let mut net = Net::new();
-    for i in 1..=5 {
-        net.provider(i, 500_000 * u128::from(i));
-    }
+    let mut net = crate::release_tests::net5();
     let id = net.submit(0, policy(Verification::Audit));
     let worker = net.worker(id);
     net.commit(id, worker, b"lazy").expect("commit");
